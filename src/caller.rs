@@ -1,0 +1,223 @@
+//! Who is calling: the token headers of a request, and the caller a token
+//! belongs to. Tokens are kept only as SHA-256 digests and compared in
+//! constant time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::config::{Addon, Role};
+
+/// The token headers, in the order SPEC.md checks them.
+pub const TOKEN_HEADERS: [&str; 3] = ["x-supervisor-token", "x-hassio-key", "authorization"];
+
+/// The SHA-256 digest of a token: the only form in which the gateway keeps one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl TokenDigest {
+    /// Digests a presented token.
+    pub fn of(token: &[u8]) -> Self {
+        TokenDigest(Sha256::digest(token).into())
+    }
+
+    /// Parses a digest written as 64 hex digits.
+    pub fn from_hex(hex_digits: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_digits.trim(), &mut bytes).ok()?;
+        Some(TokenDigest(bytes))
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest(<redacted>)")
+    }
+}
+
+/// The caller of a request, as identified from its token.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No token at all (or only empty ones).
+    Anonymous,
+    /// A token that belongs to nobody.
+    Unknown,
+    /// The Home Assistant core.
+    HomeAssistant,
+    /// The host CLI plugin.
+    Cli,
+    /// The observer plugin.
+    Observer,
+    /// An add-on, with its manifest fields.
+    Addon(Arc<Addon>),
+}
+
+impl Caller {
+    /// The caller kind as it appears in logs and `check` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Caller::Anonymous => "anonymous",
+            Caller::Unknown => "unknown",
+            Caller::HomeAssistant => "homeassistant",
+            Caller::Cli => "cli",
+            Caller::Observer => "observer",
+            Caller::Addon(_) => "addon",
+        }
+    }
+
+    /// The add-on's slug, for add-on callers.
+    pub fn slug(&self) -> Option<&str> {
+        match self {
+            Caller::Addon(addon) => Some(&addon.slug),
+            _ => None,
+        }
+    }
+
+    /// The add-on's declared role, for add-on callers.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Caller::Addon(addon) => Some(addon.role),
+            _ => None,
+        }
+    }
+}
+
+/// Why the token headers of a request were refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// One token header appears twice.
+    #[error("token header sent more than once")]
+    RepeatedHeader,
+    /// Two token headers carry different tokens.
+    #[error("conflicting tokens in different headers")]
+    Conflicting,
+    /// A token with bytes that no token can have.
+    #[error("malformed token")]
+    Malformed,
+    /// A token header spelled with `_` or `.`, which some servers read as `-`.
+    #[error("token header name spelled ambiguously")]
+    AmbiguousHeaderName,
+}
+
+/// The token a request carries, if any, from the headers of SPEC.md.
+///
+/// An empty value is no token; `Authorization` counts only with the Bearer
+/// scheme. Refuses a header sent twice, two different tokens and tokens with
+/// bytes outside visible ASCII.
+pub fn presented_token(headers: &HeaderMap) -> Result<Option<&[u8]>, TokenError> {
+    if headers.keys().any(is_ambiguous_token_header) {
+        return Err(TokenError::AmbiguousHeaderName);
+    }
+    let mut found: Option<&[u8]> = None;
+    for name in TOKEN_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else { continue };
+        if values.next().is_some() {
+            return Err(TokenError::RepeatedHeader);
+        }
+        let Some(token) = token_in(name, value.as_bytes())? else {
+            continue;
+        };
+        match found {
+            Some(earlier) if earlier != token => return Err(TokenError::Conflicting),
+            _ => found = Some(token),
+        }
+    }
+    Ok(found)
+}
+
+/// The token inside one header value; `None` for an empty value or another
+/// `Authorization` scheme.
+fn token_in<'a>(name: &str, value: &'a [u8]) -> Result<Option<&'a [u8]>, TokenError> {
+    let token = if name == "authorization" {
+        match bearer_token(value) {
+            Some(token) => token,
+            None => return Ok(None),
+        }
+    } else {
+        value.trim_ascii()
+    };
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if !token.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Some(token))
+}
+
+/// The token of a `Bearer` credential (scheme matched case-insensitively).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let scheme = value.get(..6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let rest = &value[6..];
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    if !rest[0].is_ascii_whitespace() {
+        return None;
+    }
+    Some(rest.trim_ascii())
+}
+
+/// A header that is not a token header but reads as one once `_` and `.`
+/// become `-`.
+fn is_ambiguous_token_header(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    name.contains(['_', '.']) && TOKEN_HEADERS.contains(&normalized_name(name).as_str())
+}
+
+/// A header name with `_` and `.` spelled `-`, as some servers read them.
+pub fn normalized_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+/// Everyone who holds a token, by digest.
+#[derive(Debug, Default)]
+pub struct Callers {
+    entries: Vec<(TokenDigest, Caller)>,
+}
+
+impl Callers {
+    /// Adds the holder of a token digest.
+    pub fn insert(&mut self, digest: TokenDigest, caller: Caller) {
+        self.entries.push((digest, caller));
+    }
+
+    /// The caller that holds `token`: every digest is compared in constant
+    /// time, with no early exit, so timing tells nothing about which (if any)
+    /// matched or how much of it did.
+    pub fn identify(&self, token: Option<&[u8]>) -> Caller {
+        let Some(token) = token else {
+            return Caller::Anonymous;
+        };
+        let presented = TokenDigest::of(token);
+        let mut found = usize::MAX as u64;
+        for (index, (digest, _)) in self.entries.iter().enumerate() {
+            let equal = digest.0.ct_eq(&presented.0);
+            found = u64::conditional_select(&found, &(index as u64), equal);
+        }
+        self.entries
+            .get(found as usize)
+            .map(|(_, caller)| caller.clone())
+            .unwrap_or(Caller::Unknown)
+    }
+
+    /// The add-on caller with this slug, for `check --addon`.
+    pub fn addon(&self, slug: &str) -> Option<Caller> {
+        self.entries
+            .iter()
+            .find(|(_, caller)| caller.slug() == Some(slug))
+            .map(|(_, caller)| caller.clone())
+    }
+}
+
+#[cfg(test)]
+#[path = "caller_tests.rs"]
+mod tests;

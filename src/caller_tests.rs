@@ -1,0 +1,102 @@
+use super::*;
+use http::HeaderValue;
+
+type Pair<'a> = (&'a str, &'a [u8]);
+
+fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes()).expect("test header name"),
+            HeaderValue::from_bytes(value).expect("test header value"),
+        );
+    }
+    map
+}
+
+#[test]
+fn each_token_header_is_read() {
+    for (name, value) in [
+        ("x-supervisor-token", &b"abc"[..]),
+        ("x-hassio-key", b"abc"),
+        ("authorization", b"Bearer abc"),
+        ("authorization", b"bearer   abc "),
+    ] {
+        let map = headers(&[(name, value)]);
+        assert_eq!(presented_token(&map), Ok(Some(&b"abc"[..])), "{name}");
+    }
+}
+
+#[test]
+fn empty_tokens_and_other_schemes_are_no_token() {
+    for (name, value) in [
+        ("x-supervisor-token", &b""[..]),
+        ("authorization", b"Bearer"),
+        ("authorization", b"Bearer "),
+        ("authorization", b"Basic abc"),
+        ("authorization", b"Bearerabc"),
+    ] {
+        let map = headers(&[(name, value)]);
+        assert_eq!(presented_token(&map), Ok(None), "{name}: {value:?}");
+    }
+}
+
+#[test]
+fn the_same_token_in_two_headers_is_one_token() {
+    let map = headers(&[
+        ("x-supervisor-token", b"abc"),
+        ("authorization", b"Bearer abc"),
+    ]);
+    assert_eq!(presented_token(&map), Ok(Some(&b"abc"[..])));
+}
+
+#[test]
+fn conflicting_repeated_and_malformed_tokens_are_refused() {
+    let cases: [(&[Pair], TokenError); 4] = [
+        (
+            &[
+                ("x-supervisor-token", b"abc"),
+                ("authorization", b"Bearer xyz"),
+            ],
+            TokenError::Conflicting,
+        ),
+        (
+            &[
+                ("x-supervisor-token", b"abc"),
+                ("x-supervisor-token", b"abc"),
+            ],
+            TokenError::RepeatedHeader,
+        ),
+        (
+            &[("authorization", b"Bearer \xff\xfe\x80")],
+            TokenError::Malformed,
+        ),
+        (
+            &[("x_supervisor_token", b"abc")],
+            TokenError::AmbiguousHeaderName,
+        ),
+    ];
+    for (pairs, expected) in cases {
+        assert_eq!(presented_token(&headers(pairs)), Err(expected));
+    }
+}
+
+#[test]
+fn identify_finds_the_holder_and_nobody_else() {
+    let mut callers = Callers::default();
+    callers.insert(TokenDigest::of(b"core-token"), Caller::HomeAssistant);
+    callers.insert(TokenDigest::of(b"cli-token"), Caller::Cli);
+    assert_eq!(callers.identify(Some(b"cli-token")).kind(), "cli");
+    assert_eq!(
+        callers.identify(Some(b"core-token")).kind(),
+        "homeassistant"
+    );
+    assert_eq!(callers.identify(Some(b"cli-toke")).kind(), "unknown");
+    assert_eq!(callers.identify(None).kind(), "anonymous");
+}
+
+#[test]
+fn a_digest_never_shows_in_debug_output() {
+    let digest = TokenDigest::of(b"secret");
+    assert!(!format!("{digest:?}").contains(&hex::encode(digest.0)[..8]));
+}

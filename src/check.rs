@@ -1,0 +1,129 @@
+//! The `check` command: one decision explained, without sending anything.
+
+use std::fmt::Write;
+
+use http::{HeaderValue, Method, Request};
+
+use crate::caller::Caller;
+use crate::config::Config;
+use crate::decision::{decide, Decision};
+use crate::gateway::{Gateway, Judgement};
+use crate::table::Table;
+use crate::target;
+
+/// Who the checked request comes from.
+pub enum Who {
+    /// A request carrying this token in `X-Supervisor-Token`.
+    Token(String),
+    /// The configured add-on with this slug.
+    Addon(String),
+    /// A caller named by kind: homeassistant, cli, observer or anonymous.
+    Kind(String),
+}
+
+/// Why a check could not be run (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// `--addon` names no configured add-on.
+    #[error("no add-on with slug {0} is configured")]
+    UnknownAddon(String),
+    /// `--caller` names no caller kind.
+    #[error("unknown caller kind {0}: use homeassistant, cli, observer or anonymous")]
+    UnknownKind(String),
+    /// The method or target cannot form a request.
+    #[error("cannot form a request from this method and target")]
+    BadRequest,
+}
+
+/// Decides one request as the gateway would and describes the outcome.
+pub fn run(
+    config: Config,
+    table: Table,
+    who: Who,
+    method: &str,
+    target: &str,
+) -> Result<(Judgement, String), CheckError> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| CheckError::BadRequest)?;
+    let mut builder = Request::builder().method(method.clone()).uri(target);
+    if let Who::Token(token) = &who {
+        let value = HeaderValue::from_str(token).map_err(|_| CheckError::BadRequest)?;
+        builder = builder.header("x-supervisor-token", value);
+    }
+    let (parts, ()) = builder
+        .body(())
+        .map_err(|_| CheckError::BadRequest)?
+        .into_parts();
+    let fixed_caller = match &who {
+        Who::Token(_) => None,
+        Who::Addon(slug) => Some(
+            config
+                .callers
+                .addon(slug)
+                .ok_or_else(|| CheckError::UnknownAddon(slug.clone()))?,
+        ),
+        Who::Kind(kind) => Some(caller_of_kind(kind)?),
+    };
+    let gateway = Gateway::new(config, table);
+    let judgement = match fixed_caller {
+        None => gateway.judge(&parts),
+        Some(caller) => judge_as(gateway.table(), caller, &parts),
+    };
+    let text = describe(&judgement);
+    Ok((judgement, text))
+}
+
+fn caller_of_kind(kind: &str) -> Result<Caller, CheckError> {
+    match kind {
+        "homeassistant" => Ok(Caller::HomeAssistant),
+        "cli" => Ok(Caller::Cli),
+        "observer" => Ok(Caller::Observer),
+        "anonymous" => Ok(Caller::Anonymous),
+        other => Err(CheckError::UnknownKind(other.to_owned())),
+    }
+}
+
+/// Steps 1 to 9 with the caller given rather than read from a token.
+fn judge_as(table: &Table, caller: Caller, parts: &http::request::Parts) -> Judgement {
+    match target::parse(&parts.method, &parts.uri) {
+        Err(error) => Judgement {
+            decision: Decision::bad_target(error),
+            caller,
+            target: None,
+        },
+        Ok(target) => Judgement {
+            decision: decide(table, &caller, &parts.method, &target.path),
+            caller,
+            target: Some(target),
+        },
+    }
+}
+
+/// The human-readable explanation `check` prints.
+pub fn describe(judgement: &Judgement) -> String {
+    let decision = &judgement.decision;
+    let status = decision.outcome.status();
+    let mut out = String::new();
+    let verdict = if decision.allowed() {
+        "allowed (forwarded to the upstream)".to_owned()
+    } else {
+        format!("denied: {} {}", status.as_u16(), decision.outcome.message())
+    };
+    let _ = writeln!(out, "decision: {verdict}");
+    let caller = &judgement.caller;
+    let who = match (caller.slug(), caller.role()) {
+        (Some(slug), Some(role)) => format!("addon {slug} (role {})", role.name()),
+        _ => caller.kind().to_owned(),
+    };
+    let _ = writeln!(out, "caller:   {who}");
+    if let Some(target) = &judgement.target {
+        let _ = writeln!(out, "path:     {}", target.path.escape_debug());
+    }
+    let _ = writeln!(out, "step:     {}", decision.step);
+    let rule = decision
+        .rule
+        .as_ref()
+        .map_or("-".to_owned(), |rule| rule.to_string());
+    let _ = writeln!(out, "rule:     {rule}");
+    out
+}

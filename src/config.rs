@@ -1,0 +1,524 @@
+//! The gateway's configuration file: listener, upstream, tokens and add-ons.
+//! It is checked in full before anything listens, and every error names the
+//! file, the key and the line, never a secret value.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::caller::{Caller, Callers, TokenDigest};
+
+/// An add-on's declared role (`hassio_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// `/<something>/info` only.
+    #[default]
+    Default,
+    /// The core's endpoints.
+    Homeassistant,
+    /// The backup endpoints.
+    Backup,
+    /// Most of the API, but not protection mode.
+    Manager,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role, from least to most privileged.
+    pub const ALL: [Role; 5] = [
+        Role::Default,
+        Role::Homeassistant,
+        Role::Backup,
+        Role::Manager,
+        Role::Admin,
+    ];
+
+    /// The role's name as the manifest writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Default => "default",
+            Role::Homeassistant => "homeassistant",
+            Role::Backup => "backup",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role with this manifest name.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
+}
+
+/// The manifest fields of one add-on that the decision reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addon {
+    /// The add-on's slug.
+    pub slug: String,
+    /// `hassio_api`: whether the role table applies at all.
+    pub hassio_api: bool,
+    /// `hassio_role`.
+    pub role: Role,
+    /// `homeassistant_api`: access to the core proxy.
+    pub homeassistant_api: bool,
+    /// `auth_api`: access to `/auth`.
+    pub auth_api: bool,
+}
+
+/// Timeouts and limits; every value has a default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has to send the request head.
+    pub header_read_timeout: Duration,
+    /// Time to open a connection to the upstream (502 after).
+    pub upstream_connect_timeout: Duration,
+    /// Time for the upstream to send its response head (504 after).
+    pub upstream_response_timeout: Duration,
+    /// Time requests in flight get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_response_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A checked configuration.
+pub struct Config {
+    /// Where the configuration came from (a path or a description).
+    pub source: String,
+    /// The gateway's listen address.
+    pub listen: SocketAddr,
+    /// The upstream's authority (`host:port`); the scheme is always http.
+    pub upstream: http::uri::Authority,
+    /// The permission table file; `None` means the built-in default table.
+    pub table: Option<PathBuf>,
+    /// Every token holder.
+    pub callers: Callers,
+    /// The configured add-ons, in file order.
+    pub addons: Vec<Arc<Addon>>,
+    /// When set, the upstream gets this token instead of the caller's.
+    pub upstream_token: Option<UpstreamToken>,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+/// The gateway's own credential for the upstream; its Debug form is redacted.
+#[derive(Clone)]
+pub struct UpstreamToken(pub String);
+
+impl fmt::Debug for UpstreamToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UpstreamToken(<redacted>)")
+    }
+}
+
+/// A configuration that cannot be used: file, key, line and a reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file (or description of the source).
+    pub file: String,
+    /// The line, 1-based; 0 when the whole file is at fault.
+    pub line: u64,
+    /// The key at fault, as a dotted path.
+    pub key: String,
+    /// What is wrong, without any secret value.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: "(file)".into(),
+            reason: format!("cannot read: {error}"),
+        })?;
+        let mut config = Config::from_yaml(&text, &file)?;
+        if let Some(table) = &config.table {
+            if table.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                config.table = Some(base.join(table));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text; `file` names it in errors.
+    pub fn from_yaml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            serde_saphyr::from_str(text).map_err(|error| yaml_error(&error, text, file))?;
+        Checker { file }.check(raw)
+    }
+}
+
+// ---- raw file shape ------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    upstream: Spanned<String>,
+    table: Option<Spanned<String>>,
+    #[serde(default)]
+    tokens: RawTokens,
+    #[serde(default)]
+    addons: Vec<Spanned<RawAddon>>,
+    upstream_token: Option<Spanned<RawSecret>>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    homeassistant: Option<Spanned<RawSecret>>,
+    cli: Option<Spanned<RawSecret>>,
+    observer: Option<Spanned<RawSecret>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddon {
+    slug: Spanned<String>,
+    token: Spanned<RawSecret>,
+    #[serde(default)]
+    hassio_api: bool,
+    #[serde(default)]
+    hassio_role: Role,
+    #[serde(default)]
+    homeassistant_api: bool,
+    #[serde(default)]
+    auth_api: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    header_read_timeout_ms: Option<u64>,
+    upstream_connect_timeout_ms: Option<u64>,
+    upstream_response_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+/// A token as written in the file: the token itself, or `{sha256: HEX}`.
+enum RawSecret {
+    Plain(String),
+    Sha256(String),
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = RawSecret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token string or a map with the key sha256")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<RawSecret, E> {
+        Ok(RawSecret::Plain(value.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
+        let mut digest = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "sha256" || digest.is_some() {
+                return Err(de::Error::custom("a token map takes the one key sha256"));
+            }
+            digest = Some(map.next_value::<String>()?);
+        }
+        digest
+            .map(RawSecret::Sha256)
+            .ok_or_else(|| de::Error::custom("a token map needs the key sha256"))
+    }
+}
+
+// ---- checking --------------------------------------------------------------
+
+struct Checker<'a> {
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&self, line: u64, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn check(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = match &raw.listen {
+            Some(listen) => listen.value.parse().map_err(|_| {
+                self.error(
+                    line_of(listen),
+                    "listen",
+                    "expected an address like 127.0.0.1:8080",
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let upstream = self.upstream(&raw.upstream)?;
+        let mut callers = Callers::default();
+        let mut seen = Vec::new();
+        self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
+        let addons = self.addons(&raw.addons, &mut callers, &mut seen)?;
+        let upstream_token = match &raw.upstream_token {
+            Some(spanned) => Some(self.upstream_token(spanned)?),
+            None => None,
+        };
+        Ok(Config {
+            source: self.file.to_owned(),
+            listen,
+            upstream,
+            table: raw.table.map(|table| PathBuf::from(table.value)),
+            callers,
+            addons,
+            upstream_token,
+            limits: limits(&raw.limits),
+        })
+    }
+
+    fn upstream(&self, spanned: &Spanned<String>) -> Result<http::uri::Authority, ConfigError> {
+        let bad = |reason: &str| self.error(line_of(spanned), "upstream", reason);
+        let uri: http::Uri = spanned
+            .value
+            .parse()
+            .map_err(|_| bad("expected a URL like http://127.0.0.1:8081"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// upstreams are supported"));
+        }
+        let has_path = !matches!(uri.path(), "" | "/") || uri.query().is_some();
+        if has_path {
+            return Err(bad("the upstream URL takes no path or query"));
+        }
+        uri.authority()
+            .filter(|authority| authority.port_u16().is_some() || !authority.host().is_empty())
+            .cloned()
+            .ok_or_else(|| bad("the upstream URL needs a host"))
+    }
+
+    fn plugin_tokens(
+        &self,
+        tokens: &RawTokens,
+        callers: &mut Callers,
+        seen: &mut Vec<(TokenDigest, String)>,
+    ) -> Result<(), ConfigError> {
+        let plugins = [
+            (
+                &tokens.homeassistant,
+                "tokens.homeassistant",
+                Caller::HomeAssistant,
+            ),
+            (&tokens.cli, "tokens.cli", Caller::Cli),
+            (&tokens.observer, "tokens.observer", Caller::Observer),
+        ];
+        for (secret, key, caller) in plugins {
+            if let Some(secret) = secret {
+                let digest = self.digest(secret, key, seen)?;
+                callers.insert(digest, caller);
+            }
+        }
+        Ok(())
+    }
+
+    fn addons(
+        &self,
+        raw: &[Spanned<RawAddon>],
+        callers: &mut Callers,
+        seen: &mut Vec<(TokenDigest, String)>,
+    ) -> Result<Vec<Arc<Addon>>, ConfigError> {
+        let mut addons: Vec<Arc<Addon>> = Vec::new();
+        for (index, entry) in raw.iter().enumerate() {
+            let slug = &entry.value.slug;
+            let key = format!("addons[{index}].slug");
+            if !is_slug(&slug.value) || slug.value == "self" {
+                let reason = "a slug is letters, digits, -, _ and . (and not the word self)";
+                return Err(self.error(line_of(slug), &key, reason));
+            }
+            if addons.iter().any(|addon| addon.slug == slug.value) {
+                return Err(self.error(line_of(slug), &key, "this slug is configured twice"));
+            }
+            let token_key = format!("addons[{index}].token");
+            let digest = self.digest(&entry.value.token, &token_key, seen)?;
+            let addon = Arc::new(Addon {
+                slug: slug.value.clone(),
+                hassio_api: entry.value.hassio_api,
+                role: entry.value.hassio_role,
+                homeassistant_api: entry.value.homeassistant_api,
+                auth_api: entry.value.auth_api,
+            });
+            callers.insert(digest, Caller::Addon(addon.clone()));
+            addons.push(addon);
+        }
+        Ok(addons)
+    }
+
+    /// The digest of a configured token, refusing empty tokens, bad digests and
+    /// a token that two callers share (named by key, never by value).
+    fn digest(
+        &self,
+        secret: &Spanned<RawSecret>,
+        key: &str,
+        seen: &mut Vec<(TokenDigest, String)>,
+    ) -> Result<TokenDigest, ConfigError> {
+        let line = line_of(secret);
+        let digest = match &secret.value {
+            RawSecret::Plain(token) if token.trim().is_empty() => {
+                return Err(self.error(line, key, "the token is empty"))
+            }
+            RawSecret::Plain(token) if !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                let reason = "a token is visible ASCII without spaces";
+                return Err(self.error(line, key, reason));
+            }
+            RawSecret::Plain(token) => TokenDigest::of(token.as_bytes()),
+            RawSecret::Sha256(hex_digits) => TokenDigest::from_hex(hex_digits)
+                .ok_or_else(|| self.error(line, key, "sha256 must be 64 hex digits"))?,
+        };
+        if let Some((_, other)) = seen.iter().find(|(known, _)| *known == digest) {
+            let reason = format!("the same token is already used by {other}");
+            return Err(self.error(line, key, reason));
+        }
+        seen.push((digest, key.to_owned()));
+        Ok(digest)
+    }
+
+    fn upstream_token(&self, secret: &Spanned<RawSecret>) -> Result<UpstreamToken, ConfigError> {
+        match &secret.value {
+            RawSecret::Plain(token)
+                if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(UpstreamToken(token.clone()))
+            }
+            RawSecret::Plain(_) => Err(self.error(
+                line_of(secret),
+                "upstream_token",
+                "the token must be non-empty visible ASCII",
+            )),
+            RawSecret::Sha256(_) => Err(self.error(
+                line_of(secret),
+                "upstream_token",
+                "the gateway must send this token, so it cannot be given as a digest",
+            )),
+        }
+    }
+}
+
+fn limits(raw: &RawLimits) -> Limits {
+    let defaults = Limits::default();
+    let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+    Limits {
+        header_read_timeout: ms(raw.header_read_timeout_ms, defaults.header_read_timeout),
+        upstream_connect_timeout: ms(
+            raw.upstream_connect_timeout_ms,
+            defaults.upstream_connect_timeout,
+        ),
+        upstream_response_timeout: ms(
+            raw.upstream_response_timeout_ms,
+            defaults.upstream_response_timeout,
+        ),
+        shutdown_grace: ms(raw.shutdown_grace_ms, defaults.shutdown_grace),
+    }
+}
+
+/// Whether `value` is a slug: letters, digits, `-`, `_` and `.`.
+pub fn is_slug(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn line_of<T>(spanned: &Spanned<T>) -> u64 {
+    spanned.referenced.line()
+}
+
+// ---- YAML errors -------------------------------------------------------------
+
+/// Turns a YAML parse error into a [`ConfigError`]: the line from the parser,
+/// the key read from that line of the file, and a reason with any value the
+/// parser quoted taken out (it might be a token).
+pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    let line = error.location().map_or(0, |location| location.line());
+    let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
+    let message = error.without_snippet().to_string();
+    ConfigError {
+        file: file.to_owned(),
+        line,
+        key,
+        reason: redact_values(first_line(&message)),
+    }
+}
+
+/// The mapping key written on a 1-based line, if the line has one.
+fn key_on_line(text: &str, line: u64) -> Option<String> {
+    let source = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let trimmed = source.trim_start().trim_start_matches("- ");
+    let (key, _) = trimmed.split_once(':')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    (!key.is_empty() && is_slug(&key.replace(' ', "_"))).then(|| key.to_owned())
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+/// Keeps a parser message but drops the quoted value it complains about:
+/// "invalid type: string \"x\", expected a boolean" becomes
+/// "invalid type, expected a boolean".
+fn redact_values(message: &str) -> String {
+    let mentions_value = [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "invalid length",
+    ]
+    .iter()
+    .any(|kind| message.contains(kind));
+    if !mentions_value {
+        return message.to_owned();
+    }
+    let (head, expected) = match message.find("expected") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let kind = head.split([':', '`', '"']).next().unwrap_or(head).trim();
+    let kind = kind.trim_end_matches(',');
+    if expected.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}, {expected}")
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,115 @@
+use super::*;
+
+const MINIMAL: &str = "upstream: http://127.0.0.1:8081\n";
+
+fn error_of(text: &str) -> ConfigError {
+    match Config::from_yaml(text, "test.yaml") {
+        Ok(_) => panic!("config should be refused:\n{text}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn a_minimal_config_takes_the_defaults() {
+    let config = Config::from_yaml(MINIMAL, "test.yaml").expect("minimal config");
+    assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+    assert_eq!(config.upstream.as_str(), "127.0.0.1:8081");
+    assert!(config.table.is_none());
+    assert_eq!(config.limits, Limits::default());
+}
+
+#[test]
+fn addon_fields_default_as_in_the_supervisor() {
+    let text = format!("{MINIMAL}addons:\n  - slug: example\n    token: t0k3n\n");
+    let config = Config::from_yaml(&text, "test.yaml").expect("config");
+    let addon = &config.addons[0];
+    assert_eq!(addon.role, Role::Default);
+    assert!(!addon.hassio_api && !addon.homeassistant_api && !addon.auth_api);
+    assert_eq!(
+        config.callers.identify(Some(b"t0k3n")).slug(),
+        Some("example")
+    );
+}
+
+#[test]
+fn a_token_may_be_given_as_its_sha256() {
+    let digest = hex::encode(TokenDigest::of(b"hashed-token").0);
+    let text = format!("{MINIMAL}tokens:\n  cli: {{ sha256: {digest} }}\n");
+    let config = Config::from_yaml(&text, "test.yaml").expect("config");
+    assert_eq!(config.callers.identify(Some(b"hashed-token")).kind(), "cli");
+}
+
+#[test]
+fn errors_name_file_key_and_line() {
+    let cases = [
+        ("listen: nowhere\nupstream: http://127.0.0.1:1\n", "listen", 1),
+        ("upstream: https://127.0.0.1:1\n", "upstream", 1),
+        ("upstream: http://127.0.0.1:1/api\n", "upstream", 1),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - slug: bad/slug\n    token: x1\n",
+            "addons[0].slug",
+            3,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: x1\n  - slug: a\n    token: x2\n",
+            "addons[1].slug",
+            5,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\ntokens:\n  cli: { sha256: nothex }\n",
+            "tokens.cli",
+            3,
+        ),
+    ];
+    for (text, key, line) in cases {
+        let error = error_of(text);
+        assert_eq!((error.key.as_str(), error.line), (key, line), "{text}");
+        assert_eq!(error.file, "test.yaml");
+    }
+}
+
+#[test]
+fn parse_errors_name_the_key_on_their_line() {
+    let text = "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: x1\n    hassio_api: maybe\n";
+    let error = error_of(text);
+    assert_eq!((error.key.as_str(), error.line), ("hassio_api", 5));
+    let unknown = error_of("upstream: http://127.0.0.1:1\nlisten_on: 1\n");
+    assert_eq!(unknown.line, 2);
+    assert!(unknown.reason.contains("listen_on"), "{}", unknown.reason);
+}
+
+#[test]
+fn a_shared_token_is_refused_without_showing_it() {
+    let text = "upstream: http://127.0.0.1:1\ntokens:\n  cli: s3cr3t-value\naddons:\n  - slug: a\n    token: s3cr3t-value\n";
+    let error = error_of(text);
+    assert_eq!(error.key, "addons[0].token");
+    assert!(error.reason.contains("tokens.cli"));
+    assert!(!error.to_string().contains("s3cr3t"));
+}
+
+#[test]
+fn a_token_of_the_wrong_type_is_not_echoed() {
+    let text = "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: [s3cr3t-value]\n";
+    let error = error_of(text);
+    assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    let role = error_of("upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: x1\n    hassio_role: s3cr3t\n");
+    assert!(!role.to_string().contains("s3cr3t"), "{role}");
+    assert_eq!(role.key, "hassio_role");
+}
+
+#[test]
+fn empty_tokens_and_the_slug_self_are_refused() {
+    assert_eq!(
+        error_of("upstream: http://127.0.0.1:1\ntokens:\n  cli: ''\n").key,
+        "tokens.cli"
+    );
+    let text = "upstream: http://127.0.0.1:1\naddons:\n  - slug: self\n    token: x1\n";
+    assert_eq!(error_of(text).key, "addons[0].slug");
+}
+
+#[test]
+fn the_upstream_token_debug_form_is_redacted() {
+    let text = format!("{MINIMAL}upstream_token: gw-s3cr3t\n");
+    let config = Config::from_yaml(&text, "test.yaml").expect("config");
+    assert!(!format!("{:?}", config.upstream_token).contains("s3cr3t"));
+}

@@ -1,0 +1,138 @@
+//! The built-in demo: the mock upstream on an ephemeral loopback port and a
+//! gateway in front of it, with one add-on per role and fixed demo tokens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::Gateway;
+use crate::mock_upstream::{self, MockHandle, MockState};
+use crate::table::Table;
+
+/// The demo's callers: (token, who holds it).
+pub const DEMO_TOKENS: [(&str, &str); 8] = [
+    ("demo-default", "add-on demo_default, role default"),
+    (
+        "demo-homeassistant",
+        "add-on demo_homeassistant, role homeassistant, homeassistant_api",
+    ),
+    ("demo-backup", "add-on demo_backup, role backup"),
+    ("demo-manager", "add-on demo_manager, role manager"),
+    (
+        "demo-admin",
+        "add-on demo_admin, role admin, homeassistant_api, auth_api",
+    ),
+    ("demo-core", "the Home Assistant core"),
+    ("demo-cli", "the CLI plugin"),
+    ("demo-observer", "the observer plugin"),
+];
+
+/// The demo configuration for a gateway on `listen` in front of `upstream`.
+pub fn demo_config(listen: SocketAddr, upstream: SocketAddr) -> Result<Config, ConfigError> {
+    let text = format!(
+        r#"
+listen: "{listen}"
+upstream: "http://{upstream}"
+tokens:
+  homeassistant: demo-core
+  cli: demo-cli
+  observer: demo-observer
+addons:
+  - {{ slug: demo_default, token: demo-default, hassio_api: true, hassio_role: default }}
+  - {{ slug: demo_homeassistant, token: demo-homeassistant, hassio_api: true, hassio_role: homeassistant, homeassistant_api: true }}
+  - {{ slug: demo_backup, token: demo-backup, hassio_api: true, hassio_role: backup }}
+  - {{ slug: demo_manager, token: demo-manager, hassio_api: true, hassio_role: manager }}
+  - {{ slug: demo_admin, token: demo-admin, hassio_api: true, hassio_role: admin, homeassistant_api: true, auth_api: true }}
+"#
+    );
+    Config::from_yaml(&text, "built-in demo config")
+}
+
+/// A running demo: the gateway's listener and the mock behind it.
+pub struct Demo {
+    /// The gateway, ready to serve.
+    pub gateway: Arc<Gateway>,
+    /// The gateway's bound listener.
+    pub listener: TcpListener,
+    /// The mock upstream, already serving.
+    pub mock: MockHandle,
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The built-in configuration or table failed to load (a bug).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Starts the mock upstream and binds the gateway's listener.
+pub async fn start(listen: SocketAddr) -> Result<Demo, DemoError> {
+    let mock_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| DemoError::Bind { addr, source })
+    };
+    let mock_listener = bind(mock_addr).await?;
+    let mock = mock_upstream::spawn(mock_listener, MockState::new()).map_err(|source| {
+        DemoError::Bind {
+            addr: mock_addr,
+            source,
+        }
+    })?;
+    let listener = bind(listen).await?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    let config = demo_config(bound, mock.addr())?;
+    let gateway = Arc::new(Gateway::new(config, Table::builtin()?));
+    Ok(Demo {
+        gateway,
+        listener,
+        mock,
+    })
+}
+
+/// The banner the demo prints: where it listens, the tokens, and curl lines
+/// to try, each with the answer it gets.
+pub fn banner(gateway: SocketAddr, upstream: SocketAddr) -> String {
+    let base = format!("http://{gateway}");
+    let mut out = format!(
+        "supervisor-gateway demo\n  gateway:  {base}\n  upstream: http://{upstream} (built-in mock Supervisor)\n\ntokens:\n"
+    );
+    for (token, who) in DEMO_TOKENS {
+        out.push_str(&format!("  {token:<20} {who}\n"));
+    }
+    let toggle = r#"-H 'Content-Type: application/json' -d '{"protected": false}'"#;
+    let lines = [
+        "# allowed (200): an add-on reads its own info".to_owned(),
+        format!("curl -s -H 'Authorization: Bearer demo-default' {base}/addons/self/info"),
+        "# denied (403): the default role may not list backups".to_owned(),
+        format!("curl -s -H 'X-Supervisor-Token: demo-default' {base}/backups"),
+        "# allowed (200): the backup role may".to_owned(),
+        format!("curl -s -H 'X-Supervisor-Token: demo-backup' {base}/backups"),
+        "# denied (401): no token".to_owned(),
+        format!("curl -s {base}/supervisor/info"),
+        "# denied (403): a manager may not turn protection mode off".to_owned(),
+        format!("curl -s -X POST -H 'X-Supervisor-Token: demo-manager' {toggle} {base}/addons/demo_backup/security"),
+        "# allowed (200): an admin may".to_owned(),
+        format!("curl -s -X POST -H 'X-Supervisor-Token: demo-admin' {toggle} {base}/addons/demo_backup/security"),
+        "# and the upstream now reports \"protected\": false".to_owned(),
+        format!("curl -s -H 'X-Supervisor-Token: demo-admin' {base}/addons/demo_backup/info"),
+    ];
+    out.push_str("\ntry:\n");
+    for line in lines {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("\nEvery decision is logged below; Ctrl-C stops the demo.\n");
+    out
+}

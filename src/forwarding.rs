@@ -1,0 +1,320 @@
+//! Forwarding an allowed request to the upstream: which headers the upstream
+//! sees, which the gateway sets itself, and how upstream failures map to 502
+//! and 504. Bodies stream both ways; nothing is buffered.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{request, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
+use crate::config::{Config, UpstreamToken};
+use crate::decision::Permit;
+
+/// Headers that describe one connection, never forwarded in either direction.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that the gateway sets for the upstream to say who is calling.
+pub const IDENTITY_HEADERS: [&str; 3] = ["x-gateway-caller", "x-gateway-addon", "x-gateway-role"];
+
+/// Headers a client may send that would override the method judged.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Why the upstream did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made (502).
+    #[error("upstream unreachable")]
+    Unreachable,
+    /// No response head in time (504).
+    #[error("upstream timed out")]
+    TimedOut,
+    /// The connection failed while sending or reading the head (502).
+    #[error("upstream failed")]
+    Failed,
+}
+
+/// Whether a client header carries identity or forwarding information that
+/// only the gateway may set (any case, with `_` or `.` for `-`).
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = normalized_name(name);
+    name.starts_with("x-hass-")
+        || name.starts_with("x-remote-user-")
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("x-gateway-")
+        || matches!(name.as_str(), "x-ingress-path" | "forwarded" | "x-real-ip")
+}
+
+/// A reason to refuse the request for its headers alone (400), if any.
+pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return Some("more than one Host header");
+    }
+    if headers
+        .keys()
+        .any(|name| METHOD_OVERRIDES.contains(&normalized_name(name.as_str()).as_str()))
+    {
+        return Some("method override headers are not accepted");
+    }
+    let protected = |name: &str| {
+        is_reserved_header(name)
+            || TOKEN_HEADERS.contains(&normalized_name(name).as_str())
+            || name.eq_ignore_ascii_case("host")
+    };
+    if connection_names(headers).iter().any(|name| protected(name)) {
+        return Some("Connection names a header the gateway relies on");
+    }
+    None
+}
+
+/// The header names listed in `Connection`, lower-cased.
+fn connection_names(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// The client to the upstream, with the gateway's rules for headers.
+pub struct Forwarder {
+    client: Client<HttpConnector, Body>,
+    upstream: http::uri::Authority,
+    upstream_token: Option<UpstreamToken>,
+    response_timeout: Duration,
+}
+
+impl Forwarder {
+    /// A forwarder for the upstream and limits of `config`.
+    pub fn new(config: &Config) -> Forwarder {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.limits.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Forwarder {
+            client,
+            upstream: config.upstream.clone(),
+            upstream_token: config.upstream_token.clone(),
+            response_timeout: config.limits.upstream_response_timeout,
+        }
+    }
+
+    /// Sends an allowed request upstream and returns its response head with
+    /// the body still streaming.
+    pub async fn forward(
+        &self,
+        permit: Permit,
+        caller: &Caller,
+        parts: request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let uri = self.upstream_uri(&permit)?;
+        let mut request = Request::new(Body::new(body));
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
+
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
+        let response = match sent.await {
+            Err(_) => return Err(UpstreamError::TimedOut),
+            Ok(Err(error)) if error.is_connect() => return Err(UpstreamError::Unreachable),
+            Ok(Err(_)) => return Err(UpstreamError::Failed),
+            Ok(Ok(response)) => response,
+        };
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        Ok(Response::from_parts(head, Body::new(body)))
+    }
+
+    fn upstream_uri(&self, permit: &Permit) -> Result<Uri, UpstreamError> {
+        let target = permit.target();
+        let path_and_query = match &target.query {
+            Some(query) => format!("{}?{}", target.forward_path, query),
+            None => target.forward_path.clone(),
+        };
+        Uri::builder()
+            .scheme("http")
+            .authority(self.upstream.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| UpstreamError::Failed)
+    }
+
+    /// The client's headers minus hop-by-hop, `Connection`-named and
+    /// reserved ones, plus the gateway's forwarding and identity headers.
+    fn upstream_headers(
+        &self,
+        incoming: &HeaderMap,
+        caller: &Caller,
+        peer: SocketAddr,
+    ) -> HeaderMap {
+        let named = connection_names(incoming);
+        let mut headers = HeaderMap::with_capacity(incoming.len() + 6);
+        for (name, value) in incoming {
+            let keep = self.passes_through(name.as_str(), &named);
+            if keep {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(token) = &self.upstream_token {
+            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.0)) {
+                headers.insert(header::AUTHORIZATION, sensitive(value));
+            }
+        }
+        set_forwarded(&mut headers, incoming, peer);
+        set_identity(&mut headers, caller);
+        headers
+    }
+}
+
+impl Forwarder {
+    /// Whether a client header goes on to the upstream as it is.
+    fn passes_through(&self, name: &str, connection_named: &[String]) -> bool {
+        let dropped = HOP_BY_HOP.contains(&name)
+            || connection_named.iter().any(|named| named == name)
+            || is_reserved_header(name)
+            || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
+        !dropped
+    }
+}
+
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
+fn set_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: SocketAddr) {
+    let peer_ip = HeaderValue::from_str(&peer.ip().to_string());
+    if let Ok(ip) = peer_ip {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    if let Some(host) = incoming.get(header::HOST) {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    }
+}
+
+fn set_identity(headers: &mut HeaderMap, caller: &Caller) {
+    headers.insert(
+        HeaderName::from_static(IDENTITY_HEADERS[0]),
+        HeaderValue::from_static(caller.kind()),
+    );
+    if let Caller::Addon(addon) = caller {
+        if let Ok(slug) = HeaderValue::from_str(&addon.slug) {
+            headers.insert(HeaderName::from_static(IDENTITY_HEADERS[1]), slug);
+        }
+        headers.insert(
+            HeaderName::from_static(IDENTITY_HEADERS[2]),
+            HeaderValue::from_static(addon.role.name()),
+        );
+    }
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_names(headers) {
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("test header name"),
+                HeaderValue::from_str(value).expect("test header value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn identity_headers_are_reserved_in_every_spelling() {
+        for name in [
+            "x-hass-is-admin",
+            "X_Hass_User_ID",
+            "x.remote.user.id",
+            "x-ingress-path",
+            "X-Forwarded-For",
+            "forwarded",
+            "x-real-ip",
+            "x_gateway_role",
+        ] {
+            assert!(is_reserved_header(name), "{name}");
+        }
+        assert!(!is_reserved_header("x-hassio-key"));
+        assert!(!is_reserved_header("content-type"));
+    }
+
+    #[test]
+    fn connection_may_not_name_a_header_the_gateway_relies_on() {
+        for named in [
+            "X-Supervisor-Token",
+            "authorization",
+            "x-forwarded-for",
+            "X-Gateway-Role",
+        ] {
+            let map = headers(&[("connection", &format!("keep-alive, {named}"))]);
+            assert!(header_problem(&map).is_some(), "{named}");
+        }
+        let plain = headers(&[("connection", "keep-alive, x-custom")]);
+        assert_eq!(header_problem(&plain), None);
+    }
+
+    #[test]
+    fn method_override_headers_are_refused() {
+        let map = headers(&[("x-http-method-override", "POST")]);
+        assert!(header_problem(&map).is_some());
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_and_connection_named_ones_are_dropped() {
+        let mut map = headers(&[
+            ("connection", "x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map.len(), 1);
+        assert!(map.contains_key("content-type"));
+    }
+}

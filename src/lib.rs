@@ -1,0 +1,35 @@
+//! supervisor-gateway: an HTTP gateway in front of a Supervisor-style API that
+//! maps each caller's token to a role and decides every request against a
+//! route permission table before forwarding it.
+//!
+//! The modules follow a request's steps:
+//!
+//! - [`config`]: the configuration file, checked in full before anything listens.
+//! - [`target`]: steps 1 and 2, the hostile-input filter and the canonical target.
+//! - [`caller`]: the token headers and who holds each token.
+//! - [`pattern`]: the table's path patterns and their regular expressions.
+//! - [`table`]: the permission table file and its compiled rule sets.
+//! - [`protection`]: the protection-mode invariant, proven on every table.
+//! - [`decision`]: steps 3 to 9, and the permit forwarding requires.
+//! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
+//! - [`responses`]: the error envelope the gateway writes itself.
+//! - [`gateway`]: one request from judgement to answer, and its log event.
+//! - [`server`]: the accept loop and graceful shutdown.
+//! - [`check`]: the `check` command's explanation of one decision.
+//! - [`demo`]: the built-in demo, the mock upstream with a gateway in front.
+//! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
+
+pub mod caller;
+pub mod check;
+pub mod config;
+pub mod decision;
+pub mod demo;
+pub mod forwarding;
+pub mod gateway;
+pub mod mock_upstream;
+pub mod pattern;
+pub mod protection;
+pub mod responses;
+pub mod server;
+pub mod table;
+pub mod target;

@@ -1,0 +1,214 @@
+//! The `supervisor-gateway` command: reads flags and configuration, binds the
+//! listener and hands it to the library with a shutdown signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use supervisor_gateway::check::{self, Who};
+use supervisor_gateway::config::Config;
+use supervisor_gateway::gateway::Gateway;
+use supervisor_gateway::table::Table;
+use supervisor_gateway::{demo, mock_upstream, server};
+
+#[derive(Parser)]
+#[command(
+    name = "supervisor-gateway",
+    version,
+    about = "A permission gateway for Supervisor-style APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Serve {
+        /// The configuration file (YAML).
+        #[arg(long, env = "SUPERVISOR_GATEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the built-in demo: a mock Supervisor with a gateway in front.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run the mock Supervisor upstream alone.
+    MockUpstream {
+        /// Where the mock listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+    /// Explain the decision on one request; exit 0 if allowed, 1 if denied.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The configuration file (YAML).
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    who: CheckWho,
+    /// The method, e.g. GET.
+    method: String,
+    /// The request target, e.g. /addons/self/info.
+    target: String,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct CheckWho {
+    /// Decide as the holder of this token.
+    #[arg(long)]
+    token: Option<String>,
+    /// Decide as this configured add-on.
+    #[arg(long)]
+    addon: Option<String>,
+    /// Decide as homeassistant, cli, observer or anonymous.
+    #[arg(long)]
+    caller: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("supervisor-gateway: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { config } => serve(config).await,
+        Command::Demo { listen } => run_demo(listen).await,
+        Command::MockUpstream { listen } => run_mock(listen).await,
+        Command::Check(args) => run_check(args),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("supervisor-gateway: {message}");
+    ExitCode::from(2)
+}
+
+fn load(path: &std::path::Path) -> Result<(Config, Table), ExitCode> {
+    let config = Config::load(path).map_err(|e| fail(format!("config error: {e}")))?;
+    let table =
+        Table::load(config.table.as_deref()).map_err(|e| fail(format!("table error: {e}")))?;
+    Ok((config, table))
+}
+
+async fn serve(path: PathBuf) -> ExitCode {
+    let (config, table) = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let listen = config.listen;
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
+    };
+    tracing::info!(listen = %listen, upstream = %config.upstream, "gateway listening");
+    tracing::info!(table = %table.file, digest = %table.digest, "permission table loaded");
+    let gateway = Arc::new(Gateway::new(config, table));
+    finish(server::serve(listener, gateway, shutdown_signal()).await)
+}
+
+async fn run_demo(listen: SocketAddr) -> ExitCode {
+    let started = match demo::start(listen).await {
+        Ok(started) => started,
+        Err(error) => return fail(error),
+    };
+    let bound = started.listener.local_addr().unwrap_or(listen);
+    println!("{}", demo::banner(bound, started.mock.addr()));
+    let result = server::serve(started.listener, started.gateway, shutdown_signal()).await;
+    started.mock.stop().await;
+    finish(result)
+}
+
+async fn run_mock(listen: SocketAddr) -> ExitCode {
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
+    };
+    tracing::info!(listen = %listen, "mock upstream listening");
+    let state = mock_upstream::MockState::new();
+    finish(mock_upstream::serve(listener, state, shutdown_signal()).await)
+}
+
+fn run_check(args: CheckArgs) -> ExitCode {
+    let (config, table) = match load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let who = match (args.who.token, args.who.addon, args.who.caller) {
+        (Some(token), _, _) => Who::Token(token),
+        (_, Some(slug), _) => Who::Addon(slug),
+        (_, _, Some(kind)) => Who::Kind(kind),
+        (None, None, None) => return fail("name a caller with --token, --addon or --caller"),
+    };
+    match check::run(config, table, who, &args.method, &args.target) {
+        Ok((judgement, text)) => {
+            print!("{text}");
+            ExitCode::from(if judgement.decision.allowed() { 0 } else { 1 })
+        }
+        Err(error) => fail(error),
+    }
+}
+
+fn finish(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}

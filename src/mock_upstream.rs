@@ -1,0 +1,594 @@
+//! The mock Supervisor upstream: an axum app that records every request it
+//! receives (body streamed, counted and hashed, never held whole) and answers
+//! with Supervisor-shaped bodies, for tests and local runs of the gateway.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[path = "mock_upstream_data.rs"]
+mod data;
+
+#[cfg(test)]
+#[path = "mock_upstream_tests.rs"]
+mod tests;
+
+/// How much of each body `Recorded::body_head` keeps; also the most the
+/// security endpoint will parse.
+const HEAD_LIMIT: usize = 64 * 1024;
+
+/// How long `MockHandle::stop` waits for open connections to finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// First path segments (in v1 words) under which any action answers ok.
+const AREAS: &[&str] = &[
+    "addons",
+    "audio",
+    "auth",
+    "available_updates",
+    "backups",
+    "cli",
+    "core",
+    "discovery",
+    "dns",
+    "docker",
+    "hardware",
+    "host",
+    "ingress",
+    "jobs",
+    "mounts",
+    "multicast",
+    "network",
+    "observer",
+    "os",
+    "refresh_updates",
+    "reload_updates",
+    "resolution",
+    "security",
+    "services",
+    "store",
+    "supervisor",
+];
+
+/// Plugins that answer `stats` and `logs` like the Supervisor itself.
+const PLUGINS: &[&str] = &["dns", "audio", "cli", "multicast", "observer"];
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Request method, e.g. `GET`.
+    pub method: String,
+    /// Path exactly as it came on the wire, without any decoding.
+    pub path: String,
+    /// Query string without the `?`, as received.
+    pub query: Option<String>,
+    /// Every header with a lower-case name; repeated ones are kept.
+    ///
+    /// Order is by first appearance of each name, then the values of that
+    /// name in arrival order: hyper's header map does not keep how
+    /// different names interleaved on the wire.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Total body bytes received.
+    pub body_len: u64,
+    /// Lower-case hex SHA-256 of the whole body.
+    pub body_sha256: String,
+    /// The first 64 KiB of the body.
+    pub body_head: Vec<u8>,
+}
+
+/// Shared state of the mock: the request log and the protection flags.
+#[derive(Clone, Debug, Default)]
+pub struct MockState {
+    inner: Arc<Shared>,
+}
+
+/// A running mock; dropping it (or calling `stop`) shuts the server down.
+#[derive(Debug)]
+pub struct MockHandle {
+    addr: SocketAddr,
+    state: MockState,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    log: Mutex<Vec<Recorded>>,
+    protection: Mutex<HashMap<String, bool>>,
+    backups_made: AtomicU64,
+}
+
+/// Which API generation a path belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    V1,
+    V2,
+}
+
+/// Who is calling, as the gateway told us in its `x-gateway-*` headers.
+struct Caller {
+    slug: String,
+    role: Option<String>,
+    is_addon: bool,
+}
+
+/// A path with the version prefix removed and v1 words throughout.
+struct Target {
+    api: Api,
+    segments: Vec<String>,
+}
+
+/// What the mock answers, before it becomes a response.
+enum Reply {
+    Data(Value),
+    Fail(StatusCode, &'static str),
+    Core(StatusCode, Value),
+    Text(String),
+    Tar(Vec<u8>),
+}
+
+/// The body the security endpoint accepts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityBody {
+    protected: bool,
+}
+
+/// Running digest of a request body.
+struct BodyTally {
+    digest: Sha256,
+    len: u64,
+    head: Vec<u8>,
+}
+
+// --- Recorded, MockState, MockHandle -------------------------------------
+
+impl Recorded {
+    /// First value of header `name`, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(have, _)| have.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+impl MockState {
+    /// An empty log, with every add-on protected.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log().clone()
+    }
+
+    /// Returns the log and leaves it empty.
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.log())
+    }
+
+    /// Empties the log.
+    pub fn clear(&self) {
+        self.log().clear();
+    }
+
+    /// Current protection mode of add-on `slug`; `true` until changed.
+    pub fn protected(&self, slug: &str) -> bool {
+        self.protection().get(slug).copied().unwrap_or(true)
+    }
+
+    fn set_protected(&self, slug: &str, protected: bool) {
+        self.protection().insert(slug.to_owned(), protected);
+    }
+
+    fn next_backup_slug(&self) -> String {
+        let n = self.inner.backups_made.fetch_add(1, Ordering::Relaxed);
+        format!("mock{n:04x}")
+    }
+
+    fn push(&self, recorded: Recorded) {
+        self.log().push(recorded);
+    }
+
+    // A poisoned lock only means a test thread panicked mid-push or mid-clone;
+    // the data is still whole, so keep serving rather than panic again.
+    fn log(&self) -> MutexGuard<'_, Vec<Recorded>> {
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn protection(&self) -> MutexGuard<'_, HashMap<String, bool>> {
+        self.inner
+            .protection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl MockHandle {
+    /// Address the mock listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state the mock records into.
+    pub fn state(&self) -> &MockState {
+        &self.state
+    }
+
+    /// Shuts the server down and waits for it, at most five seconds.
+    ///
+    /// Past that (a client still streaming a body), the server task is
+    /// aborted; connections already accepted may linger until their client
+    /// goes away.
+    pub async fn stop(self) {
+        let Self {
+            shutdown, mut task, ..
+        } = self;
+        drop(shutdown);
+
+        match tokio::time::timeout(STOP_GRACE, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "mock upstream failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "mock upstream task failed"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!("mock upstream did not stop in time");
+            }
+        }
+    }
+}
+
+// --- Serving ---------------------------------------------------------------
+
+/// The whole mock as an axum router: one fallback handler answers everything.
+pub fn router(state: MockState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Serves the mock on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: MockState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "mock upstream listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds nothing itself: spawns `serve` on the given listener and returns a
+/// handle; dropping the handle (or calling stop) shuts the server down.
+///
+/// Fails if the listener has no local address or no tokio runtime is running.
+pub fn spawn(listener: TcpListener, state: MockState) -> io::Result<MockHandle> {
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+
+    // A send and a dropped sender both mean "stop", so the result is moot.
+    let signal = async move {
+        let _ = stopped.await;
+    };
+    let task = runtime.spawn(serve(listener, state.clone(), signal));
+    Ok(MockHandle {
+        addr,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+async fn handle(State(state): State<MockState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (recorded, complete) = record(&parts, body).await;
+
+    let reply = if complete {
+        answer(&state, &parts, &recorded)
+    } else {
+        Reply::Fail(StatusCode::BAD_REQUEST, "request body could not be read")
+    };
+    let response = reply.into_response();
+
+    tracing::debug!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = response.status().as_u16(),
+        "mock upstream answered"
+    );
+    state.push(recorded);
+    response
+}
+
+/// Reads the body chunk by chunk; `false` if the stream broke part way.
+async fn record(parts: &Parts, mut body: Body) -> (Recorded, bool) {
+    let mut tally = BodyTally::new();
+    let complete = loop {
+        match body.frame().await {
+            None => break true,
+            Some(Ok(frame)) => {
+                if let Some(chunk) = frame.data_ref() {
+                    tally.add(chunk);
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "mock upstream could not read a body");
+                break false;
+            }
+        }
+    };
+
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let recorded = Recorded {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        body_len: tally.len,
+        body_sha256: hex::encode(tally.digest.finalize()),
+        body_head: tally.head,
+    };
+    (recorded, complete)
+}
+
+impl BodyTally {
+    fn new() -> Self {
+        Self {
+            digest: Sha256::new(),
+            len: 0,
+            head: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, chunk: &[u8]) {
+        self.digest.update(chunk);
+        self.len += chunk.len() as u64;
+        let room = HEAD_LIMIT.saturating_sub(self.head.len()).min(chunk.len());
+        self.head.extend_from_slice(&chunk[..room]);
+    }
+}
+
+// --- Routing ---------------------------------------------------------------
+
+fn answer(state: &MockState, parts: &Parts, recorded: &Recorded) -> Reply {
+    let caller = Caller::from_headers(&parts.headers);
+    let Some(target) = Target::parse(parts.uri.path(), &caller) else {
+        return not_found();
+    };
+    let segments: Vec<&str> = target.segments.iter().map(String::as_str).collect();
+
+    if let ["core", "api", rest @ ..] = segments.as_slice() {
+        let method = if parts.method == Method::HEAD {
+            &Method::GET
+        } else {
+            &parts.method
+        };
+        let (status, body) = data::core_api(method, &rest.join("/"));
+        return Reply::Core(status, body);
+    }
+    match parts.method {
+        Method::GET | Method::HEAD => read(state, &target, &segments, &caller),
+        Method::POST | Method::PUT | Method::DELETE => {
+            act(state, &parts.method, &segments, recorded)
+        }
+        _ => Reply::Fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    }
+}
+
+fn read(state: &MockState, target: &Target, segments: &[&str], caller: &Caller) -> Reply {
+    let api = target.api;
+    if let Some(data) = data::fixed(&segments.join("/"), api) {
+        return Reply::Data(data);
+    }
+    let data = match segments {
+        ["addons"] => data::addons_list(api, |slug| state.protected(slug)),
+        ["addons", slug, "info"] => addon_info(state, api, slug, caller),
+        ["addons", slug, "stats"] => data::stats(slug),
+        ["addons", _, "options", "config"] => json!({"log_level": "info"}),
+        ["backups", slug, "info"] => data::backup_info(api, slug),
+        ["store", "addons", slug] => data::store_addon(slug),
+        [area, "stats"] if has_logs(area) && *area != "host" => data::stats(area),
+        [area, "info"] if AREAS.contains(area) => data::generic_info(area),
+        _ => return read_file(segments),
+    };
+    Reply::Data(data)
+}
+
+/// GETs that answer outside the envelope: logs, documents, archives.
+fn read_file(segments: &[&str]) -> Reply {
+    match segments {
+        ["addons", slug, "logs", ..] => Reply::Text(data::log_lines(slug)),
+        [area, "logs", ..] if has_logs(area) => Reply::Text(data::log_lines(area)),
+        ["addons", slug, "changelog" | "documentation"] => {
+            Reply::Text(format!("# {slug}\n\nWritten by the mock upstream.\n"))
+        }
+        ["backups", slug, "download"] => Reply::Tar(data::backup_tar(slug)),
+        _ => not_found(),
+    }
+}
+
+fn act(state: &MockState, method: &Method, segments: &[&str], recorded: &Recorded) -> Reply {
+    match (method, segments) {
+        (&Method::POST, ["addons", slug, "security"]) => set_protection(state, slug, recorded),
+        (&Method::POST, ["backups", "new", "full" | "partial"]) => {
+            Reply::Data(json!({"slug": state.next_backup_slug()}))
+        }
+        (_, [area, ..]) if AREAS.contains(area) => Reply::Data(json!({})),
+        _ => not_found(),
+    }
+}
+
+/// `POST /addons/<slug>/security`: 400 unless the body is `{"protected": bool}`.
+fn set_protection(state: &MockState, slug: &str, recorded: &Recorded) -> Reply {
+    let parsed = if recorded.body_len > HEAD_LIMIT as u64 {
+        None
+    } else {
+        serde_json::from_slice::<SecurityBody>(&recorded.body_head).ok()
+    };
+    match parsed {
+        Some(body) => {
+            state.set_protected(slug, body.protected);
+            Reply::Data(json!({}))
+        }
+        None => Reply::Fail(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"protected\": true|false}",
+        ),
+    }
+}
+
+/// Describes `slug`; the caller's own role shows only when it asks about itself.
+fn addon_info(state: &MockState, api: Api, slug: &str, caller: &Caller) -> Value {
+    let is_caller = slug == caller.slug;
+    let elevated = matches!(caller.role.as_deref(), Some("manager" | "admin"));
+    let role = is_caller.then(|| caller.role.as_deref().unwrap_or("default"));
+    data::addon_info(&data::AddonView {
+        slug,
+        role,
+        protected: state.protected(slug),
+        redact_options: caller.is_addon && !is_caller && !elevated,
+        api,
+    })
+}
+
+fn has_logs(area: &str) -> bool {
+    matches!(area, "supervisor" | "core" | "host") || PLUGINS.contains(&area)
+}
+
+fn not_found() -> Reply {
+    Reply::Fail(
+        StatusCode::NOT_FOUND,
+        "no such endpoint in the mock upstream",
+    )
+}
+
+// --- Caller, Target, Reply -------------------------------------------------
+
+impl Api {
+    /// The word this generation uses for add-ons.
+    fn addons_word(self) -> &'static str {
+        match self {
+            Api::V1 => "addons",
+            Api::V2 => "apps",
+        }
+    }
+
+    /// The other generation's word, which this one does not answer to.
+    fn foreign_word(self) -> &'static str {
+        match self {
+            Api::V1 => "apps",
+            Api::V2 => "addons",
+        }
+    }
+}
+
+impl Caller {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let slug = text("x-gateway-addon");
+        let is_addon = text("x-gateway-caller").map_or(slug.is_some(), |kind| kind == "addon");
+        Self {
+            slug: slug.unwrap_or_else(|| "self_unknown".to_owned()),
+            role: text("x-gateway-role"),
+            is_addon,
+        }
+    }
+}
+
+impl Target {
+    /// `None` when the path uses the other generation's word for add-ons.
+    fn parse(path: &str, caller: &Caller) -> Option<Self> {
+        let (api, rest) = match path.strip_prefix("/v2") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => (Api::V2, rest),
+            _ => (Api::V1, path),
+        };
+        let mut segments: Vec<String> = rest
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(str::to_owned)
+            .collect();
+
+        rename_words(api, &mut segments)?;
+        if let [area, slug, ..] = segments.as_mut_slice() {
+            if area == "addons" && slug == "self" {
+                slug.clone_from(&caller.slug);
+            }
+        }
+        Some(Self { api, segments })
+    }
+}
+
+/// Rewrites `apps` (v2) and `homeassistant` to the v1 words; `None` for the
+/// word of the other generation, which the real API would not know either.
+fn rename_words(api: Api, segments: &mut [String]) -> Option<()> {
+    let at = match segments.first().map(String::as_str) {
+        Some("store") => 1,
+        Some("homeassistant") => {
+            segments[0] = "core".to_owned();
+            return Some(());
+        }
+        _ => 0,
+    };
+    match segments.get(at).map(String::as_str) {
+        Some(word) if word == api.foreign_word() => None,
+        Some(word) if word == api.addons_word() => {
+            segments[at] = "addons".to_owned();
+            Some(())
+        }
+        _ => Some(()),
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Data(data) => Json(json!({"result": "ok", "data": data})).into_response(),
+            Reply::Fail(status, message) => {
+                let body = json!({"result": "error", "message": message});
+                (status, Json(body)).into_response()
+            }
+            Reply::Core(status, body) => (status, Json(body)).into_response(),
+            Reply::Text(text) => {
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+            }
+            Reply::Tar(bytes) => {
+                ([(header::CONTENT_TYPE, "application/x-tar")], bytes).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Steps 1 and 2 of the evaluation: the hostile-input filter and the canonical
+//! target. A request target that passes both becomes a [`Target`], whose path
+//! is the one the policy decides on and the one that is forwarded.
+
+use std::sync::OnceLock;
+
+use http::{Method, Uri};
+use regex::bytes::Regex;
+
+/// How many decoding rounds the hostile-input filter runs before it calls a
+/// target hostile for being encoded too deeply to judge.
+const MAX_DECODE_ROUNDS: usize = 8;
+
+/// The methods the gateway forwards; anything else is refused with 405.
+pub const FORWARDED_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// A request target that passed steps 1 and 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The decoded, canonical path: what the policy decides on.
+    pub path: String,
+    /// The same path percent-encoded canonically: what the upstream receives.
+    /// Decoding it once gives back `path` exactly.
+    pub forward_path: String,
+    /// The query string as the client sent it, without the `?`.
+    pub query: Option<String>,
+}
+
+/// Why a request target was refused at step 1 or 2 (always 400, or 405 for
+/// the method).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The hostile-input filter matched (step 1).
+    #[error("request target refused by the hostile-input filter: {0}")]
+    Hostile(&'static str),
+    /// The target is still changing after many decoding rounds (step 1).
+    #[error("request target is percent-encoded too many times")]
+    EncodedTooDeeply,
+    /// Absolute form, authority form or `*` (step 2).
+    #[error("request target must be in origin form (a path starting with /)")]
+    NotOriginForm,
+    /// A `%` not followed by two hex digits (step 2).
+    #[error("request path has a malformed percent-encoding")]
+    MalformedEncoding,
+    /// `%2F`, `%5C`, `%3F` or `%23` in the path (step 2).
+    #[error("request path has an encoded separator (/, \\, ? or #)")]
+    EncodedSeparator,
+    /// The path still holds an escape after one decoding (step 2).
+    #[error("request path is percent-encoded twice")]
+    DoubleEncoded,
+    /// `.` or `..` as a path segment (step 2).
+    #[error("request path has a dot segment")]
+    DotSegment,
+    /// `//` inside the path (step 2).
+    #[error("request path has an empty segment")]
+    EmptySegment,
+    /// A backslash in the path (step 2).
+    #[error("request path has a backslash")]
+    Backslash,
+    /// A `;` path parameter, which upstreams split differently (step 2).
+    #[error("request path has a ; parameter")]
+    PathParameter,
+    /// NUL, another control byte or DEL in the decoded path (step 2).
+    #[error("request path has a control character")]
+    ControlByte,
+    /// The decoded path is not UTF-8 (step 2).
+    #[error("request path is not valid UTF-8")]
+    InvalidUtf8,
+    /// CONNECT, TRACE or a method outside [`FORWARDED_METHODS`] (405).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl TargetError {
+    /// The evaluation step that refused the target: 1 for the filter, 2 for the
+    /// canonical-target rule.
+    pub fn step(&self) -> u8 {
+        match self {
+            TargetError::Hostile(_) | TargetError::EncodedTooDeeply => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Runs steps 1 and 2 on a method and a request target.
+pub fn parse(method: &Method, uri: &Uri) -> Result<Target, TargetError> {
+    if !FORWARDED_METHODS.contains(method) {
+        return Err(TargetError::MethodNotAllowed);
+    }
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return Err(TargetError::NotOriginForm);
+    }
+    let raw_path = uri.path();
+    if !raw_path.starts_with('/') {
+        return Err(TargetError::NotOriginForm);
+    }
+
+    hostile_filter(raw_path.as_bytes())?;
+    if let Some(query) = uri.query() {
+        hostile_filter(query.as_bytes())?;
+    }
+
+    let path = canonical_path(raw_path)?;
+    Ok(Target {
+        forward_path: encode_path(&path),
+        path,
+        query: uri.query().map(str::to_owned),
+    })
+}
+
+/// Step 1: decode until stable, then look for the hostile shapes of SPEC.md.
+fn hostile_filter(raw: &[u8]) -> Result<(), TargetError> {
+    let mut current = raw.to_vec();
+    for _ in 0..MAX_DECODE_ROUNDS {
+        if let Some(shape) = hostile_shape(&current) {
+            return Err(TargetError::Hostile(shape));
+        }
+        let next = percent_decode_lenient(&current);
+        if next == current {
+            return Ok(());
+        }
+        current = next;
+    }
+    Err(TargetError::EncodedTooDeeply)
+}
+
+/// The name of the first hostile shape found in already-decoded bytes.
+fn hostile_shape(decoded: &[u8]) -> Option<&'static str> {
+    static SHAPES: OnceLock<[(Regex, &'static str); 5]> = OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
+        let build = |pattern: &str| {
+            Regex::new(&format!("(?is-u){pattern}"))
+                .expect("the hostile-input patterns are fixed and valid")
+        };
+        [
+            (build(r"proc/self/environ"), "environment file access"),
+            (build(r"(?:<|%3C).*script.*(?:>|%3E)"), "script injection"),
+            (build(r"\.\.[/\\]"), "path traversal"),
+            (build(r"[a-z0-9_]=/(?:[a-z0-9_.]//?)+"), "file injection"),
+            (
+                build(r"union.*select.*\(|union.*all.*select|concat.*\("),
+                "sql injection",
+            ),
+        ]
+    });
+    shapes
+        .iter()
+        .find(|(regex, _)| regex.is_match(decoded))
+        .map(|(_, name)| *name)
+}
+
+/// Step 2: decode the path once and refuse every spelling that an upstream
+/// could read differently from us.
+fn canonical_path(raw: &str) -> Result<String, TargetError> {
+    let decoded = decode_path_once(raw.as_bytes())?;
+    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(TargetError::ControlByte);
+    }
+    if decoded.contains(&b'\\') {
+        return Err(TargetError::Backslash);
+    }
+    if decoded.contains(&b';') {
+        return Err(TargetError::PathParameter);
+    }
+    let path = String::from_utf8(decoded).map_err(|_| TargetError::InvalidUtf8)?;
+    check_segments(&path)?;
+    Ok(path)
+}
+
+/// Refuses dot segments and empty segments; one trailing slash is allowed.
+fn check_segments(path: &str) -> Result<(), TargetError> {
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (index, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => return Err(TargetError::DotSegment),
+            "" if index != last => return Err(TargetError::EmptySegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `%XX` escapes once, refusing malformed escapes, encoded separators
+/// and escapes that would decode a second time.
+fn decode_path_once(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut index = 0;
+    while index < raw.len() {
+        if raw[index] != b'%' {
+            out.push(raw[index]);
+            index += 1;
+            continue;
+        }
+        let byte = hex_pair(raw, index + 1).ok_or(TargetError::MalformedEncoding)?;
+        match byte {
+            b'/' | b'\\' | b'?' | b'#' => return Err(TargetError::EncodedSeparator),
+            b'%' if hex_pair(raw, index + 3).is_some() => return Err(TargetError::DoubleEncoded),
+            _ => out.push(byte),
+        }
+        index += 3;
+    }
+    Ok(out)
+}
+
+/// Decodes every valid `%XX` escape and keeps anything else as it is; used by
+/// the filter, which must see through whatever the upstream might decode.
+fn percent_decode_lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut index = 0;
+    while index < raw.len() {
+        match (raw[index], hex_pair(raw, index + 1)) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                index += 3;
+            }
+            (other, _) => {
+                out.push(other);
+                index += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The byte spelled by two hex digits at `at`, if there are two.
+fn hex_pair(raw: &[u8], at: usize) -> Option<u8> {
+    let high = (*raw.get(at)? as char).to_digit(16)?;
+    let low = (*raw.get(at + 1)? as char).to_digit(16)?;
+    Some((high * 16 + low) as u8)
+}
+
+/// Percent-encodes a decoded path so that it decodes back to itself exactly:
+/// unreserved characters, sub-delimiters, `:`, `@` and `/` stay as they are.
+pub fn encode_path(path: &str) -> String {
+    const KEEP: &[u8] = b"-._~!$&'()*+,=:@/";
+    let mut out = String::with_capacity(path.len());
+    for &byte in path.as_bytes() {
+        if byte.is_ascii_alphanumeric() || KEEP.contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "target_tests.rs"]
+mod tests;
