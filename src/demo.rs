@@ -126,7 +126,7 @@ pub fn banner(gateway: SocketAddr, upstream: SocketAddr) -> String {
         format!("curl -s -X POST -H 'X-Supervisor-Token: demo-manager' {toggle} {base}/addons/demo_backup/security"),
         "# allowed (200): an admin may".to_owned(),
         format!("curl -s -X POST -H 'X-Supervisor-Token: demo-admin' {toggle} {base}/addons/demo_backup/security"),
-        "# and the upstream now reports \"protected\": false".to_owned(),
+        "# allowed (200): the upstream now reports \"protected\": false".to_owned(),
         format!("curl -s -H 'X-Supervisor-Token: demo-admin' {base}/addons/demo_backup/info"),
     ];
     out.push_str("\ntry:\n");

@@ -98,6 +98,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -133,7 +134,8 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
-    tracing::info!(listen = %listen, upstream = %config.upstream, "gateway listening");
+    let bound = listener.local_addr().unwrap_or(listen);
+    tracing::info!(listen = %bound, upstream = %config.upstream, "gateway listening");
     tracing::info!(table = %table.file, digest = %table.digest, "permission table loaded");
     let gateway = Arc::new(Gateway::new(config, table));
     finish(server::serve(listener, gateway, shutdown_signal()).await)
@@ -156,7 +158,6 @@ async fn run_mock(listen: SocketAddr) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
-    tracing::info!(listen = %listen, "mock upstream listening");
     let state = mock_upstream::MockState::new();
     finish(mock_upstream::serve(listener, state, shutdown_signal()).await)
 }

@@ -343,38 +343,7 @@ async fn record(parts: &Parts, mut body: Body) -> (Recorded, bool) {
         }
     };
 
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let recorded = Recorded {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers,
-        body_len: tally.len,
-        body_sha256: hex::encode(tally.digest.finalize()),
-        body_head: tally.head,
-    };
-    (recorded, complete)
-}
-
-impl BodyTally {
-    fn new() -> Self {
-        Self {
-            digest: Sha256::new(),
-            len: 0,
-            head: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, chunk: &[u8]) {
-        self.digest.update(chunk);
-        self.len += chunk.len() as u64;
-        let room = HEAD_LIMIT.saturating_sub(self.head.len()).min(chunk.len());
-        self.head.extend_from_slice(&chunk[..room]);
-    }
+    (tally.finish(parts), complete)
 }
 
 // --- Routing ---------------------------------------------------------------
@@ -491,7 +460,7 @@ fn not_found() -> Reply {
     )
 }
 
-// --- Caller, Target, Reply -------------------------------------------------
+// --- Api, Caller, Target, Reply, BodyTally --------------------------------
 
 impl Api {
     /// The word this generation uses for add-ons.
@@ -590,5 +559,40 @@ impl IntoResponse for Reply {
                 ([(header::CONTENT_TYPE, "application/x-tar")], bytes).into_response()
             }
         }
+    }
+}
+
+impl BodyTally {
+    fn new() -> Self {
+        Self {
+            digest: Sha256::new(),
+            len: 0,
+            head: Vec::new(),
+        }
+    }
+
+    /// The record of the request in `parts` whose body this tallied.
+    fn finish(self, parts: &Parts) -> Recorded {
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        Recorded {
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers,
+            body_len: self.len,
+            body_sha256: hex::encode(self.digest.finalize()),
+            body_head: self.head,
+        }
+    }
+
+    fn add(&mut self, chunk: &[u8]) {
+        self.digest.update(chunk);
+        self.len += chunk.len() as u64;
+        let room = HEAD_LIMIT.saturating_sub(self.head.len()).min(chunk.len());
+        self.head.extend_from_slice(&chunk[..room]);
     }
 }

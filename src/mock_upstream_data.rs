@@ -312,26 +312,41 @@ fn core_info() -> Value {
         "backups_exclude_database": false, "duplicate_log_file": false})
 }
 
-/// One backup the mock lists: slug, name, date, full or partial.
-const BACKUPS: &[(&str, &str, &str, bool)] = &[
-    (
-        "a1b2c3d4",
-        "Automatic backup 2025.11.3",
-        "2025-11-20T03:00:00+00:00",
-        true,
-    ),
-    (
-        "e5f6a7b8",
-        "Before Mosquitto update",
-        "2025-11-21T18:42:10+00:00",
-        false,
-    ),
+/// One backup the mock lists.
+struct BackupSeed {
+    slug: &'static str,
+    name: &'static str,
+    date: &'static str,
+    full: bool,
+}
+
+const BACKUPS: &[BackupSeed] = &[
+    BackupSeed {
+        slug: "a1b2c3d4",
+        name: "Automatic backup 2025.11.3",
+        date: "2025-11-20T03:00:00+00:00",
+        full: true,
+    },
+    BackupSeed {
+        slug: "e5f6a7b8",
+        name: "Before Mosquitto update",
+        date: "2025-11-21T18:42:10+00:00",
+        full: false,
+    },
 ];
+
+/// Stands in for a backup the mock never listed, such as a fresh upload.
+const UPLOADED: BackupSeed = BackupSeed {
+    slug: "",
+    name: "Uploaded backup",
+    date: "2025-11-22T08:00:00+00:00",
+    full: false,
+};
 
 fn backups(api: Api, with_stale: bool) -> Value {
     let list: Vec<Value> = BACKUPS
         .iter()
-        .map(|&(slug, name, date, full)| backup_entry(api, slug, name, date, full))
+        .map(|seed| backup_entry(api, seed.slug, seed))
         .collect();
     let mut data = json!({"backups": list});
     if with_stale {
@@ -340,7 +355,10 @@ fn backups(api: Api, with_stale: bool) -> Value {
     data
 }
 
-fn backup_entry(api: Api, slug: &str, name: &str, date: &str, full: bool) -> Value {
+fn backup_entry(api: Api, slug: &str, seed: &BackupSeed) -> Value {
+    let BackupSeed {
+        name, date, full, ..
+    } = *seed;
     let addons: Vec<&str> = backup_addons(full).map(|a| a.slug).collect();
     let folders: Vec<&str> = if full {
         vec!["share", "ssl", "media"]
@@ -360,11 +378,9 @@ fn backup_entry(api: Api, slug: &str, name: &str, date: &str, full: bool) -> Val
 
 /// `GET /backups/<slug>/info`; a slug the mock never listed gets a partial one.
 pub(super) fn backup_info(api: Api, slug: &str) -> Value {
-    let (name, date, full) = BACKUPS.iter().find(|b| b.0 == slug).map_or(
-        ("Uploaded backup", "2025-11-22T08:00:00+00:00", false),
-        |b| (b.1, b.2, b.3),
-    );
-    let mut data = backup_entry(api, slug, name, date, full);
+    let seed = BACKUPS.iter().find(|b| b.slug == slug).unwrap_or(&UPLOADED);
+    let full = seed.full;
+    let mut data = backup_entry(api, slug, seed);
     let addons: Vec<Value> = backup_addons(full)
         .map(|a| json!({"slug": a.slug, "name": a.name, "version": a.version, "size": 0.01}))
         .collect();

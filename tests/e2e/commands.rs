@@ -1,0 +1,342 @@
+//! The binary itself: `serve` with good and bad files, `check`, the demo's
+//! printed curl lines, and a trace-level log that must hold no token.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use supervisor_gateway::demo;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_supervisor-gateway");
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = "upstream: http://127.0.0.1:9\naddons:\n  - slug: probe\n    token: s3cr3t-token-value\n    hassio_role: superuser\n";
+    let path = write(dir.path(), "bad.yaml", bad);
+    let output = run(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:5: hassio_role:", path.display())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cr3t") && !stderr.contains("superuser"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn serve_refuses_a_table_that_opens_the_toggle_to_manager() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
+        "      - /addons/reload\n",
+        "      - /addons/reload\n      - /addons/<slug>/security\n",
+        1,
+    );
+    write(dir.path(), "table.yaml", &table);
+    let config = "upstream: http://127.0.0.1:9\ntable: table.yaml\n";
+    let path = write(dir.path(), "gateway.yaml", config);
+    let output = run(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let table_path = dir.path().join("table.yaml");
+    let line = table
+        .lines()
+        .position(|l| l == "      - /addons/<slug>/security")
+        .expect("added rule")
+        + 1;
+    let expected = format!("{}:{line}: roles.manager[2]:", table_path.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("protection-mode toggle"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_explains_the_decision_and_exits_by_outcome() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(
+        dir.path(),
+        "gateway.yaml",
+        &test_config_yaml("127.0.0.1:9".parse().expect("addr")),
+    );
+    let config = path.to_str().expect("utf-8 path");
+
+    let denied = run(&[
+        "check",
+        "--config",
+        config,
+        "--addon",
+        "local_manager",
+        "POST",
+        "/addons/core_ssh/security",
+    ]);
+    assert_eq!(denied.status.code(), Some(1));
+    let out = text(&denied.stdout);
+    assert!(out.contains("denied: 403"), "{out}");
+    assert!(out.contains("addon local_manager (role manager)"), "{out}");
+    assert!(out.contains("step:     9 (default-deny)"), "{out}");
+
+    let allowed = run(&[
+        "check", "--config", config, "--token", TOK_BACKUP, "GET", "/backups",
+    ]);
+    assert_eq!(allowed.status.code(), Some(0));
+    let out = text(&allowed.stdout);
+    assert!(out.contains("step:     8 (add-ons)"), "{out}");
+    assert!(
+        out.contains("roles.backup[0] /backups* at config/default-table.yaml (built in):109"),
+        "{out}"
+    );
+    assert!(!out.contains(TOK_BACKUP), "{out}");
+
+    let public = run(&[
+        "check",
+        "--config",
+        config,
+        "--caller",
+        "anonymous",
+        "GET",
+        "/supervisor/ping",
+    ]);
+    assert_eq!(public.status.code(), Some(0));
+    assert!(text(&public.stdout).contains("step:     4 (public)"));
+
+    let hostile = run(&[
+        "check",
+        "--config",
+        config,
+        "--caller",
+        "cli",
+        "GET",
+        "/discovery/.%252e/os/info",
+    ]);
+    assert_eq!(hostile.status.code(), Some(1));
+    assert!(text(&hostile.stdout).contains("step:     1 (hostile-input)"));
+
+    let unknown = run(&[
+        "check", "--config", config, "--addon", "nobody", "GET", "/info",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// Splits a curl line printed by the demo into words, honouring quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut in_word = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, ' ') => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// The raw request a curl command line would send (the flags the demo uses).
+fn curl_request(words: &[String]) -> (String, Vec<u8>) {
+    let (mut method, mut url, mut headers, mut body) =
+        ("GET".to_owned(), String::new(), Vec::new(), None);
+    let mut args = words.iter().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-s" => {}
+            "-X" => method = args.next().expect("method").clone(),
+            "-H" => headers.push(args.next().expect("header").clone()),
+            "-d" => body = Some(args.next().expect("body").clone()),
+            other => url = other.to_owned(),
+        }
+    }
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_at(rest.find('/').expect("path"));
+    let body = body.unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for header in headers {
+        request.push_str(&format!("{header}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    (host.to_owned(), request.into_bytes())
+}
+
+#[tokio::test]
+async fn the_demos_printed_curl_lines_behave_as_printed() {
+    let started = demo::start("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("demo starts");
+    let addr = started.listener.local_addr().expect("addr");
+    let banner = demo::banner(addr, started.mock.addr());
+    tokio::spawn(supervisor_gateway::server::serve(
+        started.listener,
+        started.gateway,
+        std::future::pending(),
+    ));
+
+    let lines: Vec<&str> = banner.lines().map(str::trim).collect();
+    let mut checked = 0;
+    for pair in lines.windows(2) {
+        let (comment, command) = (pair[0], pair[1]);
+        let Some(code) = comment.split_once('(').and_then(|(_, rest)| rest.get(..3)) else {
+            continue;
+        };
+        if !command.starts_with("curl ") {
+            continue;
+        }
+        let expected: u16 = code.parse().expect("status in the comment");
+        let (host, request) = curl_request(&shell_words(command));
+        let response = send_raw(host.parse().expect("host is the demo address"), &request).await;
+        assert_eq!(
+            response.status,
+            expected,
+            "{command}\n{}",
+            text(&response.body)
+        );
+        if comment.contains("\"protected\": false") {
+            assert_eq!(response.json()["data"]["protected"], false, "{command}");
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 7,
+        "only {checked} curl lines found in:\n{banner}"
+    );
+    started.mock.stop().await;
+}
+
+/// A running `serve` process whose stderr is collected.
+struct Served {
+    child: Child,
+    addr: std::net::SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+fn spawn_serve(config: &Path, rust_log: &str) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().expect("utf-8 path")])
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let _ = addr_tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
+            }
+            let mut log = sink.lock().expect("log lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address")
+        .parse()
+        .expect("a socket address");
+    Served { child, addr, log }
+}
+
+impl Served {
+    /// Sends SIGTERM and returns the exit code and the whole log.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for serve");
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().expect("log lock").clone();
+        (status.code(), log)
+    }
+}
+
+#[tokio::test]
+async fn no_token_reaches_the_log_at_trace_level_in_any_header() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr()));
+    let served = spawn_serve(&path, "trace");
+
+    let paths = [
+        "/addons/self/info",
+        "/backups",
+        "/addons/core_ssh/security",
+        "/core/api/states",
+    ];
+    let mut sent = 0;
+    for token in ALL_TOKENS.iter().chain([&TOK_UNKNOWN]) {
+        for path in paths {
+            let target = format!("{path}?token={token}");
+            let forms = [
+                RawRequest::new("GET", path).header("X-Supervisor-Token", *token),
+                RawRequest::new("POST", path).header("X-Hassio-Key", *token),
+                RawRequest::new("GET", &target).header("Authorization", format!("Bearer {token}")),
+                RawRequest::new("GET", path)
+                    .header("X-Supervisor-Token", *token)
+                    .header("X-Hassio-Key", TOK_UNKNOWN),
+            ];
+            for request in forms {
+                let response = send_raw(served.addr, &request.to_bytes()).await;
+                assert!(response.status >= 200);
+                sent += 1;
+            }
+        }
+    }
+    let (code, log) = served.stop();
+    assert_eq!(code, Some(0), "SIGTERM ends serve cleanly");
+    assert!(
+        log.matches("decision").count() >= sent,
+        "one event per decision:\n{log}"
+    );
+    for token in ALL_TOKENS.iter().chain([&TOK_UNKNOWN]) {
+        assert!(
+            !log.contains(&token[..12]),
+            "a token prefix appears in the log"
+        );
+    }
+    mock.stop().await;
+}

@@ -1,0 +1,315 @@
+//! Shared helpers: the mock upstream with a gateway in front of it on
+//! loopback port 0, tokens for every kind of caller, and a raw HTTP/1.1
+//! client that sends exactly the bytes it is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use supervisor_gateway::config::Config;
+use supervisor_gateway::gateway::Gateway;
+use supervisor_gateway::mock_upstream::{self, MockHandle, MockState, Recorded};
+use supervisor_gateway::server;
+use supervisor_gateway::table::Table;
+
+pub(crate) const TOK_DEFAULT: &str = "4a1f0c7e9b2d46a8b3e5c7d9f1a2b4c6d8e0f1a3b5c7d9e1";
+pub(crate) const TOK_NOAPI: &str = "5b2e1d8f0c3a47b9c4f6d8e0a2b3c5d7e9f1a2b4c6d8e0f2";
+pub(crate) const TOK_HA: &str = "6c3f2e9a1d4b58c0d5a7e9f1b3c4d6e8f0a2b3c5d7e9f1a3";
+pub(crate) const TOK_BACKUP: &str = "7d4a3f0b2e5c69d1e6b8f0a2c4d5e7f9a1b3c4d6e8f0a2b4";
+pub(crate) const TOK_MANAGER: &str = "8e5b4a1c3f6d70e2f7c9a1b3d5e6f8a0b2c4d5e7f9a1b3c5";
+pub(crate) const TOK_ADMIN: &str = "9f6c5b2d4a7e81f3a8d0b2c4e6f7a9b1c3d5e6f8a0b2c4d6";
+pub(crate) const TOK_AUTH: &str = "a07d6c3e5b8f92a4b9e1c3d5f7a8b0c2d4e6f7a9b1c3d5e7";
+pub(crate) const TOK_CORE: &str = "b18e7d4f6c9a03b5c0f2d4e6a8b9c1d3e5f7a8b0c2d4e6f8";
+pub(crate) const TOK_CLI: &str = "c29f8e5a7d0b14c6d1a3e5f7b9c0d2e4f6a8b9c1d3e5f7a9";
+pub(crate) const TOK_OBSERVER: &str = "d30a9f6b8e1c25d7e2b4f6a8c0d1e3f5a7b9c0d2e4f6a8b0";
+pub(crate) const TOK_UNKNOWN: &str = "e41b0a7c9f2d36e8f3c5a7b9d1e2f4a6b8c0d1e3f5a7b9c1";
+
+/// Every token the test configuration knows.
+pub(crate) const ALL_TOKENS: [&str; 10] = [
+    TOK_DEFAULT,
+    TOK_NOAPI,
+    TOK_HA,
+    TOK_BACKUP,
+    TOK_MANAGER,
+    TOK_ADMIN,
+    TOK_AUTH,
+    TOK_CORE,
+    TOK_CLI,
+    TOK_OBSERVER,
+];
+
+/// The test configuration: the callers of ../shared/hostile-requests.md.
+pub(crate) fn test_config_yaml(upstream: SocketAddr) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+upstream: http://{upstream}
+tokens:
+  homeassistant: {TOK_CORE}
+  cli: {TOK_CLI}
+  observer: {TOK_OBSERVER}
+addons:
+  - {{ slug: local_probe, token: {TOK_DEFAULT}, hassio_api: true }}
+  - {{ slug: local_noapi, token: {TOK_NOAPI} }}
+  - {{ slug: local_ha, token: {TOK_HA}, hassio_api: true, hassio_role: homeassistant, homeassistant_api: true }}
+  - {{ slug: local_backup, token: {TOK_BACKUP}, hassio_api: true, hassio_role: backup }}
+  - {{ slug: local_manager, token: {TOK_MANAGER}, hassio_api: true, hassio_role: manager }}
+  - {{ slug: local_admin, token: {TOK_ADMIN}, hassio_api: true, hassio_role: admin }}
+  - {{ slug: local_auth, token: {TOK_AUTH}, auth_api: true }}
+limits:
+  upstream_connect_timeout_ms: 500
+  upstream_response_timeout_ms: 2000
+  shutdown_grace_ms: 1000
+"#
+    )
+}
+
+/// A gateway on loopback in front of the mock upstream.
+pub(crate) struct TestGateway {
+    pub(crate) addr: SocketAddr,
+    pub(crate) mock: MockHandle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestGateway {
+    /// Starts the mock and a gateway with the test configuration.
+    pub(crate) async fn start() -> TestGateway {
+        let mock = start_mock().await;
+        let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config")
+            .expect("the test config is valid");
+        TestGateway::with_config(config, mock).await
+    }
+
+    /// Starts a gateway with a given configuration in front of `mock`.
+    pub(crate) async fn with_config(config: Config, mock: MockHandle) -> TestGateway {
+        let table = Table::builtin().expect("the default table loads");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
+        let addr = listener.local_addr().expect("gateway address");
+        let gateway = Arc::new(Gateway::new(config, table));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, gateway, async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            addr,
+            mock,
+            stop: Some(stop),
+        }
+    }
+
+    /// What reached the upstream since the last call.
+    pub(crate) fn upstream_saw(&self) -> Vec<Recorded> {
+        self.mock.state().take()
+    }
+
+    /// Sends one request built from parts and returns the response.
+    pub(crate) async fn send(&self, request: &RawRequest<'_>) -> RawResponse {
+        send_raw(self.addr, &request.to_bytes()).await
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts the mock upstream on loopback port 0.
+pub(crate) async fn start_mock() -> MockHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+    mock_upstream::spawn(listener, MockState::new()).expect("mock starts")
+}
+
+/// One request written out by hand, so that nothing rewrites it.
+pub(crate) struct RawRequest<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) headers: Vec<(&'a str, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl<'a> RawRequest<'a> {
+    pub(crate) fn new(method: &'a str, target: &'a str) -> RawRequest<'a> {
+        RawRequest {
+            method,
+            target,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &'a str, value: impl Into<String>) -> RawRequest<'a> {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn token(self, token: &str) -> RawRequest<'a> {
+        self.header("X-Supervisor-Token", token)
+    }
+
+    pub(crate) fn body(mut self, body: &[u8]) -> RawRequest<'a> {
+        self.body = body.to_vec();
+        self
+    }
+
+    /// The request's bytes: the headers given, plus Host, Content-Length and
+    /// `Connection: close` unless given.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        if !has("host") {
+            out.extend_from_slice(b"Host: supervisor\r\n");
+        }
+        for (name, value) in &self.headers {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        if !has("content-length") && !has("transfer-encoding") {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+        }
+        if !has("connection") {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "body is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Writes `bytes` to a fresh connection and reads the response until the
+/// server closes it (every helper request says `Connection: close`).
+pub(crate) async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(bytes).await.expect("write request");
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received).await;
+        received
+    };
+    let received = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the exchange finishes within 10 s");
+    parse_response(&received)
+}
+
+/// Parses one HTTP/1.1 response, de-chunking its body if needed.
+pub(crate) fn parse_response(received: &[u8]) -> RawResponse {
+    let split = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no response head in {:?}",
+                String::from_utf8_lossy(received)
+            )
+        });
+    let head = String::from_utf8_lossy(&received[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let raw_body = &received[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(raw_body)
+    } else {
+        raw_body.to_vec()
+    };
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return body;
+        };
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .expect("chunk size");
+        if size == 0 {
+            return body;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+}
+
+/// Asserts the upstream received nothing, naming the case.
+pub(crate) fn assert_upstream_silent(gateway: &TestGateway, case: &str) {
+    let seen = gateway.upstream_saw();
+    assert!(
+        seen.is_empty(),
+        "{case}: upstream received {:?}",
+        seen.iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Asserts the response is the gateway's own error envelope with `status`.
+pub(crate) fn assert_refused(response: &RawResponse, status: u16, case: &str) {
+    assert_eq!(
+        response.status,
+        status,
+        "{case}: {}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let json = response.json();
+    assert_eq!(json["result"], "error", "{case}");
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{case}"
+    );
+}

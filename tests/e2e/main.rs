@@ -1,0 +1,11 @@
+//! End-to-end tests: a raw TCP client, the gateway and the mock upstream, all
+//! on loopback with ephemeral ports.
+
+mod helpers;
+
+mod clients;
+mod commands;
+mod headers;
+mod matrix;
+mod protection;
+mod upstream;
