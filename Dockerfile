@@ -1,0 +1,18 @@
+# Multi-stage build: compile in the Rust image, run from a slim Debian image
+# as a non-root user. No Docker engine runs on the project's machines, so
+# this file is reviewed, not built, there.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY config ./config
+RUN cargo build --release --locked --bin supervisor-gateway \
+ && strip target/release/supervisor-gateway
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
+COPY --from=build /src/target/release/supervisor-gateway /usr/local/bin/supervisor-gateway
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/supervisor-gateway"]
+CMD ["serve", "--config", "/etc/supervisor-gateway/gateway.yaml"]
