@@ -2,6 +2,7 @@
 //! belongs to. Tokens are kept only as SHA-256 digests and compared in
 //! constant time.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -10,6 +11,10 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::config::{Addon, Role};
+
+/// The longest token accepted; anything longer is malformed (400). Real
+/// tokens are a few hundred bytes at most.
+pub const MAX_TOKEN_LEN: usize = 4096;
 
 /// The token headers, in the order SPEC.md checks them.
 pub const TOKEN_HEADERS: [&str; 3] = ["x-supervisor-token", "x-hassio-key", "authorization"];
@@ -143,7 +148,7 @@ fn token_in<'a>(name: &str, value: &'a [u8]) -> Result<Option<&'a [u8]>, TokenEr
     if token.is_empty() {
         return Ok(None);
     }
-    if !token.iter().all(|b| b.is_ascii_graphic()) {
+    if token.len() > MAX_TOKEN_LEN || !token.iter().all(|b| b.is_ascii_graphic()) {
         return Err(TokenError::Malformed);
     }
     Ok(Some(token))
@@ -170,12 +175,20 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 /// become `-`.
 fn is_ambiguous_token_header(name: &http::HeaderName) -> bool {
     let name = name.as_str();
-    name.contains(['_', '.']) && TOKEN_HEADERS.contains(&normalized_name(name).as_str())
+    name.contains(['_', '.']) && TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
 }
 
-/// A header name with `_` and `.` spelled `-`, as some servers read them.
-pub fn normalized_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
+/// A header name lower-cased with `_` and `.` spelled `-`, as some servers
+/// read them; borrowed when it is already in that form (the common case).
+pub fn normalized_name(name: &str) -> Cow<'_, str> {
+    if name
+        .bytes()
+        .any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase())
+    {
+        Cow::Owned(name.to_ascii_lowercase().replace(['_', '.'], "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// Everyone who holds a token, by digest.

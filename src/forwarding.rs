@@ -62,7 +62,7 @@ pub fn is_reserved_header(name: &str) -> bool {
         || name.starts_with("x-remote-user-")
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-gateway-")
-        || matches!(name.as_str(), "x-ingress-path" | "forwarded" | "x-real-ip")
+        || matches!(name.as_ref(), "x-ingress-path" | "forwarded" | "x-real-ip")
 }
 
 /// A reason to refuse the request for its headers alone (400), if any.
@@ -72,13 +72,13 @@ pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
     }
     if headers
         .keys()
-        .any(|name| METHOD_OVERRIDES.contains(&normalized_name(name.as_str()).as_str()))
+        .any(|name| METHOD_OVERRIDES.contains(&normalized_name(name.as_str()).as_ref()))
     {
         return Some("method override headers are not accepted");
     }
     let protected = |name: &str| {
         is_reserved_header(name)
-            || TOKEN_HEADERS.contains(&normalized_name(name).as_str())
+            || TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
             || name.eq_ignore_ascii_case("host")
     };
     if connection_names(headers).iter().any(|name| protected(name)) {

@@ -17,9 +17,11 @@
 //! in `/info` below the root.
 
 /// What a pattern is for. Deny-kind patterns (always-denied paths,
-/// exceptions, core-only paths) also match their path with one trailing
-/// slash, so that `/os/datadisk/wipe/` cannot slip past an exception written
-/// as `/os/datadisk/wipe`.
+/// exceptions, core-only paths) are widened so that no spelling an upstream
+/// might read as the same route slips past them: they also match their path
+/// with one trailing slash, and they ignore ASCII case (`/os/datadisk/WIPE`
+/// is refused like `/os/datadisk/wipe`, whatever the upstream's router does
+/// with case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternKind {
     /// A path that is granted: matched as written.
@@ -58,7 +60,10 @@ pub fn to_regex(pattern: &str, kind: PatternKind) -> Result<String, PatternError
     if !pattern.starts_with('/') {
         return Err(PatternError::NotAbsolute);
     }
-    let mut out = String::from("(?s-u)^");
+    let mut out = String::from(match kind {
+        PatternKind::Grant => "(?s-u)^",
+        PatternKind::Deny => "(?s-u)(?i)^",
+    });
     let chars: Vec<char> = pattern.chars().collect();
     let mut index = 0;
     while index < chars.len() {
@@ -200,6 +205,20 @@ mod tests {
         let pattern = "/addons/<slug>/{logo,icon}";
         assert!(matches(pattern, PatternKind::Grant, "/addons/x/icon"));
         assert!(!matches(pattern, PatternKind::Grant, "/addons/x/iconx"));
+    }
+
+    #[test]
+    fn deny_patterns_ignore_case_and_grants_do_not() {
+        assert!(matches(
+            "/addons/<slug>/security*",
+            PatternKind::Deny,
+            "/addons/X/SeCuRiTy"
+        ));
+        assert!(!matches(
+            "/addons/<slug>/security",
+            PatternKind::Grant,
+            "/addons/x/SECURITY"
+        ));
     }
 
     #[test]

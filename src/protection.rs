@@ -19,9 +19,10 @@ use crate::config::{ConfigError, Role};
 use crate::table::{Rule, RuleSet, Table};
 
 /// Every spelling of the toggle the upstream could act on, as a canonical
-/// path: `self` is a slug, and one trailing slash counts too. (`;` never
-/// reaches a decision: step 2 refuses it.)
-const TOGGLE: &str = r"(?s-u)^/(?:addons|v2/apps)/[A-Za-z0-9._-]+/security/?$";
+/// path: `self` is a slug, one trailing slash counts, and so does any ASCII
+/// case, in case the upstream's router ignores it. (`;` never reaches a
+/// decision: step 2 refuses it.)
+const TOGGLE: &str = r"(?s-u)(?i)^/(?:addons|v2/apps)/[A-Za-z0-9._-]+/security/?$";
 
 /// How many product states the search may visit before it gives up on a
 /// rule as too complex to prove safe (and refuses it).
@@ -124,7 +125,7 @@ impl Search<'_> {
             if self.accepts(state) {
                 return Ok(Some(witness(&parents, state)));
             }
-            for byte in 0..=255u8 {
+            for byte in byte_order() {
                 let Some(next) = self.step(state, byte) else {
                     continue;
                 };
@@ -179,6 +180,11 @@ impl Search<'_> {
     }
 }
 
+/// Every byte, lower-case letters first, so that witnesses read naturally.
+fn byte_order() -> impl Iterator<Item = u8> {
+    (b'a'..=b'z').chain((0..=255u8).filter(|b| !b.is_ascii_lowercase()))
+}
+
 fn witness(parents: &HashMap<State, Option<(State, u8)>>, mut state: State) -> String {
     let mut bytes = Vec::new();
     while let Some(Some((parent, byte))) = parents.get(&state) {
@@ -228,7 +234,13 @@ mod tests {
 
     #[test]
     fn prefix_and_wildcard_spellings_are_caught() {
-        for pattern in ["/addons/co*", "/*", "/**/security", "/v2/apps/<name>/sec*"] {
+        for pattern in [
+            "/addons/co*",
+            "/*",
+            "/**/security",
+            "/v2/apps/<name>/sec*",
+            "/addons/x/SECURITY",
+        ] {
             assert!(witness_for(pattern, &[]).is_some(), "{pattern}");
         }
     }

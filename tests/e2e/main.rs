@@ -6,6 +6,7 @@ mod helpers;
 mod clients;
 mod commands;
 mod headers;
+mod hostile;
 mod matrix;
 mod protection;
 mod upstream;
