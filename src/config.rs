@@ -74,10 +74,25 @@ pub struct Addon {
 }
 
 /// Timeouts and limits; every value has a default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Time a client has to send the request head.
+    /// Time a client has to send a request head, counted from when the
+    /// gateway starts waiting for it (so it also bounds keep-alive idle time).
     pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may sit with no request in flight.
+    pub keep_alive_timeout: Duration,
+    /// Largest request head, in bytes (431 above it; at least 8192).
+    pub max_header_bytes: usize,
+    /// Most header lines in a request head (431 above it).
+    pub max_headers: usize,
+    /// Largest request body on ordinary routes (413 above it).
+    pub max_body_bytes: u64,
+    /// Largest request body on upload routes, which stream.
+    pub max_upload_bytes: u64,
+    /// The upload routes: exact canonical paths.
+    pub upload_paths: Vec<String>,
+    /// Most client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Time to open a connection to the upstream (502 after).
     pub upstream_connect_timeout: Duration,
     /// Time for the upstream to send its response head (504 after).
@@ -90,9 +105,35 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: 1 << 40,
+            upload_paths: vec![
+                "/backups/new/upload".to_owned(),
+                "/v2/backups/new/upload".to_owned(),
+            ],
+            max_connections: 4096,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_response_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Whether a canonical path is an upload route.
+    pub fn is_upload(&self, path: &str) -> bool {
+        self.upload_paths.iter().any(|upload| upload == path)
+    }
+
+    /// The body limit for a canonical path.
+    pub fn body_limit(&self, path: &str) -> u64 {
+        if self.is_upload(path) {
+            self.max_upload_bytes
+        } else {
+            self.max_body_bytes
         }
     }
 }
@@ -182,8 +223,7 @@ struct RawConfig {
     #[serde(default)]
     addons: Vec<Spanned<RawAddon>>,
     upstream_token: Option<Spanned<RawSecret>>,
-    #[serde(default)]
-    limits: RawLimits,
+    limits: Option<Spanned<RawLimits>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,6 +253,13 @@ struct RawAddon {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     header_read_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_upload_bytes: Option<u64>,
+    upload_paths: Option<Vec<String>>,
+    max_connections: Option<usize>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_response_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
@@ -293,6 +340,12 @@ impl Checker<'_> {
             Some(spanned) => Some(self.upstream_token(spanned)?),
             None => None,
         };
+        let limits_line = raw.limits.as_ref().map_or(0, line_of);
+        let limits = raw
+            .limits
+            .as_ref()
+            .map_or_else(Limits::default, |spanned| limits(&spanned.value));
+        check_limits(&limits).map_err(|(key, reason)| self.error(limits_line, key, reason))?;
         Ok(Config {
             source: self.file.to_owned(),
             listen,
@@ -301,7 +354,7 @@ impl Checker<'_> {
             callers,
             addons,
             upstream_token,
-            limits: limits(&raw.limits),
+            limits,
         })
     }
 
@@ -431,19 +484,78 @@ impl Checker<'_> {
 }
 
 fn limits(raw: &RawLimits) -> Limits {
-    let defaults = Limits::default();
+    let d = Limits::default();
     let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
     Limits {
-        header_read_timeout: ms(raw.header_read_timeout_ms, defaults.header_read_timeout),
-        upstream_connect_timeout: ms(
-            raw.upstream_connect_timeout_ms,
-            defaults.upstream_connect_timeout,
-        ),
+        header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
+        keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
+        max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
+        max_headers: raw.max_headers.unwrap_or(d.max_headers),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
+        upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
+        max_connections: raw.max_connections.unwrap_or(d.max_connections),
+        upstream_connect_timeout: ms(raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
         upstream_response_timeout: ms(
             raw.upstream_response_timeout_ms,
-            defaults.upstream_response_timeout,
+            d.upstream_response_timeout,
         ),
-        shutdown_grace: ms(raw.shutdown_grace_ms, defaults.shutdown_grace),
+        shutdown_grace: ms(raw.shutdown_grace_ms, d.shutdown_grace),
+    }
+}
+
+/// Refuses limits that cannot work, naming the key (the line is that of
+/// `limits`, since the values themselves carry none).
+fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
+    let zero = Duration::ZERO;
+    let problems = [
+        (
+            limits.header_read_timeout == zero,
+            "limits.header_read_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.keep_alive_timeout == zero,
+            "limits.keep_alive_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.max_header_bytes < 8192,
+            "limits.max_header_bytes",
+            "must be at least 8192",
+        ),
+        (
+            limits.max_headers == 0,
+            "limits.max_headers",
+            "must be above 0",
+        ),
+        (
+            limits.max_connections == 0,
+            "limits.max_connections",
+            "must be above 0",
+        ),
+        (
+            limits.upstream_connect_timeout == zero,
+            "limits.upstream_connect_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.upstream_response_timeout == zero,
+            "limits.upstream_response_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits
+                .upload_paths
+                .iter()
+                .any(|path| !path.starts_with('/')),
+            "limits.upload_paths",
+            "every upload path starts with /",
+        ),
+    ];
+    match problems.into_iter().find(|(bad, _, _)| *bad) {
+        Some((_, key, reason)) => Err((key, reason)),
+        None => Ok(()),
     }
 }
 

@@ -3,7 +3,15 @@
 //! and 504. Bodies stream both ways; nothing is buffered.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
 
 use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,11 +22,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
-use crate::config::{Config, UpstreamToken};
+use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
 
 /// Headers that describe one connection, never forwarded in either direction.
-const HOP_BY_HOP: [&str; 9] = [
+/// `content-length` is not one, but the gateway never copies the client's:
+/// the upstream request gets framing of the gateway's own, from the body.
+const HOP_BY_HOP: [&str; 10] = [
+    "content-length",
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -40,18 +51,38 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-method-override",
 ];
 
-/// Why the upstream did not answer.
+/// Why an allowed request got no answer from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
+pub enum ForwardError {
+    /// The request body is over the route's limit (413).
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The client's body broke off before it was complete (400).
+    #[error("request body ended early")]
+    ClientBodyFailed,
     /// No connection could be made (502).
     #[error("upstream unreachable")]
-    Unreachable,
+    UpstreamUnreachable,
     /// No response head in time (504).
     #[error("upstream timed out")]
-    TimedOut,
+    UpstreamTimedOut,
     /// The connection failed while sending or reading the head (502).
     #[error("upstream failed")]
-    Failed,
+    UpstreamFailed,
+}
+
+impl ForwardError {
+    /// The status the client gets.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            ForwardError::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::ClientBodyFailed => http::StatusCode::BAD_REQUEST,
+            ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
+                http::StatusCode::BAD_GATEWAY
+            }
+        }
+    }
 }
 
 /// Whether a client header carries identity or forwarding information that
@@ -104,7 +135,7 @@ pub struct Forwarder {
     client: Client<HttpConnector, Body>,
     upstream: http::uri::Authority,
     upstream_token: Option<UpstreamToken>,
-    response_timeout: Duration,
+    limits: Limits,
 }
 
 impl Forwarder {
@@ -120,12 +151,14 @@ impl Forwarder {
             client,
             upstream: config.upstream.clone(),
             upstream_token: config.upstream_token.clone(),
-            response_timeout: config.limits.upstream_response_timeout,
+            limits: config.limits.clone(),
         }
     }
 
     /// Sends an allowed request upstream and returns its response head with
-    /// the body still streaming.
+    /// the body still streaming. A body over the route's limit is refused
+    /// before anything is sent when its length is declared, and cut off with
+    /// 413 when it is not.
     pub async fn forward(
         &self,
         permit: Permit,
@@ -133,26 +166,59 @@ impl Forwarder {
         parts: request::Parts,
         body: Incoming,
         peer: SocketAddr,
-    ) -> Result<Response<Body>, UpstreamError> {
-        let uri = self.upstream_uri(&permit)?;
-        let mut request = Request::new(Body::new(body));
-        *request.method_mut() = parts.method;
-        *request.uri_mut() = uri;
+    ) -> Result<Response<Body>, ForwardError> {
+        let body = self.limited_body(&permit, &parts.headers, body).await?;
+        let (body, exceeded) = body;
+        let mut request = Request::new(body);
+        *request.uri_mut() = self.upstream_uri(&permit)?;
         *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
+        *request.method_mut() = parts.method;
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
-        let response = match sent.await {
-            Err(_) => return Err(UpstreamError::TimedOut),
-            Ok(Err(error)) if error.is_connect() => return Err(UpstreamError::Unreachable),
-            Ok(Err(_)) => return Err(UpstreamError::Failed),
+        let timeout = self.limits.upstream_response_timeout;
+        let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
+        let response = match sent {
+            Err(_) => return Err(ForwardError::UpstreamTimedOut),
             Ok(Ok(response)) => response,
+            Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
+                return Err(ForwardError::BodyTooLarge)
+            }
+            Ok(Err(error)) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
+            Ok(Err(_)) => return Err(ForwardError::UpstreamFailed),
         };
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         Ok(Response::from_parts(head, Body::new(body)))
     }
 
-    fn upstream_uri(&self, permit: &Permit) -> Result<Uri, UpstreamError> {
+    /// The body to send upstream, within the route's limit. A declared
+    /// length over the limit is refused before anything is read. On ordinary
+    /// routes a body of unknown length is read up to the limit first, so that
+    /// an oversized one never reaches the upstream; upload routes stream and
+    /// are cut off at their (larger) limit.
+    async fn limited_body(
+        &self,
+        permit: &Permit,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<(Body, Arc<AtomicBool>), ForwardError> {
+        let path = &permit.target().path;
+        let limit = self.limits.body_limit(path);
+        if declared_length(headers).is_some_and(|length| length > limit) {
+            return Err(ForwardError::BodyTooLarge);
+        }
+        let (limited, exceeded) = LimitedBody::new(body, limit);
+        let streams = declared_length(headers).is_some() || self.limits.is_upload(path);
+        if streams || limited.is_end_stream() {
+            return Ok((Body::new(limited), exceeded));
+        }
+        match limited.collect().await {
+            Ok(collected) => Ok((Body::from(collected.to_bytes()), exceeded)),
+            Err(_) if exceeded.load(Ordering::Relaxed) => Err(ForwardError::BodyTooLarge),
+            Err(_) => Err(ForwardError::ClientBodyFailed),
+        }
+    }
+
+    fn upstream_uri(&self, permit: &Permit) -> Result<Uri, ForwardError> {
         let target = permit.target();
         let path_and_query = match &target.query {
             Some(query) => format!("{}?{}", target.forward_path, query),
@@ -163,7 +229,7 @@ impl Forwarder {
             .authority(self.upstream.clone())
             .path_and_query(path_and_query)
             .build()
-            .map_err(|_| UpstreamError::Failed)
+            .map_err(|_| ForwardError::UpstreamFailed)
     }
 
     /// The client's headers minus hop-by-hop, `Connection`-named and
@@ -201,6 +267,78 @@ impl Forwarder {
             || is_reserved_header(name)
             || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
         !dropped
+    }
+}
+
+/// The request's declared body length (hyper has already refused conflicting
+/// or malformed ones).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A request body that fails once more than `limit` bytes have passed, and
+/// says so through a shared flag, so the failure can be answered with 413.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+/// The error a [`LimitedBody`] ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("request body over the limit")]
+struct BodyLimitExceeded;
+
+impl LimitedBody {
+    fn new(inner: Incoming, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = LimitedBody {
+            inner,
+            remaining: limit,
+            exceeded: exceeded.clone(),
+        };
+        (body, exceeded)
+    }
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let length = frame.data_ref().map_or(0, |data| data.len() as u64);
+        match self.remaining.checked_sub(length) {
+            Some(left) => {
+                self.remaining = left;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            None => {
+                self.exceeded.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(BodyLimitExceeded.into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

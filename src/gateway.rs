@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, Limits};
 use crate::decision::{decide, Decision, Step};
-use crate::forwarding::{header_problem, Forwarder, UpstreamError};
+use crate::forwarding::{header_problem, ForwardError, Forwarder};
 use crate::responses;
 use crate::table::Table;
 use crate::target::{self, Target};
@@ -74,7 +74,14 @@ impl Gateway {
                 let forwarded = self.forwarder.forward(permit, &caller, parts, body, peer);
                 forwarded.await.unwrap_or_else(upstream_failure)
             }
-            None => responses::error(decision.outcome.status(), &decision.outcome.message()),
+            None => {
+                let status = decision.outcome.status();
+                let mut response = responses::error(status, &decision.outcome.message());
+                if status == StatusCode::BAD_REQUEST {
+                    close_after(&mut response);
+                }
+                response
+            }
         };
         record(
             &decision,
@@ -117,13 +124,25 @@ fn judgement(decision: Decision, caller: Caller, target: Option<Target>) -> Judg
     }
 }
 
-fn upstream_failure(error: UpstreamError) -> Response<Body> {
-    let status = match error {
-        UpstreamError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-        UpstreamError::Unreachable | UpstreamError::Failed => StatusCode::BAD_GATEWAY,
-    };
-    tracing::warn!(error = %error, "upstream request failed");
-    responses::error(status, &error.to_string())
+fn upstream_failure(error: ForwardError) -> Response<Body> {
+    let client_fault = error.status().is_client_error();
+    if !client_fault {
+        tracing::warn!(error = %error, "upstream request failed");
+    }
+    let mut response = responses::error(error.status(), &error.to_string());
+    if client_fault {
+        close_after(&mut response);
+    }
+    response
+}
+
+/// Asks hyper to close the connection after this response: the client's
+/// body was not read, or its framing cannot be trusted.
+fn close_after(response: &mut Response<Body>) {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
 }
 
 /// The path as it may be logged: the canonical path when there is one,

@@ -1,16 +1,25 @@
 //! The accept loop: serves HTTP/1.1 connections on a bound listener until a
 //! shutdown signal, then lets requests in flight finish up to the grace time.
+//! It enforces the connection limits: head size and time, keep-alive idle
+//! time and the number of open connections.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::gateway::Gateway;
 
@@ -23,59 +32,95 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(gateway.limits().max_connections));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let connection = Connection { gateway: gateway.clone(), stop: stop_rx.clone(), _alive: alive_tx.clone() };
-                    tokio::spawn(connection.run(stream, peer));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &slots) => accepted,
             () = &mut shutdown => break,
-        }
+        };
+        let Some((stream, peer, slot)) = accepted else {
+            continue;
+        };
+        let connection = Connection {
+            gateway: gateway.clone(),
+            stop: stop_rx.clone(),
+            _alive: alive_tx.clone(),
+            _slot: slot,
+        };
+        tokio::spawn(connection.run(stream, peer));
     }
     drop(listener);
     drop(alive_tx);
     let _ = stop_tx.send(true);
     let grace = gateway.limits().shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+        let grace_ms = grace.as_millis() as u64;
         tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
+            grace_ms,
             "connections still open after the shutdown grace time"
         );
     }
     Ok(())
 }
 
-/// One client connection; `_alive` is dropped when it ends, which is how the
-/// shutdown knows when every connection is gone.
+/// Waits for a free connection slot, then for a connection. While every
+/// slot is taken, new connections wait in the listen backlog.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots.clone().acquire_owned().await.ok()?;
+    match listener.accept().await {
+        Ok((stream, peer)) => Some((stream, peer, slot)),
+        Err(error) => {
+            tracing::warn!(%error, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// One client connection. `_alive` and `_slot` are dropped when it ends,
+/// which is how the shutdown and the connection limit know it is gone.
 struct Connection {
     gateway: Arc<Gateway>,
     stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, peer: std::net::SocketAddr) {
+    async fn run(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
-        let gateway = self.gateway.clone();
-        let service = service_fn(move |request| {
-            let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
-        });
+        let limits = self.gateway.limits().clone();
+        let activity = Arc::new(Activity::new());
+        let service = {
+            let (gateway, activity) = (self.gateway.clone(), activity.clone());
+            service_fn(move |request| {
+                let (gateway, guard) = (gateway.clone(), InFlight::start(&activity));
+                async move {
+                    let response = gateway.handle(request, peer).await;
+                    Ok::<_, Infallible>(response.map(|body| {
+                        Body::new(Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    }))
+                }
+            })
+        };
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.gateway.limits().header_read_timeout);
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .max_headers(limits.max_headers);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
         tokio::pin!(connection);
+
         let mut stop = self.stop.clone();
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -86,9 +131,87 @@ impl Connection {
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
+            () = activity.idle_for(limits.keep_alive_timeout) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+// ---- keep-alive idle tracking ---------------------------------------------
+
+/// Requests in flight on one connection, and since when it has had none.
+struct Activity {
+    in_flight: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Resolves once the connection has had no request in flight for
+    /// `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(tick).await;
+            let idle_since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+            if self.in_flight.load(Ordering::Acquire) == 0 && idle_since.elapsed() >= timeout {
+                return;
+            }
+        }
+    }
+}
+
+/// A request in flight: from the moment hyper hands it over until its
+/// response body is finished or dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct Tracked {
+    body: Body,
+    _guard: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

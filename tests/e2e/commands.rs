@@ -1,23 +1,11 @@
 //! The binary itself: `serve` with good and bad files, `check`, the demo's
 //! printed curl lines, and a trace-level log that must hold no token.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use supervisor_gateway::demo;
 
 use crate::helpers::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_supervisor-gateway");
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write test file");
-    path
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -242,56 +230,6 @@ async fn the_demos_printed_curl_lines_behave_as_printed() {
         "only {checked} curl lines found in:\n{banner}"
     );
     started.mock.stop().await;
-}
-
-/// A running `serve` process whose stderr is collected.
-struct Served {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-fn spawn_serve(config: &Path, rust_log: &str) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().expect("utf-8 path")])
-        .env("RUST_LOG", rust_log)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                let _ = addr_tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
-            }
-            let mut log = sink.lock().expect("log lock");
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("serve logs its address")
-        .parse()
-        .expect("a socket address");
-    Served { child, addr, log }
-}
-
-impl Served {
-    /// Sends SIGTERM and returns the exit code and the whole log.
-    fn stop(mut self) -> (Option<i32>, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("wait for serve");
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.log.lock().expect("log lock").clone();
-        (status.code(), log)
-    }
 }
 
 #[tokio::test]

@@ -2,8 +2,12 @@
 //! loopback port 0, tokens for every kind of caller, and a raw HTTP/1.1
 //! client that sends exactly the bytes it is given.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -312,4 +316,69 @@ pub(crate) fn assert_refused(response: &RawResponse, status: u16, case: &str) {
         json["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{case}"
     );
+}
+
+/// The gateway binary built for these tests.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_supervisor-gateway");
+
+/// Writes a test file into `dir`.
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+/// A running `serve` process whose stderr is collected.
+pub(crate) struct Served {
+    child: Child,
+    pub(crate) addr: std::net::SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+pub(crate) fn spawn_serve(config: &Path, rust_log: &str) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().expect("utf-8 path")])
+        .env("RUST_LOG", rust_log)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let _ = addr_tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
+            }
+            let mut log = sink.lock().expect("log lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address")
+        .parse()
+        .expect("a socket address");
+    Served { child, addr, log }
+}
+
+impl Served {
+    /// Sends SIGTERM and returns the exit code and the whole log.
+    pub(crate) fn stop(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for serve");
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().expect("log lock").clone();
+        (status.code(), log)
+    }
+}
+
+/// Sends a request from a task of its own, for requests that overlap others.
+pub(crate) fn spawn_send(addr: SocketAddr, bytes: Vec<u8>) -> tokio::task::JoinHandle<RawResponse> {
+    tokio::spawn(async move { send_raw(addr, &bytes).await })
 }

@@ -328,3 +328,110 @@ async fn every_hostile_probe_is_refused_and_never_reaches_the_upstream() {
         failures.join("\n")
     );
 }
+
+/// B12: the smuggled request inside a chunk, 0x84 = 132 bytes.
+const SMUGGLED: &str = "POST /addons/core_ssh/security HTTP/1.1\r\nHost: supervisor\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"protected\":false}";
+
+fn framing_probe(framing: &[&str]) -> Vec<u8> {
+    let mut out = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nContent-Type: application/json\r\n"
+    );
+    for line in framing {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "\r\n{:x}\r\n{SMUGGLED}\r\n0\r\n\r\n",
+        SMUGGLED.len()
+    ));
+    out.into_bytes()
+}
+
+#[tokio::test]
+async fn conflicting_framing_never_smuggles_a_second_request() {
+    assert_eq!(SMUGGLED.len(), 0x84);
+    let gateway = TestGateway::start().await;
+    let variants: [&[&str]; 7] = [
+        &["Content-Length: 4", "Transfer-Encoding: chunked"],
+        &["Transfer-Encoding: chunked", "Content-Length: 4"],
+        &["Content-Length: 4", "Transfer-Encoding: chunked, identity"],
+        &["Content-Length: 4", "Transfer-Encoding : chunked"],
+        &["Content-Length: 4", "Transfer-Encoding: xchunked"],
+        &["Content-Length: 4", "Content-Length: 143"],
+        &["Content-Length: +4"],
+    ];
+    for framing in variants {
+        let response = send_raw(gateway.addr, &framing_probe(framing)).await;
+        let seen = gateway.upstream_saw();
+        assert!(
+            seen.len() <= 1,
+            "{framing:?}: upstream saw {} requests",
+            seen.len()
+        );
+        assert!(
+            seen.iter().all(|r| !r.path.contains("security")),
+            "{framing:?}: the smuggled request reached the upstream"
+        );
+        match response.status {
+            400 => assert!(seen.is_empty(), "{framing:?}: refused but forwarded"),
+            200 => {
+                assert_eq!(
+                    response.header("connection"),
+                    Some("close"),
+                    "{framing:?}: kept alive"
+                );
+                let one = &seen[0];
+                assert_eq!(
+                    one.body_len, 0x84,
+                    "{framing:?}: body judged by chunks only"
+                );
+                let content_lengths = one
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n == "content-length")
+                    .count();
+                let chunked = one.headers.iter().any(|(n, _)| n == "transfer-encoding");
+                assert!(
+                    content_lengths + usize::from(chunked) == 1,
+                    "{framing:?}: one framing header"
+                );
+            }
+            other => panic!("{framing:?}: status {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_refused_upgrade_the_next_request_is_judged_on_its_own() {
+    let gateway = TestGateway::start().await;
+    let first = format!(
+        "GET /core/websocket HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_NOAPI}\r\nUpgrade: WebSocket\r\nConnection: keep-alive, UPGRADE\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let second =
+        "GET /addons/core_ssh/info HTTP/1.1\r\nHost: supervisor\r\nConnection: close\r\n\r\n";
+    let received = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(format!("{first}{second}").as_bytes())
+            .await
+            .expect("write");
+        let mut received = Vec::new();
+        let read = stream.read_to_end(&mut received);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+        String::from_utf8_lossy(&received).into_owned()
+    };
+    let statuses: Vec<&str> = received
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|part| &part[..3])
+        .collect();
+    assert_eq!(statuses.first(), Some(&"401"), "{received}");
+    assert!(
+        statuses.len() == 1 || statuses[1] == "401",
+        "second request judged alone: {statuses:?}"
+    );
+    assert_upstream_silent(&gateway, "refused upgrade");
+}

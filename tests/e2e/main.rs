@@ -5,6 +5,7 @@ mod helpers;
 
 mod clients;
 mod commands;
+mod faults;
 mod headers;
 mod hostile;
 mod matrix;

@@ -1,0 +1,334 @@
+//! Limits and faults: slow clients, oversize heads and bodies, idle
+//! keep-alive connections, the connection limit, an upstream that resets
+//! mid-body, and SIGTERM with requests in flight.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use supervisor_gateway::config::Config;
+
+use crate::helpers::*;
+
+/// A gateway with the test config plus extra `limits` lines.
+async fn gateway_with_limits(extra: &str) -> TestGateway {
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace("limits:\n", &format!("limits:\n{extra}"));
+    let config = Config::from_yaml(&text, "test config").expect("config with limits");
+    TestGateway::with_config(config, mock).await
+}
+
+/// Reads until the peer closes, or gives up after `within`; true if closed.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn slow_clients_are_dropped_at_the_header_timeout_while_others_are_served() {
+    let gateway = gateway_with_limits("  header_read_timeout_ms: 400\n").await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /supervisor/ping HTTP/1.1\r\nHost: supervisor\r\nX-A: ")
+            .await
+            .expect("partial head");
+        slow.push(stream);
+    }
+    let started = Instant::now();
+    let response = gateway
+        .send(&RawRequest::new("GET", "/supervisor/ping"))
+        .await;
+    assert_eq!(response.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "served during the attack"
+    );
+
+    for stream in &mut slow {
+        let _ = stream.write_all(b"x").await;
+    }
+    for (index, stream) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_within(stream, Duration::from_secs(3)).await,
+            "slow connection {index} still open"
+        );
+    }
+    assert_eq!(gateway.upstream_saw().len(), 1);
+}
+
+#[tokio::test]
+async fn an_oversize_head_gets_431_and_never_reaches_the_upstream() {
+    let gateway = gateway_with_limits("  max_header_bytes: 8192\n  max_headers: 20\n").await;
+    let big = RawRequest::new("GET", "/addons/self/info")
+        .token(TOK_DEFAULT)
+        .header("X-Padding", "p".repeat(16 * 1024));
+    assert_eq!(gateway.send(&big).await.status, 431);
+    let mut many = RawRequest::new("GET", "/addons/self/info").token(TOK_DEFAULT);
+    for index in 0..30 {
+        many = many.header("X-Many", format!("{index}"));
+    }
+    assert_eq!(gateway.send(&many).await.status, 431);
+    assert_upstream_silent(&gateway, "oversize head");
+}
+
+#[tokio::test]
+async fn an_oversize_body_gets_413_before_the_upstream_sees_it() {
+    let gateway = gateway_with_limits("  max_body_bytes: 1024\n  max_upload_bytes: 4096\n").await;
+    let declared = RawRequest::new("POST", "/addons/self/options")
+        .token(TOK_DEFAULT)
+        .body(&[b'x'; 2048]);
+    assert_refused(&gateway.send(&declared).await, 413, "declared length");
+    assert_upstream_silent(&gateway, "declared length");
+
+    let chunk = format!("800\r\n{}\r\n0\r\n\r\n", "y".repeat(2048));
+    let chunked = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}"
+    );
+    assert_refused(
+        &send_raw(gateway.addr, chunked.as_bytes()).await,
+        413,
+        "chunked",
+    );
+    assert_upstream_silent(&gateway, "chunked");
+
+    let small = RawRequest::new("POST", "/addons/self/options")
+        .token(TOK_DEFAULT)
+        .body(&[b'z'; 1000]);
+    assert_eq!(gateway.send(&small).await.status, 200);
+    assert_eq!(gateway.upstream_saw()[0].body_len, 1000);
+}
+
+#[tokio::test]
+async fn uploads_stream_past_the_body_limit_up_to_their_own() {
+    let gateway = gateway_with_limits("  max_body_bytes: 1024\n  max_upload_bytes: 65536\n").await;
+    let upload = RawRequest::new("POST", "/backups/new/upload")
+        .token(TOK_BACKUP)
+        .header("Content-Type", "application/octet-stream")
+        .body(&[7u8; 32 * 1024]);
+    assert_eq!(gateway.send(&upload).await.status, 200);
+    assert_eq!(gateway.upstream_saw()[0].body_len, 32 * 1024);
+
+    let huge = "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: TOKEN\r\nContent-Length: 107374182400\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        .replace("TOKEN", TOK_BACKUP);
+    assert_refused(
+        &send_raw(gateway.addr, huge.as_bytes()).await,
+        413,
+        "100 GB upload",
+    );
+    assert_upstream_silent(&gateway, "100 GB upload");
+}
+
+#[tokio::test]
+async fn an_unauthenticated_upload_gets_401_without_100_continue() {
+    let gateway = TestGateway::start().await;
+    let bytes = b"POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nContent-Type: application/octet-stream\r\nContent-Length: 107374182400\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("head");
+    let mut first = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut first))
+        .await
+        .expect("an answer")
+        .expect("read");
+    assert_eq!(&first, b"HTTP/1.1 401");
+    assert_upstream_silent(&gateway, "unauthenticated upload");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
+    let gateway = gateway_with_limits("  keep_alive_timeout_ms: 300\n").await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = format!(
+        "GET /os/info HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n"
+    );
+    for _ in 0..3 {
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut buffer = vec![0u8; 64 * 1024];
+        let read = stream.read(&mut buffer).await.expect("response");
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)).await,
+        "idle connection kept open"
+    );
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_new_connections_wait_for_a_free_slot() {
+    let gateway = gateway_with_limits("  max_connections: 2\n").await;
+    let first = TcpStream::connect(gateway.addr).await.expect("connect");
+    let _second = TcpStream::connect(gateway.addr).await.expect("connect");
+    let waiting = spawn_send(
+        gateway.addr,
+        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served past the limit"
+    );
+    drop(first);
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot is free")
+        .expect("task");
+    assert_eq!(response.status, 200);
+}
+
+/// An upstream that answers its first request with a head promising 1000
+/// bytes, sends 10 and closes; later requests get a proper answer.
+async fn resetting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let _ = stream.read(&mut head).await;
+                let answer: &[u8] = if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+                };
+                let _ = stream.write_all(answer).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn an_upstream_reset_mid_body_aborts_that_response_only_and_is_not_retried() {
+    let (upstream, count) = resetting_upstream().await;
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    let post = RawRequest::new("POST", "/backups/new/full")
+        .token(TOK_BACKUP)
+        .body(b"{}");
+    let bytes = post.to_bytes();
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(&bytes).await.expect("request");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = &received[received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head")
+        + 4..];
+    assert!(
+        body.len() < 1000,
+        "the truncated body must not look complete"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 1, "a POST is never retried");
+
+    let next = gateway
+        .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+        .await;
+    assert_eq!(next.status, 200, "the gateway keeps serving");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// An upstream that answers every request after `delay`.
+async fn slow_upstream(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let _ = stream.read(&mut head).await;
+                tokio::time::sleep(delay).await;
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"result\":\"ok\",\"data\":{}}\n";
+                let _ = stream.write_all(answer).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    let upstream = slow_upstream(Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text =
+        test_config_yaml(upstream).replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 5000");
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    let addr = served.addr;
+
+    let in_flight = spawn_send(
+        addr,
+        RawRequest::new("GET", "/os/info")
+            .token(TOK_DEFAULT)
+            .to_bytes(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = tokio::task::spawn_blocking(move || served.stop());
+    let response = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("finishes")
+        .expect("task");
+    assert_eq!(response.status, 200, "the request in flight completes");
+    let (code, _) = stopping.await.expect("stop");
+    assert_eq!(code, Some(0));
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_exits_after_the_grace_time_when_a_request_hangs() {
+    let upstream = slow_upstream(Duration::from_secs(60)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = test_config_yaml(upstream)
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 500")
+        .replace(
+            "upstream_response_timeout_ms: 2000",
+            "upstream_response_timeout_ms: 60000",
+        );
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    let hanging = spawn_send(
+        served.addr,
+        RawRequest::new("GET", "/os/info")
+            .token(TOK_DEFAULT)
+            .to_bytes(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (code, log) = tokio::task::spawn_blocking(move || served.stop())
+        .await
+        .expect("stop");
+    assert_eq!(code, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "exit after the grace time"
+    );
+    assert!(
+        log.contains("still open after the shutdown grace time"),
+        "{log}"
+    );
+    hanging.abort();
+}
