@@ -16,16 +16,16 @@ use Expect::*;
 
 /// Which header carries the token.
 #[derive(Clone, Copy, Debug)]
-enum Via {
+pub(crate) enum Via {
     Supervisor,
     Hassio,
     Bearer,
 }
 
-struct Row {
+pub(crate) struct Row {
     name: String,
     token: Option<&'static str>,
-    via: Via,
+    pub(crate) via: Via,
     method: &'static str,
     target: &'static str,
     body: &'static [u8],
@@ -690,7 +690,15 @@ fn header_rows() -> Vec<Row> {
     ]
 }
 
-fn request_for(row: &Row) -> RawRequest<'static> {
+/// Every row of the matrix: roles, steps and token headers.
+pub(crate) fn every_row() -> Vec<Row> {
+    let mut rows = role_rows();
+    rows.extend(step_rows());
+    rows.extend(header_rows());
+    rows
+}
+
+pub(crate) fn request_for(row: &Row) -> RawRequest<'static> {
     let request = RawRequest::new(row.method, row.target).body(row.body);
     let Some(token) = row.token else {
         return request;
