@@ -9,7 +9,9 @@
 //! - [`caller`]: the token headers and who holds each token.
 //! - [`pattern`]: the table's path patterns and their regular expressions.
 //! - [`table`]: the permission table file and its compiled rule sets.
+//! - [`automata`]: exact checks over patterns by searching products of automata.
 //! - [`protection`]: the protection-mode invariant, proven on every table.
+//! - [`lint`]: `validate`'s exact checks for unmatchable, useless and shadowed rules.
 //! - [`decision`]: steps 3 to 9, and the permit forwarding requires.
 //! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
 //! - [`responses`]: the error envelope the gateway writes itself.
@@ -19,6 +21,7 @@
 //! - [`demo`]: the built-in demo, the mock upstream with a gateway in front.
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
+pub mod automata;
 pub mod caller;
 pub mod check;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod decision;
 pub mod demo;
 pub mod forwarding;
 pub mod gateway;
+pub mod lint;
 pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;

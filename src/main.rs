@@ -48,6 +48,19 @@ enum Command {
     },
     /// Explain the decision on one request; exit 0 if allowed, 1 if denied.
     Check(CheckArgs),
+    /// Check a permission table; exit 2 with every problem found.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ValidateArgs {
+    /// A configuration file: its table (or the built-in one) is checked.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A table file to check on its own.
+    #[arg(long)]
+    table: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -109,6 +122,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Demo { listen } => run_demo(listen).await,
         Command::MockUpstream { listen } => run_mock(listen).await,
         Command::Check(args) => run_check(args),
+        Command::Validate(args) => run_validate(args),
     }
 }
 
@@ -119,9 +133,37 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 fn load(path: &std::path::Path) -> Result<(Config, Table), ExitCode> {
     let config = Config::load(path).map_err(|e| fail(format!("config error: {e}")))?;
-    let table =
-        Table::load(config.table.as_deref()).map_err(|e| fail(format!("table error: {e}")))?;
+    let table = Table::load_validated(config.table.as_deref()).map_err(table_errors)?;
     Ok((config, table))
+}
+
+fn table_errors(problems: Vec<supervisor_gateway::config::ConfigError>) -> ExitCode {
+    for problem in &problems {
+        eprintln!("supervisor-gateway: table error: {problem}");
+    }
+    ExitCode::from(2)
+}
+
+fn run_validate(args: ValidateArgs) -> ExitCode {
+    let table_path = match (&args.config, args.table) {
+        (Some(config), _) => match Config::load(config) {
+            Ok(config) => config.table,
+            Err(error) => return fail(format!("config error: {error}")),
+        },
+        (None, table) => table,
+    };
+    match Table::load_validated(table_path.as_deref()) {
+        Ok(table) => {
+            println!(
+                "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
+                table.file,
+                table.digest,
+                table.rule_count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => table_errors(problems),
+    }
 }
 
 async fn serve(path: PathBuf) -> ExitCode {

@@ -6,15 +6,11 @@
 //! minus the rule's exceptions. A non-empty intersection refuses the table
 //! and names the rule with a path it would let through.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
 
 use http::Method;
-use regex_automata::dfa::{dense, Automaton};
-use regex_automata::util::primitives::StateID;
-use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, MatchKind};
 
+use crate::automata::{self, Dfa, Term};
 use crate::config::{ConfigError, Role};
 use crate::table::{Rule, RuleSet, Table};
 
@@ -23,12 +19,6 @@ use crate::table::{Rule, RuleSet, Table};
 /// case, in case the upstream's router ignores it. (`;` never reaches a
 /// decision: step 2 refuses it.)
 const TOGGLE: &str = r"(?s-u)(?i)^/(?:addons|v2/apps)/[A-Za-z0-9._-]+/security/?$";
-
-/// How many product states the search may visit before it gives up on a
-/// rule as too complex to prove safe (and refuses it).
-const MAX_STATES: usize = 200_000;
-
-type Dfa = dense::DFA<Vec<u32>>;
 
 /// Refuses a table in which any caller but admin reaches the toggle.
 pub fn check(table: &Table) -> Result<(), ConfigError> {
@@ -76,123 +66,25 @@ fn rule_error(rule: &Rule, reason: String) -> ConfigError {
 
 /// A toggle path that `path` matches and no exception does, if one exists.
 fn toggle_witness(path: &str, exceptions: &[String]) -> Result<Option<String>, String> {
-    let toggle = toggle_dfa();
-    let allow = build(&[path])?;
+    let allow = Dfa::new(&[path])?;
+    let mut terms: Vec<Term<'_>> = vec![(toggle_dfa(), true), (&allow, true)];
     let except = if exceptions.is_empty() {
         None
     } else {
-        Some(build(exceptions)?)
+        Some(Dfa::new(exceptions)?)
     };
-    Search {
-        toggle,
-        allow: &allow,
-        except: except.as_ref(),
+    if let Some(except) = &except {
+        terms.push((except, false));
     }
-    .run()
+    let found = automata::find(&terms, &automata::all_bytes()).map_err(|_| {
+        "this rule is too complex to prove it keeps the protection-mode toggle closed".to_owned()
+    })?;
+    Ok(found.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn toggle_dfa() -> &'static Dfa {
     static TOGGLE_DFA: OnceLock<Dfa> = OnceLock::new();
-    TOGGLE_DFA.get_or_init(|| build(&[TOGGLE]).expect("the toggle pattern is fixed and valid"))
-}
-
-fn build<P: AsRef<str>>(patterns: &[P]) -> Result<Dfa, String> {
-    dense::Builder::new()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .configure(dense::Config::new().match_kind(MatchKind::All))
-        .build_many(patterns)
-        .map_err(|error| {
-            format!("cannot check this rule against the protection invariant: {error}")
-        })
-}
-
-/// A breadth-first search of the product of three automata: the toggle, the
-/// rule's path, and (negated) its exceptions.
-struct Search<'a> {
-    toggle: &'a Dfa,
-    allow: &'a Dfa,
-    except: Option<&'a Dfa>,
-}
-
-type State = (StateID, StateID, Option<StateID>);
-
-impl Search<'_> {
-    fn run(&self) -> Result<Option<String>, String> {
-        let start = self.start()?;
-        let mut parents: HashMap<State, Option<(State, u8)>> = HashMap::from([(start, None)]);
-        let mut queue = VecDeque::from([start]);
-        while let Some(state) = queue.pop_front() {
-            if self.accepts(state) {
-                return Ok(Some(witness(&parents, state)));
-            }
-            for byte in byte_order() {
-                let Some(next) = self.step(state, byte) else {
-                    continue;
-                };
-                if let std::collections::hash_map::Entry::Vacant(slot) = parents.entry(next) {
-                    slot.insert(Some((state, byte)));
-                    queue.push_back(next);
-                }
-            }
-            if parents.len() > MAX_STATES {
-                return Err(
-                    "this rule is too complex to prove it keeps the protection-mode toggle closed"
-                        .into(),
-                );
-            }
-        }
-        Ok(None)
-    }
-
-    fn start(&self) -> Result<State, String> {
-        let input = Input::new("").anchored(Anchored::Yes);
-        let start = |dfa: &Dfa| dfa.start_state_forward(&input).map_err(|e| e.to_string());
-        let except = match self.except {
-            Some(dfa) => Some(start(dfa)?),
-            None => None,
-        };
-        Ok((start(self.toggle)?, start(self.allow)?, except))
-    }
-
-    /// The next product state, or `None` where the toggle or the rule can no
-    /// longer match.
-    fn step(&self, (toggle, allow, except): State, byte: u8) -> Option<State> {
-        let toggle = self.toggle.next_state(toggle, byte);
-        let allow = self.allow.next_state(allow, byte);
-        if self.toggle.is_dead_state(toggle) || self.allow.is_dead_state(allow) {
-            return None;
-        }
-        let except = self
-            .except
-            .zip(except)
-            .map(|(dfa, state)| dfa.next_state(state, byte));
-        Some((toggle, allow, except))
-    }
-
-    fn accepts(&self, (toggle, allow, except): State) -> bool {
-        let ends_in_match =
-            |dfa: &Dfa, state: StateID| dfa.is_match_state(dfa.next_eoi_state(state));
-        let excepted = self
-            .except
-            .zip(except)
-            .is_some_and(|(dfa, state)| ends_in_match(dfa, state));
-        ends_in_match(self.toggle, toggle) && ends_in_match(self.allow, allow) && !excepted
-    }
-}
-
-/// Every byte, lower-case letters first, so that witnesses read naturally.
-fn byte_order() -> impl Iterator<Item = u8> {
-    (b'a'..=b'z').chain((0..=255u8).filter(|b| !b.is_ascii_lowercase()))
-}
-
-fn witness(parents: &HashMap<State, Option<(State, u8)>>, mut state: State) -> String {
-    let mut bytes = Vec::new();
-    while let Some(Some((parent, byte))) = parents.get(&state) {
-        bytes.push(*byte);
-        state = *parent;
-    }
-    bytes.reverse();
-    String::from_utf8_lossy(&bytes).into_owned()
+    TOGGLE_DFA.get_or_init(|| Dfa::new(&[TOGGLE]).expect("the toggle pattern is fixed and valid"))
 }
 
 #[cfg(test)]

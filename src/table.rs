@@ -232,6 +232,31 @@ impl Table {
         Table::from_yaml(&text, &file)
     }
 
+    /// Loads a table and runs `validate`'s checks on it: the form in which
+    /// `serve` and a reload accept a table. Every problem is returned.
+    pub fn load_validated(path: Option<&Path>) -> Result<Table, Vec<ConfigError>> {
+        let table = Table::load(path).map_err(|error| vec![error])?;
+        let problems = crate::lint::lint(&table);
+        if problems.is_empty() {
+            Ok(table)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// How many rules the table holds, counting each once.
+    pub fn rule_count(&self) -> usize {
+        self.sections()
+            .into_iter()
+            .map(|(owner, set)| {
+                set.rules()
+                    .iter()
+                    .filter(|rule| rule.section == owner)
+                    .count()
+            })
+            .sum()
+    }
+
     /// Parses, compiles and checks table text; `file` names it in messages.
     pub fn from_yaml(text: &str, file: &str) -> Result<Table, ConfigError> {
         let raw: RawTable =
@@ -239,6 +264,26 @@ impl Table {
         let table = Compiler::new(file).compile(raw, text)?;
         crate::protection::check(&table)?;
         Ok(table)
+    }
+
+    /// Every rule set with the section it belongs to, in evaluation order.
+    pub fn sections(&self) -> Vec<(Section, &RuleSet)> {
+        let mut sections = vec![
+            (Section::AlwaysDenied, &self.always_denied),
+            (Section::Public, &self.public),
+            (Section::CoreProxyPublic, &self.core_proxy_public),
+            (Section::CoreProxyChecked, &self.core_proxy_checked),
+            (Section::CoreOnly, &self.core_only),
+            (Section::Observer, &self.observer),
+            (Section::SelfService, &self.self_service),
+            (Section::NeedsAuthApi, &self.needs_auth_api),
+        ];
+        sections.extend(
+            self.roles
+                .iter()
+                .map(|(role, rules)| (Section::Role(*role), rules)),
+        );
+        sections
     }
 
     /// A role's rules, its own first and then those of the roles it includes.
