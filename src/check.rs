@@ -5,8 +5,8 @@ use std::fmt::Write;
 use http::{HeaderValue, Method, Request};
 
 use crate::caller::Caller;
-use crate::config::Config;
-use crate::decision::{decide, Decision};
+use crate::config::{Config, Role};
+use crate::decision::{decide, Decision, Outcome};
 use crate::gateway::{Gateway, Judgement};
 use crate::table::Table;
 use crate::target;
@@ -69,7 +69,7 @@ pub fn run(
         None => gateway.judge(&parts),
         Some(caller) => judge_as(gateway.table(), caller, &parts),
     };
-    let text = describe(&judgement);
+    let text = describe(&judgement, gateway.table(), &method);
     Ok((judgement, text))
 }
 
@@ -99,8 +99,30 @@ fn judge_as(table: &Table, caller: Caller, parts: &http::request::Parts) -> Judg
     }
 }
 
+/// For a refusal, what would have allowed it: the nearest rule (in the
+/// least privileged role that has one) or the manifest flag that is missing.
+pub fn nearest(judgement: &Judgement, table: &Table, method: &Method) -> Option<String> {
+    let decision = &judgement.decision;
+    let path = &judgement.target.as_ref()?.path;
+    let flag = match decision.outcome {
+        Outcome::Allowed | Outcome::BadTarget(_) | Outcome::BadHeaders(_) => return None,
+        Outcome::AlwaysDenied => return Some("nothing: this path is refused to everyone".into()),
+        Outcome::CoreOnly => return Some("only the Home Assistant core's token".into()),
+        Outcome::NeedsHomeassistantApi => {
+            return Some("an add-on token whose manifest says homeassistant_api: true".into())
+        }
+        Outcome::NeedsAuthApi => return Some("the same add-on with auth_api: true".into()),
+        Outcome::NoHassioApi => " with hassio_api: true",
+        Outcome::MissingToken | Outcome::UnknownToken | Outcome::RouteDenied => "",
+    };
+    Role::ALL.into_iter().find_map(|role| {
+        let rule = table.role(role).find(method, path)?;
+        Some(format!("{rule} (an add-on of role {}{flag})", role.name()))
+    })
+}
+
 /// The human-readable explanation `check` prints.
-pub fn describe(judgement: &Judgement) -> String {
+pub fn describe(judgement: &Judgement, table: &Table, method: &Method) -> String {
     let decision = &judgement.decision;
     let status = decision.outcome.status();
     let mut out = String::new();
@@ -125,5 +147,8 @@ pub fn describe(judgement: &Judgement) -> String {
         .as_ref()
         .map_or("-".to_owned(), |rule| rule.to_string());
     let _ = writeln!(out, "rule:     {rule}");
+    if let Some(nearest) = nearest(judgement, table, method) {
+        let _ = writeln!(out, "nearest:  {nearest}");
+    }
     out
 }

@@ -18,11 +18,14 @@
 //! - [`gateway`]: one request from judgement to answer, and its log event.
 //! - [`server`]: the accept loop and graceful shutdown.
 //! - [`check`]: the `check` command's explanation of one decision.
+//! - [`cases`]: the `test` command's policy cases and rule coverage.
+//! - [`routes`]: the `routes` command's caller × route matrix.
 //! - [`demo`]: the built-in demo, the mock upstream with a gateway in front.
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
 pub mod automata;
 pub mod caller;
+pub mod cases;
 pub mod check;
 pub mod config;
 pub mod decision;
@@ -34,6 +37,7 @@ pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;
 pub mod responses;
+pub mod routes;
 pub mod server;
 pub mod table;
 pub mod target;

@@ -13,7 +13,7 @@ use supervisor_gateway::check::{self, Who};
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
 use supervisor_gateway::table::Table;
-use supervisor_gateway::{demo, mock_upstream, server};
+use supervisor_gateway::{cases, demo, mock_upstream, routes, server};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,37 @@ enum Command {
     Check(CheckArgs),
     /// Check a permission table; exit 2 with every problem found.
     Validate(ValidateArgs),
+    /// Run policy test cases against the table; prints `N passed, N failed`.
+    Test {
+        /// Case files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A configuration whose table the cases run against (unless a case
+        /// file names its own).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A table file the cases run against.
+        #[arg(long, conflicts_with = "config")]
+        table: Option<PathBuf>,
+        /// Fail unless every rule of the table is exercised by some case.
+        #[arg(long)]
+        require_coverage: bool,
+    },
+    /// Print who may reach each of the upstream's known routes.
+    Routes {
+        #[command(flatten)]
+        source: ValidateArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Args)]
@@ -123,6 +154,13 @@ async fn run(command: Command) -> ExitCode {
         Command::MockUpstream { listen } => run_mock(listen).await,
         Command::Check(args) => run_check(args),
         Command::Validate(args) => run_validate(args),
+        Command::Routes { source, format } => run_routes(source, format),
+        Command::Test {
+            files,
+            config,
+            table,
+            require_coverage,
+        } => run_cases(&files, ValidateArgs { config, table }, require_coverage),
     }
 }
 
@@ -144,13 +182,70 @@ fn table_errors(problems: Vec<supervisor_gateway::config::ConfigError>) -> ExitC
     ExitCode::from(2)
 }
 
-fn run_validate(args: ValidateArgs) -> ExitCode {
-    let table_path = match (&args.config, args.table) {
+/// The table a `--config` or `--table` argument names.
+fn table_path(args: ValidateArgs) -> Result<Option<PathBuf>, ExitCode> {
+    match (&args.config, args.table) {
         (Some(config), _) => match Config::load(config) {
-            Ok(config) => config.table,
-            Err(error) => return fail(format!("config error: {error}")),
+            Ok(config) => Ok(config.table),
+            Err(error) => Err(fail(format!("config error: {error}"))),
         },
-        (None, table) => table,
+        (None, table) => Ok(table),
+    }
+}
+
+fn run_cases(files: &[PathBuf], source: ValidateArgs, require_coverage: bool) -> ExitCode {
+    let table = if source.config.is_none() && source.table.is_none() {
+        None
+    } else {
+        match table_path(source) {
+            Ok(path) => path,
+            Err(code) => return code,
+        }
+    };
+    let files: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    let report = match cases::run(&files, table.as_deref()) {
+        Ok(report) => report,
+        Err(error) => return fail(format!("case error: {error}")),
+    };
+    for failure in &report.failures {
+        println!("FAIL {failure}");
+    }
+    let exercised = report.rules - report.uncovered.len();
+    println!("coverage: {exercised} of {} rules exercised", report.rules);
+    if require_coverage {
+        for rule in &report.uncovered {
+            println!("not exercised: {rule}");
+        }
+    }
+    let failed =
+        report.failures.len() + usize::from(require_coverage && !report.uncovered.is_empty());
+    println!("{} passed, {} failed", report.passed, report.failures.len());
+    ExitCode::from(if failed == 0 { 0 } else { 1 })
+}
+
+fn run_routes(source: ValidateArgs, format: Format) -> ExitCode {
+    let path = match table_path(source) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    let table = match Table::load_validated(path.as_deref()) {
+        Ok(table) => table,
+        Err(problems) => return table_errors(problems),
+    };
+    let rows = routes::matrix(&table);
+    let output = match format {
+        Format::Text => routes::text(&rows),
+        Format::Markdown => routes::markdown(&rows),
+        Format::Json => routes::json(&rows),
+    };
+    print!("{output}");
+    ExitCode::SUCCESS
+}
+
+fn run_validate(args: ValidateArgs) -> ExitCode {
+    let table_path = match table_path(args) {
+        Ok(path) => path,
+        Err(code) => return code,
     };
     match Table::load_validated(table_path.as_deref()) {
         Ok(table) => {

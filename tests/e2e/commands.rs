@@ -276,3 +276,164 @@ async fn no_token_reaches_the_log_at_trace_level_over_the_whole_matrix() {
     }
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn validate_reports_every_problem_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
+        "      - /addons/reload\n",
+        "      - /addons/reload\n      - /audio/**\n      - { path: /jobs/<name>, except: [/backups/x] }\n",
+        1,
+    );
+    let path = write(dir.path(), "table.yaml", &table);
+    let output = run(&["validate", "--table", path.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    let line = |needle: &str| table.lines().position(|l| l == needle).expect("rule") + 1;
+    let (audio, jobs) = (
+        line("      - /audio/**"),
+        line("      - { path: /jobs/<name>, except: [/backups/x] }"),
+    );
+    let file = path.display();
+    assert!(
+        stderr.contains(&format!(
+            "{file}:{jobs}: roles.manager[3]: exception /backups/x removes nothing from this rule"
+        )),
+        "{stderr}"
+    );
+    let shadowed = table
+        .lines()
+        .skip(audio)
+        .position(|l| l == "      - /audio/**")
+        .expect("the original rule")
+        + audio
+        + 1;
+    assert!(
+        stderr.contains(&format!("{file}:{shadowed}: roles.manager[")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "shadowed by roles.manager[2] /audio/** (line {audio})"
+        )),
+        "{stderr}"
+    );
+
+    let clean = run(&["validate", "--table", "config/default-table.yaml"]);
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(text(&clean.stdout).contains("toggle is closed"));
+}
+
+#[tokio::test]
+async fn routes_prints_the_matrix_in_three_formats() {
+    let text_out = run(&["routes", "--table", "config/default-table.yaml"]);
+    assert_eq!(text_out.status.code(), Some(0));
+    let stdout = text(&text_out.stdout);
+    let toggle = stdout
+        .lines()
+        .find(|line| line.starts_with("POST /addons/core_ssh/security "))
+        .expect("toggle row");
+    let cells: Vec<&str> = toggle.split_whitespace().skip(2).collect();
+    assert_eq!(
+        cells,
+        ["401", "403", "yes", "yes", "403", "403", "403", "403", "yes"],
+        "{toggle}"
+    );
+
+    let json = run(&[
+        "routes",
+        "--table",
+        "config/default-table.yaml",
+        "--format",
+        "json",
+    ]);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let wipe = parsed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|row| row["path"] == "/os/datadisk/wipe")
+        .expect("wipe row");
+    assert_eq!(wipe["status"]["manager"], 403);
+    assert_eq!(wipe["status"]["admin"], 200);
+
+    let markdown = run(&[
+        "routes",
+        "--table",
+        "config/default-table.yaml",
+        "--format",
+        "markdown",
+    ]);
+    assert!(text(&markdown.stdout).starts_with("| route | anonymous |"));
+}
+
+#[tokio::test]
+async fn test_runs_cases_and_reports_failures_and_coverage() {
+    let shipped = run(&[
+        "test",
+        "--require-coverage",
+        "config/default-table.tests.yaml",
+    ]);
+    assert_eq!(shipped.status.code(), Some(0), "{}", text(&shipped.stdout));
+    assert!(text(&shipped.stdout).ends_with(" passed, 0 failed\n"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = "cases:\n  - { caller: manager, method: POST, target: /addons/x/security, status: 200 }\n  - { caller: backup, method: GET, target: /backups, status: 200 }\n";
+    let path = write(dir.path(), "cases.yaml", cases);
+    let output = run(&["test", path.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FAIL {}:2: manager POST /addons/x/security: expected 200, got 403",
+            path.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
+
+    let partial = run(&[
+        "test",
+        "--require-coverage",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(partial.status.code(), Some(1));
+    assert!(text(&partial.stdout).contains("not exercised: public[0] /supervisor/ping"));
+}
+
+#[tokio::test]
+async fn check_names_the_nearest_rule_for_a_refusal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(
+        dir.path(),
+        "gateway.yaml",
+        &test_config_yaml("127.0.0.1:9".parse().expect("addr")),
+    );
+    let config = path.to_str().expect("utf-8 path");
+    let output = run(&[
+        "check",
+        "--config",
+        config,
+        "--addon",
+        "local_backup",
+        "POST",
+        "/os/update",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("nearest:  roles.manager[19] /os/** except /os/datadisk/wipe"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(an add-on of role manager)"), "{stdout}");
+    let noapi = run(&[
+        "check",
+        "--config",
+        config,
+        "--addon",
+        "local_noapi",
+        "GET",
+        "/os/info",
+    ]);
+    assert!(text(&noapi.stdout).contains("(an add-on of role default with hassio_api: true)"));
+}
