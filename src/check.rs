@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Request};
 use crate::caller::Caller;
 use crate::config::{Config, Role};
 use crate::decision::{decide, Decision, Outcome};
-use crate::gateway::{Gateway, Judgement};
+use crate::gateway::{judge, Judgement, Policy};
 use crate::table::Table;
 use crate::target;
 
@@ -64,12 +64,16 @@ pub fn run(
         ),
         Who::Kind(kind) => Some(caller_of_kind(kind)?),
     };
-    let gateway = Gateway::new(config, table);
-    let judgement = match fixed_caller {
-        None => gateway.judge(&parts),
-        Some(caller) => judge_as(gateway.table(), caller, &parts),
+    let policy = Policy {
+        table,
+        callers: config.callers,
+        shadow: None,
     };
-    let text = describe(&judgement, gateway.table(), &method);
+    let judgement = match fixed_caller {
+        None => judge(&policy, &parts),
+        Some(caller) => judge_as(&policy.table, caller, &parts),
+    };
+    let text = describe(&judgement, &policy.table, &method);
     Ok((judgement, text))
 }
 

@@ -142,12 +142,20 @@ impl Limits {
 pub struct Config {
     /// Where the configuration came from (a path or a description).
     pub source: String,
+    /// The file it was read from, when it was read from one: what a reload
+    /// reads again.
+    pub path: Option<PathBuf>,
     /// The gateway's listen address.
     pub listen: SocketAddr,
     /// The upstream's authority (`host:port`); the scheme is always http.
     pub upstream: http::uri::Authority,
     /// The permission table file; `None` means the built-in default table.
     pub table: Option<PathBuf>,
+    /// A second table decided in shadow mode: logged, never enforced.
+    pub shadow_table: Option<PathBuf>,
+    /// How often the config and table files are checked for changes; `None`
+    /// means only SIGHUP reloads.
+    pub watch_interval: Option<Duration>,
     /// Every token holder.
     pub callers: Callers,
     /// The configured add-ons, in file order.
@@ -193,12 +201,16 @@ impl Config {
             reason: format!("cannot read: {error}"),
         })?;
         let mut config = Config::from_yaml(&text, &file)?;
-        if let Some(table) = &config.table {
+        let base = path.parent().unwrap_or(Path::new("."));
+        for table in [&mut config.table, &mut config.shadow_table]
+            .into_iter()
+            .flatten()
+        {
             if table.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
-                config.table = Some(base.join(table));
+                *table = base.join(&*table);
             }
         }
+        config.path = Some(path.to_owned());
         Ok(config)
     }
 
@@ -218,6 +230,8 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     upstream: Spanned<String>,
     table: Option<Spanned<String>>,
+    shadow_table: Option<Spanned<String>>,
+    watch_interval_ms: Option<u64>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -346,11 +360,19 @@ impl Checker<'_> {
             .as_ref()
             .map_or_else(Limits::default, |spanned| limits(&spanned.value));
         check_limits(&limits).map_err(|(key, reason)| self.error(limits_line, key, reason))?;
+        let watch_interval = match raw.watch_interval_ms {
+            None => Some(Duration::from_secs(2)),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
         Ok(Config {
             source: self.file.to_owned(),
+            path: None,
             listen,
             upstream,
             table: raw.table.map(|table| PathBuf::from(table.value)),
+            shadow_table: raw.shadow_table.map(|table| PathBuf::from(table.value)),
+            watch_interval,
             callers,
             addons,
             upstream_token,

@@ -2,16 +2,19 @@
 //! the decision, then answer it ourselves or forward it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use axum::body::Body;
 use http::{request, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::caller::{presented_token, Caller, Callers};
-use crate::config::{Config, Limits};
-use crate::decision::{decide, Decision, Step};
+use crate::config::{Config, ConfigError, Limits};
+use crate::decision::{decide, Decision, Outcome, Step};
 use crate::forwarding::{header_problem, ForwardError, Forwarder};
 use crate::responses;
 use crate::table::Table;
@@ -19,10 +22,72 @@ use crate::target::{self, Target};
 
 /// Everything a running gateway needs to decide and forward.
 pub struct Gateway {
-    table: Arc<Table>,
-    callers: Callers,
+    policy: ArcSwap<Policy>,
     forwarder: Forwarder,
     limits: Limits,
+    fixed: Fixed,
+    config_path: Option<PathBuf>,
+}
+
+/// What decides requests: the table, who holds which token, and the shadow
+/// table. It is replaced whole on reload; a request keeps the one it started
+/// with.
+pub struct Policy {
+    /// The table in force.
+    pub table: Table,
+    /// Every token holder.
+    pub callers: Callers,
+    /// A table decided alongside the active one and never enforced.
+    pub shadow: Option<Table>,
+}
+
+/// The settings a reload cannot change (they need a restart).
+#[derive(PartialEq)]
+struct Fixed {
+    listen: SocketAddr,
+    upstream: http::uri::Authority,
+    limits: Limits,
+    upstream_token: Option<String>,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Fixed {
+        Fixed {
+            listen: config.listen,
+            upstream: config.upstream.clone(),
+            limits: config.limits.clone(),
+            upstream_token: config.upstream_token.as_ref().map(|token| token.0.clone()),
+        }
+    }
+
+    /// The keys that differ, for the reload's warning.
+    fn changed(&self, other: &Fixed) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != other.listen {
+            changed.push("listen");
+        }
+        if self.upstream != other.upstream {
+            changed.push("upstream");
+        }
+        if self.limits != other.limits {
+            changed.push("limits");
+        }
+        if self.upstream_token != other.upstream_token {
+            changed.push("upstream_token");
+        }
+        changed
+    }
+}
+
+/// What a successful reload did.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The digest of the table that was in force.
+    pub old_digest: String,
+    /// The digest of the table now in force.
+    pub new_digest: String,
+    /// Keys that changed in the file but need a restart to apply.
+    pub needs_restart: Vec<&'static str>,
 }
 
 /// A judged request: the decision, who asked, and the target if it parsed.
@@ -36,19 +101,37 @@ pub struct Judgement {
 }
 
 impl Gateway {
-    /// A gateway for a checked configuration and table.
+    /// A gateway for a checked configuration and table, with no shadow table.
     pub fn new(config: Config, table: Table) -> Gateway {
+        Gateway::with_policy(config, table, None)
+    }
+
+    /// A gateway with the validated table and shadow table its
+    /// configuration names: what `serve` runs.
+    pub fn from_config(config: Config) -> Result<Gateway, Vec<ConfigError>> {
+        let table = Table::load_validated(config.table.as_deref())?;
+        let shadow = load_shadow(&config)?;
+        Ok(Gateway::with_policy(config, table, shadow))
+    }
+
+    fn with_policy(config: Config, table: Table, shadow: Option<Table>) -> Gateway {
+        let fixed = Fixed::of(&config);
         Gateway {
             forwarder: Forwarder::new(&config),
-            table: Arc::new(table),
-            callers: config.callers,
-            limits: config.limits,
+            limits: config.limits.clone(),
+            config_path: config.path.clone(),
+            policy: ArcSwap::from_pointee(Policy {
+                table,
+                callers: config.callers,
+                shadow,
+            }),
+            fixed,
         }
     }
 
-    /// The table in force.
-    pub fn table(&self) -> &Table {
-        &self.table
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
     }
 
     /// The limits in force.
@@ -56,11 +139,65 @@ impl Gateway {
         &self.limits
     }
 
+    /// The files a reload reads: the configuration and the tables it names.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let Some(config) = &self.config_path else {
+            return Vec::new();
+        };
+        let policy = self.policy();
+        let tables = [
+            &policy.table,
+            policy.shadow.as_ref().unwrap_or(&policy.table),
+        ];
+        let mut files = vec![config.clone()];
+        for table in tables {
+            if table.file.as_ref() != crate::table::DEFAULT_TABLE_NAME {
+                files.push(PathBuf::from(table.file.as_ref()));
+            }
+        }
+        files.dedup();
+        files
+    }
+
+    /// Reads the configuration file again and swaps in its tokens, add-ons,
+    /// table and shadow table at once, after checking them in full. On any
+    /// error the running policy stays as it is.
+    pub fn reload(&self) -> Result<Reloaded, Vec<ConfigError>> {
+        let path = self.config_path.as_deref().ok_or_else(|| {
+            vec![ConfigError {
+                file: "(none)".into(),
+                line: 0,
+                key: "(file)".into(),
+                reason: "this gateway was not started from a configuration file".into(),
+            }]
+        })?;
+        let config = Config::load(path).map_err(|error| vec![error])?;
+        let table = Table::load_validated(config.table.as_deref())?;
+        let shadow = load_shadow(&config)?;
+        let needs_restart = self.fixed.changed(&Fixed::of(&config));
+        let new_digest = table.digest.clone();
+        let policy = Policy {
+            table,
+            callers: config.callers,
+            shadow,
+        };
+        let old = self.policy.swap(Arc::new(policy));
+        Ok(Reloaded {
+            old_digest: old.table.digest.clone(),
+            new_digest,
+            needs_restart,
+        })
+    }
+
     /// Answers one request, from the client's bytes to the response head.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let judgement = self.judge(&parts);
+        let policy = self.policy();
+        let judgement = judge(&policy, &parts);
+        if let Some(shadow) = &policy.shadow {
+            compare_shadow(shadow, &judgement, &parts.method);
+        }
 
         let Judgement {
             decision,
@@ -93,27 +230,68 @@ impl Gateway {
         );
         response
     }
+}
 
-    /// Steps 1 to 9 for a request head.
-    pub fn judge(&self, parts: &request::Parts) -> Judgement {
-        let target = match target::parse(&parts.method, &parts.uri) {
-            Ok(target) => target,
-            Err(error) => return judgement(Decision::bad_target(error), Caller::Anonymous, None),
-        };
-        if let Some(problem) = header_problem(&parts.headers) {
-            let decision = Decision::bad_headers(Step::CanonicalTarget, problem);
+/// Steps 1 to 9 for a request head, under one policy.
+pub fn judge(policy: &Policy, parts: &request::Parts) -> Judgement {
+    let target = match target::parse(&parts.method, &parts.uri) {
+        Ok(target) => target,
+        Err(error) => return judgement(Decision::bad_target(error), Caller::Anonymous, None),
+    };
+    if let Some(problem) = header_problem(&parts.headers) {
+        let decision = Decision::bad_headers(Step::CanonicalTarget, problem);
+        return judgement(decision, Caller::Anonymous, Some(target));
+    }
+    let caller = match presented_token(&parts.headers) {
+        Ok(token) => policy.callers.identify(token),
+        Err(error) => {
+            let decision = Decision::bad_headers(Step::Caller, error.to_string());
             return judgement(decision, Caller::Anonymous, Some(target));
         }
-        let caller = match presented_token(&parts.headers) {
-            Ok(token) => self.callers.identify(token),
-            Err(error) => {
-                let decision = Decision::bad_headers(Step::Caller, error.to_string());
-                return judgement(decision, Caller::Anonymous, Some(target));
-            }
-        };
-        let decision = decide(&self.table, &caller, &parts.method, &target.path);
-        judgement(decision, caller, Some(target))
+    };
+    let decision = decide(&policy.table, &caller, &parts.method, &target.path);
+    judgement(decision, caller, Some(target))
+}
+
+/// Decides the request again under the shadow table and logs where the two
+/// disagree; the shadow decision is never enforced.
+fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) {
+    let Some(target) = &judgement.target else {
+        return;
+    };
+    let active = &judgement.decision;
+    if matches!(active.outcome, Outcome::BadHeaders(_)) {
+        return;
     }
+    let shadowed = decide(shadow, &judgement.caller, method, &target.path);
+    if shadowed.outcome.status() == active.outcome.status() {
+        return;
+    }
+    let rule = |decision: &Decision| {
+        decision
+            .rule
+            .as_ref()
+            .map_or("-".to_owned(), |r| r.to_string())
+    };
+    tracing::warn!(
+        method = method.as_str(),
+        path = %target.path.escape_debug(),
+        caller = judgement.caller.kind(),
+        slug = judgement.caller.slug().unwrap_or("-"),
+        active_status = active.outcome.status().as_u16(),
+        active_rule = %rule(active),
+        shadow_status = shadowed.outcome.status().as_u16(),
+        shadow_rule = %rule(&shadowed),
+        "shadow table disagrees"
+    );
+}
+
+fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {
+    config
+        .shadow_table
+        .as_deref()
+        .map(|path| Table::load_validated(Some(path)))
+        .transpose()
 }
 
 fn judgement(decision: Decision, caller: Caller, target: Option<Target>) -> Judgement {

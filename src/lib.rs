@@ -17,6 +17,7 @@
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
 //! - [`server`]: the accept loop and graceful shutdown.
+//! - [`reload`]: hot reload on SIGHUP and on file changes.
 //! - [`check`]: the `check` command's explanation of one decision.
 //! - [`cases`]: the `test` command's policy cases and rule coverage.
 //! - [`routes`]: the `routes` command's caller × route matrix.
@@ -36,6 +37,7 @@ pub mod lint;
 pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;
+pub mod reload;
 pub mod responses;
 pub mod routes;
 pub mod server;

@@ -13,7 +13,7 @@ use supervisor_gateway::check::{self, Who};
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
 use supervisor_gateway::table::Table;
-use supervisor_gateway::{cases, demo, mock_upstream, routes, server};
+use supervisor_gateway::{cases, demo, mock_upstream, reload, routes, server};
 
 #[derive(Parser)]
 #[command(
@@ -262,20 +262,34 @@ fn run_validate(args: ValidateArgs) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
-    let (config, table) = match load(&path) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => return fail(format!("config error: {error}")),
     };
-    let listen = config.listen;
+    let (listen, upstream, watch) = (
+        config.listen,
+        config.upstream.clone(),
+        config.watch_interval,
+    );
+    let gateway = match Gateway::from_config(config) {
+        Ok(gateway) => Arc::new(gateway),
+        Err(problems) => return table_errors(problems),
+    };
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(listen = %bound, upstream = %config.upstream, "gateway listening");
-    tracing::info!(table = %table.file, digest = %table.digest, "permission table loaded");
-    let gateway = Arc::new(Gateway::new(config, table));
-    finish(server::serve(listener, gateway, shutdown_signal()).await)
+    tracing::info!(listen = %bound, upstream = %upstream, "gateway listening");
+    let policy = gateway.policy();
+    tracing::info!(table = %policy.table.file, digest = %policy.table.digest, "permission table loaded");
+    if let Some(shadow) = &policy.shadow {
+        tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
+    }
+    let watcher = tokio::spawn(reload::watch(gateway.clone(), watch));
+    let result = server::serve(listener, gateway, shutdown_signal()).await;
+    watcher.abort();
+    finish(result)
 }
 
 async fn run_demo(listen: SocketAddr) -> ExitCode {

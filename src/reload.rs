@@ -1,0 +1,109 @@
+//! Hot reload: on SIGHUP, and when the configuration or a table file it
+//! names changes, the gateway reads them again and swaps the new policy in
+//! atomically. A file that fails to load or validate changes nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::gateway::Gateway;
+
+/// Watches for reload triggers until the task is dropped. With no
+/// `interval`, only SIGHUP reloads.
+pub async fn watch(gateway: Arc<Gateway>, interval: Option<Duration>) {
+    let mut hangup = Hangup::new();
+    let mut seen = fingerprint(&gateway.watched_files());
+    loop {
+        let reason = tokio::select! {
+            () = hangup.recv() => "SIGHUP",
+            () = tick(interval) => {
+                let now = fingerprint(&gateway.watched_files());
+                if now == seen {
+                    continue;
+                }
+                "file changed"
+            }
+        };
+        reload(&gateway, reason);
+        seen = fingerprint(&gateway.watched_files());
+    }
+}
+
+/// Reloads once and logs the outcome: the old and new table digests, or
+/// every problem that kept the running table in force.
+pub fn reload(gateway: &Gateway, reason: &str) {
+    match gateway.reload() {
+        Ok(reloaded) => {
+            tracing::info!(
+                reason,
+                old_digest = %reloaded.old_digest,
+                new_digest = %reloaded.new_digest,
+                "policy reloaded"
+            );
+            for key in reloaded.needs_restart {
+                tracing::warn!(
+                    key,
+                    "changed in the configuration; it takes effect after a restart"
+                );
+            }
+        }
+        Err(problems) => {
+            let digest = gateway.policy().table.digest.clone();
+            for problem in problems {
+                tracing::error!(reason, %problem, running_digest = %digest, "reload refused; the running policy stays");
+            }
+        }
+    }
+}
+
+async fn tick(interval: Option<Duration>) {
+    match interval {
+        Some(interval) => tokio::time::sleep(interval).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The SHA-256 of each file's content (`None` where it cannot be read), so
+/// that an editor's rename-and-replace counts as a change like any other.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
+    files
+        .iter()
+        .map(|file| {
+            std::fs::read(file)
+                .ok()
+                .map(|bytes| Sha256::digest(bytes).into())
+        })
+        .collect()
+}
+
+/// SIGHUP, where the platform has it.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Hangup {
+                signal: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
