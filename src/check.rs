@@ -30,8 +30,8 @@ pub enum CheckError {
     /// `--caller` names no caller kind.
     #[error("unknown caller kind {0}: use homeassistant, cli, observer or anonymous")]
     UnknownKind(String),
-    /// The method or target cannot form a request.
-    #[error("cannot form a request from this method and target")]
+    /// The method or token cannot form a request.
+    #[error("cannot form a request from this method and token")]
     BadRequest,
 }
 
@@ -43,9 +43,13 @@ pub fn run(
     method: &str,
     target: &str,
 ) -> Result<(Judgement, String), CheckError> {
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| CheckError::BadRequest)?;
-    let mut builder = Request::builder().method(method.clone()).uri(target);
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| CheckError::BadRequest)?;
+    // A target that does not even parse would get 400 on the wire; it is
+    // decided as a target that is not in origin form.
+    let uri: http::Uri = target
+        .parse()
+        .unwrap_or_else(|_| http::Uri::from_static("*"));
+    let mut builder = Request::builder().method(method.clone()).uri(uri);
     if let Who::Token(token) = &who {
         let value = HeaderValue::from_str(token).map_err(|_| CheckError::BadRequest)?;
         builder = builder.header("x-supervisor-token", value);

@@ -351,7 +351,7 @@ impl Checker<'_> {
         self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
         let addons = self.addons(&raw.addons, &mut callers, &mut seen)?;
         let upstream_token = match &raw.upstream_token {
-            Some(spanned) => Some(self.upstream_token(spanned)?),
+            Some(spanned) => Some(self.upstream_token(spanned, &seen)?),
             None => None,
         };
         let limits_line = raw.limits.as_ref().map_or(0, line_of);
@@ -388,6 +388,14 @@ impl Checker<'_> {
             .map_err(|_| bad("expected a URL like http://127.0.0.1:8081"))?;
         if uri.scheme_str() != Some("http") {
             return Err(bad("only http:// upstreams are supported"));
+        }
+        if uri
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+        {
+            return Err(bad(
+                "the upstream URL takes no user or password (use upstream_token)",
+            ));
         }
         let has_path = !matches!(uri.path(), "" | "/") || uri.query().is_some();
         if has_path {
@@ -484,7 +492,18 @@ impl Checker<'_> {
         Ok(digest)
     }
 
-    fn upstream_token(&self, secret: &Spanned<RawSecret>) -> Result<UpstreamToken, ConfigError> {
+    fn upstream_token(
+        &self,
+        secret: &Spanned<RawSecret>,
+        seen: &[(TokenDigest, String)],
+    ) -> Result<UpstreamToken, ConfigError> {
+        if let RawSecret::Plain(token) = &secret.value {
+            let digest = TokenDigest::of(token.as_bytes());
+            if let Some((_, other)) = seen.iter().find(|(known, _)| *known == digest) {
+                let reason = format!("the gateway's own token must differ from every caller's; this one is {other}'s");
+                return Err(self.error(line_of(secret), "upstream_token", reason));
+            }
+        }
         match &secret.value {
             RawSecret::Plain(token)
                 if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) =>
@@ -600,14 +619,42 @@ fn line_of<T>(spanned: &Spanned<T>) -> u64 {
 /// parser quoted taken out (it might be a token).
 pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
     let line = error.location().map_or(0, |location| location.line());
-    let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
     let message = error.without_snippet().to_string();
+    let message = first_line(&message);
+    let (key, reason) = if let Some(field) = quoted_after(message, "missing field") {
+        (
+            field,
+            "required key missing from the mapping that ends here".to_owned(),
+        )
+    } else if let Some(field) = quoted_after(message, "unknown field") {
+        let expected = message.split_once("expected").map_or("", |(_, rest)| rest);
+        let expected = expected
+            .split(" at line ")
+            .next()
+            .unwrap_or(expected)
+            .trim();
+        (field, format!("unknown key; expected {expected}"))
+    } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
+        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
+        (key, "this key is given twice".to_owned())
+    } else {
+        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
+        (key, redact_values(message))
+    };
     ConfigError {
         file: file.to_owned(),
         line,
         key,
-        reason: redact_values(first_line(&message)),
+        reason,
     }
+}
+
+/// The text between the first pair of backticks after `prefix`.
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    let start = rest.find('`')? + 1;
+    let end = rest[start..].find('`')? + start;
+    Some(rest[start..end].to_owned())
 }
 
 /// The mapping key written on a 1-based line, if the line has one.

@@ -75,7 +75,7 @@ fn parse_errors_name_the_key_on_their_line() {
     assert_eq!((error.key.as_str(), error.line), ("hassio_api", 5));
     let unknown = error_of("upstream: http://127.0.0.1:1\nlisten_on: 1\n");
     assert_eq!(unknown.line, 2);
-    assert!(unknown.reason.contains("listen_on"), "{}", unknown.reason);
+    assert_eq!(unknown.key, "listen_on");
 }
 
 #[test]
@@ -112,4 +112,60 @@ fn the_upstream_token_debug_form_is_redacted() {
     let text = format!("{MINIMAL}upstream_token: gw-s3cr3t\n");
     let config = Config::from_yaml(&text, "test.yaml").expect("config");
     assert!(!format!("{:?}", config.upstream_token).contains("s3cr3t"));
+}
+
+#[test]
+fn missing_unknown_and_duplicate_keys_are_named() {
+    let missing =
+        error_of("upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    hassio_api: true\n");
+    assert_eq!(missing.key, "token");
+    let no_upstream = error_of("addons: []\n");
+    assert_eq!(
+        (no_upstream.key.as_str(), no_upstream.line),
+        ("upstream", 1)
+    );
+    let duplicate = error_of("upstream: http://127.0.0.1:1\nupstream: http://127.0.0.1:2\n");
+    assert_eq!((duplicate.key.as_str(), duplicate.line), ("upstream", 2));
+    assert_eq!(duplicate.reason, "this key is given twice");
+    let unknown = error_of("upstream: http://127.0.0.1:1\nlisten_on: 1\n");
+    assert_eq!(unknown.key, "listen_on");
+    assert!(
+        unknown
+            .reason
+            .starts_with("unknown key; expected one of listen, upstream"),
+        "{}",
+        unknown.reason
+    );
+}
+
+#[test]
+fn an_upstream_with_credentials_is_refused_without_echoing_them() {
+    let error = error_of("upstream: http://user:s3cr3t@127.0.0.1:1\n");
+    assert_eq!(error.key, "upstream");
+    assert!(!error.to_string().contains("s3cr3t"));
+}
+
+#[test]
+fn the_upstream_token_may_not_be_a_callers_token() {
+    let error = error_of(
+        "upstream: http://127.0.0.1:1\nupstream_token: same-token\ntokens:\n  cli: same-token\n",
+    );
+    assert_eq!(error.key, "upstream_token");
+    assert!(error.reason.contains("tokens.cli") && !error.reason.contains("same-token"));
+}
+
+#[test]
+fn limits_that_cannot_work_are_refused() {
+    for (line, key) in [
+        (
+            "upstream_response_timeout_ms: 0",
+            "limits.upstream_response_timeout_ms",
+        ),
+        ("header_read_timeout_ms: 0", "limits.header_read_timeout_ms"),
+        ("max_header_bytes: 100", "limits.max_header_bytes"),
+        ("max_connections: 0", "limits.max_connections"),
+    ] {
+        let text = format!("{MINIMAL}limits:\n  {line}\n");
+        assert_eq!(error_of(&text).key, key, "{line}");
+    }
 }

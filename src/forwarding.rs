@@ -3,14 +3,10 @@
 //! and 504. Bodies stream both ways; nothing is buffered.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body as _, Frame};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use axum::body::Body;
@@ -21,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::body::{BodyWatch, LimitedBody};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
@@ -101,6 +98,17 @@ pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
     if headers.get_all(header::HOST).iter().count() > 1 {
         return Some("more than one Host header");
     }
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let plain_chunked = match codings.as_slice() {
+        [] => true,
+        [one] => one.as_bytes().eq_ignore_ascii_case(b"chunked"),
+        _ => false,
+    };
+    if !plain_chunked {
+        // hyper accepts any list ending in chunked; anything but one plain
+        // chunked would reach the upstream de-chunked but not decoded.
+        return Some("only Transfer-Encoding: chunked is accepted");
+    }
     if headers
         .keys()
         .any(|name| METHOD_OVERRIDES.contains(&normalized_name(name.as_str()).as_ref()))
@@ -167,24 +175,34 @@ impl Forwarder {
         body: Incoming,
         peer: SocketAddr,
     ) -> Result<Response<Body>, ForwardError> {
-        let body = self.limited_body(&permit, &parts.headers, body).await?;
-        let (body, exceeded) = body;
+        let (body, watch) = self.limited_body(&permit, &parts.headers, body).await?;
         let mut request = Request::new(body);
         *request.uri_mut() = self.upstream_uri(&permit)?;
         *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
         *request.method_mut() = parts.method;
 
+        // The response timeout runs from the end of the request body, so a
+        // long upload is not cut off for taking long to send.
         let timeout = self.limits.upstream_response_timeout;
-        let sent = tokio::time::timeout(timeout, self.client.request(request)).await;
-        let response = match sent {
-            Err(_) => return Err(ForwardError::UpstreamTimedOut),
-            Ok(Ok(response)) => response,
-            Ok(Err(_)) if exceeded.load(Ordering::Relaxed) => {
-                return Err(ForwardError::BodyTooLarge)
-            }
-            Ok(Err(error)) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
-            Ok(Err(_)) => return Err(ForwardError::UpstreamFailed),
+        let deadline = async {
+            watch.finished().await;
+            tokio::time::sleep(timeout).await;
         };
+        let response = tokio::select! {
+            sent = self.client.request(request) => sent,
+            () = deadline => return Err(ForwardError::UpstreamTimedOut),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(_) if watch.exceeded() => return Err(ForwardError::BodyTooLarge),
+            Err(error) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
+            Err(_) => return Err(ForwardError::UpstreamFailed),
+        };
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // No upgrade was asked for (`Upgrade` is never forwarded), so an
+            // upstream that switches protocols is broken.
+            return Err(ForwardError::UpstreamFailed);
+        }
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
         Ok(Response::from_parts(head, Body::new(body)))
@@ -200,20 +218,20 @@ impl Forwarder {
         permit: &Permit,
         headers: &HeaderMap,
         body: Incoming,
-    ) -> Result<(Body, Arc<AtomicBool>), ForwardError> {
+    ) -> Result<(Body, Arc<BodyWatch>), ForwardError> {
         let path = &permit.target().path;
         let limit = self.limits.body_limit(path);
         if declared_length(headers).is_some_and(|length| length > limit) {
             return Err(ForwardError::BodyTooLarge);
         }
-        let (limited, exceeded) = LimitedBody::new(body, limit);
+        let (limited, watch) = LimitedBody::new(body, limit);
         let streams = declared_length(headers).is_some() || self.limits.is_upload(path);
         if streams || limited.is_end_stream() {
-            return Ok((Body::new(limited), exceeded));
+            return Ok((Body::new(limited), watch));
         }
         match limited.collect().await {
-            Ok(collected) => Ok((Body::from(collected.to_bytes()), exceeded)),
-            Err(_) if exceeded.load(Ordering::Relaxed) => Err(ForwardError::BodyTooLarge),
+            Ok(collected) => Ok((Body::from(collected.to_bytes()), watch)),
+            Err(_) if watch.exceeded() => Err(ForwardError::BodyTooLarge),
             Err(_) => Err(ForwardError::ClientBodyFailed),
         }
     }
@@ -279,67 +297,6 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// A request body that fails once more than `limit` bytes have passed, and
-/// says so through a shared flag, so the failure can be answered with 413.
-struct LimitedBody {
-    inner: Incoming,
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-/// The error a [`LimitedBody`] ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("request body over the limit")]
-struct BodyLimitExceeded;
-
-impl LimitedBody {
-    fn new(inner: Incoming, limit: u64) -> (LimitedBody, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let body = LimitedBody {
-            inner,
-            remaining: limit,
-            exceeded: exceeded.clone(),
-        };
-        (body, exceeded)
-    }
-}
-
-impl http_body::Body for LimitedBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
-        };
-        let length = frame.data_ref().map_or(0, |data| data.len() as u64);
-        match self.remaining.checked_sub(length) {
-            Some(left) => {
-                self.remaining = left;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            None => {
-                self.exceeded.store(true, Ordering::Relaxed);
-                Poll::Ready(Some(Err(BodyLimitExceeded.into())))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 fn sensitive(mut value: HeaderValue) -> HeaderValue {

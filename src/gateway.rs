@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use axum::body::Body;
 use http::{request, Request, Response, StatusCode};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::caller::{presented_token, Caller, Callers};
@@ -214,7 +215,10 @@ impl Gateway {
             None => {
                 let status = decision.outcome.status();
                 let mut response = responses::error(status, &decision.outcome.message());
-                if status == StatusCode::BAD_REQUEST {
+                // A refused request's body is never read, so the connection
+                // cannot carry another request: say so, rather than let the
+                // client find a closed socket. Malformed requests close too.
+                if status == StatusCode::BAD_REQUEST || !body.is_end_stream() {
                     close_after(&mut response);
                 }
                 response
@@ -232,23 +236,27 @@ impl Gateway {
     }
 }
 
-/// Steps 1 to 9 for a request head, under one policy.
+/// Steps 1 to 9 for a request head, under one policy. The caller is
+/// identified even when the headers are refused, so that the log says who
+/// sent them.
 pub fn judge(policy: &Policy, parts: &request::Parts) -> Judgement {
     let target = match target::parse(&parts.method, &parts.uri) {
         Ok(target) => target,
         Err(error) => return judgement(Decision::bad_target(error), Caller::Anonymous, None),
     };
+    let token = presented_token(&parts.headers);
+    let caller = match token {
+        Ok(token) => policy.callers.identify(token),
+        Err(_) => Caller::Anonymous,
+    };
     if let Some(problem) = header_problem(&parts.headers) {
         let decision = Decision::bad_headers(Step::CanonicalTarget, problem);
-        return judgement(decision, Caller::Anonymous, Some(target));
+        return judgement(decision, caller, Some(target));
     }
-    let caller = match presented_token(&parts.headers) {
-        Ok(token) => policy.callers.identify(token),
-        Err(error) => {
-            let decision = Decision::bad_headers(Step::Caller, error.to_string());
-            return judgement(decision, Caller::Anonymous, Some(target));
-        }
-    };
+    if let Err(error) = token {
+        let decision = Decision::bad_headers(Step::Caller, error.to_string());
+        return judgement(decision, caller, Some(target));
+    }
     let decision = decide(&policy.table, &caller, &parts.method, &target.path);
     judgement(decision, caller, Some(target))
 }
@@ -347,6 +355,7 @@ fn record(
     let slug = caller.slug().unwrap_or("-");
     let role = caller.role().map_or("-", |role| role.name());
     let latency_us = started.elapsed().as_micros() as u64;
+    let reason = decision.outcome.message();
     macro_rules! event {
         ($level:ident) => {
             tracing::$level!(
@@ -358,6 +367,7 @@ fn record(
                 step = decision.step.name(),
                 rule,
                 outcome = decision.outcome.name(),
+                reason = %reason,
                 status = status.as_u16(),
                 latency_us,
                 "decision"

@@ -13,6 +13,7 @@
 //! - [`protection`]: the protection-mode invariant, proven on every table.
 //! - [`lint`]: `validate`'s exact checks for unmatchable, useless and shadowed rules.
 //! - [`decision`]: steps 3 to 9, and the permit forwarding requires.
+//! - `body`: request body limits, and when a body has been sent in full.
 //! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
@@ -25,6 +26,7 @@
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
 pub mod automata;
+mod body;
 pub mod caller;
 pub mod cases;
 pub mod check;

@@ -110,7 +110,8 @@ struct CheckArgs {
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct CheckWho {
-    /// Decide as the holder of this token.
+    /// Decide as the holder of this token; `-` reads it from standard input
+    /// (so that it does not show in the process list).
     #[arg(long)]
     token: Option<String>,
     /// Decide as this configured add-on.
@@ -319,6 +320,13 @@ fn run_check(args: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let who = match (args.who.token, args.who.addon, args.who.caller) {
+        (Some(token), _, _) if token == "-" => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                return fail("cannot read the token from standard input");
+            }
+            Who::Token(line.trim().to_owned())
+        }
         (Some(token), _, _) => Who::Token(token),
         (_, Some(slug), _) => Who::Addon(slug),
         (_, _, Some(kind)) => Who::Kind(kind),

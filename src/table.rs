@@ -316,7 +316,7 @@ struct RawTable {
     self_service: Vec<Spanned<RawRule>>,
     #[serde(default)]
     needs_auth_api: Vec<Spanned<RawRule>>,
-    roles: HashMap<String, Spanned<RawRole>>,
+    roles: Spanned<HashMap<String, Spanned<RawRole>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -411,7 +411,7 @@ impl Compiler {
             let line = raw.version.referenced.line();
             return Err(self.error(line, "version", "this gateway reads table version 1"));
         }
-        let roles = self.roles(&raw.roles)?;
+        let roles = self.roles(&raw.roles.value, raw.roles.referenced.line())?;
         Ok(Table {
             file: self.file.clone(),
             digest: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
@@ -521,6 +521,7 @@ impl Compiler {
     fn roles(
         &self,
         raw: &HashMap<String, Spanned<RawRole>>,
+        roles_line: u64,
     ) -> Result<Vec<(Role, RuleSet)>, ConfigError> {
         for (name, role) in raw {
             if Role::from_name(name).is_none() {
@@ -533,7 +534,7 @@ impl Compiler {
         for role in Role::ALL {
             let entry = raw.get(role.name()).ok_or_else(|| {
                 self.error(
-                    0,
+                    roles_line,
                     format!("roles.{}", role.name()),
                     "every role must be defined",
                 )

@@ -332,3 +332,87 @@ async fn sigterm_exits_after_the_grace_time_when_a_request_hangs() {
     );
     hanging.abort();
 }
+
+#[tokio::test]
+async fn an_upload_slower_than_the_response_timeout_still_passes() {
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace(
+        "upstream_response_timeout_ms: 2000",
+        "upstream_response_timeout_ms: 300",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    let chunk = vec![b'u'; 64 * 1024];
+    let total = chunk.len() * 8;
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream.write_all(&chunk).await.expect("chunk");
+    }
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    assert_eq!(gateway.upstream_saw()[0].body_len, total as u64);
+}
+
+#[tokio::test]
+async fn an_upstream_that_switches_protocols_unasked_gives_502() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 8192];
+            let _ = stream.read(&mut head).await;
+            let _ = stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: evil\r\n\r\n").await;
+        }
+    });
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let response = gateway
+        .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+        .await;
+    assert_refused(&response, 502, "unasked 101");
+}
+
+#[tokio::test]
+async fn a_refusal_with_an_unread_body_says_the_connection_closes() {
+    let gateway = TestGateway::start().await;
+    let refused = RawRequest::new("POST", "/addons/core_ssh/security")
+        .token(TOK_DEFAULT)
+        .header("Connection", "keep-alive")
+        .body(br#"{"protected":false}"#);
+    let response = gateway.send(&refused).await;
+    assert_refused(&response, 403, "refused with a body");
+    assert_eq!(response.header("connection"), Some("close"));
+
+    let bodiless = RawRequest::new("GET", "/backups")
+        .token(TOK_DEFAULT)
+        .header("Connection", "keep-alive");
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let twice = [
+        bodiless.to_bytes(),
+        RawRequest::new("GET", "/os/info")
+            .token(TOK_DEFAULT)
+            .to_bytes(),
+    ]
+    .concat();
+    stream.write_all(&twice).await.expect("two requests");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        2,
+        "a bodiless refusal keeps the connection: {text}"
+    );
+}

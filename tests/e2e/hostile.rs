@@ -351,7 +351,7 @@ fn framing_probe(framing: &[&str]) -> Vec<u8> {
 async fn conflicting_framing_never_smuggles_a_second_request() {
     assert_eq!(SMUGGLED.len(), 0x84);
     let gateway = TestGateway::start().await;
-    let variants: [&[&str]; 7] = [
+    let variants: [&[&str]; 9] = [
         &["Content-Length: 4", "Transfer-Encoding: chunked"],
         &["Transfer-Encoding: chunked", "Content-Length: 4"],
         &["Content-Length: 4", "Transfer-Encoding: chunked, identity"],
@@ -359,6 +359,8 @@ async fn conflicting_framing_never_smuggles_a_second_request() {
         &["Content-Length: 4", "Transfer-Encoding: xchunked"],
         &["Content-Length: 4", "Content-Length: 143"],
         &["Content-Length: +4"],
+        &["Transfer-Encoding: gzip, chunked"],
+        &["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
     ];
     for framing in variants {
         let response = send_raw(gateway.addr, &framing_probe(framing)).await;
