@@ -26,9 +26,22 @@ fn callers() -> &'static Callers {
         let mut callers = Callers::default();
         callers.insert(TokenDigest::of(b"core"), Caller::HomeAssistant);
         callers.insert(TokenDigest::of(b"observer"), Caller::Observer);
-        for (token, role) in [("default", Role::Default), ("manager", Role::Manager), ("admin", Role::Admin)] {
-            let addon = Addon { slug: token.into(), hassio_api: true, role, homeassistant_api: true, auth_api: false };
-            callers.insert(TokenDigest::of(token.as_bytes()), Caller::Addon(Arc::new(addon)));
+        for (token, role) in [
+            ("default", Role::Default),
+            ("manager", Role::Manager),
+            ("admin", Role::Admin),
+        ] {
+            let addon = Addon {
+                slug: token.into(),
+                hassio_api: true,
+                role,
+                homeassistant_api: true,
+                auth_api: false,
+            };
+            callers.insert(
+                TokenDigest::of(token.as_bytes()),
+                Caller::Addon(Arc::new(addon)),
+            );
         }
         callers
     })
@@ -52,8 +65,12 @@ fn request(data: &[u8]) -> Option<(Method, Uri, HeaderMap)> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((method, uri, headers)) = request(data) else { return };
-    let Ok(target) = target::parse(&method, &uri) else { return };
+    let Some((method, uri, headers)) = request(data) else {
+        return;
+    };
+    let Ok(target) = target::parse(&method, &uri) else {
+        return;
+    };
     let caller = match presented_token(&headers) {
         Ok(token) => callers().identify(token),
         Err(_) => return,
@@ -61,8 +78,14 @@ fuzz_target!(|data: &[u8]| {
     let decision = decide(table(), &caller, &method, &target.path);
     if decision.allowed() {
         assert_eq!(target.forward_path, encode_path(&target.path));
-        let forwarded: Uri = target.forward_path.parse().expect("the forwarded path is a valid URI path");
+        let forwarded: Uri = target
+            .forward_path
+            .parse()
+            .expect("the forwarded path is a valid URI path");
         let again = target::parse(&method, &forwarded).expect("the forwarded path is accepted");
-        assert_eq!(again.path, target.path, "the forwarded path decodes to the decided path");
+        assert_eq!(
+            again.path, target.path,
+            "the forwarded path decodes to the decided path"
+        );
     }
 });
