@@ -76,6 +76,7 @@ limits:
 pub(crate) struct TestGateway {
     pub(crate) addr: SocketAddr,
     pub(crate) mock: MockHandle,
+    pub(crate) gateway: Arc<Gateway>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -91,18 +92,30 @@ impl TestGateway {
     /// Starts a gateway with a given configuration in front of `mock`.
     pub(crate) async fn with_config(config: Config, mock: MockHandle) -> TestGateway {
         let table = Table::builtin().expect("the default table loads");
+        TestGateway::serving(Gateway::new(config, table), mock).await
+    }
+
+    /// Starts a gateway from a configuration file, as `serve` does.
+    pub(crate) async fn from_file(path: &Path, mock: MockHandle) -> TestGateway {
+        let config = Config::load(path).expect("the test config loads");
+        let gateway = Gateway::from_config(config).expect("the test tables load");
+        TestGateway::serving(gateway, mock).await
+    }
+
+    async fn serving(gateway: Gateway, mock: MockHandle) -> TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");
         let addr = listener.local_addr().expect("gateway address");
-        let gateway = Arc::new(Gateway::new(config, table));
+        let gateway = Arc::new(gateway);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server::serve(listener, gateway, async {
+        tokio::spawn(server::serve(listener, gateway.clone(), async {
             let _ = stopped.await;
         }));
         TestGateway {
             addr,
             mock,
+            gateway,
             stop: Some(stop),
         }
     }
@@ -366,6 +379,30 @@ pub(crate) fn spawn_serve(config: &Path, rust_log: &str) -> Served {
 }
 
 impl Served {
+    /// Waits until the log holds `needle` `count` times; false on timeout.
+    pub(crate) fn wait_for_log(&self, needle: &str, count: usize, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().expect("log lock").matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends a signal (by name, e.g. HUP) to the process.
+    pub(crate) fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// The log so far.
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
     /// Sends SIGTERM and returns the exit code and the whole log.
     pub(crate) fn stop(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")

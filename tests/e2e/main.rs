@@ -10,4 +10,5 @@ mod headers;
 mod hostile;
 mod matrix;
 mod protection;
+mod reload;
 mod upstream;

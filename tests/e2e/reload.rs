@@ -1,0 +1,266 @@
+//! Hot reload and shadow mode: tables swapped under load, invalid files
+//! never enforced, role changes and token rotation taking effect at once,
+//! and shadow decisions logged but never enforced.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use supervisor_gateway::table::DEFAULT_TABLE;
+
+use crate::helpers::*;
+
+/// The default table with the default role's `/**/info` rule removed.
+fn table_without_info() -> String {
+    let changed = DEFAULT_TABLE.replacen(
+        "  default:\n    allow:\n      - /**/info\n",
+        "  default:\n    allow:\n      - /never/matches/anything\n",
+        1,
+    );
+    assert_ne!(changed, DEFAULT_TABLE);
+    changed
+}
+
+/// A table that would let the default role create backups, and that is
+/// invalid because it also opens the protection toggle to manager.
+fn invalid_table() -> String {
+    DEFAULT_TABLE
+        .replacen(
+            "  default:\n    allow:\n      - /**/info\n",
+            "  default:\n    allow:\n      - /**/info\n      - /backups*\n",
+            1,
+        )
+        .replacen(
+            "      - /addons/reload\n",
+            "      - /addons/reload\n      - /addons/<slug>/security\n",
+            1,
+        )
+}
+
+fn config_with_table(upstream: std::net::SocketAddr) -> String {
+    format!(
+        "{}table: table.yaml\nwatch_interval_ms: 0\n",
+        test_config_yaml(upstream)
+    )
+}
+
+#[tokio::test]
+async fn tables_swap_under_load_and_an_invalid_file_is_never_enforced() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table_path = write(dir.path(), "table.yaml", DEFAULT_TABLE);
+    let config = write(dir.path(), "gateway.yaml", &config_with_table(mock.addr()));
+    let gateway = TestGateway::from_file(&config, mock).await;
+
+    let running = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (running, seen, addr) = (running.clone(), seen.clone(), gateway.addr);
+        tokio::spawn(async move {
+            let info = RawRequest::new("GET", "/os/info")
+                .token(TOK_DEFAULT)
+                .to_bytes();
+            let backup = RawRequest::new("POST", "/backups/new/full")
+                .token(TOK_DEFAULT)
+                .to_bytes();
+            let mut sent = 0;
+            while running.load(Ordering::Relaxed) && sent < 5000 {
+                let (a, b) = (send_raw(addr, &info).await, send_raw(addr, &backup).await);
+                seen.lock().expect("lock").push((a.status, b.status));
+                sent += 2;
+            }
+        })
+    };
+    for round in 0..4 {
+        std::fs::write(&table_path, table_without_info()).expect("write");
+        gateway.gateway.reload().expect("a valid table reloads");
+        let info = gateway
+            .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+            .await;
+        assert_eq!(
+            info.status, 403,
+            "round {round}: the new table is in force at once"
+        );
+
+        std::fs::write(&table_path, invalid_table()).expect("write");
+        let problems = gateway
+            .gateway
+            .reload()
+            .expect_err("an invalid table is refused");
+        assert!(
+            problems[0].reason.contains("protection-mode toggle"),
+            "{problems:?}"
+        );
+        let info = gateway
+            .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+            .await;
+        assert_eq!(info.status, 403, "round {round}: the running table stays");
+
+        std::fs::write(&table_path, DEFAULT_TABLE).expect("write");
+        gateway.gateway.reload().expect("the default table reloads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    load.await.expect("load task");
+
+    let seen = seen.lock().expect("lock");
+    assert!(seen.len() > 20, "only {} rounds of load", seen.len());
+    for (info, backup) in seen.iter() {
+        assert!([200, 403].contains(info), "GET /os/info got {info}");
+        assert_eq!(*backup, 403, "the invalid table was enforced");
+    }
+    assert!(seen.iter().any(|(info, _)| *info == 200) && seen.iter().any(|(info, _)| *info == 403));
+}
+
+#[tokio::test]
+async fn a_role_change_and_a_token_rotation_apply_on_sighup() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    let restart = || {
+        RawRequest::new("POST", "/addons/core_ssh/restart")
+            .token(TOK_MANAGER)
+            .to_bytes()
+    };
+    assert_eq!(send_raw(served.addr, &restart()).await.status, 200);
+
+    let demoted = text.replace("hassio_role: manager", "hassio_role: default");
+    std::fs::write(&path, &demoted).expect("write");
+    served.signal("HUP");
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_eq!(
+        send_raw(served.addr, &restart()).await.status,
+        403,
+        "the demoted add-on lost the route"
+    );
+
+    let rotated = demoted.replace(TOK_MANAGER, "rotated-manager-token-0123456789");
+    std::fs::write(&path, &rotated).expect("write");
+    served.signal("HUP");
+    assert!(served.wait_for_log("policy reloaded", 2, Duration::from_secs(10)));
+    assert_eq!(
+        send_raw(served.addr, &restart()).await.status,
+        403,
+        "the old token is unknown"
+    );
+    let new_token =
+        RawRequest::new("GET", "/addons/self/info").token("rotated-manager-token-0123456789");
+    assert_eq!(
+        send_raw(served.addr, &new_token.to_bytes()).await.status,
+        200
+    );
+
+    std::fs::write(
+        &path,
+        rotated.replace("hassio_role: default", "hassio_role: superuser"),
+    )
+    .expect("write");
+    served.signal("HUP");
+    assert!(served.wait_for_log("reload refused", 1, Duration::from_secs(10)));
+    assert_eq!(
+        send_raw(served.addr, &new_token.to_bytes()).await.status,
+        200,
+        "the running policy stays"
+    );
+
+    let (code, log) = served.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        log.contains("old_digest=") && log.contains("new_digest="),
+        "{log}"
+    );
+    assert!(
+        !log.contains("rotated-manager-token"),
+        "a token reached the log"
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_table_file_is_picked_up_without_a_signal() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "table.yaml", DEFAULT_TABLE);
+    let text =
+        config_with_table(mock.addr()).replace("watch_interval_ms: 0", "watch_interval_ms: 100");
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    let info = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    assert_eq!(send_raw(served.addr, &info).await.status, 200);
+
+    let renamed = dir.path().join("table.yaml.new");
+    std::fs::write(&renamed, table_without_info()).expect("write");
+    std::fs::rename(&renamed, dir.path().join("table.yaml"))
+        .expect("replace the table like an editor");
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert!(
+        served.log().contains("reason=\"file changed\"")
+            || served.log().contains("reason=file changed")
+    );
+    assert_eq!(send_raw(served.addr, &info).await.status, 403);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn shadow_disagreements_are_logged_and_never_enforced() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "shadow.yaml", &table_without_info());
+    let text = format!(
+        "{}shadow_table: shadow.yaml\nwatch_interval_ms: 0\n",
+        test_config_yaml(mock.addr())
+    );
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+
+    let info = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    assert_eq!(
+        send_raw(served.addr, &info).await.status,
+        200,
+        "the active table is enforced"
+    );
+    let agreed = RawRequest::new("GET", "/backups")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    assert_eq!(send_raw(served.addr, &agreed).await.status, 403);
+    assert!(served.wait_for_log("shadow table disagrees", 1, Duration::from_secs(5)));
+    let (_, log) = served.stop();
+    let disagreements: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("shadow table disagrees"))
+        .collect();
+    assert_eq!(disagreements.len(), 1, "{log}");
+    assert!(
+        disagreements[0].contains("active_status=200")
+            && disagreements[0].contains("shadow_status=403"),
+        "{}",
+        disagreements[0]
+    );
+    assert!(
+        disagreements[0].contains("path=/os/info"),
+        "{}",
+        disagreements[0]
+    );
+    assert_eq!(
+        mock.state().requests().len(),
+        1,
+        "only the allowed request was forwarded"
+    );
+    mock.stop().await;
+}
