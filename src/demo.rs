@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::config::Addon;
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
-use crate::mock_upstream::{self, MockHandle, MockState};
+use crate::mock_upstream::{self, MockAddon, MockHandle, MockState};
 use crate::table::Table;
 
 /// The demo's callers: (token, who holds it).
@@ -85,21 +86,40 @@ pub async fn start(listen: SocketAddr) -> Result<Demo, DemoError> {
             .map_err(|source| DemoError::Bind { addr, source })
     };
     let mock_listener = bind(mock_addr).await?;
-    let mock = mock_upstream::spawn(mock_listener, MockState::new()).map_err(|source| {
-        DemoError::Bind {
-            addr: mock_addr,
-            source,
-        }
-    })?;
+    let mock_bound = mock_listener.local_addr().unwrap_or(mock_addr);
     let listener = bind(listen).await?;
     let bound = listener.local_addr().unwrap_or(listen);
-    let config = demo_config(bound, mock.addr())?;
+    let config = demo_config(bound, mock_bound)?;
+    let known: Vec<MockAddon> = config
+        .addons
+        .iter()
+        .map(|addon| mock_addon(addon))
+        .collect();
+    let mock =
+        mock_upstream::spawn(mock_listener, MockState::with_addons(known)).map_err(|source| {
+            DemoError::Bind {
+                addr: mock_bound,
+                source,
+            }
+        })?;
     let gateway = Arc::new(Gateway::new(config, Table::builtin()?));
     Ok(Demo {
         gateway,
         listener,
         mock,
     })
+}
+
+/// The mock's record of a configured add-on, so that its info answers with
+/// the add-on's own role and flags.
+fn mock_addon(addon: &Addon) -> MockAddon {
+    MockAddon {
+        slug: addon.slug.clone(),
+        role: addon.role.name().to_owned(),
+        hassio_api: addon.hassio_api,
+        homeassistant_api: addon.homeassistant_api,
+        auth_api: addon.auth_api,
+    }
 }
 
 /// The banner the demo prints: where it listens, the tokens, and curl lines

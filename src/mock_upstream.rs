@@ -1,6 +1,8 @@
 //! The mock Supervisor upstream: an axum app that records every request it
 //! receives (body streamed, counted and hashed, never held whole) and answers
-//! with Supervisor-shaped bodies, for tests and local runs of the gateway.
+//! the real API's routes with Supervisor-shaped bodies, for tests and local
+//! runs of the gateway. Any other path gets 404, and a known path asked with
+//! the wrong method 405, both in the error envelope.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,8 +26,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+#[path = "mock_upstream_addons.rs"]
+mod addons;
+
 #[path = "mock_upstream_data.rs"]
 mod data;
+
+#[path = "mock_upstream_routes.rs"]
+mod routes;
 
 #[cfg(test)]
 #[path = "mock_upstream_tests.rs"]
@@ -38,7 +46,8 @@ const HEAD_LIMIT: usize = 64 * 1024;
 /// How long `MockHandle::stop` waits for open connections to finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// First path segments (in v1 words) under which any action answers ok.
+/// First path segments (in v1 words) whose `GET /<area>/info` answers with a
+/// generic body when no builder of its own does.
 const AREAS: &[&str] = &[
     "addons",
     "audio",
@@ -94,10 +103,30 @@ pub struct Recorded {
     pub body_head: Vec<u8>,
 }
 
-/// Shared state of the mock: the request log and the protection flags.
+/// Shared state of the mock: the request log, the protection flags and the
+/// add-ons it knows.
 #[derive(Clone, Debug, Default)]
 pub struct MockState {
     inner: Arc<Shared>,
+}
+
+/// An add-on the mock knows by slug, as the gateway's config describes it.
+///
+/// Its fields are what `GET /addons/<slug>/info` reports as `hassio_role`,
+/// `hassio_api`, `homeassistant_api` and `auth_api`, whoever asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockAddon {
+    /// The add-on's slug, e.g. `local_probe`.
+    pub slug: String,
+    /// Its `hassio_role`: `default`, `homeassistant`, `backup`, `manager` or
+    /// `admin` (not checked).
+    pub role: String,
+    /// Whether it may use the Supervisor API.
+    pub hassio_api: bool,
+    /// Whether it may use Home Assistant's API through the core proxy.
+    pub homeassistant_api: bool,
+    /// Whether it may check user logins at `/auth`.
+    pub auth_api: bool,
 }
 
 /// A running mock; dropping it (or calling `stop`) shuts the server down.
@@ -114,6 +143,7 @@ struct Shared {
     log: Mutex<Vec<Recorded>>,
     protection: Mutex<HashMap<String, bool>>,
     backups_made: AtomicU64,
+    addons: Vec<MockAddon>,
 }
 
 /// Which API generation a path belongs to.
@@ -133,13 +163,19 @@ struct Caller {
 /// A path with the version prefix removed and v1 words throughout.
 struct Target {
     api: Api,
+    /// The non-empty segments.
     segments: Vec<String>,
+    /// Whether the path had no empty segment (no `//`, no trailing `/`);
+    /// only such a path can name an action route.
+    exact: bool,
 }
 
 /// What the mock answers, before it becomes a response.
 enum Reply {
     Data(Value),
     Fail(StatusCode, &'static str),
+    /// 405, with the methods the path does accept for the `Allow` header.
+    NotAllowed(Vec<&'static str>),
     Core(StatusCode, Value),
     Text(String),
     Tar(Vec<u8>),
@@ -172,9 +208,26 @@ impl Recorded {
 }
 
 impl MockState {
-    /// An empty log, with every add-on protected.
+    /// An empty log, with every add-on protected and no known add-ons.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Like `new`, knowing `addons`; where a slug is listed twice, the first
+    /// entry counts.
+    pub fn with_addons(addons: Vec<MockAddon>) -> Self {
+        let shared = Shared {
+            addons,
+            ..Shared::default()
+        };
+        Self {
+            inner: Arc::new(shared),
+        }
+    }
+
+    /// The add-ons given to `with_addons`, in that order.
+    pub fn known_addons(&self) -> Vec<MockAddon> {
+        self.inner.addons.clone()
     }
 
     /// Everything recorded so far, in arrival order.
@@ -195,6 +248,10 @@ impl MockState {
     /// Current protection mode of add-on `slug`; `true` until changed.
     pub fn protected(&self, slug: &str) -> bool {
         self.protection().get(slug).copied().unwrap_or(true)
+    }
+
+    fn known(&self, slug: &str) -> Option<&MockAddon> {
+        self.inner.addons.iter().find(|addon| addon.slug == slug)
     }
 
     fn set_protected(&self, slug: &str, protected: bool) {
@@ -364,22 +421,46 @@ fn answer(state: &MockState, parts: &Parts, recorded: &Recorded) -> Reply {
         let (status, body) = data::core_api(method, &rest.join("/"));
         return Reply::Core(status, body);
     }
-    match parts.method {
-        Method::GET | Method::HEAD => read(state, &target, &segments, &caller),
-        Method::POST | Method::PUT | Method::DELETE => {
-            act(state, &parts.method, &segments, recorded)
+    let reading = matches!(parts.method, Method::GET | Method::HEAD);
+    let actions = if target.exact {
+        routes::action_methods(&segments)
+    } else {
+        Vec::new()
+    };
+    if reading {
+        if let Some(reply) = read(state, &target, &segments, &caller) {
+            return reply;
         }
-        _ => Reply::Fail(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+    } else if actions.contains(&parts.method.as_str()) {
+        return act(state, &parts.method, &segments, recorded);
+    }
+    let readable = !reading && target.exact && read(state, &target, &segments, &caller).is_some();
+    refuse(readable, actions)
+}
+
+/// 405 naming the methods the path does answer, or 404 if it answers none.
+fn refuse(readable: bool, actions: Vec<&'static str>) -> Reply {
+    let mut allow = if readable {
+        vec!["GET", "HEAD"]
+    } else {
+        Vec::new()
+    };
+    allow.extend(actions);
+    if allow.is_empty() {
+        not_found()
+    } else {
+        Reply::NotAllowed(allow)
     }
 }
 
-fn read(state: &MockState, target: &Target, segments: &[&str], caller: &Caller) -> Reply {
+/// The answer to a GET (or HEAD), or `None` if the path has none.
+fn read(state: &MockState, target: &Target, segments: &[&str], caller: &Caller) -> Option<Reply> {
     let api = target.api;
     if let Some(data) = data::fixed(&segments.join("/"), api) {
-        return Reply::Data(data);
+        return Some(Reply::Data(data));
     }
     let data = match segments {
-        ["addons"] => data::addons_list(api, |slug| state.protected(slug)),
+        ["addons"] => addons::addons_list(api, &state.inner.addons, |slug| state.protected(slug)),
         ["addons", slug, "info"] => addon_info(state, api, slug, caller),
         ["addons", slug, "stats"] => data::stats(slug),
         ["addons", _, "options", "config"] => json!({"log_level": "info"}),
@@ -389,30 +470,31 @@ fn read(state: &MockState, target: &Target, segments: &[&str], caller: &Caller) 
         [area, "info"] if AREAS.contains(area) => data::generic_info(area),
         _ => return read_file(segments),
     };
-    Reply::Data(data)
+    Some(Reply::Data(data))
 }
 
 /// GETs that answer outside the envelope: logs, documents, archives.
-fn read_file(segments: &[&str]) -> Reply {
-    match segments {
+fn read_file(segments: &[&str]) -> Option<Reply> {
+    let reply = match segments {
         ["addons", slug, "logs", ..] => Reply::Text(data::log_lines(slug)),
         [area, "logs", ..] if has_logs(area) => Reply::Text(data::log_lines(area)),
         ["addons", slug, "changelog" | "documentation"] => {
             Reply::Text(format!("# {slug}\n\nWritten by the mock upstream.\n"))
         }
         ["backups", slug, "download"] => Reply::Tar(data::backup_tar(slug)),
-        _ => not_found(),
-    }
+        _ => return None,
+    };
+    Some(reply)
 }
 
+/// An action route of the table; most answer ok with no data.
 fn act(state: &MockState, method: &Method, segments: &[&str], recorded: &Recorded) -> Reply {
     match (method, segments) {
         (&Method::POST, ["addons", slug, "security"]) => set_protection(state, slug, recorded),
         (&Method::POST, ["backups", "new", "full" | "partial"]) => {
             Reply::Data(json!({"slug": state.next_backup_slug()}))
         }
-        (_, [area, ..]) if AREAS.contains(area) => Reply::Data(json!({})),
-        _ => not_found(),
+        _ => Reply::Data(json!({})),
     }
 }
 
@@ -435,13 +517,15 @@ fn set_protection(state: &MockState, slug: &str, recorded: &Recorded) -> Reply {
     }
 }
 
-/// Describes `slug`; the caller's own role shows only when it asks about itself.
+/// Describes `slug`: a known add-on's access fields win; otherwise the
+/// caller's own role shows only when it asks about itself.
 fn addon_info(state: &MockState, api: Api, slug: &str, caller: &Caller) -> Value {
     let is_caller = slug == caller.slug;
     let elevated = matches!(caller.role.as_deref(), Some("manager" | "admin"));
     let role = is_caller.then(|| caller.role.as_deref().unwrap_or("default"));
-    data::addon_info(&data::AddonView {
+    addons::addon_info(&addons::AddonView {
         slug,
+        known: state.known(slug),
         role,
         protected: state.protected(slug),
         redact_options: caller.is_addon && !is_caller && !elevated,
@@ -506,6 +590,7 @@ impl Target {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => (Api::V2, rest),
             _ => (Api::V1, path),
         };
+        let exact = rest.split('/').skip(1).all(|segment| !segment.is_empty());
         let mut segments: Vec<String> = rest
             .split('/')
             .filter(|segment| !segment.is_empty())
@@ -518,7 +603,11 @@ impl Target {
                 slug.clone_from(&caller.slug);
             }
         }
-        Some(Self { api, segments })
+        Some(Self {
+            api,
+            segments,
+            exact,
+        })
     }
 }
 
@@ -550,6 +639,11 @@ impl IntoResponse for Reply {
             Reply::Fail(status, message) => {
                 let body = json!({"result": "error", "message": message});
                 (status, Json(body)).into_response()
+            }
+            Reply::NotAllowed(allow) => {
+                let body = json!({"result": "error", "message": "method not allowed"});
+                let allow = [(header::ALLOW, allow.join(", "))];
+                (StatusCode::METHOD_NOT_ALLOWED, allow, Json(body)).into_response()
             }
             Reply::Core(status, body) => (status, Json(body)).into_response(),
             Reply::Text(text) => {

@@ -1,93 +1,20 @@
 //! Supervisor-shaped bodies for the mock upstream: one builder per info
-//! endpoint, plus the seed tables of add-ons and backups they draw on.
+//! endpoint but the add-on ones (in the add-ons module), plus the backup seeds.
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use super::addons::{find_addon, supervisor_addon, AddonSeed, ADDONS};
 use super::Api;
 
 const SUPERVISOR_VERSION: &str = "2025.11.2";
 const CORE_VERSION: &str = "2025.11.3";
 const OS_VERSION: &str = "16.3";
 const DOCKER_VERSION: &str = "28.3.3";
-const ARCH: &str = "aarch64";
+pub(super) const ARCH: &str = "aarch64";
 const MACHINE: &str = "raspberrypi5-64";
 const TIMEZONE: &str = "Europe/Berlin";
 const STORE_ICON: &str = "https://brands.home-assistant.io/_/hassio/icon.png";
-
-/// One installed add-on as the mock knows it.
-struct AddonSeed {
-    slug: &'static str,
-    name: &'static str,
-    description: &'static str,
-    version: &'static str,
-    version_latest: &'static str,
-    started: bool,
-    repository: &'static str,
-    role: &'static str,
-    ingress: bool,
-}
-
-const ADDONS: &[AddonSeed] = &[
-    AddonSeed {
-        slug: "core_ssh",
-        name: "Terminal & SSH",
-        description: "Allow logging in remotely to Home Assistant using SSH",
-        version: "9.18.0",
-        version_latest: "9.18.0",
-        started: true,
-        repository: "core",
-        role: "manager",
-        ingress: true,
-    },
-    AddonSeed {
-        slug: "core_mosquitto",
-        name: "Mosquitto broker",
-        description: "An Open Source MQTT broker",
-        version: "6.5.1",
-        version_latest: "6.5.2",
-        started: true,
-        repository: "core",
-        role: "default",
-        ingress: false,
-    },
-    AddonSeed {
-        slug: "a0d7b954_vscode",
-        name: "Studio Code Server",
-        description: "Fully featured VSCode experience, to edit your HA config",
-        version: "5.19.3",
-        version_latest: "5.19.3",
-        started: false,
-        repository: "a0d7b954",
-        role: "manager",
-        ingress: true,
-    },
-    AddonSeed {
-        slug: "local_probe",
-        name: "Probe",
-        description: "Local add-on used by the gateway tests",
-        version: "0.1.0",
-        version_latest: "0.1.0",
-        started: true,
-        repository: "local",
-        role: "default",
-        ingress: false,
-    },
-];
-
-/// Who is describing an add-on, and what the description must show.
-pub(super) struct AddonView<'a> {
-    /// Slug of the add-on described.
-    pub(super) slug: &'a str,
-    /// Role to report as `hassio_role`, or `None` for the seed's own.
-    pub(super) role: Option<&'a str>,
-    /// Remembered protection mode.
-    pub(super) protected: bool,
-    /// Whether `options` must be redacted to `{}`.
-    pub(super) redact_options: bool,
-    /// API version asked.
-    pub(super) api: Api,
-}
 
 /// Body of a fixed GET path (already normalised to v1 words), if there is one.
 pub(super) fn fixed(path: &str, api: Api) -> Option<Value> {
@@ -206,103 +133,6 @@ fn supervisor_info(api: Api) -> Value {
     data
 }
 
-fn supervisor_addon(seed: &AddonSeed) -> Value {
-    json!({"name": seed.name, "slug": seed.slug, "version": seed.version,
-        "version_latest": seed.version_latest,
-        "update_available": seed.version != seed.version_latest,
-        "state": state_word(seed.started), "repository": seed.repository,
-        "icon": true})
-}
-
-/// `GET /addons` (v2 `/apps`); `protected` looks up the remembered flag.
-pub(super) fn addons_list(api: Api, protected: impl Fn(&str) -> bool) -> Value {
-    let list: Vec<Value> = ADDONS
-        .iter()
-        .map(|seed| {
-            let mut entry = supervisor_addon(seed);
-            extend(
-                &mut entry,
-                json!({"description": seed.description,
-                "advanced": false, "stage": "stable", "available": true,
-                "detached": false, "homeassistant": null, "build": false,
-                "url": null, "logo": true, "system_managed": false,
-                "protected": protected(seed.slug)}),
-            );
-            entry
-        })
-        .collect();
-    json!({ api.addons_word(): list })
-}
-
-/// `GET /addons/<slug>/info` with every field the Supervisor answers.
-pub(super) fn addon_info(view: &AddonView<'_>) -> Value {
-    let seed = find_addon(view.slug);
-    let mut data = addon_identity(view, seed);
-    extend(&mut data, addon_access());
-    extend(&mut data, addon_runtime(view, seed));
-    if view.api == Api::V1 {
-        extend(&mut data, json!({"advanced": false}));
-    }
-    data
-}
-
-fn addon_identity(view: &AddonView<'_>, seed: Option<&AddonSeed>) -> Value {
-    let name = seed.map_or(view.slug, |s| s.name);
-    let version = seed.map_or("1.0.0", |s| s.version);
-    let latest = seed.map_or(version, |s| s.version_latest);
-    let repository = match seed {
-        Some(s) => s.repository.to_owned(),
-        None => view.slug.split('_').next().unwrap_or("local").to_owned(),
-    };
-    json!({"name": name, "slug": view.slug,
-        "hostname": view.slug.replace('_', "-"),
-        "description": seed.map_or("Add-on known only to the mock", |s| s.description),
-        "long_description": format!("# {name}\n\nDocumentation for {name}."),
-        "version": version, "version_latest": latest,
-        "update_available": version != latest, "repository": repository,
-        "protected": view.protected, "rating": 6, "stage": "stable",
-        "url": format!("https://example.org/addons/{}", view.slug),
-        "icon": true, "logo": true, "changelog": true, "documentation": true,
-        "available": true, "detached": false, "build": false,
-        "homeassistant": null, "translations": {}})
-}
-
-fn addon_access() -> Value {
-    json!({"arch": [ARCH, "amd64"], "machine": [], "hassio_api": true,
-        "homeassistant_api": false, "auth_api": false, "host_network": false,
-        "host_pid": false, "host_ipc": false, "host_uts": false,
-        "host_dbus": false, "privileged": [], "full_access": false,
-        "apparmor": "default", "docker_api": false, "kernel_modules": false,
-        "devicetree": false, "udev": false, "gpio": false, "usb": false,
-        "uart": false, "video": false, "audio": false, "audio_input": null,
-        "audio_output": null, "stdin": false, "signed": false, "devices": [],
-        "services": [], "discovery": [], "startup": "application",
-        "system_managed": false, "system_managed_config_entry": null})
-}
-
-fn addon_runtime(view: &AddonView<'_>, seed: Option<&AddonSeed>) -> Value {
-    let role = view.role.unwrap_or(seed.map_or("default", |s| s.role));
-    let ingress = seed.is_some_and(|s| s.ingress);
-    let options = if view.redact_options {
-        json!({})
-    } else {
-        json!({"log_level": "info", "password": "mock-secret"})
-    };
-    json!({"state": state_word(seed.is_none_or(|s| s.started)), "boot": "auto",
-        "boot_config": "auto", "options": options, "schema": [
-            {"name": "log_level", "type": "select", "required": true,
-             "options": ["debug", "info", "warning", "error"]},
-            {"name": "password", "type": "password", "optional": true}],
-        "hassio_role": role, "ingress": ingress,
-        "ingress_entry": ingress.then(|| format!("/api/hassio_ingress/{}", view.slug)),
-        "ingress_url": ingress.then(|| format!("/api/hassio_ingress/{}/", view.slug)),
-        "ingress_port": if ingress { json!(8099) } else { Value::Null },
-        "ingress_panel": ingress, "webui": null, "ip_address": "172.30.33.4",
-        "watchdog": true, "auto_update": false, "dns": [
-            format!("{}.local.hass.io", view.slug.replace('_', "-"))],
-        "network": {"22/tcp": 22}, "network_description": {"22/tcp": "SSH port"}})
-}
-
 fn core_info() -> Value {
     json!({"version": CORE_VERSION, "version_latest": CORE_VERSION,
         "update_available": false, "machine": MACHINE, "ip_address": "172.30.32.1",
@@ -396,7 +226,7 @@ pub(super) fn backup_info(api: Api, slug: &str) -> Value {
 }
 
 /// A full backup holds every add-on; the partial ones hold only the broker.
-fn backup_addons(full: bool) -> impl Iterator<Item = &'static AddonSeed> {
+fn backup_addons(full: bool) -> impl Iterator<Item = &'static AddonSeed<'static>> {
     ADDONS
         .iter()
         .filter(move |a| full || a.slug == "core_mosquitto")
@@ -602,20 +432,8 @@ fn tar_entry(tar: &mut Vec<u8>, name: &str, content: &[u8]) {
     tar.resize(tar.len().div_ceil(512) * 512, 0);
 }
 
-fn find_addon(slug: &str) -> Option<&'static AddonSeed> {
-    ADDONS.iter().find(|seed| seed.slug == slug)
-}
-
-fn state_word(started: bool) -> &'static str {
-    if started {
-        "started"
-    } else {
-        "stopped"
-    }
-}
-
 /// Adds the fields of `extra` to `data`; both must be objects.
-fn extend(data: &mut Value, extra: Value) {
+pub(super) fn extend(data: &mut Value, extra: Value) {
     if let (Value::Object(target), Value::Object(more)) = (data, extra) {
         target.extend(more);
     }

@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{spawn, MockHandle, MockState};
+use super::{spawn, MockAddon, MockHandle, MockState};
+
+#[path = "mock_upstream_route_tests.rs"]
+mod actions;
 
 /// What a test client got back.
 struct Answer {
@@ -36,10 +39,14 @@ impl Answer {
 }
 
 async fn start() -> MockHandle {
+    start_with(MockState::new()).await
+}
+
+async fn start_with(state: MockState) -> MockHandle {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("loopback port 0 must bind");
-    spawn(listener, MockState::new()).expect("spawn inside a runtime")
+    spawn(listener, state).expect("spawn inside a runtime")
 }
 
 async fn send(
@@ -72,6 +79,12 @@ async fn send(
 
 async fn get(mock: &MockHandle, target: &str, headers: &[(&str, &str)]) -> Answer {
     send(mock, Method::GET, target, headers, Vec::new()).await
+}
+
+/// `method target` with an empty body and no headers.
+async fn call(mock: &MockHandle, method: &str, target: &str) -> Answer {
+    let method = Method::from_bytes(method.as_bytes()).expect("test method is a token");
+    send(mock, method, target, &[], Vec::new()).await
 }
 
 #[tokio::test]
@@ -530,5 +543,108 @@ async fn every_info_endpoint_answers_ok_with_its_field() {
     }
     let ping = get(&mock, "/supervisor/ping", &[]).await.json();
     assert_eq!(ping, json!({"result": "ok", "data": {}}));
+    mock.stop().await;
+}
+
+fn addon(slug: &str, role: &str, apis: [bool; 3]) -> MockAddon {
+    let [hassio_api, homeassistant_api, auth_api] = apis;
+    MockAddon {
+        slug: slug.to_owned(),
+        role: role.to_owned(),
+        hassio_api,
+        homeassistant_api,
+        auth_api,
+    }
+}
+
+#[tokio::test]
+async fn known_add_ons_report_their_registered_role_and_api_flags() {
+    let known = vec![
+        addon("local_admin", "admin", [true, false, false]),
+        addon("local_auth", "default", [false, false, true]),
+        addon("core_mosquitto", "backup", [true, true, false]),
+    ];
+    let mock = start_with(MockState::with_addons(known.clone())).await;
+    let admin = get(&mock, "/addons/local_admin/info", &[]).await.json();
+    let auth = get(&mock, "/v2/apps/local_auth/info", &[]).await.json();
+    let seed = get(&mock, "/addons/core_mosquitto/info", &[]).await.json();
+
+    assert_eq!(admin["data"]["hassio_role"], "admin");
+    assert_eq!(admin["data"]["rating"], 3);
+    assert_eq!(auth["data"]["hassio_role"], "default");
+    assert_eq!(auth["data"]["hassio_api"], false);
+    assert_eq!(auth["data"]["auth_api"], true);
+    assert_eq!(auth["data"]["rating"], 6);
+    assert_eq!(seed["data"]["name"], "Mosquitto broker");
+    assert_eq!(seed["data"]["hassio_role"], "backup");
+    assert_eq!(seed["data"]["homeassistant_api"], true);
+    assert_eq!(mock.state().known_addons(), known);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn self_resolves_to_the_known_add_on_and_falls_back_to_the_role_header() {
+    let known = vec![addon("local_manager", "manager", [true, false, false])];
+    let mock = start_with(MockState::with_addons(known)).await;
+    let registered = [
+        ("x-gateway-addon", "local_manager"),
+        ("x-gateway-role", "default"),
+    ];
+    let unregistered = [
+        ("x-gateway-addon", "local_other"),
+        ("x-gateway-role", "admin"),
+    ];
+    let own = get(&mock, "/addons/self/info", &registered).await.json();
+    let other = get(&mock, "/addons/self/info", &unregistered).await.json();
+
+    assert_eq!(own["data"]["slug"], "local_manager");
+    assert_eq!(own["data"]["hassio_role"], "manager");
+    assert_eq!(own["data"]["rating"], 4);
+    assert_eq!(other["data"]["slug"], "local_other");
+    assert_eq!(other["data"]["hassio_role"], "admin");
+    assert_eq!(other["data"]["rating"], 3);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn the_add_on_list_holds_the_seeds_and_the_known_add_ons_once_each() {
+    let known = vec![
+        addon("local_manager", "manager", [true, false, false]),
+        addon("core_ssh", "admin", [true, false, false]),
+    ];
+    let mock = start_with(MockState::with_addons(known)).await;
+    let v1 = get(&mock, "/addons", &[]).await.json();
+    let v2 = get(&mock, "/v2/apps", &[]).await.json();
+
+    let slugs = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .map(|all| all.iter().map(|a| a["slug"].to_string()).collect())
+            .unwrap_or_default()
+    };
+    let listed = slugs(&v1["data"]["addons"]);
+    assert_eq!(listed.iter().filter(|s| *s == "\"core_ssh\"").count(), 1);
+    assert_eq!(listed.last().map(String::as_str), Some("\"local_manager\""));
+    assert_eq!(slugs(&v2["data"]["apps"]), listed);
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn ratings_follow_role_and_ingress_for_the_seeds() {
+    let mock = start().await;
+    let rows = [
+        ("/addons/core_mosquitto/info", 5),
+        ("/addons/core_ssh/info", 6),
+        ("/addons/never_seen/info", 5),
+    ];
+    for (path, rating) in rows {
+        let info = get(&mock, path, &[]).await.json();
+        assert_eq!(info["data"]["rating"], rating, "{path}");
+    }
+    let admin = [
+        ("x-gateway-addon", "local_probe"),
+        ("x-gateway-role", "admin"),
+    ];
+    let own = get(&mock, "/addons/self/info", &admin).await.json();
+    assert_eq!(own["data"]["rating"], 3);
     mock.stop().await;
 }

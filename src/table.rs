@@ -156,10 +156,10 @@ impl RuleSet {
     /// The first rule, in table order, that matches this method and path and
     /// whose exceptions do not.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<Rule>> {
-        let hits = self.paths.matches(path.as_bytes());
-        if !hits.matched_any() {
+        if !self.paths.is_match(path.as_bytes()) {
             return None;
         }
+        let hits = self.paths.matches(path.as_bytes());
         let excepted = self.excepted(path);
         hits.iter()
             .map(|index| (index, &self.rules[index]))

@@ -118,41 +118,54 @@ pub fn parse(method: &Method, uri: &Uri) -> Result<Target, TargetError> {
 
 /// Step 1: decode until stable, then look for the hostile shapes of SPEC.md.
 fn hostile_filter(raw: &[u8]) -> Result<(), TargetError> {
+    if let Some(shape) = hostile_shape(raw) {
+        return Err(TargetError::Hostile(shape));
+    }
+    if !raw.contains(&b'%') {
+        return Ok(());
+    }
     let mut current = raw.to_vec();
     for _ in 0..MAX_DECODE_ROUNDS {
-        if let Some(shape) = hostile_shape(&current) {
-            return Err(TargetError::Hostile(shape));
-        }
         let next = percent_decode_lenient(&current);
         if next == current {
             return Ok(());
+        }
+        if let Some(shape) = hostile_shape(&next) {
+            return Err(TargetError::Hostile(shape));
         }
         current = next;
     }
     Err(TargetError::EncodedTooDeeply)
 }
 
-/// The name of the first hostile shape found in already-decoded bytes.
+/// The name of the first hostile shape found in already-decoded bytes. One
+/// combined expression answers the common "none" in a single pass.
 fn hostile_shape(decoded: &[u8]) -> Option<&'static str> {
-    static SHAPES: OnceLock<[(Regex, &'static str); 5]> = OnceLock::new();
-    let shapes = SHAPES.get_or_init(|| {
-        let build = |pattern: &str| {
-            Regex::new(&format!("(?is-u){pattern}"))
-                .expect("the hostile-input patterns are fixed and valid")
-        };
-        [
-            (build(r"proc/self/environ"), "environment file access"),
-            (build(r"(?:<|%3C).*script.*(?:>|%3E)"), "script injection"),
-            (build(r"\.\.[/\\]"), "path traversal"),
-            (build(r"[a-z0-9_]=/(?:[a-z0-9_.]//?)+"), "file injection"),
-            (
-                build(r"union.*select.*\(|union.*all.*select|concat.*\("),
-                "sql injection",
-            ),
-        ]
+    const SHAPES: [(&str, &str); 5] = [
+        (r"proc/self/environ", "environment file access"),
+        (r"(?:<|%3C).*script.*(?:>|%3E)", "script injection"),
+        (r"\.\.[/\\]", "path traversal"),
+        (r"[a-z0-9_]=/(?:[a-z0-9_.]//?)+", "file injection"),
+        (
+            r"union.*select.*\(|union.*all.*select|concat.*\(",
+            "sql injection",
+        ),
+    ];
+    static ANY: OnceLock<Regex> = OnceLock::new();
+    static EACH: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let build = |pattern: &str| {
+        Regex::new(&format!("(?is-u){pattern}"))
+            .expect("the hostile-input patterns are fixed and valid")
+    };
+    let any = ANY.get_or_init(|| {
+        let joined: Vec<String> = SHAPES.iter().map(|(p, _)| format!("(?:{p})")).collect();
+        build(&joined.join("|"))
     });
-    shapes
-        .iter()
+    if !any.is_match(decoded) {
+        return None;
+    }
+    let each = EACH.get_or_init(|| SHAPES.iter().map(|(p, name)| (build(p), *name)).collect());
+    each.iter()
         .find(|(regex, _)| regex.is_match(decoded))
         .map(|(_, name)| *name)
 }
@@ -177,12 +190,11 @@ fn canonical_path(raw: &str) -> Result<String, TargetError> {
 
 /// Refuses dot segments and empty segments; one trailing slash is allowed.
 fn check_segments(path: &str) -> Result<(), TargetError> {
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (index, segment) in segments.iter().enumerate() {
-        match *segment {
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
             "." | ".." => return Err(TargetError::DotSegment),
-            "" if index != last => return Err(TargetError::EmptySegment),
+            "" if segments.peek().is_some() => return Err(TargetError::EmptySegment),
             _ => {}
         }
     }
