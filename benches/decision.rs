@@ -162,6 +162,20 @@ fn parts_of_a_decision(c: &mut Criterion, requests: &[Parts]) {
             }
         })
     });
+    group.bench_function("token digest alone", |b| {
+        b.iter(|| {
+            for token in TOKENS.iter().cycle().take(requests.len()) {
+                black_box(TokenDigest::of(black_box(token.as_bytes())));
+            }
+        })
+    });
+    group.bench_function("token headers alone", |b| {
+        b.iter(|| {
+            for parts in requests {
+                black_box(presented_token(black_box(&parts.headers)).ok());
+            }
+        })
+    });
     group.bench_function("headers check", |b| {
         b.iter(|| {
             for parts in requests {

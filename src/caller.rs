@@ -113,17 +113,28 @@ pub enum TokenError {
 /// scheme. Refuses a header sent twice, two different tokens and tokens with
 /// bytes outside visible ASCII.
 pub fn presented_token(headers: &HeaderMap) -> Result<Option<&[u8]>, TokenError> {
-    if headers.keys().any(is_ambiguous_token_header) {
-        return Err(TokenError::AmbiguousHeaderName);
-    }
-    let mut found: Option<&[u8]> = None;
-    for name in TOKEN_HEADERS {
-        let mut values = headers.get_all(name).iter();
-        let Some(value) = values.next() else { continue };
-        if values.next().is_some() {
+    let mut values: [Option<&[u8]>; 3] = [None; 3];
+    for (name, value) in headers {
+        let Some(slot) = TOKEN_HEADERS
+            .iter()
+            .position(|token| *token == name.as_str())
+        else {
+            if is_ambiguous_token_header(name) {
+                return Err(TokenError::AmbiguousHeaderName);
+            }
+            continue;
+        };
+        if values[slot].replace(value.as_bytes()).is_some() {
             return Err(TokenError::RepeatedHeader);
         }
-        let Some(token) = token_in(name, value.as_bytes())? else {
+    }
+    let mut found: Option<&[u8]> = None;
+    for (name, value) in TOKEN_HEADERS.iter().zip(values) {
+        let Some(token) = value
+            .map(|value| token_in(name, value))
+            .transpose()?
+            .flatten()
+        else {
             continue;
         };
         match found {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 
 use crate::caller::Caller;
-use crate::table::{Rule, Table};
+use crate::table::{Gate, Rule, Table};
 use crate::target::{Target, TargetError};
 
 /// The evaluation step that settled a request (SPEC.md numbers them 1 to 9).
@@ -197,13 +197,14 @@ impl Permit {
 
 /// Runs steps 3 to 9 for a canonical path.
 pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> Decision {
-    if let Some(rule) = table.always_denied.find(method, path) {
+    let gate = table.gate(path);
+    if let Some(rule) = table.always_denied.find_gated(&gate, method, path) {
         return Decision::new(Outcome::AlwaysDenied, Step::AlwaysDenied, Some(rule));
     }
-    if let Some(rule) = table.public.find(method, path) {
+    if let Some(rule) = table.public.find_gated(&gate, method, path) {
         return Decision::new(Outcome::Allowed, Step::Public, Some(rule));
     }
-    if let Some(rule) = table.core_proxy_public.find(method, path) {
+    if let Some(rule) = table.core_proxy_public.find_gated(&gate, method, path) {
         return core_proxy_check(
             caller,
             Decision::new(Outcome::Allowed, Step::Public, Some(rule)),
@@ -212,17 +213,29 @@ pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> De
     let decision = match caller {
         Caller::Anonymous => Decision::new(Outcome::MissingToken, Step::Caller, None),
         Caller::Unknown => Decision::new(Outcome::UnknownToken, Step::Caller, None),
-        _ => decide_known(table, caller, method, path),
+        _ => decide_known(table, &gate, caller, method, path),
     };
-    if decision.allowed() && table.core_proxy_checked.find(method, path).is_some() {
+    let checked = || {
+        table
+            .core_proxy_checked
+            .find_gated(&gate, method, path)
+            .is_some()
+    };
+    if decision.allowed() && checked() {
         return core_proxy_check(caller, decision);
     }
     decision
 }
 
 /// Steps 6 to 9, for a caller whose token is known.
-fn decide_known(table: &Table, caller: &Caller, method: &Method, path: &str) -> Decision {
-    if let Some(rule) = table.core_only.find(method, path) {
+fn decide_known(
+    table: &Table,
+    gate: &Gate,
+    caller: &Caller,
+    method: &Method,
+    path: &str,
+) -> Decision {
+    if let Some(rule) = table.core_only.find_gated(gate, method, path) {
         let outcome = match caller {
             Caller::HomeAssistant => Outcome::Allowed,
             _ => Outcome::CoreOnly,
@@ -231,11 +244,11 @@ fn decide_known(table: &Table, caller: &Caller, method: &Method, path: &str) -> 
     }
     match caller {
         Caller::HomeAssistant | Caller::Cli => Decision::new(Outcome::Allowed, Step::Plugins, None),
-        Caller::Observer => match table.observer.find(method, path) {
+        Caller::Observer => match table.observer.find_gated(gate, method, path) {
             Some(rule) => Decision::new(Outcome::Allowed, Step::Plugins, Some(rule)),
             None => Decision::new(Outcome::RouteDenied, Step::Plugins, None),
         },
-        Caller::Addon(addon) => decide_addon(table, addon, method, path),
+        Caller::Addon(addon) => decide_addon(table, gate, addon, method, path),
         Caller::Anonymous | Caller::Unknown => {
             Decision::new(Outcome::MissingToken, Step::Caller, None)
         }
@@ -245,13 +258,14 @@ fn decide_known(table: &Table, caller: &Caller, method: &Method, path: &str) -> 
 /// Step 8 (and 9) for an add-on.
 fn decide_addon(
     table: &Table,
+    gate: &Gate,
     addon: &crate::config::Addon,
     method: &Method,
     path: &str,
 ) -> Decision {
     let granted = table
         .self_service
-        .find(method, path)
+        .find_gated(gate, method, path)
         .or_else(|| match addon.hassio_api {
             true => table.role(addon.role).find(method, path),
             false => None,
@@ -268,7 +282,7 @@ fn decide_addon(
         return Decision::new(outcome, step, None);
     };
     if !addon.auth_api {
-        if let Some(needs) = table.needs_auth_api.find(method, path) {
+        if let Some(needs) = table.needs_auth_api.find_gated(gate, method, path) {
             return Decision::new(Outcome::NeedsAuthApi, Step::Addons, Some(needs));
         }
     }

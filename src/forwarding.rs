@@ -93,37 +93,48 @@ pub fn is_reserved_header(name: &str) -> bool {
         || matches!(name.as_ref(), "x-ingress-path" | "forwarded" | "x-real-ip")
 }
 
-/// A reason to refuse the request for its headers alone (400), if any.
+/// A reason to refuse the request for its headers alone (400), if any. One
+/// pass over the headers.
 pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
-    if headers.get_all(header::HOST).iter().count() > 1 {
+    let (mut hosts, mut codings, mut plain_chunked) = (0, 0, true);
+    for (name, value) in headers {
+        match name.as_str() {
+            "host" => hosts += 1,
+            "transfer-encoding" => {
+                codings += 1;
+                plain_chunked &= value.as_bytes().eq_ignore_ascii_case(b"chunked");
+            }
+            "connection" if names_a_protected_header(value) => {
+                return Some("Connection names a header the gateway relies on");
+            }
+            other if METHOD_OVERRIDES.contains(&normalized_name(other).as_ref()) => {
+                return Some("method override headers are not accepted");
+            }
+            _ => {}
+        }
+    }
+    if hosts > 1 {
         return Some("more than one Host header");
     }
-    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
-    let plain_chunked = match codings.as_slice() {
-        [] => true,
-        [one] => one.as_bytes().eq_ignore_ascii_case(b"chunked"),
-        _ => false,
-    };
-    if !plain_chunked {
+    if codings > 1 || !plain_chunked {
         // hyper accepts any list ending in chunked; anything but one plain
         // chunked would reach the upstream de-chunked but not decoded.
         return Some("only Transfer-Encoding: chunked is accepted");
     }
-    if headers
-        .keys()
-        .any(|name| METHOD_OVERRIDES.contains(&normalized_name(name.as_str()).as_ref()))
-    {
-        return Some("method override headers are not accepted");
-    }
-    let protected = |name: &str| {
+    None
+}
+
+/// Whether a `Connection` value lists a credential, forwarding or gateway
+/// header, or `Host`.
+fn names_a_protected_header(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|name| {
         is_reserved_header(name)
             || TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
             || name.eq_ignore_ascii_case("host")
-    };
-    if connection_names(headers).iter().any(|name| protected(name)) {
-        return Some("Connection names a header the gateway relies on");
-    }
-    None
+    })
 }
 
 /// The header names listed in `Connection`, lower-cased.

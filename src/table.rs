@@ -117,8 +117,17 @@ pub struct RuleSet {
     paths: RegexSet,
     exceptions: RegexSet,
     exception_owner: Vec<usize>,
+    /// Where this set's rules start in the table's [`Gate`], for the fixed
+    /// sections (role sets are searched on their own).
+    gate_offset: Option<usize>,
     /// The anchored regular expressions, kept for the invariant check.
     pub(crate) sources: Vec<(String, Vec<String>)>,
+}
+
+/// Which rules of the fixed sections match one path: one pass over the path
+/// for all of them, however many rules they hold.
+pub struct Gate {
+    hits: Option<regex::bytes::SetMatches>,
 }
 
 impl RuleSet {
@@ -149,13 +158,38 @@ impl RuleSet {
             paths,
             exceptions,
             exception_owner,
+            gate_offset: None,
             sources,
         })
+    }
+
+    /// Like [`RuleSet::find`], with this set's path matches read from a
+    /// [`Gate`] computed once for the request.
+    pub fn find_gated(&self, gate: &Gate, method: &Method, path: &str) -> Option<&Arc<Rule>> {
+        let Some(offset) = self.gate_offset else {
+            return self.find(method, path);
+        };
+        let hits = gate.hits.as_ref()?;
+        let mut excepted: Option<Vec<usize>> = None;
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !hits.matched(offset + index) || !rule.covers(method) {
+                continue;
+            }
+            if !rule.except.is_empty() {
+                let excepted = excepted.get_or_insert_with(|| self.excepted(path));
+                if excepted.contains(&index) {
+                    continue;
+                }
+            }
+            return Some(rule);
+        }
+        None
     }
 
     /// The first rule, in table order, that matches this method and path and
     /// whose exceptions do not.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<Rule>> {
+        // Most sets match nothing: the cheap test spares them the full one.
         if !self.paths.is_match(path.as_bytes()) {
             return None;
         }
@@ -209,6 +243,7 @@ pub struct Table {
     /// Step 8.
     pub needs_auth_api: RuleSet,
     roles: Vec<(Role, RuleSet)>,
+    gate: RegexSet,
 }
 
 impl Table {
@@ -264,6 +299,14 @@ impl Table {
         let table = Compiler::new(file).compile(raw, text)?;
         crate::protection::check(&table)?;
         Ok(table)
+    }
+
+    /// The fixed sections' matches for a path, for [`RuleSet::find_gated`].
+    pub fn gate(&self, path: &str) -> Gate {
+        let hits = self.gate.matches(path.as_bytes());
+        Gate {
+            hits: hits.matched_any().then_some(hits),
+        }
     }
 
     /// Every rule set with the section it belongs to, in evaluation order.
@@ -412,7 +455,7 @@ impl Compiler {
             return Err(self.error(line, "version", "this gateway reads table version 1"));
         }
         let roles = self.roles(&raw.roles.value, raw.roles.referenced.line())?;
-        Ok(Table {
+        let mut table = Table {
             file: self.file.clone(),
             digest: hex::encode(&Sha256::digest(text.as_bytes())[..8]),
             always_denied: self.set(
@@ -440,7 +483,31 @@ impl Compiler {
                 PatternKind::Deny,
             )?,
             roles,
-        })
+            gate: RegexSet::empty(),
+        };
+        table.gate = self.gate(&mut table)?;
+        Ok(table)
+    }
+
+    /// One set over the fixed sections' paths, each set told where its rules
+    /// start in it.
+    fn gate(&self, table: &mut Table) -> Result<RegexSet, ConfigError> {
+        let mut patterns: Vec<String> = Vec::new();
+        let fixed = [
+            &mut table.always_denied,
+            &mut table.public,
+            &mut table.core_proxy_public,
+            &mut table.core_proxy_checked,
+            &mut table.core_only,
+            &mut table.observer,
+            &mut table.self_service,
+            &mut table.needs_auth_api,
+        ];
+        for set in fixed {
+            set.gate_offset = Some(patterns.len());
+            patterns.extend(set.sources.iter().map(|(path, _)| path.clone()));
+        }
+        RegexSet::new(&patterns).map_err(|error| self.error(0, "(table)", error.to_string()))
     }
 
     fn set(

@@ -157,6 +157,9 @@ fn hostile_shape(decoded: &[u8]) -> Option<&'static str> {
         Regex::new(&format!("(?is-u){pattern}"))
             .expect("the hostile-input patterns are fixed and valid")
     };
+    if !may_be_hostile(decoded) {
+        return None;
+    }
     let any = ANY.get_or_init(|| {
         let joined: Vec<String> = SHAPES.iter().map(|(p, _)| format!("(?:{p})")).collect();
         build(&joined.join("|"))
@@ -170,18 +173,37 @@ fn hostile_shape(decoded: &[u8]) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// A quick test that lets most paths skip the expressions: every hostile
+/// shape needs one of `<`, `%`, `=`, `..`, or the words `environ`, `union`
+/// or `concat` (in any case).
+fn may_be_hostile(bytes: &[u8]) -> bool {
+    let has_word = |word: &[u8]| {
+        bytes
+            .windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
+    };
+    bytes.iter().any(|b| matches!(b, b'<' | b'%' | b'='))
+        || bytes.windows(2).any(|pair| pair == b"..")
+        || has_word(b"environ")
+        || has_word(b"union")
+        || has_word(b"concat")
+}
+
 /// Step 2: decode the path once and refuse every spelling that an upstream
 /// could read differently from us.
 fn canonical_path(raw: &str) -> Result<String, TargetError> {
-    let decoded = decode_path_once(raw.as_bytes())?;
-    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
-        return Err(TargetError::ControlByte);
-    }
-    if decoded.contains(&b'\\') {
-        return Err(TargetError::Backslash);
-    }
-    if decoded.contains(&b';') {
-        return Err(TargetError::PathParameter);
+    let decoded = if raw.contains('%') {
+        decode_path_once(raw.as_bytes())?
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    for &byte in &decoded {
+        match byte {
+            0x00..=0x1f | 0x7f => return Err(TargetError::ControlByte),
+            b'\\' => return Err(TargetError::Backslash),
+            b';' => return Err(TargetError::PathParameter),
+            _ => {}
+        }
     }
     let path = String::from_utf8(decoded).map_err(|_| TargetError::InvalidUtf8)?;
     check_segments(&path)?;
@@ -253,16 +275,27 @@ fn hex_pair(raw: &[u8], at: usize) -> Option<u8> {
 /// Percent-encodes a decoded path so that it decodes back to itself exactly:
 /// unreserved characters, sub-delimiters, `:`, `@` and `/` stay as they are.
 pub fn encode_path(path: &str) -> String {
-    const KEEP: &[u8] = b"-._~!$&'()*+,=:@/";
-    let mut out = String::with_capacity(path.len());
-    for &byte in path.as_bytes() {
-        if byte.is_ascii_alphanumeric() || KEEP.contains(&byte) {
+    if path.bytes().all(stays_as_is) {
+        return path.to_owned();
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len() + 16);
+    for byte in path.bytes() {
+        if stays_as_is(byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
         }
     }
     out
+}
+
+/// Whether a byte of a decoded path is written as it is in the canonical
+/// encoding.
+fn stays_as_is(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&byte)
 }
 
 #[cfg(test)]
