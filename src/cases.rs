@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::Caller;
-use crate::config::{yaml_error, Addon, ConfigError, Role};
+use crate::config::{read_file, yaml_error, Addon, ConfigError, Role};
 use crate::decision::{decide, Decision};
 use crate::table::Table;
 use crate::target;
@@ -83,13 +83,7 @@ fn load(
     file: &Path,
     default_table: Option<&Path>,
 ) -> Result<(Vec<Spanned<Case>>, Table), ConfigError> {
-    let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|error| ConfigError {
-        file: name.clone(),
-        line: 0,
-        key: "(file)".into(),
-        reason: format!("cannot read: {error}"),
-    })?;
+    let (text, name) = read_file(file)?;
     let parsed: CaseFile =
         serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e, &text, &name))?;
     let table_path = parsed

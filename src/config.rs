@@ -193,13 +193,7 @@ pub struct ConfigError {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: file.clone(),
-            line: 0,
-            key: "(file)".into(),
-            reason: format!("cannot read: {error}"),
-        })?;
+        let (text, file) = read_file(path)?;
         let mut config = Config::from_yaml(&text, &file)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for table in [&mut config.table, &mut config.shadow_table]
@@ -219,6 +213,21 @@ impl Config {
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|error| yaml_error(&error, text, file))?;
         Checker { file }.check(raw)
+    }
+}
+
+/// A file's text and its name for messages; a file that cannot be read is
+/// reported as a [`ConfigError`] on the file as a whole.
+pub fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text, file)),
+        Err(error) => Err(ConfigError {
+            file,
+            line: 0,
+            key: "(file)".into(),
+            reason: format!("cannot read: {error}"),
+        }),
     }
 }
 

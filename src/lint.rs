@@ -68,7 +68,7 @@ impl Checker<'_> {
                     .or_else(|| self.shadowing(set, &compiled, j)),
             };
             if let Some(reason) = reason {
-                problems.push(problem(rule, reason));
+                problems.push(rule.error(reason));
             }
         }
         problems
@@ -177,15 +177,6 @@ fn compile((path, exceptions): &(String, Vec<String>)) -> Result<Compiled, Strin
         except,
         each_except,
     })
-}
-
-fn problem(rule: &Rule, reason: String) -> ConfigError {
-    ConfigError {
-        file: rule.file.to_string(),
-        line: rule.line,
-        key: format!("{}[{}]", rule.section, rule.index),
-        reason,
-    }
 }
 
 #[cfg(test)]

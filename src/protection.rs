@@ -12,7 +12,7 @@ use http::Method;
 
 use crate::automata::{self, Dfa, Term};
 use crate::config::{ConfigError, Role};
-use crate::table::{Rule, RuleSet, Table};
+use crate::table::{RuleSet, Table};
 
 /// Every spelling of the toggle the upstream could act on, as a canonical
 /// path: `self` is a slug, one trailing slash counts, and so does any ASCII
@@ -50,18 +50,9 @@ fn check_rules(who: &str, rules: &RuleSet) -> Result<(), ConfigError> {
             ),
             Err(reason) => reason,
         };
-        return Err(rule_error(rule, reason));
+        return Err(rule.error(reason));
     }
     Ok(())
-}
-
-fn rule_error(rule: &Rule, reason: String) -> ConfigError {
-    ConfigError {
-        file: rule.file.to_string(),
-        line: rule.line,
-        key: format!("{}[{}]", rule.section, rule.index),
-        reason,
-    }
 }
 
 /// A toggle path that `path` matches and no exception does, if one exists.

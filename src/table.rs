@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use crate::config::{yaml_error, ConfigError, Role};
+use crate::config::{read_file, yaml_error, ConfigError, Role};
 use crate::pattern::{to_regex, PatternKind};
 
 /// The default table of SPEC.md, compiled into the binary.
@@ -92,6 +92,18 @@ impl Rule {
         self.methods
             .as_ref()
             .is_none_or(|methods| methods.contains(method))
+    }
+}
+
+impl Rule {
+    /// A problem with this rule, reported at its line under its key.
+    pub fn error(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line,
+            key: format!("{}[{}]", self.section, self.index),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -257,13 +269,7 @@ impl Table {
         let Some(path) = path else {
             return Table::builtin();
         };
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            file: file.clone(),
-            line: 0,
-            key: "(file)".into(),
-            reason: format!("cannot read: {error}"),
-        })?;
+        let (text, file) = read_file(path)?;
         Table::from_yaml(&text, &file)
     }
 

@@ -16,6 +16,14 @@ fn run(args: &[&str]) -> Output {
         .expect("run the binary")
 }
 
+/// The test configuration written into `dir`, by path (nothing listens on
+/// its upstream: these commands never forward).
+fn test_config_file(dir: &std::path::Path) -> String {
+    let upstream = "127.0.0.1:9".parse().expect("addr");
+    let path = write(dir, "gateway.yaml", &test_config_yaml(upstream));
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -66,12 +74,7 @@ async fn serve_refuses_a_table_that_opens_the_toggle_to_manager() {
 #[tokio::test]
 async fn check_explains_the_decision_and_exits_by_outcome() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = write(
-        dir.path(),
-        "gateway.yaml",
-        &test_config_yaml("127.0.0.1:9".parse().expect("addr")),
-    );
-    let config = path.to_str().expect("utf-8 path");
+    let config = &test_config_file(dir.path());
 
     let denied = run(&[
         "check",
@@ -404,12 +407,7 @@ async fn test_runs_cases_and_reports_failures_and_coverage() {
 #[tokio::test]
 async fn check_names_the_nearest_rule_for_a_refusal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = write(
-        dir.path(),
-        "gateway.yaml",
-        &test_config_yaml("127.0.0.1:9".parse().expect("addr")),
-    );
-    let config = path.to_str().expect("utf-8 path");
+    let config = &test_config_file(dir.path());
     let output = run(&[
         "check",
         "--config",
