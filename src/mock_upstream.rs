@@ -2,7 +2,8 @@
 //! receives (body streamed, counted and hashed, never held whole) and answers
 //! the real API's routes with Supervisor-shaped bodies, for tests and local
 //! runs of the gateway. Any other path gets 404, and a known path asked with
-//! the wrong method 405, both in the error envelope.
+//! the wrong method 405, both in the error envelope. The core proxy also
+//! speaks WebSocket and an event stream, and backups download at any size.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 #[path = "mock_upstream_addons.rs"]
@@ -34,6 +35,20 @@ mod data;
 
 #[path = "mock_upstream_routes.rs"]
 mod routes;
+
+#[path = "mock_upstream_streams.rs"]
+mod streams;
+
+#[path = "mock_upstream_target.rs"]
+mod target;
+
+#[path = "mock_upstream_ws.rs"]
+mod ws;
+
+pub use streams::pattern_sha256;
+pub use ws::WsRecord;
+
+use target::{Caller, Target};
 
 #[cfg(test)]
 #[path = "mock_upstream_tests.rs"]
@@ -103,8 +118,8 @@ pub struct Recorded {
     pub body_head: Vec<u8>,
 }
 
-/// Shared state of the mock: the request log, the protection flags and the
-/// add-ons it knows.
+/// Shared state of the mock: the request and WebSocket logs, the protection
+/// flags, the add-ons it knows and the release of event streams.
 #[derive(Clone, Debug, Default)]
 pub struct MockState {
     inner: Arc<Shared>,
@@ -141,9 +156,12 @@ pub struct MockHandle {
 #[derive(Debug, Default)]
 struct Shared {
     log: Mutex<Vec<Recorded>>,
+    ws_log: Mutex<Vec<WsRecord>>,
     protection: Mutex<HashMap<String, bool>>,
     backups_made: AtomicU64,
     addons: Vec<MockAddon>,
+    /// Counts calls of `release_streams`; each open stream waits for a change.
+    releases: watch::Sender<u64>,
 }
 
 /// Which API generation a path belongs to.
@@ -151,23 +169,6 @@ struct Shared {
 enum Api {
     V1,
     V2,
-}
-
-/// Who is calling, as the gateway told us in its `x-gateway-*` headers.
-struct Caller {
-    slug: String,
-    role: Option<String>,
-    is_addon: bool,
-}
-
-/// A path with the version prefix removed and v1 words throughout.
-struct Target {
-    api: Api,
-    /// The non-empty segments.
-    segments: Vec<String>,
-    /// Whether the path had no empty segment (no `//`, no trailing `/`);
-    /// only such a path can name an action route.
-    exact: bool,
 }
 
 /// What the mock answers, before it becomes a response.
@@ -179,6 +180,13 @@ enum Reply {
     Core(StatusCode, Value),
     Text(String),
     Tar(Vec<u8>),
+    /// A WebSocket handshake, which only `handle` can answer: it needs the
+    /// request's upgrade.
+    Upgrade,
+    /// The core event stream, released by a change of this receiver.
+    Events(watch::Receiver<u64>),
+    /// A backup download of this many pattern bytes.
+    Pattern(u64),
 }
 
 /// The body the security endpoint accepts.
@@ -245,6 +253,23 @@ impl MockState {
         self.log().clear();
     }
 
+    /// Every WebSocket message received so far, over all sessions, in arrival
+    /// order; `take` and `clear` leave it alone.
+    pub fn ws_messages(&self) -> Vec<WsRecord> {
+        self.ws_log().clone()
+    }
+
+    /// Lets every event stream open now send its `done` event and end; a
+    /// stream opened later waits for the next call.
+    ///
+    /// A stream never released ends without `done` after 30 s; until then
+    /// its connection holds up `MockHandle::stop` (for at most its 5 s grace).
+    pub fn release_streams(&self) {
+        self.inner
+            .releases
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
     /// Current protection mode of add-on `slug`; `true` until changed.
     pub fn protected(&self, slug: &str) -> bool {
         self.protection().get(slug).copied().unwrap_or(true)
@@ -267,11 +292,27 @@ impl MockState {
         self.log().push(recorded);
     }
 
+    fn push_ws(&self, record: WsRecord) {
+        self.ws_log().push(record);
+    }
+
+    /// What an event stream waits on: it has seen every release made so far.
+    fn stream_release(&self) -> watch::Receiver<u64> {
+        self.inner.releases.subscribe()
+    }
+
     // A poisoned lock only means a test thread panicked mid-push or mid-clone;
     // the data is still whole, so keep serving rather than panic again.
     fn log(&self) -> MutexGuard<'_, Vec<Recorded>> {
         self.inner
             .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ws_log(&self) -> MutexGuard<'_, Vec<WsRecord>> {
+        self.inner
+            .ws_log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -362,7 +403,7 @@ pub fn spawn(listener: TcpListener, state: MockState) -> io::Result<MockHandle> 
 }
 
 async fn handle(State(state): State<MockState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let (recorded, complete) = record(&parts, body).await;
 
     let reply = if complete {
@@ -370,7 +411,10 @@ async fn handle(State(state): State<MockState>, request: Request) -> Response {
     } else {
         Reply::Fail(StatusCode::BAD_REQUEST, "request body could not be read")
     };
-    let response = reply.into_response();
+    let response = match reply {
+        Reply::Upgrade => ws::upgrade(state.clone(), &mut parts).await,
+        reply => reply.into_response(),
+    };
 
     tracing::debug!(
         method = %parts.method,
@@ -412,6 +456,9 @@ fn answer(state: &MockState, parts: &Parts, recorded: &Recorded) -> Reply {
     };
     let segments: Vec<&str> = target.segments.iter().map(String::as_str).collect();
 
+    if let Some(reply) = live(state, parts, &target, &segments) {
+        return reply;
+    }
     if let ["core", "api", rest @ ..] = segments.as_slice() {
         let method = if parts.method == Method::HEAD {
             &Method::GET
@@ -436,6 +483,32 @@ fn answer(state: &MockState, parts: &Parts, recorded: &Recorded) -> Reply {
     }
     let readable = !reading && target.exact && read(state, &target, &segments, &caller).is_some();
     refuse(readable, actions)
+}
+
+/// The answers that go on after the handler returns: the WebSocket, the
+/// event stream and downloads with a `size`. HEAD and other methods on the
+/// core API paths keep the core proxy's plain answer.
+fn live(state: &MockState, parts: &Parts, target: &Target, segments: &[&str]) -> Option<Reply> {
+    let get = parts.method == Method::GET;
+    if !target.exact {
+        return None;
+    }
+    let reply = match segments {
+        ["core", "websocket"] if !get => Reply::NotAllowed(vec!["GET"]),
+        ["core", "websocket"] | ["core", "api", "websocket"] if get => Reply::Upgrade,
+        ["core", "api", "stream"] if get => Reply::Events(state.stream_release()),
+        ["backups", _, "download"] if get || parts.method == Method::HEAD => {
+            match streams::requested_size(parts.uri.query())? {
+                Ok(len) => Reply::Pattern(len),
+                Err(_) => Reply::Fail(
+                    StatusCode::BAD_REQUEST,
+                    "size must be a whole number of bytes",
+                ),
+            }
+        }
+        _ => return None,
+    };
+    Some(reply)
 }
 
 /// 405 naming the methods the path does answer, or 404 if it answers none.
@@ -544,7 +617,7 @@ fn not_found() -> Reply {
     )
 }
 
-// --- Api, Caller, Target, Reply, BodyTally --------------------------------
+// --- Api, Reply, BodyTally ------------------------------------------------
 
 impl Api {
     /// The word this generation uses for add-ons.
@@ -561,74 +634,6 @@ impl Api {
             Api::V1 => "apps",
             Api::V2 => "addons",
         }
-    }
-}
-
-impl Caller {
-    fn from_headers(headers: &HeaderMap) -> Self {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .filter(|value| !value.is_empty())
-                .map(str::to_owned)
-        };
-        let slug = text("x-gateway-addon");
-        let is_addon = text("x-gateway-caller").map_or(slug.is_some(), |kind| kind == "addon");
-        Self {
-            slug: slug.unwrap_or_else(|| "self_unknown".to_owned()),
-            role: text("x-gateway-role"),
-            is_addon,
-        }
-    }
-}
-
-impl Target {
-    /// `None` when the path uses the other generation's word for add-ons.
-    fn parse(path: &str, caller: &Caller) -> Option<Self> {
-        let (api, rest) = match path.strip_prefix("/v2") {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => (Api::V2, rest),
-            _ => (Api::V1, path),
-        };
-        let exact = rest.split('/').skip(1).all(|segment| !segment.is_empty());
-        let mut segments: Vec<String> = rest
-            .split('/')
-            .filter(|segment| !segment.is_empty())
-            .map(str::to_owned)
-            .collect();
-
-        rename_words(api, &mut segments)?;
-        if let [area, slug, ..] = segments.as_mut_slice() {
-            if area == "addons" && slug == "self" {
-                slug.clone_from(&caller.slug);
-            }
-        }
-        Some(Self {
-            api,
-            segments,
-            exact,
-        })
-    }
-}
-
-/// Rewrites `apps` (v2) and `homeassistant` to the v1 words; `None` for the
-/// word of the other generation, which the real API would not know either.
-fn rename_words(api: Api, segments: &mut [String]) -> Option<()> {
-    let at = match segments.first().map(String::as_str) {
-        Some("store") => 1,
-        Some("homeassistant") => {
-            segments[0] = "core".to_owned();
-            return Some(());
-        }
-        _ => 0,
-    };
-    match segments.get(at).map(String::as_str) {
-        Some(word) if word == api.foreign_word() => None,
-        Some(word) if word == api.addons_word() => {
-            segments[at] = "addons".to_owned();
-            Some(())
-        }
-        _ => Some(()),
     }
 }
 
@@ -652,6 +657,13 @@ impl IntoResponse for Reply {
             Reply::Tar(bytes) => {
                 ([(header::CONTENT_TYPE, "application/x-tar")], bytes).into_response()
             }
+            Reply::Upgrade => Reply::Fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "websocket upgrade answered without its request",
+            )
+            .into_response(),
+            Reply::Events(release) => streams::event_stream(release),
+            Reply::Pattern(len) => streams::pattern_download(len),
         }
     }
 }

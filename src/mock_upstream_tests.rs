@@ -18,6 +18,9 @@ use super::{spawn, MockAddon, MockHandle, MockState};
 #[path = "mock_upstream_route_tests.rs"]
 mod actions;
 
+#[path = "mock_upstream_live_tests.rs"]
+mod live;
+
 /// What a test client got back.
 struct Answer {
     status: StatusCode,
