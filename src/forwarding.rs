@@ -13,6 +13,7 @@ use axum::body::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +22,8 @@ use crate::body::{BodyWatch, LimitedBody};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
+use crate::gateway::Policy;
+use crate::websocket;
 
 /// Headers that describe one connection, never forwarded in either direction.
 /// `content-length` is not one, but the gateway never copies the client's:
@@ -219,6 +222,45 @@ impl Forwarder {
         Ok(Response::from_parts(head, Body::new(body)))
     }
 
+    /// Sends an allowed WebSocket upgrade upstream. When the upstream
+    /// switches protocols the client gets its 101, and the two upgraded
+    /// connections are handed to the relay; any other answer is passed on as
+    /// for an ordinary request.
+    pub async fn forward_upgrade(
+        &self,
+        permit: Permit,
+        caller: &Caller,
+        mut parts: request::Parts,
+        peer: SocketAddr,
+        policy: Arc<Policy>,
+    ) -> Result<Response<Body>, ForwardError> {
+        let client_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or(ForwardError::UpstreamFailed)?;
+        let mut request = Request::new(Body::empty());
+        *request.uri_mut() = self.upstream_uri(&permit)?;
+        *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
+        websocket::upgrade_headers(request.headers_mut());
+        *request.method_mut() = parts.method;
+
+        let timeout = self.limits.upstream_response_timeout;
+        let mut response = match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => return Err(ForwardError::UpstreamTimedOut),
+            Ok(Err(error)) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
+            Ok(Err(_)) => return Err(ForwardError::UpstreamFailed),
+            Ok(Ok(response)) => response,
+        };
+        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            let (mut head, body) = response.into_parts();
+            strip_hop_by_hop(&mut head.headers);
+            return Ok(Response::from_parts(head, Body::new(body)));
+        }
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(websocket::relay(client_upgrade, upstream_upgrade, policy));
+        Ok(switching_protocols(response.headers()))
+    }
+
     /// The body to send upstream, within the route's limit. A declared
     /// length over the limit is refused before anything is read. On ordinary
     /// routes a body of unknown length is read up to the limit first, so that
@@ -297,6 +339,21 @@ impl Forwarder {
             || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
         !dropped
     }
+}
+
+/// The client's 101: the upstream's handshake answer, and nothing else.
+fn switching_protocols(upstream: &HeaderMap) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    for name in [header::SEC_WEBSOCKET_ACCEPT, header::SEC_WEBSOCKET_PROTOCOL] {
+        if let Some(value) = upstream.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    response
 }
 
 /// The request's declared body length (hyper has already refused conflicting

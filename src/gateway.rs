@@ -20,6 +20,7 @@ use crate::forwarding::{header_problem, ForwardError, Forwarder};
 use crate::responses;
 use crate::table::Table;
 use crate::target::{self, Target};
+use crate::websocket;
 
 /// Everything a running gateway needs to decide and forward.
 pub struct Gateway {
@@ -208,6 +209,13 @@ impl Gateway {
         let logged_path = log_path(&parts, target.as_ref());
         let method = parts.method.clone();
         let response = match target.and_then(|target| decision.permit(target)) {
+            Some(permit) if websocket::is_upgrade(&parts, &permit.target().path) => {
+                let policy = policy.clone();
+                let upgraded = self
+                    .forwarder
+                    .forward_upgrade(permit, &caller, parts, peer, policy);
+                upgraded.await.unwrap_or_else(upstream_failure)
+            }
             Some(permit) => {
                 let forwarded = self.forwarder.forward(permit, &caller, parts, body, peer);
                 forwarded.await.unwrap_or_else(upstream_failure)

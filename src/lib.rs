@@ -15,6 +15,7 @@
 //! - [`decision`]: steps 3 to 9, and the permit forwarding requires.
 //! - `body`: request body limits, and when a body has been sent in full.
 //! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
+//! - [`websocket`]: the WebSocket relay on the core proxy paths.
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
 //! - [`server`]: the accept loop and graceful shutdown.
@@ -45,3 +46,4 @@ pub mod routes;
 pub mod server;
 pub mod table;
 pub mod target;
+pub mod websocket;

@@ -11,4 +11,5 @@ mod hostile;
 mod matrix;
 mod protection;
 mod reload;
+mod streams;
 mod upstream;

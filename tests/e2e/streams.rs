@@ -1,0 +1,345 @@
+//! The data path: WebSocket relay on the core proxy paths, event streams
+//! relayed as they arrive, and large bodies both ways checked by length and
+//! hash on the other side.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use supervisor_gateway::mock_upstream::{pattern_sha256, WsRecord};
+
+use crate::helpers::*;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(gateway: &TestGateway, path: &str, header_token: &str) -> Result<Socket, String> {
+    let mut request = format!("ws://{}{path}", gateway.addr)
+        .into_client_request()
+        .map_err(|e| e.to_string())?;
+    request.headers_mut().insert(
+        "x-supervisor-token",
+        header_token.parse().expect("token header"),
+    );
+    let stream = TcpStream::connect(gateway.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(socket)
+}
+
+async fn next_json(socket: &mut Socket) -> serde_json::Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("json");
+        }
+    }
+}
+
+async fn send_json(socket: &mut Socket, value: serde_json::Value) {
+    socket
+        .send(Message::text(value.to_string()))
+        .await
+        .expect("send");
+}
+
+/// Connects as the homeassistant add-on and passes the auth phase.
+async fn authenticated(gateway: &TestGateway, path: &str) -> Socket {
+    let mut socket = connect(gateway, path, TOK_HA)
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    send_json(
+        &mut socket,
+        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
+    socket
+}
+
+#[tokio::test]
+async fn websocket_frames_are_relayed_both_ways_on_every_core_proxy_path() {
+    let gateway = TestGateway::start().await;
+    for path in [
+        "/core/websocket",
+        "/core/api/websocket",
+        "/homeassistant/websocket",
+        "/v2/core/websocket",
+    ] {
+        let mut socket = authenticated(&gateway, path).await;
+        send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
+        assert_eq!(
+            next_json(&mut socket).await,
+            serde_json::json!({"id": 1, "type": "pong"}),
+            "{path}"
+        );
+        socket
+            .send(Message::binary(vec![1u8, 2, 3]))
+            .await
+            .expect("binary");
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("echo")
+            .expect("open")
+            .expect("frame");
+        assert_eq!(echoed, Message::binary(vec![1u8, 2, 3]), "{path}");
+        let _ = socket.close(None).await;
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_is_decided_like_any_request() {
+    let gateway = TestGateway::start().await;
+    let refused = connect(&gateway, "/core/websocket", TOK_DEFAULT).await;
+    assert!(
+        refused.is_err_and(|error| error.contains("401")),
+        "an add-on without homeassistant_api"
+    );
+    let denied = connect(&gateway, "/v2/core/websocket", TOK_NOAPI).await;
+    assert!(denied.is_err());
+    assert!(gateway.mock.state().ws_messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_auth_message_with_a_token_that_may_not_use_the_api_is_refused() {
+    let gateway = TestGateway::start().await;
+    let mut socket = connect(&gateway, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    send_json(
+        &mut socket,
+        serde_json::json!({"type": "auth", "access_token": TOK_DEFAULT}),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                return true;
+            }
+        }
+        true
+    });
+    assert!(closed.await.expect("closed within 5 s"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = gateway.mock.state().ws_messages();
+    assert!(
+        seen.iter()
+            .all(|record| !matches!(record, WsRecord::Text(text) if text.contains("auth"))),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn supervisor_messages_get_an_error_result_and_the_next_message_still_passes() {
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    for (id, kind) in [(5, "supervisor/api"), (6, "hassio/addon/core_ssh/security")] {
+        send_json(&mut socket, serde_json::json!({"id": id, "type": kind, "endpoint": "/addons/core_ssh/security", "method": "post"})).await;
+        let answer = next_json(&mut socket).await;
+        assert_eq!(answer["id"], id);
+        assert_eq!(answer["success"], false);
+        assert_eq!(answer["error"]["code"], "unauthorized");
+    }
+    send_json(&mut socket, serde_json::json!({"id": 7, "type": "ping"})).await;
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+    let seen = gateway.mock.state().ws_messages();
+    assert!(seen.iter().all(|record| !matches!(record, WsRecord::Text(text) if text.contains("supervisor/") || text.contains("hassio/"))), "{seen:?}");
+}
+
+#[tokio::test]
+async fn close_codes_pass_through_in_both_directions() {
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    send_json(
+        &mut socket,
+        serde_json::json!({"id": 9, "type": "test/close", "code": 4001}),
+    )
+    .await;
+    let mut code = None;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+    {
+        if let Message::Close(frame) = message {
+            code = frame.map(|frame| u16::from(frame.code));
+            break;
+        }
+    }
+    assert_eq!(
+        code,
+        Some(4001),
+        "the upstream's close code reaches the client"
+    );
+
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let frame = CloseFrame {
+        code: CloseCode::from(4002),
+        reason: "bye".into(),
+    };
+    socket
+        .send(Message::Close(Some(frame)))
+        .await
+        .expect("close");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gateway
+        .mock
+        .state()
+        .ws_messages()
+        .contains(&WsRecord::Close(Some(4002))));
+}
+
+/// A WebSocket upstream that completes the auth phase and then drops the
+/// connection without a close frame.
+async fn vanishing_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let _ = socket
+                    .send(Message::text(r#"{"type":"auth_required"}"#))
+                    .await;
+                let _ = socket.next().await;
+                let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+                drop(socket);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_gone_mid_stream_closes_the_client_with_1011() {
+    let mock = start_mock().await;
+    let config = supervisor_gateway::config::Config::from_yaml(
+        &test_config_yaml(vanishing_upstream().await),
+        "test config",
+    )
+    .expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut code = None;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+    {
+        if let Message::Close(frame) = message {
+            code = frame.map(|frame| u16::from(frame.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(1011));
+}
+
+#[tokio::test]
+async fn an_event_stream_reaches_the_client_before_the_upstream_finishes() {
+    let gateway = TestGateway::start().await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut received = Vec::new();
+    let first_event = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&received).contains("event: ready") {
+            let read = stream.read(&mut buffer).await.expect("read");
+            assert!(read > 0, "closed before the first event");
+            received.extend_from_slice(&buffer[..read]);
+        }
+    });
+    first_event
+        .await
+        .expect("the first event arrives while the upstream holds the response open");
+    assert!(String::from_utf8_lossy(&received).contains("text/event-stream"));
+    gateway.mock.state().release_streams();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received)).await;
+    assert!(String::from_utf8_lossy(&received).contains("event: done"));
+}
+
+/// The mock's download pattern, streamed to `writer` in 64 KiB pieces.
+async fn write_pattern(stream: &mut TcpStream, total: u64) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < total {
+        let len = chunk.len().min((total - sent) as usize);
+        for (offset, byte) in chunk[..len].iter_mut().enumerate() {
+            *byte = ((sent + offset as u64) % 251) as u8;
+        }
+        stream.write_all(&chunk[..len]).await.expect("body");
+        sent += len as u64;
+    }
+}
+
+const LARGE: u64 = 256 * 1024 * 1024;
+
+#[tokio::test]
+async fn a_large_upload_streams_through_unchanged() {
+    let gateway = TestGateway::start().await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let head = format!("POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Type: application/octet-stream\r\nContent-Length: {LARGE}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    write_pattern(&mut stream, LARGE).await;
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut received)).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    let seen = gateway.upstream_saw();
+    assert_eq!(seen[0].body_len, LARGE);
+    assert_eq!(seen[0].body_sha256, pattern_sha256(LARGE));
+}
+
+#[tokio::test]
+async fn a_large_download_streams_through_unchanged() {
+    let gateway = TestGateway::start().await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = format!("GET /backups/abc123/download?size={LARGE} HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let read_all = async {
+        loop {
+            let read = stream.read(&mut buffer).await.expect("body");
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            total += read as u64;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read_all)
+        .await
+        .expect("the download ends");
+    assert_eq!(total, LARGE);
+    assert_eq!(hex::encode(hasher.finalize()), pattern_sha256(LARGE));
+}
