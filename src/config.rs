@@ -93,6 +93,8 @@ pub struct Limits {
     pub upload_paths: Vec<String>,
     /// Most client connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Idle keep-alive connections kept open to the upstream for reuse.
+    pub upstream_pool_size: usize,
     /// Time to open a connection to the upstream (502 after).
     pub upstream_connect_timeout: Duration,
     /// Time for the upstream to send its response head (504 after).
@@ -115,6 +117,7 @@ impl Default for Limits {
                 "/v2/backups/new/upload".to_owned(),
             ],
             max_connections: 4096,
+            upstream_pool_size: 64,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_response_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
@@ -283,6 +286,7 @@ struct RawLimits {
     max_upload_bytes: Option<u64>,
     upload_paths: Option<Vec<String>>,
     max_connections: Option<usize>,
+    upstream_pool_size: Option<usize>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_response_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
@@ -545,6 +549,7 @@ fn limits(raw: &RawLimits) -> Limits {
         max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
         upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
         max_connections: raw.max_connections.unwrap_or(d.max_connections),
+        upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
         upstream_connect_timeout: ms(raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
         upstream_response_timeout: ms(
             raw.upstream_response_timeout_ms,

@@ -168,6 +168,7 @@ impl Forwarder {
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(config.limits.upstream_pool_size)
             .build(connector);
         Forwarder {
             client,

@@ -206,7 +206,10 @@ impl Gateway {
             caller,
             target,
         } = judgement;
-        let logged_path = log_path(&parts, target.as_ref());
+        let logged_path = logged(&decision).then(|| match &target {
+            Some(target) => target.path.clone(),
+            None => parts.uri.path().to_owned(),
+        });
         let method = parts.method.clone();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(&parts, &permit.target().path) => {
@@ -232,14 +235,17 @@ impl Gateway {
                 response
             }
         };
-        record(
-            &decision,
-            &caller,
-            &method,
-            &logged_path,
-            response.status(),
-            started,
-        );
+        if let Some(path) = &logged_path {
+            let path = LogPath(path);
+            record(
+                &decision,
+                &caller,
+                &method,
+                &path,
+                response.status(),
+                started,
+            );
+        }
         response
     }
 }
@@ -339,13 +345,24 @@ fn close_after(response: &mut Response<Body>) {
     );
 }
 
+/// Whether this decision's event would be written: allowed requests log at
+/// info, refusals at warn.
+fn logged(decision: &Decision) -> bool {
+    if decision.allowed() {
+        tracing::enabled!(tracing::Level::INFO)
+    } else {
+        tracing::enabled!(tracing::Level::WARN)
+    }
+}
+
 /// The path as it may be logged: the canonical path when there is one,
-/// otherwise the raw path with control bytes escaped. Never the query, which
-/// may carry a token.
-fn log_path(parts: &request::Parts, target: Option<&Target>) -> String {
-    match target {
-        Some(target) => target.path.escape_debug().to_string(),
-        None => parts.uri.path().escape_debug().to_string(),
+/// otherwise the raw path, with control bytes escaped either way. Never the
+/// query, which may carry a token.
+struct LogPath<'a>(&'a str);
+
+impl std::fmt::Display for LogPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.escape_debug(), f)
     }
 }
 
@@ -354,30 +371,26 @@ fn record(
     decision: &Decision,
     caller: &Caller,
     method: &http::Method,
-    path: &str,
+    path: &LogPath<'_>,
     status: StatusCode,
     started: Instant,
 ) {
-    let rule = decision.rule.as_ref().map(|rule| rule.to_string());
-    let rule = rule.as_deref().unwrap_or("-");
-    let slug = caller.slug().unwrap_or("-");
-    let role = caller.role().map_or("-", |role| role.name());
-    let latency_us = started.elapsed().as_micros() as u64;
-    let reason = decision.outcome.message();
+    // The fields are only formatted when the event is enabled, so a quiet
+    // log costs nothing per request.
     macro_rules! event {
         ($level:ident) => {
             tracing::$level!(
                 method = method.as_str(),
-                path,
+                path = %path,
                 caller = caller.kind(),
-                slug,
-                role,
+                slug = caller.slug().unwrap_or("-"),
+                role = caller.role().map_or("-", |role| role.name()),
                 step = decision.step.name(),
-                rule,
+                rule = %RuleLabel(decision.rule.as_deref()),
                 outcome = decision.outcome.name(),
-                reason = %reason,
+                reason = %decision.outcome.message(),
                 status = status.as_u16(),
-                latency_us,
+                latency_us = started.elapsed().as_micros() as u64,
                 "decision"
             )
         };
@@ -386,5 +399,17 @@ fn record(
         event!(info);
     } else {
         event!(warn);
+    }
+}
+
+/// A rule as the log shows it, `-` for none.
+struct RuleLabel<'a>(Option<&'a crate::table::Rule>);
+
+impl std::fmt::Display for RuleLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rule) => rule.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }

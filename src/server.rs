@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -101,12 +101,11 @@ impl Connection {
                 let (gateway, guard) = (gateway.clone(), InFlight::start(&activity));
                 async move {
                     let response = gateway.handle(request, peer).await;
-                    Ok::<_, Infallible>(response.map(|body| {
-                        Body::new(Tracked {
-                            body,
-                            _guard: guard,
-                        })
-                    }))
+                    let tracked = response.map(|body| Tracked {
+                        body,
+                        _guard: guard,
+                    });
+                    Ok::<_, Infallible>(tracked)
                 }
             })
         };
@@ -144,18 +143,25 @@ impl Connection {
 
 // ---- keep-alive idle tracking ---------------------------------------------
 
-/// Requests in flight on one connection, and since when it has had none.
+/// Requests in flight on one connection, and since when (in milliseconds
+/// after `opened`) it has had none.
 struct Activity {
+    opened: Instant,
     in_flight: AtomicUsize,
-    idle_since: Mutex<Instant>,
+    idle_since_ms: AtomicU64,
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
+            opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
-            idle_since: Mutex::new(Instant::now()),
+            idle_since_ms: AtomicU64::new(0),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
     }
 
     /// Resolves once the connection has had no request in flight for
@@ -164,8 +170,11 @@ impl Activity {
         let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
-            let idle_since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
-            if self.in_flight.load(Ordering::Acquire) == 0 && idle_since.elapsed() >= timeout {
+            let idle_ms = self
+                .now_ms()
+                .saturating_sub(self.idle_since_ms.load(Ordering::Acquire));
+            let idle = Duration::from_millis(idle_ms);
+            if self.in_flight.load(Ordering::Acquire) == 0 && idle >= timeout {
                 return;
             }
         }
@@ -185,7 +194,9 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0
+            .idle_since_ms
+            .store(self.0.now_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Load benchmark, loopback only: the mock upstream (or an upstream given as
+# host:port on loopback), the gateway and a plain nginx reverse proxy in
+# front of the same upstream, each driven in turn by wrk over keep-alive
+# connections; then 1 GiB transfers through the gateway against the same
+# transfers straight to the upstream, the gateway's memory, and 10,000 idle
+# keep-alive connections. Every process it starts is stopped at the end.
+#
+#   bash benches/load.sh [UPSTREAM_HOST:PORT]
+#
+# Knobs: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), SIZE_MIB
+# (1024), IDLE (10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+SIZE_MIB=${SIZE_MIB:-1024}
+IDLE=${IDLE:-10000}
+UPSTREAM=${1:-}
+case "$UPSTREAM" in
+  ""|127.*|localhost:*|"[::1]":*) ;;
+  *) echo "load.sh: the upstream must be on loopback" >&2; exit 2 ;;
+esac
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk || ! need curl; then
+  echo "== installing nginx-light, wrk and curl (Debian packages)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk curl >/dev/null
+  # The package starts a default server on port 80; this benchmark runs its own.
+  (service nginx stop || pkill -x nginx || true) >/dev/null 2>&1
+fi
+ulimit -n 65536 2>/dev/null || true
+
+echo "== building the release binary"
+cargo build --release --quiet --bin supervisor-gateway
+BIN=target/release/supervisor-gateway
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "load.sh: nothing listens on port $1" >&2; exit 1
+}
+
+if [ -z "$UPSTREAM" ]; then
+  MOCK_PORT=$(free_port)
+  RUST_LOG=warn "$BIN" mock-upstream --listen "127.0.0.1:$MOCK_PORT" 2>"$WORK/mock.log" &
+  PIDS+=($!)
+  wait_port "$MOCK_PORT"
+  UPSTREAM="127.0.0.1:$MOCK_PORT"
+fi
+
+GATEWAY_PORT=$(free_port)
+TOKEN=bench-token-0123456789abcdef
+cat >"$WORK/gateway.yaml" <<EOF
+listen: 127.0.0.1:$GATEWAY_PORT
+upstream: http://$UPSTREAM
+watch_interval_ms: 0
+addons:
+  - { slug: bench, token: $TOKEN, hassio_api: true, hassio_role: manager }
+limits:
+  header_read_timeout_ms: 120000
+  keep_alive_timeout_ms: 120000
+  max_connections: 20000
+  max_header_bytes: ${MAX_HEADER_BYTES:-32768}
+EOF
+RUST_LOG=warn "$BIN" serve --config "$WORK/gateway.yaml" 2>"$WORK/gateway.log" &
+GATEWAY_PID=$!
+PIDS+=($GATEWAY_PID)
+wait_port "$GATEWAY_PORT"
+
+NGINX_PORT=$(free_port)
+cat >"$WORK/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/body;
+  proxy_temp_path $WORK/proxy;
+  upstream supervisor { server $UPSTREAM; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://supervisor;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx.conf" -p "$WORK" &
+PIDS+=($!)
+wait_port "$NGINX_PORT"
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$GATEWAY_PID/status"; }
+IDLE_RSS=$(rss_kib)
+
+# ---- 1 GiB transfers ---------------------------------------------------------
+BYTES=$((SIZE_MIB * 1024 * 1024))
+transfer() { # NAME BASE: upload then download, prints MiB/s for each
+  local base=$1 up down
+  up=$(head -c "$BYTES" /dev/zero | curl -s -o /dev/null -w '%{time_total}' -T - -X POST \
+        -H "X-Supervisor-Token: $TOKEN" -H 'Content-Type: application/octet-stream' "$base/backups/new/upload")
+  down=$(curl -s -o /dev/null -w '%{time_total}' -H "X-Supervisor-Token: $TOKEN" \
+        "$base/backups/abc123/download?size=$BYTES")
+  python3 -c "print(f'{$SIZE_MIB/$up:.0f} {$SIZE_MIB/$down:.0f}')"
+}
+echo "== ${SIZE_MIB} MiB upload and download, direct and through the gateway"
+read -r DIRECT_UP DIRECT_DOWN < <(transfer "http://$UPSTREAM")
+read -r GW_UP GW_DOWN < <(transfer "http://127.0.0.1:$GATEWAY_PORT")
+PEAK_RSS=$(hwm_kib)
+
+# ---- small GETs, side by side --------------------------------------------------
+run_wrk() { # URL: prints "requests/s p50 p99"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+      -H "X-Supervisor-Token: $TOKEN" "$1" >"$WORK/wrk.out"
+  python3 - "$WORK/wrk.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
+def pct(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f}")
+PY
+}
+echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each"
+read -r D_RPS D_P50 D_P99 < <(run_wrk "http://$UPSTREAM/os/info")
+read -r N_RPS N_P50 N_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/os/info")
+read -r G_RPS G_P50 G_P99 < <(run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info")
+
+# ---- idle keep-alive connections -------------------------------------------------
+echo "== ${IDLE} idle keep-alive connections to the gateway"
+IDLE_BEFORE=$(rss_kib)
+python3 - "$GATEWAY_PORT" "$IDLE" "$TOKEN" "$GATEWAY_PID" >"$WORK/idle.out" <<'PY'
+import socket, sys, time
+port, count, token, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+request = f"GET /supervisor/ping HTTP/1.1\r\nHost: bench\r\nX-Supervisor-Token: {token}\r\n\r\n".encode()
+sockets = []
+deadline = time.time() + 120
+for _ in range(count):
+    if time.time() > deadline:
+        break
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(request)
+    s.recv(65536)
+    sockets.append(s)
+time.sleep(1)
+rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+print(len(sockets), rss)
+for s in sockets:
+    s.close()
+PY
+read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
+
+mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
+cat <<EOF
+
+| small GET /os/info | requests/s | p50 (ms) | p99 (ms) |
+| --- | ---: | ---: | ---: |
+| upstream directly | $D_RPS | $D_P50 | $D_P99 |
+| nginx in front | $N_RPS | $N_P50 | $N_P99 |
+| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 |
+
+| ${SIZE_MIB} MiB transfer | upload MiB/s | download MiB/s |
+| --- | ---: | ---: |
+| upstream directly | $DIRECT_UP | $DIRECT_DOWN |
+| through the gateway | $GW_UP | $GW_DOWN |
+
+| gateway memory | MiB |
+| --- | ---: |
+| idle (RSS) | $(mib "$IDLE_RSS") |
+| peak during the transfers (VmHWM) | $(mib "$PEAK_RSS") |
+| before the idle connections (RSS) | $(mib "$IDLE_BEFORE") |
+| with $OPENED idle keep-alive connections (RSS) | $(mib "$IDLE_RSS_MANY") |
+EOF
