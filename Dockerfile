@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
+COPY benches ./benches
 RUN cargo build --release --locked --bin supervisor-gateway \
  && strip target/release/supervisor-gateway
 

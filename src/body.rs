@@ -1,20 +1,25 @@
 //! Request bodies on their way upstream: the route's size limit, and the
 //! moment a body has been sent in full (when the response timeout starts).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
 /// What the forwarder learns about a body while hyper sends it.
 #[derive(Debug, Default)]
 pub(crate) struct BodyWatch {
     exceeded: AtomicBool,
+    client_failed: AtomicBool,
+    stalled: AtomicBool,
     finished: AtomicBool,
     notify: Notify,
 }
@@ -23,6 +28,17 @@ impl BodyWatch {
     /// Whether the body went over its limit (and so failed).
     pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Acquire)
+    }
+
+    /// Whether the client's body broke off (a malformed chunk, a connection
+    /// closed early): the client's fault, not the upstream's.
+    pub(crate) fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Acquire)
+    }
+
+    /// Whether the client stopped sending its body for longer than allowed.
+    pub(crate) fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 
     /// Resolves once the body has been read to its end.
@@ -48,15 +64,28 @@ pub(crate) struct LimitedBody {
     inner: Incoming,
     remaining: u64,
     watch: Arc<BodyWatch>,
+    idle_limit: Duration,
+    idle: Pin<Box<Sleep>>,
 }
 
-/// The error a [`LimitedBody`] ends with.
+/// The error a [`LimitedBody`] ends with when it grows over its limit.
 #[derive(Debug, thiserror::Error)]
 #[error("request body over the limit")]
 struct BodyLimitExceeded;
 
+/// The error a [`LimitedBody`] ends with when its client stops sending.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled")]
+struct BodyStalled;
+
 impl LimitedBody {
-    pub(crate) fn new(inner: Incoming, limit: u64) -> (LimitedBody, Arc<BodyWatch>) {
+    /// A body of at most `limit` bytes, whose client may pause at most
+    /// `idle_limit` between pieces.
+    pub(crate) fn new(
+        inner: Incoming,
+        limit: u64,
+        idle_limit: Duration,
+    ) -> (LimitedBody, Arc<BodyWatch>) {
         let watch = Arc::new(BodyWatch::default());
         if inner.is_end_stream() {
             watch.finish();
@@ -65,6 +94,8 @@ impl LimitedBody {
             inner,
             remaining: limit,
             watch: watch.clone(),
+            idle_limit,
+            idle: Box::pin(tokio::time::sleep(idle_limit)),
         };
         (body, watch)
     }
@@ -80,13 +111,24 @@ impl Body for LimitedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => {
+                self.watch.client_failed.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(error.into())));
+            }
             Poll::Ready(None) => {
                 self.watch.finish();
                 return Poll::Ready(None);
             }
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if self.idle.as_mut().poll(cx).is_ready() {
+                    self.watch.stalled.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(BodyStalled.into())));
+                }
+                return Poll::Pending;
+            }
         };
+        let deadline = Instant::now() + self.idle_limit;
+        self.idle.as_mut().reset(deadline);
         let length = frame.data_ref().map_or(0, |data| data.len() as u64);
         let Some(left) = self.remaining.checked_sub(length) else {
             self.watch.exceeded.store(true, Ordering::Release);

@@ -85,6 +85,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most header lines in a request head (431 above it).
     pub max_headers: usize,
+    /// Longest pause a client may make while sending a body (408 after).
+    pub body_idle_timeout: Duration,
     /// Largest request body on ordinary routes (413 above it).
     pub max_body_bytes: u64,
     /// Largest request body on upload routes, which stream.
@@ -110,6 +112,7 @@ impl Default for Limits {
             keep_alive_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_headers: 100,
+            body_idle_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 1 << 40,
             upload_paths: vec![
@@ -282,6 +285,7 @@ struct RawLimits {
     keep_alive_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
+    body_idle_timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
     upload_paths: Option<Vec<String>>,
@@ -545,6 +549,7 @@ fn limits(raw: &RawLimits) -> Limits {
         keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
         max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
         max_headers: raw.max_headers.unwrap_or(d.max_headers),
+        body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
         max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
         upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),

@@ -58,8 +58,11 @@ pub enum ForwardError {
     #[error("request body too large")]
     BodyTooLarge,
     /// The client's body broke off before it was complete (400).
-    #[error("request body ended early")]
+    #[error("request body ended early or was malformed")]
     ClientBodyFailed,
+    /// The client stopped sending its body for too long (408).
+    #[error("request body stalled")]
+    ClientBodyStalled,
     /// No connection could be made (502).
     #[error("upstream unreachable")]
     UpstreamUnreachable,
@@ -77,6 +80,7 @@ impl ForwardError {
         match self {
             ForwardError::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
             ForwardError::ClientBodyFailed => http::StatusCode::BAD_REQUEST,
+            ForwardError::ClientBodyStalled => http::StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
             ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
                 http::StatusCode::BAD_GATEWAY
@@ -209,9 +213,7 @@ impl Forwarder {
         };
         let response = match response {
             Ok(response) => response,
-            Err(_) if watch.exceeded() => return Err(ForwardError::BodyTooLarge),
-            Err(error) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
-            Err(_) => return Err(ForwardError::UpstreamFailed),
+            Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(&error))),
         };
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // No upgrade was asked for (`Upgrade` is never forwarded), so an
@@ -278,15 +280,14 @@ impl Forwarder {
         if declared_length(headers).is_some_and(|length| length > limit) {
             return Err(ForwardError::BodyTooLarge);
         }
-        let (limited, watch) = LimitedBody::new(body, limit);
+        let (limited, watch) = LimitedBody::new(body, limit, self.limits.body_idle_timeout);
         let streams = declared_length(headers).is_some() || self.limits.is_upload(path);
         if streams || limited.is_end_stream() {
             return Ok((Body::new(limited), watch));
         }
         match limited.collect().await {
             Ok(collected) => Ok((Body::from(collected.to_bytes()), watch)),
-            Err(_) if watch.exceeded() => Err(ForwardError::BodyTooLarge),
-            Err(_) => Err(ForwardError::ClientBodyFailed),
+            Err(_) => Err(body_fault(&watch).unwrap_or(ForwardError::ClientBodyFailed)),
         }
     }
 
@@ -339,6 +340,27 @@ impl Forwarder {
             || is_reserved_header(name)
             || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
         !dropped
+    }
+}
+
+/// The client's part in a failed exchange, if its body was at fault.
+fn body_fault(watch: &BodyWatch) -> Option<ForwardError> {
+    if watch.exceeded() {
+        Some(ForwardError::BodyTooLarge)
+    } else if watch.stalled() {
+        Some(ForwardError::ClientBodyStalled)
+    } else if watch.client_failed() {
+        Some(ForwardError::ClientBodyFailed)
+    } else {
+        None
+    }
+}
+
+fn upstream_fault(error: &hyper_util::client::legacy::Error) -> ForwardError {
+    if error.is_connect() {
+        ForwardError::UpstreamUnreachable
+    } else {
+        ForwardError::UpstreamFailed
     }
 }
 
@@ -410,8 +432,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    // The upstream's own Content-Length describes the body it sends, which
+    // is passed on as it is (a HEAD answer has no body to count).
+    for name in HOP_BY_HOP.iter().filter(|name| **name != "content-length") {
+        headers.remove(*name);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -29,6 +29,9 @@ pub struct Gateway {
     limits: Limits,
     fixed: Fixed,
     config_path: Option<PathBuf>,
+    /// The table files the configuration named when it was last read, even
+    /// if they could not be loaded: a reload watches for them to appear.
+    named_tables: Mutex<Vec<PathBuf>>,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -122,6 +125,7 @@ impl Gateway {
             forwarder: Forwarder::new(&config),
             limits: config.limits.clone(),
             config_path: config.path.clone(),
+            named_tables: Mutex::new(table_paths(&config)),
             policy: ArcSwap::from_pointee(Policy {
                 table,
                 callers: config.callers,
@@ -141,23 +145,20 @@ impl Gateway {
         &self.limits
     }
 
-    /// The files a reload reads: the configuration and the tables it names.
+    /// The files a reload reads: the configuration and the tables it named
+    /// when it was last read.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let Some(config) = &self.config_path else {
             return Vec::new();
         };
-        let policy = self.policy();
-        let tables = [
-            &policy.table,
-            policy.shadow.as_ref().unwrap_or(&policy.table),
-        ];
         let mut files = vec![config.clone()];
-        for table in tables {
-            if table.file.as_ref() != crate::table::DEFAULT_TABLE_NAME {
-                files.push(PathBuf::from(table.file.as_ref()));
-            }
-        }
-        files.dedup();
+        files.extend(
+            self.named_tables
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
         files
     }
 
@@ -174,6 +175,7 @@ impl Gateway {
             }]
         })?;
         let config = Config::load(path).map_err(|error| vec![error])?;
+        *self.named_tables.lock().unwrap_or_else(|e| e.into_inner()) = table_paths(&config);
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
         let needs_restart = self.fixed.changed(&Fixed::of(&config));
@@ -196,7 +198,12 @@ impl Gateway {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let policy = self.policy();
-        let judgement = judge(&policy, &parts);
+        let judgement = if head_size(&parts) > self.limits.max_header_bytes {
+            // hyper's own bound is its read buffer, which is looser.
+            judgement(Decision::head_too_large(), Caller::Anonymous, None)
+        } else {
+            judge(&policy, &parts)
+        };
         if let Some(shadow) = &policy.shadow {
             compare_shadow(shadow, &judgement, &parts.method);
         }
@@ -308,6 +315,15 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
     );
 }
 
+/// The table files a configuration names (none for the built-in table).
+fn table_paths(config: &Config) -> Vec<PathBuf> {
+    [&config.table, &config.shadow_table]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {
     config
         .shadow_table
@@ -343,6 +359,18 @@ fn close_after(response: &mut Response<Body>) {
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),
     );
+}
+
+/// The size of the request head as sent, near enough: the target and each
+/// header line.
+fn head_size(parts: &request::Parts) -> usize {
+    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    let headers: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    target + headers
 }
 
 /// Whether this decision's event would be written: allowed requests log at

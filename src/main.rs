@@ -276,6 +276,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(gateway) => Arc::new(gateway),
         Err(problems) => return table_errors(problems),
     };
+    let watcher = reload::Watcher::new(gateway.clone());
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
@@ -287,7 +288,7 @@ async fn serve(path: PathBuf) -> ExitCode {
     if let Some(shadow) = &policy.shadow {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
-    let watcher = tokio::spawn(reload::watch(gateway.clone(), watch));
+    let watcher = tokio::spawn(watcher.run(watch));
     let result = server::serve(listener, gateway, shutdown_signal()).await;
     watcher.abort();
     finish(result)

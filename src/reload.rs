@@ -10,24 +10,51 @@ use sha2::{Digest, Sha256};
 
 use crate::gateway::Gateway;
 
-/// Watches for reload triggers until the task is dropped. With no
-/// `interval`, only SIGHUP reloads.
-pub async fn watch(gateway: Arc<Gateway>, interval: Option<Duration>) {
-    let mut hangup = Hangup::new();
-    let mut seen = fingerprint(&gateway.watched_files());
-    loop {
-        let reason = tokio::select! {
-            () = hangup.recv() => "SIGHUP",
-            () = tick(interval) => {
-                let now = fingerprint(&gateway.watched_files());
-                if now == seen {
-                    continue;
-                }
-                "file changed"
+/// Watches for reload triggers until its task is dropped.
+pub struct Watcher {
+    gateway: Arc<Gateway>,
+    files: Vec<PathBuf>,
+    seen: Vec<Option<[u8; 32]>>,
+}
+
+impl Watcher {
+    /// Takes the files' fingerprint now: create the watcher right after the
+    /// gateway has loaded them, so that no change in between goes unseen.
+    pub fn new(gateway: Arc<Gateway>) -> Watcher {
+        let files = gateway.watched_files();
+        let seen = fingerprint(&files);
+        Watcher {
+            gateway,
+            files,
+            seen,
+        }
+    }
+
+    /// Reloads on SIGHUP, and every `interval` if a file changed; with no
+    /// interval, on SIGHUP only.
+    pub async fn run(mut self, interval: Option<Duration>) {
+        let mut hangup = Hangup::new();
+        loop {
+            let reason = tokio::select! {
+                () = hangup.recv() => "SIGHUP",
+                () = tick(interval) => "file changed",
+            };
+            // The fingerprint is taken before reading the files: a change
+            // made while the reload runs is seen on the next tick, never lost.
+            let before = fingerprint(&self.files);
+            if reason != "SIGHUP" && before == self.seen {
+                continue;
             }
-        };
-        reload(&gateway, reason);
-        seen = fingerprint(&gateway.watched_files());
+            let gateway = self.gateway.clone();
+            let _ = tokio::task::spawn_blocking(move || reload(&gateway, reason)).await;
+            let now = self.gateway.watched_files();
+            self.seen = if now == self.files {
+                before
+            } else {
+                fingerprint(&now)
+            };
+            self.files = now;
+        }
     }
 }
 

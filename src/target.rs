@@ -224,7 +224,8 @@ fn check_segments(path: &str) -> Result<(), TargetError> {
 }
 
 /// Decodes `%XX` escapes once, refusing malformed escapes, encoded separators
-/// and escapes that would decode a second time.
+/// and any result that would decode again (however the second escape was
+/// spelled: `%2573` and `%25%37%33` alike).
 fn decode_path_once(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut index = 0;
@@ -235,12 +236,18 @@ fn decode_path_once(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
             continue;
         }
         let byte = hex_pair(raw, index + 1).ok_or(TargetError::MalformedEncoding)?;
-        match byte {
-            b'/' | b'\\' | b'?' | b'#' => return Err(TargetError::EncodedSeparator),
-            b'%' if hex_pair(raw, index + 3).is_some() => return Err(TargetError::DoubleEncoded),
-            _ => out.push(byte),
+        if matches!(byte, b'/' | b'\\' | b'?' | b'#') {
+            return Err(TargetError::EncodedSeparator);
         }
+        out.push(byte);
         index += 3;
+    }
+    let escapes_remain = out
+        .iter()
+        .enumerate()
+        .any(|(at, &byte)| byte == b'%' && hex_pair(&out, at + 1).is_some());
+    if escapes_remain {
+        return Err(TargetError::DoubleEncoded);
     }
     Ok(out)
 }

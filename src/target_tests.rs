@@ -76,6 +76,9 @@ fn ambiguous_spellings_are_refused_at_step_two() {
         ("/a%2", TargetError::MalformedEncoding),
         ("/addons/x/security;x=1", TargetError::PathParameter),
         ("/a%2541", TargetError::DoubleEncoded),
+        ("/addons/self/%25%37%33ecurity", TargetError::DoubleEncoded),
+        ("/discovery/x%25%32%46y", TargetError::DoubleEncoded),
+        ("/x%25%30%30", TargetError::DoubleEncoded),
     ];
     for (target, expected) in cases {
         assert_eq!(refused(target), expected, "{target}");

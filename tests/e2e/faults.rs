@@ -416,3 +416,78 @@ async fn a_refusal_with_an_unread_body_says_the_connection_closes() {
         "a bodiless refusal keeps the connection: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_client_body_that_breaks_off_is_the_clients_fault_not_the_upstreams() {
+    let gateway = TestGateway::start().await;
+    let short = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    );
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(short.as_bytes()).await.expect("head");
+    stream.shutdown().await.expect("half-close");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(!text.contains(" 502 "), "{text}");
+
+    let malformed = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nabcde\r\nzz\r\n"
+    );
+    let response = send_raw(gateway.addr, malformed.as_bytes()).await;
+    assert_refused(&response, 400, "malformed chunk");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_gets_408() {
+    let gateway = gateway_with_limits("  body_idle_timeout_ms: 300\n").await;
+    let stalled = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n"
+    );
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream
+        .write_all(stalled.as_bytes())
+        .await
+        .expect("partial body");
+    let mut received = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut received))
+        .await
+        .expect("answered within 5 s")
+        .expect("read");
+    assert!(
+        received[..read].starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&received[..read])
+    );
+    assert_upstream_silent(&gateway, "stalled body");
+}
+
+#[tokio::test]
+async fn head_answers_keep_the_upstreams_content_length() {
+    let gateway = TestGateway::start().await;
+    let get = gateway
+        .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+        .await;
+    let head = gateway
+        .send(&RawRequest::new("HEAD", "/os/info").token(TOK_DEFAULT))
+        .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_head_just_over_the_limit_gets_431() {
+    let gateway = gateway_with_limits("  max_header_bytes: 8192\n").await;
+    let over = RawRequest::new("GET", "/addons/self/info")
+        .token(TOK_DEFAULT)
+        .header("X-Padding", "p".repeat(8300));
+    assert_eq!(gateway.send(&over).await.status, 431);
+    let under = RawRequest::new("GET", "/addons/self/info")
+        .token(TOK_DEFAULT)
+        .header("X-Padding", "p".repeat(7000));
+    assert_eq!(gateway.send(&under).await.status, 200);
+    assert_eq!(gateway.upstream_saw().len(), 1);
+}

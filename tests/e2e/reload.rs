@@ -264,3 +264,37 @@ async fn shadow_disagreements_are_logged_and_never_enforced() {
     );
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_table_file_that_appears_after_a_refused_reload_is_picked_up() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "table.yaml", DEFAULT_TABLE);
+    let text =
+        config_with_table(mock.addr()).replace("watch_interval_ms: 0", "watch_interval_ms: 100");
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    std::fs::write(
+        &path,
+        text.replace("table: table.yaml", "table: later.yaml"),
+    )
+    .expect("write");
+    assert!(
+        served.wait_for_log("reload refused", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    write(dir.path(), "later.yaml", &table_without_info());
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    let info = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    assert_eq!(send_raw(served.addr, &info).await.status, 403);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    mock.stop().await;
+}
