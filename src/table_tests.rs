@@ -128,3 +128,62 @@ fn exceptions_remove_paths_from_their_rule_only() {
         .find(&Method::GET, "/addons/x/security/info")
         .is_some());
 }
+
+#[test]
+fn every_load_refusal_has_its_exact_message() {
+    let toggle = table_with_manager_rule("      - /addons/<slug>/security\n");
+    let line = toggle
+        .lines()
+        .position(|l| l == "      - /addons/<slug>/security")
+        .expect("rule")
+        + 1;
+    assert_eq!(
+        refused(&toggle).to_string(),
+        format!("table.yaml:{line}: roles.manager[2]: this rule lets manager reach the protection-mode toggle (POST /addons/a/security); only admin may")
+    );
+
+    let unknown_role =
+        DEFAULT_TABLE.replacen("  admin:\n", "  superuser:\n    allow: []\n  admin:\n", 1);
+    let line = unknown_role
+        .lines()
+        .position(|l| l == "  superuser:")
+        .expect("role")
+        + 2;
+    assert_eq!(
+        refused(&unknown_role).to_string(),
+        format!("table.yaml:{line}: roles.superuser: unknown role: the roles are default, homeassistant, backup, manager and admin")
+    );
+
+    let bad_method = table_with_manager_rule("      - { path: /x, methods: [FETCH] }\n");
+    let line = bad_method
+        .lines()
+        .position(|l| l.contains("FETCH"))
+        .expect("rule")
+        + 1;
+    assert_eq!(
+        refused(&bad_method).to_string(),
+        format!("table.yaml:{line}: roles.manager[2].methods: unknown method FETCH: use GET, POST, PUT, PATCH, DELETE or OPTIONS (HEAD is judged as GET)")
+    );
+
+    let bad_pattern = table_with_manager_rule("      - addons/x\n");
+    let line = bad_pattern
+        .lines()
+        .position(|l| l == "      - addons/x")
+        .expect("rule")
+        + 1;
+    assert_eq!(
+        refused(&bad_pattern).to_string(),
+        format!("table.yaml:{line}: roles.manager[2]: a pattern starts with /")
+    );
+
+    let version = DEFAULT_TABLE.replacen("version: 1", "version: 2", 1);
+    let line = version
+        .lines()
+        .position(|l| l == "version: 2")
+        .expect("version")
+        + 1;
+    assert_eq!(
+        refused(&version).to_string(),
+        format!("table.yaml:{line}: version: this gateway reads table version 1")
+    );
+}
