@@ -57,18 +57,27 @@ async fn send_json(socket: &mut Socket, value: serde_json::Value) {
         .expect("send");
 }
 
-/// Connects as the homeassistant add-on and passes the auth phase.
-async fn authenticated(gateway: &TestGateway, path: &str) -> Socket {
+/// Connects as the homeassistant add-on and answers the auth phase with
+/// `access_token`; returns the socket and the gateway's or upstream's reply.
+async fn auth_with(
+    gateway: &TestGateway,
+    path: &str,
+    access_token: &str,
+) -> (Socket, serde_json::Value) {
     let mut socket = connect(gateway, path, TOK_HA)
         .await
         .expect("upgrade allowed");
     assert_eq!(next_json(&mut socket).await["type"], "auth_required");
-    send_json(
-        &mut socket,
-        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
-    )
-    .await;
-    assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
+    let auth = serde_json::json!({"type": "auth", "access_token": access_token});
+    send_json(&mut socket, auth).await;
+    let reply = next_json(&mut socket).await;
+    (socket, reply)
+}
+
+/// Connects as the homeassistant add-on and passes the auth phase.
+async fn authenticated(gateway: &TestGateway, path: &str) -> Socket {
+    let (socket, reply) = auth_with(gateway, path, TOK_HA).await;
+    assert_eq!(reply["type"], "auth_ok");
     socket
 }
 
@@ -118,16 +127,8 @@ async fn the_upgrade_is_decided_like_any_request() {
 #[tokio::test]
 async fn an_auth_message_with_a_token_that_may_not_use_the_api_is_refused() {
     let gateway = TestGateway::start().await;
-    let mut socket = connect(&gateway, "/core/websocket", TOK_HA)
-        .await
-        .expect("upgrade allowed");
-    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
-    send_json(
-        &mut socket,
-        serde_json::json!({"type": "auth", "access_token": TOK_DEFAULT}),
-    )
-    .await;
-    assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
+    let (mut socket, reply) = auth_with(&gateway, "/core/websocket", TOK_DEFAULT).await;
+    assert_eq!(reply["type"], "auth_invalid");
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
