@@ -89,6 +89,14 @@ fn load(
     let table_path = parsed
         .table
         .map(|table| file.parent().unwrap_or(Path::new(".")).join(table));
+    if parsed.cases.is_empty() {
+        return Err(ConfigError {
+            file: name,
+            line: 1,
+            key: "cases".into(),
+            reason: "a case file needs at least one case".into(),
+        });
+    }
     let table = Table::load(table_path.as_deref().or(default_table))?;
     Ok((parsed.cases, table))
 }
@@ -108,6 +116,12 @@ fn run_case(
         reason,
     };
     let case = &case.value;
+    if !(100..=599).contains(&case.status) {
+        return Err(bad(
+            "status",
+            format!("{} is not an HTTP status", case.status),
+        ));
+    }
     let caller = caller_of(case).ok_or_else(|| {
         bad(
             "caller",

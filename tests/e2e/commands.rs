@@ -435,3 +435,22 @@ async fn check_names_the_nearest_rule_for_a_refusal() {
     ]);
     assert!(text(&noapi.stdout).contains("(an add-on of role default with hassio_api: true)"));
 }
+
+#[tokio::test]
+async fn test_refuses_empty_case_files_and_impossible_statuses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = write(dir.path(), "empty.yaml", "cases: []\n");
+    let output = run(&["test", empty.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("empty.yaml:1: cases: a case file needs at least one case")
+    );
+    let odd = write(
+        dir.path(),
+        "odd.yaml",
+        "cases:\n  - { caller: admin, method: GET, target: /info, status: 999 }\n",
+    );
+    let output = run(&["test", odd.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("odd.yaml:2: status: 999 is not an HTTP status"));
+}
