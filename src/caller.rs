@@ -249,6 +249,16 @@ impl Callers {
             .unwrap_or(Caller::Unknown)
     }
 
+    /// How many token holders there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nobody holds a token.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The add-on caller with this slug, for `check --addon`.
     pub fn addon(&self, slug: &str) -> Option<Caller> {
         self.entries

@@ -91,6 +91,10 @@ pub struct Reloaded {
     pub old_digest: String,
     /// The digest of the table now in force.
     pub new_digest: String,
+    /// The shadow table's digest before and after (`-` for none).
+    pub shadow_digests: (String, String),
+    /// How many callers hold tokens now.
+    pub callers: usize,
     /// Keys that changed in the file but need a restart to apply.
     pub needs_restart: Vec<&'static str>,
 }
@@ -180,6 +184,13 @@ impl Gateway {
         let shadow = load_shadow(&config)?;
         let needs_restart = self.fixed.changed(&Fixed::of(&config));
         let new_digest = table.digest.clone();
+        let shadow_digest = |shadow: &Option<Table>| {
+            shadow
+                .as_ref()
+                .map_or("-".to_owned(), |table| table.digest.clone())
+        };
+        let new_shadow = shadow_digest(&shadow);
+        let callers = config.callers.len();
         let policy = Policy {
             table,
             callers: config.callers,
@@ -189,6 +200,8 @@ impl Gateway {
         Ok(Reloaded {
             old_digest: old.table.digest.clone(),
             new_digest,
+            shadow_digests: (shadow_digest(&old.shadow), new_shadow),
+            callers,
             needs_restart,
         })
     }

@@ -67,6 +67,9 @@ pub fn reload(gateway: &Gateway, reason: &str) {
                 reason,
                 old_digest = %reloaded.old_digest,
                 new_digest = %reloaded.new_digest,
+                old_shadow_digest = %reloaded.shadow_digests.0,
+                new_shadow_digest = %reloaded.shadow_digests.1,
+                callers = reloaded.callers,
                 "policy reloaded"
             );
             for key in reloaded.needs_restart {
