@@ -162,6 +162,9 @@ pub struct Config {
     /// How often the config and table files are checked for changes; `None`
     /// means only SIGHUP reloads.
     pub watch_interval: Option<Duration>,
+    /// How many threads serve connections, each with its own event loop and
+    /// its own upstream connections.
+    pub workers: usize,
     /// Every token holder.
     pub callers: Callers,
     /// The configured add-ons, in file order.
@@ -237,6 +240,14 @@ pub fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
     }
 }
 
+/// The most worker threads the gateway starts, whatever the file says.
+const MAX_WORKERS: usize = 256;
+
+/// One worker thread per CPU the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 // ---- raw file shape ------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -247,6 +258,7 @@ struct RawConfig {
     table: Option<Spanned<String>>,
     shadow_table: Option<Spanned<String>>,
     watch_interval_ms: Option<u64>,
+    workers: Option<usize>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -390,6 +402,10 @@ impl Checker<'_> {
             table: raw.table.map(|table| PathBuf::from(table.value)),
             shadow_table: raw.shadow_table.map(|table| PathBuf::from(table.value)),
             watch_interval,
+            workers: match raw.workers {
+                None | Some(0) => default_workers(),
+                Some(workers) => workers.min(MAX_WORKERS),
+            },
             callers,
             addons,
             upstream_token,

@@ -169,3 +169,19 @@ fn limits_that_cannot_work_are_refused() {
         assert_eq!(error_of(&text).key, key, "{line}");
     }
 }
+
+#[test]
+fn workers_default_to_one_per_cpu_and_are_capped() {
+    let workers = |line: &str| {
+        let text = format!("{MINIMAL}{line}");
+        Config::from_yaml(&text, "test.yaml")
+            .expect("config")
+            .workers
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(workers(""), cpus);
+    assert_eq!(workers("workers: 0\n"), cpus);
+    assert_eq!(workers("workers: 3\n"), 3);
+    assert_eq!(workers("workers: 100000\n"), MAX_WORKERS);
+    assert_eq!(error_of(&format!("{MINIMAL}workers: -1\n")).line, 2);
+}

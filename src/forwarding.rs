@@ -158,7 +158,9 @@ fn connection_names(headers: &HeaderMap) -> Vec<String> {
 
 /// The client to the upstream, with the gateway's rules for headers.
 pub struct Forwarder {
-    client: Client<HttpConnector, Body>,
+    /// One client, with its own pool, per worker thread: a request goes out
+    /// on connections whose tasks run on its own thread.
+    clients: Vec<Client<HttpConnector, Body>>,
     upstream: http::uri::Authority,
     upstream_token: Option<UpstreamToken>,
     limits: Limits,
@@ -170,16 +172,27 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.limits.upstream_connect_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(config.limits.upstream_pool_size)
-            .build(connector);
+        let workers = config.workers.max(1);
+        let pool_size = config.limits.upstream_pool_size.div_ceil(workers);
+        let clients = (0..workers)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_max_idle_per_host(pool_size)
+                    .build(connector.clone())
+            })
+            .collect();
         Forwarder {
-            client,
+            clients,
             upstream: config.upstream.clone(),
             upstream_token: config.upstream_token.clone(),
             limits: config.limits.clone(),
         }
+    }
+
+    /// The client of the worker thread this runs on.
+    fn client(&self) -> &Client<HttpConnector, Body> {
+        &self.clients[crate::server::current_worker() % self.clients.len()]
     }
 
     /// Sends an allowed request upstream and returns its response head with
@@ -208,7 +221,7 @@ impl Forwarder {
             tokio::time::sleep(timeout).await;
         };
         let response = tokio::select! {
-            sent = self.client.request(request) => sent,
+            sent = self.client().request(request) => sent,
             () = deadline => return Err(ForwardError::UpstreamTimedOut),
         };
         let response = match response {
@@ -248,7 +261,8 @@ impl Forwarder {
         *request.method_mut() = parts.method;
 
         let timeout = self.limits.upstream_response_timeout;
-        let mut response = match tokio::time::timeout(timeout, self.client.request(request)).await {
+        let mut response = match tokio::time::timeout(timeout, self.client().request(request)).await
+        {
             Err(_) => return Err(ForwardError::UpstreamTimedOut),
             Ok(Err(error)) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
             Ok(Err(_)) => return Err(ForwardError::UpstreamFailed),

@@ -3,6 +3,7 @@
 //! It enforces the connection limits: head size and time, keep-alive idle
 //! time and the number of open connections.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,16 +20,110 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::gateway::Gateway;
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then stops
-/// accepting and waits up to the configured grace time for open connections.
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker thread this runs on; 0 outside the workers.
+pub fn current_worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Where connections run: on the runtime that accepts them, or spread in
+/// turn over worker threads that each run a single-threaded runtime, so that
+/// a request, its upstream connection and their wake-ups stay on one thread
+/// (as nginx keeps a connection in one worker process).
+pub struct Workers {
+    handles: Vec<Handle>,
+    next: AtomicUsize,
+    threads: Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Workers {
+    /// Connections run on the runtime that calls [`serve_on`].
+    pub fn here() -> Workers {
+        Workers {
+            handles: Vec::new(),
+            next: AtomicUsize::new(0),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts `count` worker threads (at least one).
+    pub fn start(count: usize) -> std::io::Result<Workers> {
+        let mut workers = Workers::here();
+        for index in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            workers.handles.push(runtime.handle().clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("gateway-worker-{index}"))
+                .spawn(move || {
+                    WORKER.with(|worker| worker.set(index));
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            workers.threads.push((stop, thread));
+        }
+        Ok(workers)
+    }
+
+    /// Runs `connection` on the next worker.
+    fn spawn(&self, connection: Connection, stream: TcpStream, peer: SocketAddr) {
+        if self.handles.is_empty() {
+            tokio::spawn(connection.run(stream, peer));
+            return;
+        }
+        // The socket moves to the worker's own event loop.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => return tracing::warn!(%error, "cannot hand a connection over"),
+        };
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        self.handles[turn].spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => connection.run(stream, peer).await,
+                Err(error) => tracing::warn!(%error, "cannot take a connection over"),
+            }
+        });
+    }
+
+    /// Stops the worker threads, dropping whatever still runs on them, and
+    /// waits for them to end.
+    pub fn stop(self) {
+        for (stop, thread) in self.threads {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves `gateway` on `listener` with connections on the calling runtime;
+/// see [`serve_on`].
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_on(listener, gateway, shutdown, &Workers::here()).await
+}
+
+/// Serves `gateway` on `listener`, running connections on `workers`, until
+/// `shutdown` resolves; then stops accepting and waits up to the configured
+/// grace time for open connections.
+pub async fn serve_on(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    workers: &Workers,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -48,7 +143,7 @@ pub async fn serve(
             _alive: alive_tx.clone(),
             _slot: slot,
         };
-        tokio::spawn(connection.run(stream, peer));
+        workers.spawn(connection, stream, peer);
     }
     drop(listener);
     drop(alive_tx);

@@ -13,3 +13,4 @@ mod protection;
 mod reload;
 mod streams;
 mod upstream;
+mod workers;
