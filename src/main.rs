@@ -122,11 +122,6 @@ struct CheckWho {
     caller: Option<String>,
 }
 
-/// mimalloc: less time in malloc and free on the request path than the
-/// system allocator, and memory handed back sooner.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
