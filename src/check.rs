@@ -123,6 +123,7 @@ pub fn nearest(judgement: &Judgement, table: &Table, method: &Method) -> Option<
             return Some("an add-on token whose manifest says homeassistant_api: true".into())
         }
         Outcome::NeedsAuthApi => return Some("the same add-on with auth_api: true".into()),
+        Outcome::BadToken(_) => return Some("a signed token that verifies now".into()),
         Outcome::NoHassioApi => " with hassio_api: true",
         Outcome::MissingToken | Outcome::UnknownToken | Outcome::RouteDenied => "",
     };

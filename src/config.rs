@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::{Caller, Callers, TokenDigest};
+use crate::signed::{self, Key, KeyAlgorithm, Revocations, SignedTokens};
 
 /// An add-on's declared role (`hassio_role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -203,8 +204,8 @@ impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let (text, file) = read_file(path)?;
-        let mut config = Config::from_yaml(&text, &file)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Config::parse(&text, &file, base)?;
         for table in [&mut config.table, &mut config.shadow_table]
             .into_iter()
             .flatten()
@@ -218,10 +219,16 @@ impl Config {
     }
 
     /// Parses and checks configuration text; `file` names it in errors.
+    /// Files it names (keys, the revocation list) are read relative to the
+    /// working directory.
     pub fn from_yaml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, file, Path::new("."))
+    }
+
+    fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             serde_saphyr::from_str(text).map_err(|error| yaml_error(&error, text, file))?;
-        Checker { file }.check(raw)
+        Checker { file, base }.check(raw)
     }
 }
 
@@ -248,6 +255,17 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// A secret read from a file, without the newline an editor leaves.
+fn trim_newline(mut secret: Vec<u8>) -> Vec<u8> {
+    while secret
+        .last()
+        .is_some_and(|byte| matches!(byte, b'\n' | b'\r'))
+    {
+        secret.pop();
+    }
+    secret
+}
+
 // ---- raw file shape ------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -265,6 +283,34 @@ struct RawConfig {
     addons: Vec<Spanned<RawAddon>>,
     upstream_token: Option<Spanned<RawSecret>>,
     limits: Option<Spanned<RawLimits>>,
+    signing: Option<Spanned<RawSigning>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_s: Option<u64>,
+    revocation_file: Option<Spanned<String>>,
+    keys: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: Spanned<String>,
+    algorithm: Spanned<KeyAlgorithm>,
+    #[serde(default = "yes")]
+    sign: bool,
+    public_key: Option<Spanned<String>>,
+    private_key: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -279,7 +325,7 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawAddon {
     slug: Spanned<String>,
-    token: Spanned<RawSecret>,
+    token: Option<Spanned<RawSecret>>,
     #[serde(default)]
     hassio_api: bool,
     #[serde(default)]
@@ -351,6 +397,7 @@ impl<'de> Visitor<'de> for SecretVisitor {
 
 struct Checker<'a> {
     file: &'a str,
+    base: &'a Path,
 }
 
 impl Checker<'_> {
@@ -378,7 +425,10 @@ impl Checker<'_> {
         let mut callers = Callers::default();
         let mut seen = Vec::new();
         self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
-        let addons = self.addons(&raw.addons, &mut callers, &mut seen)?;
+        let addons = self.addons(&raw.addons, raw.signing.is_some(), &mut callers, &mut seen)?;
+        if let Some(signing) = &raw.signing {
+            callers.signed = Some(Arc::new(self.signing(signing, &addons)?));
+        }
         let upstream_token = match &raw.upstream_token {
             Some(spanned) => Some(self.upstream_token(spanned, &seen)?),
             None => None,
@@ -467,6 +517,7 @@ impl Checker<'_> {
     fn addons(
         &self,
         raw: &[Spanned<RawAddon>],
+        signing: bool,
         callers: &mut Callers,
         seen: &mut Vec<(TokenDigest, String)>,
     ) -> Result<Vec<Arc<Addon>>, ConfigError> {
@@ -482,7 +533,14 @@ impl Checker<'_> {
                 return Err(self.error(line_of(slug), &key, "this slug is configured twice"));
             }
             let token_key = format!("addons[{index}].token");
-            let digest = self.digest(&entry.value.token, &token_key, seen)?;
+            let digest = match &entry.value.token {
+                Some(token) => Some(self.digest(token, &token_key, seen)?),
+                None if signing => None,
+                None => {
+                    let reason = "an add-on needs a token, unless signing keys are configured";
+                    return Err(self.error(line_of(entry), &token_key, reason));
+                }
+            };
             let addon = Arc::new(Addon {
                 slug: slug.value.clone(),
                 hassio_api: entry.value.hassio_api,
@@ -490,10 +548,115 @@ impl Checker<'_> {
                 homeassistant_api: entry.value.homeassistant_api,
                 auth_api: entry.value.auth_api,
             });
-            callers.insert(digest, Caller::Addon(addon.clone()));
+            if let Some(digest) = digest {
+                callers.insert(digest, Caller::Addon(addon.clone()));
+            }
             addons.push(addon);
         }
         Ok(addons)
+    }
+
+    /// The signing keys, claims to expect and revocations.
+    fn signing(
+        &self,
+        raw: &Spanned<RawSigning>,
+        addons: &[Arc<Addon>],
+    ) -> Result<SignedTokens, ConfigError> {
+        let raw_signing = &raw.value;
+        if raw_signing.keys.is_empty() {
+            return Err(self.error(line_of(raw), "signing.keys", "at least one key is needed"));
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        for (index, entry) in raw_signing.keys.iter().enumerate() {
+            let at = |field: &str| format!("signing.keys[{index}].{field}");
+            let raw_key = &entry.value;
+            let kid = &raw_key.kid.value;
+            if kid.is_empty() || keys.iter().any(|key| &key.kid == kid) {
+                let reason = "each key needs its own, non-empty kid";
+                return Err(self.error(line_of(&raw_key.kid), &at("kid"), reason));
+            }
+            let key = match raw_key.algorithm.value {
+                KeyAlgorithm::HS256 => {
+                    let secret = match (&raw_key.secret, &raw_key.secret_file) {
+                        (Some(secret), None) => secret.value.clone().into_bytes(),
+                        (None, Some(file)) => self.read_key_file(file, &at("secret_file"))?,
+                        _ => {
+                            let reason = "an HS256 key needs exactly one of secret, secret_file";
+                            return Err(self.error(line_of(entry), &at("secret"), reason));
+                        }
+                    };
+                    if raw_key.public_key.is_some() || raw_key.private_key.is_some() {
+                        let reason = "an HS256 key takes a secret, not PEM keys";
+                        return Err(self.error(line_of(entry), &at("algorithm"), reason));
+                    }
+                    let secret = trim_newline(secret);
+                    Key::hmac(kid, &secret, raw_key.sign)
+                        .map_err(|reason| self.error(line_of(entry), &at("secret"), reason))?
+                }
+                KeyAlgorithm::EdDSA => {
+                    if raw_key.secret.is_some() || raw_key.secret_file.is_some() {
+                        let reason = "an EdDSA key takes public_key and private_key, not a secret";
+                        return Err(self.error(line_of(entry), &at("algorithm"), reason));
+                    }
+                    let Some(public) = &raw_key.public_key else {
+                        let reason = "an EdDSA key needs public_key (a PEM file)";
+                        return Err(self.error(line_of(entry), &at("public_key"), reason));
+                    };
+                    let public_pem = self.read_key_file(public, &at("public_key"))?;
+                    let private_pem = match &raw_key.private_key {
+                        Some(file) => Some(self.read_key_file(file, &at("private_key"))?),
+                        None => None,
+                    };
+                    Key::ed25519(kid, &public_pem, private_pem.as_deref(), raw_key.sign)
+                        .map_err(|reason| self.error(line_of(entry), &at("public_key"), reason))?
+                }
+            };
+            keys.push(key);
+        }
+        let (revocations, revocation_file) = match &raw_signing.revocation_file {
+            Some(file) => {
+                let path = self.resolve(&file.value);
+                let list = Revocations::load(&path).map_err(|reason| {
+                    let reason = format!("{}: {reason}", path.display());
+                    self.error(line_of(file), "signing.revocation_file", reason)
+                })?;
+                (list, Some(path))
+            }
+            None => (Revocations::default(), None),
+        };
+        Ok(SignedTokens::new(
+            keys,
+            raw_signing
+                .issuer
+                .clone()
+                .unwrap_or_else(|| signed::DEFAULT_ISSUER.to_owned()),
+            raw_signing
+                .audience
+                .clone()
+                .unwrap_or_else(|| signed::DEFAULT_AUDIENCE.to_owned()),
+            Duration::from_secs(raw_signing.leeway_s.unwrap_or(30).min(3600)),
+            revocations,
+            revocation_file,
+            addons,
+        ))
+    }
+
+    fn resolve(&self, file: &str) -> PathBuf {
+        let path = PathBuf::from(file);
+        if path.is_relative() {
+            self.base.join(path)
+        } else {
+            path
+        }
+    }
+
+    /// A key file's bytes; the message names the file, never its contents.
+    fn read_key_file(&self, file: &Spanned<String>, key: &str) -> Result<Vec<u8>, ConfigError> {
+        let path = self.resolve(&file.value);
+        std::fs::read(&path).map_err(|error| {
+            let reason = format!("cannot read {}: {error}", path.display());
+            self.error(line_of(file), key, reason)
+        })
     }
 
     /// The digest of a configured token, refusing empty tokens, bad digests and

@@ -118,7 +118,12 @@ fn the_upstream_token_debug_form_is_redacted() {
 fn missing_unknown_and_duplicate_keys_are_named() {
     let missing =
         error_of("upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    hassio_api: true\n");
-    assert_eq!(missing.key, "token");
+    assert_eq!((missing.key.as_str(), missing.line), ("addons[0].token", 3));
+    assert!(
+        missing.reason.contains("needs a token"),
+        "{}",
+        missing.reason
+    );
     let no_upstream = error_of("addons: []\n");
     assert_eq!(
         (no_upstream.key.as_str(), no_upstream.line),

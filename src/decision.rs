@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 
 use crate::caller::Caller;
+use crate::signed::Rejection;
 use crate::table::{Gate, Rule, Table};
 use crate::target::{Target, TargetError};
 
@@ -79,6 +80,8 @@ pub enum Outcome {
     MissingToken,
     /// A token that belongs to nobody.
     UnknownToken,
+    /// A signed token that is expired, revoked or does not verify (401).
+    BadToken(Rejection),
     /// The core proxy needs an add-on with `homeassistant_api`.
     NeedsHomeassistantApi,
     /// Only the Home Assistant core may reach this path.
@@ -99,7 +102,9 @@ impl Outcome {
             Outcome::BadTarget(TargetError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
             Outcome::BadTarget(_) | Outcome::BadHeaders(_) => StatusCode::BAD_REQUEST,
             Outcome::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Outcome::MissingToken | Outcome::NeedsHomeassistantApi => StatusCode::UNAUTHORIZED,
+            Outcome::MissingToken | Outcome::NeedsHomeassistantApi | Outcome::BadToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             Outcome::AlwaysDenied
             | Outcome::UnknownToken
             | Outcome::CoreOnly
@@ -127,6 +132,7 @@ impl Outcome {
             Outcome::AlwaysDenied => "this path is never forwarded".into(),
             Outcome::MissingToken => "a token is required".into(),
             Outcome::UnknownToken => "unknown token".into(),
+            Outcome::BadToken(rejection) => rejection.reason().into(),
             Outcome::NeedsHomeassistantApi => {
                 "the Home Assistant API needs an add-on token with homeassistant_api".into()
             }
@@ -222,6 +228,9 @@ pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> De
     let decision = match caller {
         Caller::Anonymous => Decision::new(Outcome::MissingToken, Step::Caller, None),
         Caller::Unknown => Decision::new(Outcome::UnknownToken, Step::Caller, None),
+        Caller::Rejected(rejection) => {
+            Decision::new(Outcome::BadToken(*rejection), Step::Caller, None)
+        }
         _ => decide_known(table, &gate, caller, method, path),
     };
     let checked = || {
@@ -258,7 +267,7 @@ fn decide_known(
             None => Decision::new(Outcome::RouteDenied, Step::Plugins, None),
         },
         Caller::Addon(addon) => decide_addon(table, gate, addon, method, path),
-        Caller::Anonymous | Caller::Unknown => {
+        Caller::Anonymous | Caller::Unknown | Caller::Rejected(_) => {
             Decision::new(Outcome::MissingToken, Step::Caller, None)
         }
     }

@@ -252,6 +252,9 @@ impl Gateway {
                 if status == StatusCode::BAD_REQUEST || !body.is_end_stream() {
                     close_after(&mut response);
                 }
+                if let Outcome::BadToken(_) = decision.outcome {
+                    responses::invalid_token(&mut response);
+                }
                 response
             }
         };
@@ -329,12 +332,22 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
 }
 
 /// The table files a configuration names (none for the built-in table).
+/// The files besides the configuration whose change reloads it: the
+/// tables and the revocation list.
 fn table_paths(config: &Config) -> Vec<PathBuf> {
-    [&config.table, &config.shadow_table]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect()
+    let revocations = config
+        .callers
+        .signed
+        .as_ref()
+        .and_then(|signed| signed.revocation_file().map(PathBuf::from));
+    [
+        config.table.clone(),
+        config.shadow_table.clone(),
+        revocations,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {

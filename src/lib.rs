@@ -44,6 +44,8 @@ pub mod reload;
 pub mod responses;
 pub mod routes;
 pub mod server;
+pub mod signed;
 pub mod table;
 pub mod target;
+pub mod token_commands;
 pub mod websocket;

@@ -66,6 +66,11 @@ enum Command {
         #[arg(long)]
         require_coverage: bool,
     },
+    /// Issue, inspect and revoke signed add-on tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Print who may reach each of the upstream's known routes.
     Routes {
         #[command(flatten)]
@@ -74,6 +79,55 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a new signed token for a configured add-on.
+    Issue {
+        /// The configuration file with the signing keys.
+        #[arg(long)]
+        config: PathBuf,
+        /// The add-on's slug.
+        #[arg(long)]
+        addon: String,
+        /// How long the token is valid: a number and s, m, h or d.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// The key to sign with (default: the first that may sign).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Write a new Ed25519 key pair: PREFIX.pem and PREFIX.pub.pem.
+    Keygen {
+        /// Path and name of the files, without extension.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a token's header and claims without verifying them.
+    Inspect {
+        /// The token; `-` reads it from standard input.
+        token: String,
+    },
+    /// Revoke one token or every token of an add-on issued until now.
+    Revoke {
+        /// The configuration file naming the revocation file.
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        what: RevokeWhat,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct RevokeWhat {
+    /// The token id (`jti`), as `token inspect` shows it.
+    #[arg(long)]
+    jti: Option<String>,
+    /// The add-on whose tokens issued until now are all revoked.
+    #[arg(long)]
+    addon: Option<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -124,6 +178,9 @@ struct CheckWho {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The one crypto backend for signed tokens, chosen here rather than left
+    // to feature unification.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,6 +213,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Validate(args) => run_validate(args),
         Command::Routes { source, format } => run_routes(source, format),
+        Command::Token { action } => run_token(action),
         Command::Test {
             files,
             config,
@@ -163,6 +221,49 @@ async fn run(command: Command) -> ExitCode {
             require_coverage,
         } => run_cases(&files, ValidateArgs { config, table }, require_coverage),
     }
+}
+
+fn run_token(action: TokenAction) -> ExitCode {
+    use supervisor_gateway::token_commands::{self, Revoke};
+    let result = match action {
+        TokenAction::Issue {
+            config,
+            addon,
+            ttl,
+            kid,
+        } => token_commands::issue(&config, &addon, &ttl, kid.as_deref()),
+        TokenAction::Keygen { out } => token_commands::keygen(&out),
+        TokenAction::Inspect { token } => match read_token_argument(&token) {
+            Ok(token) => token_commands::inspect(&token),
+            Err(error) => Err(error),
+        },
+        TokenAction::Revoke { config, what } => {
+            let what = match (&what.jti, &what.addon) {
+                (Some(jti), _) => Revoke::Jti(jti),
+                (None, Some(addon)) => Revoke::Addon(addon),
+                (None, None) => return fail("give --jti or --addon"),
+            };
+            token_commands::revoke(&config, what)
+        }
+    };
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// A token given on the command line, or read from standard input for `-`.
+fn read_token_argument(token: &str) -> Result<String, String> {
+    if token != "-" {
+        return Ok(token.to_owned());
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|error| format!("cannot read the token from standard input: {error}"))?;
+    Ok(text.trim().to_owned())
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {

@@ -29,6 +29,15 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+/// Marks a 401 as the answer to a token that was presented but refused
+/// (RFC 6750): expired, revoked or not verifying.
+pub fn invalid_token(response: &mut Response<Body>) {
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,5 +12,6 @@ mod matrix;
 mod protection;
 mod reload;
 mod streams;
+mod tokens;
 mod upstream;
 mod workers;

@@ -1,0 +1,496 @@
+//! Signed add-on tokens: JWTs the gateway issues itself, which expire, can be
+//! revoked and survive key rotation. Static tokens keep working beside them.
+//!
+//! Verification trusts nothing the token says about how to check it: the key
+//! is chosen by `kid` among the configured keys, and that key's own algorithm
+//! is the only one accepted. The role always comes from the add-on's entry in
+//! the configuration; no claim can raise it.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Addon;
+
+/// The issuer and audience a token carries unless the config names others.
+pub const DEFAULT_ISSUER: &str = "supervisor-gateway";
+/// See [`DEFAULT_ISSUER`].
+pub const DEFAULT_AUDIENCE: &str = "supervisor";
+
+/// Why a signed token is refused (401). The reason is all the client learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Past its `exp`, beyond the leeway.
+    Expired,
+    /// Before its `nbf`, or issued in the future.
+    NotYetValid,
+    /// Its `jti` is on the revocation list, or its add-on's tokens issued
+    /// before some instant were all revoked.
+    Revoked,
+    /// Anything else: malformed, badly signed, unknown key, wrong issuer or
+    /// audience, unknown add-on.
+    Invalid,
+}
+
+impl Rejection {
+    /// The short reason the client gets.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Expired => "token expired",
+            Rejection::NotYetValid => "token not yet valid",
+            Rejection::Revoked => "token revoked",
+            Rejection::Invalid => "invalid token",
+        }
+    }
+}
+
+/// Whether a token has the shape of a JWT: three base64url parts.
+pub fn looks_signed(token: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in token.split(|&byte| byte == b'.') {
+        let base64url = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_');
+        if part.is_empty() || !part.iter().all(base64url) {
+            return false;
+        }
+        parts += 1;
+    }
+    parts == 3
+}
+
+/// A key's algorithm, pinned by the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum KeyAlgorithm {
+    /// Ed25519 signatures (`alg: EdDSA`).
+    EdDSA,
+    /// HMAC-SHA256 with a shared secret (`alg: HS256`).
+    HS256,
+}
+
+impl KeyAlgorithm {
+    fn jwt(self) -> Algorithm {
+        match self {
+            KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+            KeyAlgorithm::HS256 => Algorithm::HS256,
+        }
+    }
+}
+
+/// One configured key.
+pub struct Key {
+    /// Its id, the token header's `kid`.
+    pub kid: String,
+    /// The one algorithm it verifies.
+    pub algorithm: KeyAlgorithm,
+    /// Whether new tokens may be signed with it; an old key that may not
+    /// sign still verifies the tokens it signed until they expire.
+    pub may_sign: bool,
+    verifying: DecodingKey,
+    signing: Option<EncodingKey>,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("may_sign", &self.may_sign)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// An HMAC-SHA256 key from its secret.
+    pub fn hmac(kid: &str, secret: &[u8], may_sign: bool) -> Result<Key, String> {
+        if secret.len() < 32 {
+            return Err("an HS256 secret needs at least 32 bytes".into());
+        }
+        let verifying = DecodingKey::from_secret(secret).map_err(|_| "unusable HS256 secret")?;
+        let signing = EncodingKey::from_secret(secret).map_err(|_| "unusable HS256 secret")?;
+        Ok(Key {
+            kid: kid.to_owned(),
+            algorithm: KeyAlgorithm::HS256,
+            may_sign,
+            verifying,
+            signing: Some(signing),
+        })
+    }
+
+    /// An Ed25519 key from its PEM public key and, to sign, its PEM private
+    /// key (PKCS#8, as `openssl genpkey -algorithm ed25519` writes it).
+    pub fn ed25519(
+        kid: &str,
+        public_pem: &[u8],
+        private_pem: Option<&[u8]>,
+        may_sign: bool,
+    ) -> Result<Key, String> {
+        let verifying = DecodingKey::from_ed_pem(public_pem)
+            .map_err(|_| "public_key is not an Ed25519 public key in PEM")?;
+        let signing = match private_pem {
+            Some(pem) => Some(
+                EncodingKey::from_ed_pem(pem)
+                    .map_err(|_| "private_key is not an Ed25519 private key in PEM")?,
+            ),
+            None => None,
+        };
+        if may_sign && signing.is_none() {
+            return Err("a key that may sign needs private_key".into());
+        }
+        Ok(Key {
+            kid: kid.to_owned(),
+            algorithm: KeyAlgorithm::EdDSA,
+            may_sign,
+            verifying,
+            signing,
+        })
+    }
+}
+
+/// Revoked tokens: by `jti`, and per add-on every token issued before an
+/// instant (seconds since the Unix epoch).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocations {
+    /// Revoked token ids.
+    #[serde(default)]
+    pub jti: Vec<String>,
+    /// Per add-on slug: tokens issued before this instant are refused.
+    #[serde(default)]
+    pub issued_before: std::collections::BTreeMap<String, u64>,
+}
+
+impl Revocations {
+    /// Reads a revocation file; a file that does not exist is an empty list.
+    pub fn load(path: &Path) -> Result<Revocations, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) if text.trim().is_empty() => Ok(Revocations::default()),
+            Ok(text) => serde_saphyr::from_str(&text).map_err(|error| {
+                let line = error.to_string();
+                format!(
+                    "not a revocation list: {}",
+                    line.lines().next().unwrap_or("")
+                )
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Revocations::default())
+            }
+            Err(error) => Err(format!("cannot read: {error}")),
+        }
+    }
+
+    /// Writes the list back, replacing the file in one step.
+    pub fn store(&self, path: &Path) -> std::io::Result<()> {
+        let mut text = String::from(
+            "# Revoked signed tokens, written by `supervisor-gateway token revoke`.\n\
+             # jti: token ids; issued_before: per add-on, tokens issued before this\n\
+             # instant (seconds since 1970-01-01 UTC) are refused.\n",
+        );
+        text.push_str(if self.jti.is_empty() {
+            "jti: []\n"
+        } else {
+            "jti:\n"
+        });
+        for jti in &self.jti {
+            text.push_str(&format!("  - {}\n", serde_json::Value::from(jti.as_str())));
+        }
+        text.push_str(if self.issued_before.is_empty() {
+            "issued_before: {}\n"
+        } else {
+            "issued_before:\n"
+        });
+        for (slug, instant) in &self.issued_before {
+            text.push_str(&format!(
+                "  {}: {instant}\n",
+                serde_json::Value::from(slug.as_str())
+            ));
+        }
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, path)
+    }
+}
+
+/// The claims the gateway reads. Any other claim, a role among them, is
+/// ignored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    iss: String,
+    aud: String,
+    jti: String,
+}
+
+/// The signed-token settings: keys, expected issuer and audience, leeway,
+/// revocations, and the add-ons tokens may be issued for.
+pub struct SignedTokens {
+    keys: Vec<Key>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+    revocation_file: Option<PathBuf>,
+    revoked_jti: HashSet<String>,
+    issued_before: HashMap<String, u64>,
+    addons: HashMap<String, Arc<Addon>>,
+}
+
+impl fmt::Debug for SignedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedTokens")
+            .field("keys", &self.keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("revoked", &self.revoked_jti.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token could not be issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    /// No add-on with that slug is configured.
+    #[error("no add-on with the slug {0:?} is configured")]
+    UnknownAddon(String),
+    /// No key with that id, or none that may sign.
+    #[error("{0}")]
+    NoKey(String),
+    /// The signature could not be made.
+    #[error("signing failed")]
+    Signing,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// A fresh random token id.
+fn fresh_jti() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    // The kernel's generator; a token id needs to be unique, not secret,
+    // but it must not be guessable either, or a revocation could be aimed.
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .is_err()
+    {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        bytes = (nanos ^ u128::from(std::process::id()) << 64).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+impl SignedTokens {
+    /// The settings, with the revocations read from `revocation_file`.
+    pub fn new(
+        keys: Vec<Key>,
+        issuer: String,
+        audience: String,
+        leeway: Duration,
+        revocations: Revocations,
+        revocation_file: Option<PathBuf>,
+        addons: &[Arc<Addon>],
+    ) -> SignedTokens {
+        SignedTokens {
+            keys,
+            issuer,
+            audience,
+            leeway: leeway.as_secs(),
+            revocation_file,
+            revoked_jti: revocations.jti.into_iter().collect(),
+            issued_before: revocations.issued_before.into_iter().collect(),
+            addons: addons
+                .iter()
+                .map(|addon| (addon.slug.clone(), addon.clone()))
+                .collect(),
+        }
+    }
+
+    /// The revocation file, if one is configured.
+    pub fn revocation_file(&self) -> Option<&Path> {
+        self.revocation_file.as_deref()
+    }
+
+    /// The configured add-on with this slug.
+    pub fn addon(&self, slug: &str) -> Option<Arc<Addon>> {
+        self.addons.get(slug).cloned()
+    }
+
+    /// How many token ids are revoked.
+    pub fn revoked(&self) -> usize {
+        self.revoked_jti.len()
+    }
+
+    /// The add-on a token speaks for, if it verifies at `now`.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<Addon>, Rejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
+        let kid = header.kid.as_deref().ok_or(Rejection::Invalid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.kid == kid)
+            .ok_or(Rejection::Invalid)?;
+        let mut validation = Validation::new(key.algorithm.jwt());
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud", "jti"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.verifying, &validation)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => Rejection::Expired,
+                ErrorKind::ImmatureSignature => Rejection::NotYetValid,
+                _ => Rejection::Invalid,
+            })?
+            .claims;
+        if claims.iat > now.saturating_add(self.leeway) {
+            return Err(Rejection::NotYetValid);
+        }
+        let addon = self.addons.get(&claims.sub).ok_or(Rejection::Invalid)?;
+        if self.revoked_jti.contains(&claims.jti) {
+            return Err(Rejection::Revoked);
+        }
+        if let Some(&instant) = self.issued_before.get(&claims.sub) {
+            if claims.iat < instant {
+                return Err(Rejection::Revoked);
+            }
+        }
+        Ok(addon.clone())
+    }
+
+    /// A token for the add-on `slug`, valid from `now` for `ttl`, signed
+    /// with the key `kid` or else the first key that may sign.
+    pub fn issue(
+        &self,
+        slug: &str,
+        ttl: Duration,
+        kid: Option<&str>,
+        now: u64,
+    ) -> Result<String, IssueError> {
+        if !self.addons.contains_key(slug) {
+            return Err(IssueError::UnknownAddon(slug.to_owned()));
+        }
+        let key = match kid {
+            Some(kid) => {
+                let key = self.keys.iter().find(|key| key.kid == kid);
+                let key =
+                    key.ok_or_else(|| IssueError::NoKey(format!("no key with kid {kid:?}")))?;
+                if !key.may_sign {
+                    return Err(IssueError::NoKey(format!("key {kid:?} may no longer sign")));
+                }
+                key
+            }
+            None => self.keys.iter().find(|key| key.may_sign).ok_or_else(|| {
+                IssueError::NoKey("no configured key may sign (sign: true)".into())
+            })?,
+        };
+        let signing = key
+            .signing
+            .as_ref()
+            .ok_or_else(|| IssueError::NoKey(format!("key {:?} has no private key", key.kid)))?;
+        let claims = Claims {
+            sub: slug.to_owned(),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: now,
+            nbf: None,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti: fresh_jti(),
+        };
+        let mut header = Header::new(key.algorithm.jwt());
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, signing).map_err(|_| IssueError::Signing)
+    }
+}
+
+/// A new Ed25519 key pair as PEM: the private key (PKCS#8) and the public
+/// key (SubjectPublicKeyInfo), the forms `openssl genpkey -algorithm ed25519`
+/// and `openssl pkey -pubout` write.
+pub fn generate_ed25519() -> Result<(String, String), String> {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let random = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&random).map_err(|_| "key generation failed")?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "key generation failed")?;
+    // The fixed DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
+    let mut public = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    public.extend_from_slice(pair.public_key().as_ref());
+    Ok((
+        pem("PRIVATE KEY", pkcs8.as_ref()),
+        pem("PUBLIC KEY", &public),
+    ))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A token's header and claims, decoded without checking the signature or
+/// any claim.
+pub fn inspect(token: &str) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let mut parts = token.trim().split('.');
+    let mut decode = |what: &str| -> Result<serde_json::Value, String> {
+        let part = parts.next().ok_or(format!("no {what}: not a JWT"))?;
+        let bytes = base64url_decode(part).ok_or(format!("the {what} is not base64url"))?;
+        serde_json::from_slice(&bytes).map_err(|_| format!("the {what} is not JSON"))
+    };
+    let header = decode("header")?;
+    let claims = decode("claims")?;
+    Ok((header, claims))
+}
+
+/// Decodes base64url, with or without padding.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    engine.decode(text.trim_end_matches('=')).ok()
+}
+
+/// Parses a lifetime such as `30d`, `12h`, `15m` or `90s`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, like 30d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is one of s, m, h, d")),
+    };
+    match number.checked_mul(seconds) {
+        Some(total) if total > 0 => Ok(Duration::from_secs(total)),
+        _ => Err(format!("{text:?}: out of range")),
+    }
+}
+
+#[cfg(test)]
+#[path = "signed_tests.rs"]
+mod tests;
