@@ -93,8 +93,10 @@ pub struct Reloaded {
     pub new_digest: String,
     /// The shadow table's digest before and after (`-` for none).
     pub shadow_digests: (String, String),
-    /// How many callers hold tokens now.
+    /// How many callers hold static tokens now.
     pub callers: usize,
+    /// How many signed tokens are revoked by id now (`None` without signing).
+    pub revoked: Option<usize>,
     /// Keys that changed in the file but need a restart to apply.
     pub needs_restart: Vec<&'static str>,
 }
@@ -191,6 +193,11 @@ impl Gateway {
         };
         let new_shadow = shadow_digest(&shadow);
         let callers = config.callers.len();
+        let revoked = config
+            .callers
+            .signed
+            .as_ref()
+            .map(|signed| signed.revoked());
         let policy = Policy {
             table,
             callers: config.callers,
@@ -202,6 +209,7 @@ impl Gateway {
             new_digest,
             shadow_digests: (shadow_digest(&old.shadow), new_shadow),
             callers,
+            revoked,
             needs_restart,
         })
     }

@@ -387,6 +387,14 @@ async fn serve(path: PathBuf) -> ExitCode {
     tracing::info!(listen = %bound, upstream = %upstream, workers, "gateway listening");
     let policy = gateway.policy();
     tracing::info!(table = %policy.table.file, digest = %policy.table.digest, "permission table loaded");
+    if let Some(signed) = &policy.callers.signed {
+        let keys = signed.key_ids().join(",");
+        tracing::info!(
+            keys,
+            revoked_tokens = signed.revoked(),
+            "signed tokens accepted"
+        );
+    }
     if let Some(shadow) = &policy.shadow {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }

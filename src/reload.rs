@@ -70,6 +70,7 @@ pub fn reload(gateway: &Gateway, reason: &str) {
                 old_shadow_digest = %reloaded.shadow_digests.0,
                 new_shadow_digest = %reloaded.shadow_digests.1,
                 callers = reloaded.callers,
+                revoked_tokens = %reloaded.revoked.map_or("-".to_owned(), |n| n.to_string()),
                 "policy reloaded"
             );
             for key in reloaded.needs_restart {

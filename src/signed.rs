@@ -329,6 +329,11 @@ impl SignedTokens {
         self.addons.get(slug).cloned()
     }
 
+    /// The ids of the configured keys.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|key| key.kid.as_str()).collect()
+    }
+
     /// How many token ids are revoked.
     pub fn revoked(&self) -> usize {
         self.revoked_jti.len()

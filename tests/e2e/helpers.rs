@@ -415,6 +415,16 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// A test that fails before `stop` leaves no gateway running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Sends a request from a task of its own, for requests that overlap others.
 pub(crate) fn spawn_send(addr: SocketAddr, bytes: Vec<u8>) -> tokio::task::JoinHandle<RawResponse> {
     tokio::spawn(async move { send_raw(addr, &bytes).await })

@@ -120,6 +120,10 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "{}",
         served.log()
     );
+    assert!(
+        served.log().contains("revoked_tokens=1"),
+        "the reload says so"
+    );
     let refused = send_raw(addr, &get("/backups", &token)).await;
     assert_invalid_token(&refused, "token revoked");
     assert!(

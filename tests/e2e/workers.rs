@@ -15,6 +15,19 @@ use supervisor_gateway::table::Table;
 
 use crate::helpers::*;
 
+/// Waits up to two seconds for the number of worker threads to be `count`
+/// (a new thread names itself once it runs), and returns the last count.
+fn worker_threads_become(count: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = worker_threads();
+        if now == count || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The threads of this process named like the gateway's workers.
 fn worker_threads() -> usize {
     let tasks = std::fs::read_dir("/proc/self/task").expect("this test needs Linux /proc");
@@ -34,7 +47,11 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
     let addr = listener.local_addr().expect("addr");
     let before = worker_threads();
     let workers = Workers::start(3).expect("workers start");
-    assert_eq!(worker_threads(), before + 3, "three worker threads run");
+    assert_eq!(
+        worker_threads_become(before + 3),
+        before + 3,
+        "three worker threads run"
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let shutdown = async {
@@ -86,7 +103,11 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
     tokio::task::spawn_blocking(move || workers.stop())
         .await
         .expect("workers stop");
-    assert_eq!(worker_threads(), before, "the worker threads are gone");
+    assert_eq!(
+        worker_threads_become(before),
+        before,
+        "the worker threads are gone"
+    );
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "nothing listens after shutdown"
