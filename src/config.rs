@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::{Caller, Callers, TokenDigest};
-use crate::signed::{self, Key, KeyAlgorithm, Revocations, SignedTokens};
+use crate::signed::{self, Key, KeyAlgorithm, RevocationError, Revocations, SignedTokens};
 
 /// An add-on's declared role (`hassio_role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -300,7 +300,7 @@ struct RawSigning {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     kid: Spanned<String>,
-    algorithm: Spanned<KeyAlgorithm>,
+    algorithm: Spanned<String>,
     #[serde(default = "yes")]
     sign: bool,
     public_key: Option<Spanned<String>>,
@@ -567,6 +567,7 @@ impl Checker<'_> {
             return Err(self.error(line_of(raw), "signing.keys", "at least one key is needed"));
         }
         let mut keys: Vec<Key> = Vec::new();
+        let mut files = Vec::new();
         for (index, entry) in raw_signing.keys.iter().enumerate() {
             let at = |field: &str| format!("signing.keys[{index}].{field}");
             let raw_key = &entry.value;
@@ -575,11 +576,22 @@ impl Checker<'_> {
                 let reason = "each key needs its own, non-empty kid";
                 return Err(self.error(line_of(&raw_key.kid), &at("kid"), reason));
             }
-            let key = match raw_key.algorithm.value {
+            let algorithm = match raw_key.algorithm.value.as_str() {
+                "EdDSA" => KeyAlgorithm::EdDSA,
+                "HS256" => KeyAlgorithm::HS256,
+                other => {
+                    let reason = format!("{other:?} is not one of EdDSA, HS256");
+                    return Err(self.error(line_of(&raw_key.algorithm), &at("algorithm"), reason));
+                }
+            };
+            let key = match algorithm {
                 KeyAlgorithm::HS256 => {
                     let secret = match (&raw_key.secret, &raw_key.secret_file) {
                         (Some(secret), None) => secret.value.clone().into_bytes(),
-                        (None, Some(file)) => self.read_key_file(file, &at("secret_file"))?,
+                        (None, Some(file)) => {
+                            files.push(self.resolve(&file.value));
+                            self.read_key_file(file, &at("secret_file"))?
+                        }
                         _ => {
                             let reason = "an HS256 key needs exactly one of secret, secret_file";
                             return Err(self.error(line_of(entry), &at("secret"), reason));
@@ -602,13 +614,24 @@ impl Checker<'_> {
                         let reason = "an EdDSA key needs public_key (a PEM file)";
                         return Err(self.error(line_of(entry), &at("public_key"), reason));
                     };
+                    files.push(self.resolve(&public.value));
                     let public_pem = self.read_key_file(public, &at("public_key"))?;
                     let private_pem = match &raw_key.private_key {
-                        Some(file) => Some(self.read_key_file(file, &at("private_key"))?),
+                        Some(file) => {
+                            files.push(self.resolve(&file.value));
+                            Some(self.read_key_file(file, &at("private_key"))?)
+                        }
                         None => None,
                     };
-                    Key::ed25519(kid, &public_pem, private_pem.as_deref(), raw_key.sign)
-                        .map_err(|reason| self.error(line_of(entry), &at("public_key"), reason))?
+                    Key::ed25519(kid, &public_pem, private_pem.as_deref(), raw_key.sign).map_err(
+                        |(field, reason)| {
+                            let line = match field {
+                                "private_key" => raw_key.private_key.as_ref().map(line_of),
+                                _ => Some(line_of(public)),
+                            };
+                            self.error(line.unwrap_or(line_of(entry)), &at(field), reason)
+                        },
+                    )?
                 }
             };
             keys.push(key);
@@ -616,13 +639,18 @@ impl Checker<'_> {
         let (revocations, revocation_file) = match &raw_signing.revocation_file {
             Some(file) => {
                 let path = self.resolve(&file.value);
-                let list = Revocations::load(&path).map_err(|reason| {
-                    let reason = format!("{}: {reason}", path.display());
-                    self.error(line_of(file), "signing.revocation_file", reason)
-                })?;
+                let list = match Revocations::load(&path) {
+                    Ok(list) => Some(list),
+                    Err(RevocationError::Missing) => None,
+                    Err(error) => {
+                        let reason = format!("{}: {error}", path.display());
+                        let key = "signing.revocation_file";
+                        return Err(self.error(line_of(file), key, reason));
+                    }
+                };
                 (list, Some(path))
             }
-            None => (Revocations::default(), None),
+            None => (Some(Revocations::default()), None),
         };
         Ok(SignedTokens::new(
             keys,
@@ -637,6 +665,7 @@ impl Checker<'_> {
             Duration::from_secs(raw_signing.leeway_s.unwrap_or(30).min(3600)),
             revocations,
             revocation_file,
+            files,
             addons,
         ))
     }

@@ -181,6 +181,7 @@ impl Gateway {
             }]
         })?;
         let config = Config::load(path).map_err(|error| vec![error])?;
+        refuse_lost_revocations(&self.policy(), &config)?;
         *self.named_tables.lock().unwrap_or_else(|e| e.into_inner()) = table_paths(&config);
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
@@ -340,8 +341,28 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
 }
 
 /// The table files a configuration names (none for the built-in table).
+/// A revocation file that was there with revocations in it and is now gone
+/// would lift them all: refuse such a reload. (A file that was never there
+/// is an empty list, so a first `token revoke` can create it.)
+fn refuse_lost_revocations(running: &Policy, config: &Config) -> Result<(), Vec<ConfigError>> {
+    let (Some(old), Some(new)) = (&running.callers.signed, &config.callers.signed) else {
+        return Ok(());
+    };
+    match new.revocation_file() {
+        Some(file) if new.revocations_missing() && old.has_revocations() => {
+            Err(vec![ConfigError {
+                file: file.display().to_string(),
+                line: 0,
+                key: "signing.revocation_file".into(),
+                reason: "the revocation file is gone; the running revocations stay in force".into(),
+            }])
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The files besides the configuration whose change reloads it: the
-/// tables and the revocation list.
+/// tables, the signing key files and the revocation list.
 fn table_paths(config: &Config) -> Vec<PathBuf> {
     let revocations = config
         .callers

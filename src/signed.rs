@@ -50,17 +50,13 @@ impl Rejection {
     }
 }
 
-/// Whether a token has the shape of a JWT: three base64url parts.
+/// Whether a token means to be a JWT: it starts like a base64url JSON
+/// header (`eyJ`, from `{"`) and has at least two dots. Such a token that
+/// is not one of the static tokens is verified, and refused with 401
+/// `invalid token` if it is malformed, rather than taken for an unknown
+/// static token.
 pub fn looks_signed(token: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in token.split(|&byte| byte == b'.') {
-        let base64url = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_');
-        if part.is_empty() || !part.iter().all(base64url) {
-            return false;
-        }
-        parts += 1;
-    }
-    parts == 3
+    token.starts_with(b"eyJ") && token.iter().filter(|&&byte| byte == b'.').count() >= 2
 }
 
 /// A key's algorithm, pinned by the configuration.
@@ -123,31 +119,55 @@ impl Key {
 
     /// An Ed25519 key from its PEM public key and, to sign, its PEM private
     /// key (PKCS#8, as `openssl genpkey -algorithm ed25519` writes it).
+    ///
+    /// An error names the field at fault (`public_key` or `private_key`) and
+    /// why. A private key that does not belong to the public key is refused:
+    /// it would sign tokens that never verify.
     pub fn ed25519(
         kid: &str,
         public_pem: &[u8],
         private_pem: Option<&[u8]>,
         may_sign: bool,
-    ) -> Result<Key, String> {
-        let verifying = DecodingKey::from_ed_pem(public_pem)
-            .map_err(|_| "public_key is not an Ed25519 public key in PEM")?;
+    ) -> Result<Key, (&'static str, String)> {
+        let verifying = DecodingKey::from_ed_pem(public_pem).map_err(|_| {
+            let reason = "not an Ed25519 public key in PEM".to_owned();
+            ("public_key", reason)
+        })?;
         let signing = match private_pem {
-            Some(pem) => Some(
-                EncodingKey::from_ed_pem(pem)
-                    .map_err(|_| "private_key is not an Ed25519 private key in PEM")?,
-            ),
+            Some(pem) => Some(EncodingKey::from_ed_pem(pem).map_err(|_| {
+                let reason = "not an Ed25519 private key in PEM (PKCS#8)".to_owned();
+                ("private_key", reason)
+            })?),
             None => None,
         };
         if may_sign && signing.is_none() {
-            return Err("a key that may sign needs private_key".into());
+            let reason = "a key that may sign (sign: true, the default) needs private_key".into();
+            return Err(("private_key", reason));
         }
-        Ok(Key {
+        let key = Key {
             kid: kid.to_owned(),
             algorithm: KeyAlgorithm::EdDSA,
             may_sign,
             verifying,
             signing,
-        })
+        };
+        if let Some(signing) = &key.signing {
+            let probe = jsonwebtoken::crypto::sign(b"key pair check", signing, Algorithm::EdDSA);
+            let verified = probe.ok().and_then(|signature| {
+                jsonwebtoken::crypto::verify(
+                    &signature,
+                    b"key pair check",
+                    &key.verifying,
+                    Algorithm::EdDSA,
+                )
+                .ok()
+            });
+            if verified != Some(true) {
+                let reason = "this private key does not belong to public_key".to_owned();
+                return Err(("private_key", reason));
+            }
+        }
+        Ok(key)
     }
 }
 
@@ -165,21 +185,22 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// Reads a revocation file; a file that does not exist is an empty list.
-    pub fn load(path: &Path) -> Result<Revocations, String> {
+    /// Reads a revocation file. An empty file is an error, not an empty
+    /// list: a file truncated by accident must not lift every revocation.
+    pub fn load(path: &Path) -> Result<Revocations, RevocationError> {
         match std::fs::read_to_string(path) {
-            Ok(text) if text.trim().is_empty() => Ok(Revocations::default()),
+            Ok(text) if text.trim().is_empty() => Err(RevocationError::Invalid(
+                "the file is empty (an empty list is `jti: []`)".into(),
+            )),
             Ok(text) => serde_saphyr::from_str(&text).map_err(|error| {
                 let line = error.to_string();
-                format!(
-                    "not a revocation list: {}",
-                    line.lines().next().unwrap_or("")
-                )
+                let first = line.lines().next().unwrap_or("");
+                RevocationError::Invalid(format!("not a revocation list: {first}"))
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Revocations::default())
+                Err(RevocationError::Missing)
             }
-            Err(error) => Err(format!("cannot read: {error}")),
+            Err(error) => Err(RevocationError::Invalid(format!("cannot read: {error}"))),
         }
     }
 
@@ -209,10 +230,46 @@ impl Revocations {
                 serde_json::Value::from(slug.as_str())
             ));
         }
-        let temporary = path.with_extension("tmp");
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}.tmp", std::process::id()));
         std::fs::write(&temporary, text)?;
         std::fs::rename(&temporary, path)
     }
+
+    /// Reads the list at `path`, changes it and writes it back, holding an
+    /// exclusive lock on `PATH.lock` throughout, so that two revocations at
+    /// once both land.
+    pub fn update(path: &Path, change: impl FnOnce(&mut Revocations)) -> Result<(), String> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| format!("cannot open {}: {error}", Path::new(&lock_path).display()))?;
+        lock.lock()
+            .map_err(|error| format!("cannot lock {}: {error}", Path::new(&lock_path).display()))?;
+        let mut list = match Revocations::load(path) {
+            Ok(list) => list,
+            Err(RevocationError::Missing) => Revocations::default(),
+            Err(error) => return Err(format!("{}: {error}", path.display())),
+        };
+        change(&mut list);
+        list.store(path)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+}
+
+/// Why a revocation file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    /// The file does not exist.
+    #[error("the file does not exist")]
+    Missing,
+    /// It exists but is not a revocation list.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The claims the gateway reads. Any other claim, a role among them, is
@@ -237,6 +294,8 @@ pub struct SignedTokens {
     audience: String,
     leeway: u64,
     revocation_file: Option<PathBuf>,
+    revocations_missing: bool,
+    key_files: Vec<PathBuf>,
     revoked_jti: HashSet<String>,
     issued_before: HashMap<String, u64>,
     addons: HashMap<String, Arc<Addon>>,
@@ -294,17 +353,25 @@ fn fresh_jti() -> String {
 }
 
 impl SignedTokens {
-    /// The settings, with the revocations read from `revocation_file`.
+    /// The settings, with the revocations read from `revocation_file`
+    /// (`None` when that file does not exist yet) and the key files they
+    /// were read from.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         keys: Vec<Key>,
         issuer: String,
         audience: String,
         leeway: Duration,
-        revocations: Revocations,
+        revocations: Option<Revocations>,
         revocation_file: Option<PathBuf>,
+        key_files: Vec<PathBuf>,
         addons: &[Arc<Addon>],
     ) -> SignedTokens {
+        let revocations_missing = revocations.is_none();
+        let revocations = revocations.unwrap_or_default();
         SignedTokens {
+            revocations_missing,
+            key_files,
             keys,
             issuer,
             audience,
@@ -317,6 +384,24 @@ impl SignedTokens {
                 .map(|addon| (addon.slug.clone(), addon.clone()))
                 .collect(),
         }
+    }
+
+    /// The files whose change should reload the configuration: the key
+    /// files and the revocation file.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files = self.key_files.clone();
+        files.extend(self.revocation_file.clone());
+        files
+    }
+
+    /// Whether the configured revocation file did not exist when read.
+    pub fn revocations_missing(&self) -> bool {
+        self.revocations_missing
+    }
+
+    /// Whether any token is revoked, by id or by add-on.
+    pub fn has_revocations(&self) -> bool {
+        !self.revoked_jti.is_empty() || !self.issued_before.is_empty()
     }
 
     /// The revocation file, if one is configured.
@@ -427,8 +512,10 @@ impl SignedTokens {
 pub fn generate_ed25519() -> Result<(String, String), String> {
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
     let random = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&random).map_err(|_| "key generation failed")?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "key generation failed")?;
+    // Version 1 (no public key inside), the form OpenSSL 3.0 reads.
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8v1(&random).map_err(|_| "key generation failed")?;
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.as_ref())
+        .map_err(|_| "key generation failed")?;
     // The fixed DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410).
     let mut public = vec![
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
@@ -455,6 +542,9 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// A token's header and claims, decoded without checking the signature or
 /// any claim.
 pub fn inspect(token: &str) -> Result<(serde_json::Value, serde_json::Value), String> {
+    if token.trim().is_empty() {
+        return Err("no token given".into());
+    }
     let mut parts = token.trim().split('.');
     let mut decode = |what: &str| -> Result<serde_json::Value, String> {
         let part = parts.next().ok_or(format!("no {what}: not a JWT"))?;
@@ -472,6 +562,9 @@ fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     engine.decode(text.trim_end_matches('=')).ok()
 }
+
+/// The longest lifetime `token issue` gives: ten years.
+const MAX_TTL_S: u64 = 3650 * 86_400;
 
 /// Parses a lifetime such as `30d`, `12h`, `15m` or `90s`.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
@@ -491,8 +584,8 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("{text:?}: the unit is one of s, m, h, d")),
     };
     match number.checked_mul(seconds) {
-        Some(total) if total > 0 => Ok(Duration::from_secs(total)),
-        _ => Err(format!("{text:?}: out of range")),
+        Some(total) if total > 0 && total <= MAX_TTL_S => Ok(Duration::from_secs(total)),
+        _ => Err(format!("{text:?}: from 1s up to 3650d")),
     }
 }
 

@@ -34,8 +34,9 @@ fn tokens(keys: Vec<Key>, revocations: Revocations) -> SignedTokens {
         DEFAULT_ISSUER.into(),
         DEFAULT_AUDIENCE.into(),
         Duration::from_secs(30),
-        revocations,
+        Some(revocations),
         None,
+        Vec::new(),
         &addons,
     )
 }
@@ -307,24 +308,44 @@ fn rotation_keeps_old_tokens_until_the_key_is_removed() {
 #[test]
 fn a_key_that_may_sign_needs_its_private_half_and_hmac_secrets_are_long() {
     let (_, public) = generate_ed25519().expect("pair");
-    assert!(Key::ed25519("k", public.as_bytes(), None, true).is_err());
-    assert!(Key::ed25519("k", b"not a pem", None, false).is_err());
+    let no_private = Key::ed25519("k", public.as_bytes(), None, true).expect_err("no private");
+    assert_eq!(no_private.0, "private_key");
+    let bad_public = Key::ed25519("k", b"not a pem", None, false).expect_err("bad public");
+    assert_eq!(bad_public.0, "public_key");
     assert!(Key::hmac("k", b"short", true).is_err());
 }
 
 #[test]
-fn only_three_base64url_parts_look_signed() {
-    assert!(looks_signed(b"eyJh.eyJz.c2ln"));
+fn tokens_that_mean_to_be_jwts_are_verified_and_others_are_not() {
     for token in [
-        &b"static-token"[..],
-        b"a.b",
-        b"a.b.c.d",
-        b"a..c",
-        b"a.b.c d",
-        b"a.b/c.d",
+        &b"eyJh.eyJz.c2ln"[..],
+        b"eyJh.eyJz.",
+        b"eyJh.eyJz.c2ln==",
+        b"eyJh.b.c.d",
     ] {
+        assert!(looks_signed(token), "{}", String::from_utf8_lossy(token));
+    }
+    for token in [&b"static-token"[..], b"eyJh.b", b"a.b.c", b"x.eyJ.c"] {
         assert!(!looks_signed(token), "{}", String::from_utf8_lossy(token));
     }
+    // Malformed JWT-looking tokens are refused as invalid, not unknown.
+    let signed = tokens(vec![hmac_key("hs")], Revocations::default());
+    for token in ["eyJh.eyJz.", "eyJhbGciOiJub25lIn0.e30.", "eyJh.b.c.d"] {
+        assert_eq!(
+            signed.verify(token, now()),
+            Err(Rejection::Invalid),
+            "{token}"
+        );
+    }
+}
+
+#[test]
+fn a_private_key_of_another_pair_is_refused() {
+    let (private, _) = generate_ed25519().expect("pair");
+    let (_, other_public) = generate_ed25519().expect("pair");
+    let error = Key::ed25519("k", other_public.as_bytes(), Some(private.as_bytes()), true)
+        .expect_err("mismatched pair");
+    assert_eq!(error.0, "private_key");
 }
 
 #[test]
@@ -336,6 +357,7 @@ fn inspect_shows_header_and_claims_without_verifying() {
     assert_eq!(claims["sub"], "plain");
     assert_eq!(claims["exp"], NOW + 60);
     assert!(inspect("not-a-token").is_err());
+    assert_eq!(inspect("  "), Err("no token given".to_owned()));
 }
 
 #[test]
@@ -344,16 +366,26 @@ fn lifetimes_parse_with_a_unit() {
     assert_eq!(parse_ttl("12h"), Ok(Duration::from_secs(12 * 3600)));
     assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
     assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
-    for bad in ["", "30", "d", "0d", "-1d", "1w", "99999999999999999999d"] {
+    assert_eq!(parse_ttl("3650d"), Ok(Duration::from_secs(3650 * 86_400)));
+    for bad in [
+        "",
+        "30",
+        "d",
+        "0d",
+        "-1d",
+        "1w",
+        "3651d",
+        "99999999999999999999d",
+    ] {
         assert!(parse_ttl(bad).is_err(), "{bad}");
     }
 }
 
 #[test]
-fn the_revocation_file_round_trips_and_a_missing_one_is_empty() {
+fn the_revocation_file_round_trips_and_missing_or_empty_files_are_told_apart() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("revoked.yaml");
-    assert_eq!(Revocations::load(&path), Ok(Revocations::default()));
+    assert_eq!(Revocations::load(&path), Err(RevocationError::Missing));
     let list = Revocations {
         jti: vec!["abc".into(), "with: colon".into()],
         issued_before: [("plain".to_owned(), NOW)].into_iter().collect(),
@@ -374,6 +406,30 @@ fn the_revocation_file_round_trips_and_a_missing_one_is_empty() {
         half.store(&path).expect("stored");
         assert_eq!(Revocations::load(&path), Ok(half));
     }
-    std::fs::write(&path, "jti: [unclosed\n").expect("write");
-    assert!(Revocations::load(&path).is_err());
+    for broken in ["jti: [unclosed\n", "", "  \n"] {
+        std::fs::write(&path, broken).expect("write");
+        assert!(
+            matches!(Revocations::load(&path), Err(RevocationError::Invalid(_))),
+            "{broken:?} must not read as an empty list"
+        );
+    }
+}
+
+#[test]
+fn concurrent_updates_of_the_revocation_file_all_land() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("revoked.yaml");
+    let writers: Vec<_> = (0..8)
+        .map(|index| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                Revocations::update(&path, |list| list.jti.push(format!("jti-{index}")))
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("thread").expect("updated");
+    }
+    let list = Revocations::load(&path).expect("list");
+    assert_eq!(list.jti.len(), 8, "{:?}", list.jti);
 }

@@ -79,31 +79,38 @@ pub fn revoke(config: &Path, what: Revoke<'_>) -> Result<String, String> {
             config.source
         )
     })?;
-    let mut list =
-        Revocations::load(file).map_err(|error| format!("{}: {error}", file.display()))?;
     let done = match what {
         Revoke::Jti(jti) => {
-            let jti = jti.trim();
+            let jti = jti.trim().to_owned();
             if jti.is_empty() || jti.len() > 256 {
                 return Err("--jti takes a token id as `token inspect` shows it".into());
             }
-            if !list.jti.iter().any(|known| known == jti) {
-                list.jti.push(jti.to_owned());
-            }
+            Revocations::update(file, |list| {
+                if !list.jti.contains(&jti) {
+                    list.jti.push(jti.clone());
+                }
+            })?;
             format!("revoked the token with jti {jti}")
         }
         Revoke::Addon(slug) => {
             if signed.addon(slug).is_none() {
                 return Err(format!("no add-on with the slug {slug:?} is configured"));
             }
-            // Every token issued in this second or before is refused.
+            // Tokens carry whole seconds: every token issued in this second
+            // or before is refused, and this waits for the next second so
+            // that a token issued after it returns is good.
             let instant = signed::now() + 1;
-            list.issued_before.insert(slug.to_owned(), instant);
-            format!("revoked every token of {slug} issued before {instant} (Unix time)")
+            Revocations::update(file, |list| {
+                list.issued_before.insert(slug.to_owned(), instant);
+            })?;
+            while signed::now() < instant {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            format!(
+                "revoked every signed token of {slug} issued before {instant} (Unix time); its static token, if any, is not affected"
+            )
         }
     };
-    list.store(file)
-        .map_err(|error| format!("cannot write {}: {error}", file.display()))?;
     Ok(format!(
         "{done}; written to {} (a running gateway picks it up within its watch interval, or on SIGHUP)",
         file.display()

@@ -131,6 +131,18 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "a refused request never reaches the upstream"
     );
 
+    // Deleting the revocation file does not lift what it revoked.
+    std::fs::remove_file(dir.path().join("revoked.yaml")).expect("remove");
+    assert!(
+        served.wait_for_log("the revocation file is gone", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_invalid_token(
+        &send_raw(addr, &get("/backups", &token)).await,
+        "token revoked",
+    );
+
     // Revoke by add-on: every token it held until now is refused.
     let second = stdout(&run(&[
         "token",
@@ -206,6 +218,15 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
 #[tokio::test]
 async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
     let dir = tempfile::tempdir().expect("dir");
+    for name in ["a", "b"] {
+        let prefix = dir.path().join(name);
+        stdout(&run(&[
+            "token",
+            "keygen",
+            "--out",
+            prefix.to_str().expect("utf-8"),
+        ]));
+    }
     let base = test_config_yaml("127.0.0.1:9".parse().expect("addr"));
     for (section, key, reason) in [
         (
@@ -220,8 +241,18 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
         ),
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: RS256, secret: x }\n",
-            "gateway.yaml:22",
-            "expected one of EdDSA, HS256",
+            "gateway.yaml:22: signing.keys[0].algorithm",
+            "\"RS256\" is not one of EdDSA, HS256",
+        ),
+        (
+            "signing:\n  keys:\n    - { kid: a, algorithm: EdDSA, public_key: b.pub.pem }\n",
+            "signing.keys[0].private_key",
+            "needs private_key",
+        ),
+        (
+            "signing:\n  keys:\n    - { kid: a, algorithm: EdDSA, public_key: b.pub.pem,\n        private_key: a.pem }\n",
+            "gateway.yaml:23: signing.keys[0].private_key",
+            "does not belong to public_key",
         ),
     ] {
         let path = write(dir.path(), "gateway.yaml", &format!("{base}{section}"));
