@@ -15,5 +15,9 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gate
 COPY --from=build /src/target/release/supervisor-gateway /usr/local/bin/supervisor-gateway
 USER 10001:10001
 EXPOSE 8080
+# The admin listener stays on the container's loopback (admin_listen's
+# default); the check needs no curl in the image.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/supervisor-gateway", "healthcheck", "--admin", "127.0.0.1:8099"]
 ENTRYPOINT ["/usr/local/bin/supervisor-gateway"]
 CMD ["serve", "--config", "/etc/supervisor-gateway/gateway.yaml"]

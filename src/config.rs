@@ -163,6 +163,9 @@ pub struct Config {
     /// How often the config and table files are checked for changes; `None`
     /// means only SIGHUP reloads.
     pub watch_interval: Option<Duration>,
+    /// Where the admin listener (`/healthz`, `/readyz`, `/metrics`)
+    /// listens; `None` when it is turned off.
+    pub admin_listen: Option<SocketAddr>,
     /// How many threads serve connections, each with its own event loop and
     /// its own upstream connections.
     pub workers: usize,
@@ -277,6 +280,7 @@ struct RawConfig {
     shadow_table: Option<Spanned<String>>,
     watch_interval_ms: Option<u64>,
     workers: Option<usize>,
+    admin_listen: Option<Spanned<String>>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -422,6 +426,14 @@ impl Checker<'_> {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let upstream = self.upstream(&raw.upstream)?;
+        let admin_listen = match &raw.admin_listen {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 8099))),
+            Some(text) if text.value == "none" => None,
+            Some(text) => Some(text.value.parse().map_err(|_| {
+                let reason = "expected an address like 127.0.0.1:8099, or none";
+                self.error(line_of(text), "admin_listen", reason)
+            })?),
+        };
         let mut callers = Callers::default();
         let mut seen = Vec::new();
         self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
@@ -452,6 +464,7 @@ impl Checker<'_> {
             table: raw.table.map(|table| PathBuf::from(table.value)),
             shadow_table: raw.shadow_table.map(|table| PathBuf::from(table.value)),
             watch_interval,
+            admin_listen,
             workers: match raw.workers {
                 None | Some(0) => default_workers(),
                 Some(workers) => workers.min(MAX_WORKERS),

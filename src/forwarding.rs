@@ -220,10 +220,12 @@ impl Forwarder {
             watch.finished().await;
             tokio::time::sleep(timeout).await;
         };
+        let sent_at = std::time::Instant::now();
         let response = tokio::select! {
             sent = self.client().request(request) => sent,
             () = deadline => return Err(ForwardError::UpstreamTimedOut),
         };
+        crate::metrics::upstream_answered(sent_at.elapsed());
         let response = match response {
             Ok(response) => response,
             Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(&error))),

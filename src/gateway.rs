@@ -17,6 +17,7 @@ use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
 use crate::forwarding::{header_problem, ForwardError, Forwarder};
+use crate::metrics;
 use crate::responses;
 use crate::table::Table;
 use crate::target::{self, Target};
@@ -53,6 +54,8 @@ struct Fixed {
     upstream: http::uri::Authority,
     limits: Limits,
     upstream_token: Option<String>,
+    admin_listen: Option<SocketAddr>,
+    workers: usize,
 }
 
 impl Fixed {
@@ -62,6 +65,8 @@ impl Fixed {
             upstream: config.upstream.clone(),
             limits: config.limits.clone(),
             upstream_token: config.upstream_token.as_ref().map(|token| token.0.clone()),
+            admin_listen: config.admin_listen,
+            workers: config.workers,
         }
     }
 
@@ -76,6 +81,12 @@ impl Fixed {
         }
         if self.limits != other.limits {
             changed.push("limits");
+        }
+        if self.admin_listen != other.admin_listen {
+            changed.push("admin_listen");
+        }
+        if self.workers != other.workers {
+            changed.push("workers");
         }
         if self.upstream_token != other.upstream_token {
             changed.push("upstream_token");
@@ -226,6 +237,7 @@ impl Gateway {
         } else {
             judge(&policy, &parts)
         };
+        let decided_in = started.elapsed();
         if let Some(shadow) = &policy.shadow {
             compare_shadow(shadow, &judgement, &parts.method);
         }
@@ -267,6 +279,7 @@ impl Gateway {
                 response
             }
         };
+        metrics::request(&decision, &caller, response.status(), decided_in);
         if let Some(path) = &logged_path {
             let path = LogPath(path);
             record(
@@ -396,6 +409,7 @@ fn judgement(decision: Decision, caller: Caller, target: Option<Target>) -> Judg
 }
 
 fn upstream_failure(error: ForwardError) -> Response<Body> {
+    metrics::upstream_error(error);
     let client_fault = error.status().is_client_error();
     if !client_fault {
         tracing::warn!(error = %error, "upstream request failed");

@@ -26,6 +26,7 @@
 //! - [`demo`]: the built-in demo, the mock upstream with a gateway in front.
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
+pub mod admin;
 pub mod automata;
 mod body;
 pub mod caller;
@@ -37,6 +38,7 @@ pub mod demo;
 pub mod forwarding;
 pub mod gateway;
 pub mod lint;
+pub mod metrics;
 pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;

@@ -66,6 +66,13 @@ enum Command {
         #[arg(long)]
         require_coverage: bool,
     },
+    /// Exit 0 if the admin listener's /healthz answers 200 (for container
+    /// health checks, which need no curl in the image).
+    Healthcheck {
+        /// The admin listener's address.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        admin: SocketAddr,
+    },
     /// Issue, inspect and revoke signed add-on tokens.
     Token {
         #[command(subcommand)]
@@ -214,6 +221,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Validate(args) => run_validate(args),
         Command::Routes { source, format } => run_routes(source, format),
         Command::Token { action } => run_token(action),
+        Command::Healthcheck { admin } => run_healthcheck(admin).await,
         Command::Test {
             files,
             config,
@@ -368,11 +376,12 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(format!("config error: {error}")),
     };
-    let (listen, upstream, watch, workers) = (
+    let (listen, upstream, watch, workers, admin_listen) = (
         config.listen,
         config.upstream.clone(),
         config.watch_interval,
         config.workers,
+        config.admin_listen,
     );
     let gateway = match Gateway::from_config(config) {
         Ok(gateway) => Arc::new(gateway),
@@ -398,6 +407,13 @@ async fn serve(path: PathBuf) -> ExitCode {
     if let Some(shadow) = &policy.shadow {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
+    let admin = match admin_listen {
+        Some(address) => match start_admin(address, &gateway, &upstream).await {
+            Ok(admin) => Some(admin),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     let workers = match server::Workers::start(workers) {
         Ok(workers) => workers,
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
@@ -405,8 +421,54 @@ async fn serve(path: PathBuf) -> ExitCode {
     let watcher = tokio::spawn(watcher.run(watch));
     let result = server::serve_on(listener, gateway, shutdown_signal(), &workers).await;
     watcher.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     finish(result)
+}
+
+async fn run_healthcheck(admin: SocketAddr) -> ExitCode {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+        let request = "GET /healthz HTTP/1.1\r\nHost: healthcheck\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), check).await {
+        Ok(Some(true)) => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("supervisor-gateway: {admin}/healthz did not answer 200");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Installs the metrics recorder and starts the admin listener.
+async fn start_admin(
+    address: SocketAddr,
+    gateway: &Arc<Gateway>,
+    upstream: &http::uri::Authority,
+) -> Result<tokio::task::JoinHandle<()>, ExitCode> {
+    let metrics = supervisor_gateway::metrics::install()
+        .map_err(|error| fail(format!("cannot set up metrics: {error}")))?;
+    let listener = TcpListener::bind(address).await.map_err(|error| {
+        fail(format!(
+            "cannot listen on {address} (admin_listen): {error}"
+        ))
+    })?;
+    let bound = listener.local_addr().unwrap_or(address);
+    tracing::info!(admin = %bound, "admin listener: /healthz /readyz /metrics");
+    let served =
+        supervisor_gateway::admin::serve(listener, gateway.clone(), upstream.clone(), metrics);
+    Ok(tokio::spawn(async move {
+        if let Err(error) = served.await {
+            tracing::error!(%error, "the admin listener stopped");
+        }
+    }))
 }
 
 async fn run_demo(listen: SocketAddr) -> ExitCode {

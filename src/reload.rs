@@ -61,7 +61,9 @@ impl Watcher {
 /// Reloads once and logs the outcome: the old and new table digests, or
 /// every problem that kept the running table in force.
 pub fn reload(gateway: &Gateway, reason: &str) {
-    match gateway.reload() {
+    let result = gateway.reload();
+    crate::metrics::reloaded(result.is_ok());
+    match result {
         Ok(reloaded) => {
             tracing::info!(
                 reason,

@@ -187,6 +187,8 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr) {
+        crate::metrics::connections(1.0);
+        let _counted = Counted;
         let _ = stream.set_nodelay(true);
         let limits = self.gateway.limits().clone();
         let activity = Arc::new(Activity::new());
@@ -233,6 +235,15 @@ impl Connection {
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// Counts a connection as closed when dropped, however its task ends.
+struct Counted;
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        crate::metrics::connections(-1.0);
     }
 }
 

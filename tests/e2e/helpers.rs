@@ -52,6 +52,7 @@ pub(crate) fn test_config_yaml(upstream: SocketAddr) -> String {
         r#"
 listen: 127.0.0.1:0
 upstream: http://{upstream}
+admin_listen: none
 tokens:
   homeassistant: {TOK_CORE}
   cli: {TOK_CLI}

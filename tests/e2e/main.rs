@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod clients;
 mod commands;
 mod faults;

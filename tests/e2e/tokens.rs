@@ -228,30 +228,33 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
         ]));
     }
     let base = test_config_yaml("127.0.0.1:9".parse().expect("addr"));
+    // The section's third line, where its one key starts.
+    let key_line = base.lines().count() + 3;
+    let at_line = |line: usize, key: &str| format!("gateway.yaml:{line}: {key}");
     for (section, key, reason) in [
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: HS256, secret: short }\n",
-            "signing.keys[0].secret",
+            at_line(key_line, "signing.keys[0].secret"),
             "at least 32 bytes",
         ),
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: EdDSA, public_key: missing.pem, sign: false }\n",
-            "signing.keys[0].public_key",
+            "signing.keys[0].public_key".to_owned(),
             "missing.pem",
         ),
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: RS256, secret: x }\n",
-            "gateway.yaml:22: signing.keys[0].algorithm",
+            at_line(key_line, "signing.keys[0].algorithm"),
             "\"RS256\" is not one of EdDSA, HS256",
         ),
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: EdDSA, public_key: b.pub.pem }\n",
-            "signing.keys[0].private_key",
+            "signing.keys[0].private_key".to_owned(),
             "needs private_key",
         ),
         (
             "signing:\n  keys:\n    - { kid: a, algorithm: EdDSA, public_key: b.pub.pem,\n        private_key: a.pem }\n",
-            "gateway.yaml:23: signing.keys[0].private_key",
+            at_line(key_line + 1, "signing.keys[0].private_key"),
             "does not belong to public_key",
         ),
     ] {
@@ -260,7 +263,7 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
         assert_eq!(output.status.code(), Some(2), "{section}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains("gateway.yaml:"), "{message}");
-        assert!(message.contains(key), "{message}");
+        assert!(message.contains(key.as_str()), "{message}");
         assert!(message.contains(reason), "{message}");
     }
 }

@@ -1,0 +1,317 @@
+//! The admin listener of a running `serve`: `/healthz`, `/readyz` and
+//! `/metrics`, parsed as Prometheus text, with counters that move as
+//! requests pass and are refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+/// One sample line of the Prometheus text format.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text exposition format strictly: every sample
+/// belongs to a family declared by a `# TYPE` line before it, names and
+/// label names are valid, label values are quoted with escapes, and every
+/// value is a number.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let valid_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut families: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(valid_name(name), "family name {name:?}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "type {kind:?}"
+            );
+            families.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if line.starts_with('#') {
+            assert!(line.starts_with("# HELP "), "comment {line:?}");
+            continue;
+        }
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(at) => line.split_at(at),
+            None => panic!("sample without a value: {line:?}"),
+        };
+        assert!(valid_name(name), "sample name {name:?}");
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(inner) = rest.strip_prefix('{') {
+            let (parsed, after) = parse_labels(inner);
+            labels = parsed;
+            rest = after;
+        }
+        let value: f64 = match rest.trim() {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            number => number.parse().expect("a number"),
+        };
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| families.get(*base).is_some_and(|kind| kind == "histogram"))
+            .unwrap_or(name);
+        assert!(families.contains_key(family), "{name} has no # TYPE line");
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// Parses `name="value",...}` and returns the labels and what follows the
+/// closing brace.
+fn parse_labels(text: &str) -> (BTreeMap<String, String>, &str) {
+    let bytes = text.as_bytes();
+    let mut labels = BTreeMap::new();
+    let mut at = 0;
+    loop {
+        if bytes[at] == b'}' {
+            return (labels, &text[at + 1..]);
+        }
+        let eq = at + text[at..].find('=').expect("label =");
+        let name = &text[at..eq];
+        assert!(
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "label name {name:?}"
+        );
+        assert_eq!(bytes[eq + 1], b'"', "quoted label value");
+        let mut value = String::new();
+        at = eq + 2;
+        while bytes[at] != b'"' {
+            if bytes[at] == b'\\' {
+                value.push(if bytes[at + 1] == b'n' {
+                    '\n'
+                } else {
+                    bytes[at + 1] as char
+                });
+                at += 2;
+            } else {
+                value.push(bytes[at] as char);
+                at += 1;
+            }
+        }
+        labels.insert(name.to_owned(), value);
+        at += 1;
+        if bytes[at] == b',' {
+            at += 1;
+        }
+    }
+}
+
+/// The value of the sample with this name and these labels (0 if absent).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|sample| sample.name == name)
+        .find(|sample| {
+            labels
+                .iter()
+                .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
+        })
+        .map_or(0.0, |sample| sample.value)
+}
+
+async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(admin).await.expect("admin connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received))
+        .await
+        .expect("admin answers")
+        .expect("read");
+    let response = parse_response(&received);
+    (
+        response.status,
+        String::from_utf8_lossy(&response.body).into_owned(),
+    )
+}
+
+async fn scrape(admin: SocketAddr) -> (String, Vec<Sample>) {
+    let (status, text) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let samples = parse_prometheus(&text);
+    (text, samples)
+}
+
+const REQUESTS: &str = "supervisor_gateway_requests_total";
+
+#[tokio::test]
+async fn health_readiness_and_metrics_that_move_with_traffic() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text =
+        test_config_yaml(mock.addr()).replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    assert!(served.wait_for_log("admin=", 1, Duration::from_secs(10)));
+    let admin: SocketAddr = served
+        .log()
+        .split("admin=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the admin address is logged")
+        .parse()
+        .expect("an address");
+
+    assert_eq!(admin_get(admin, "/healthz").await, (200, "ok\n".to_owned()));
+    let (status, ready) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("\"upstream\":\"reachable\""), "{ready}");
+    let healthcheck = Command::new(BIN)
+        .args(["healthcheck", "--admin", &admin.to_string()])
+        .output()
+        .expect("healthcheck runs");
+    assert!(healthcheck.status.success());
+
+    let (_, before) = scrape(admin).await;
+    let allowed = [
+        ("decision", "allowed"),
+        ("step", "add-ons"),
+        ("role", "backup"),
+        ("status", "200"),
+    ];
+    let denied = [
+        ("decision", "denied"),
+        ("step", "default-deny"),
+        ("role", "default"),
+        ("status", "403"),
+    ];
+    let anonymous = [
+        ("decision", "denied"),
+        ("role", "anonymous"),
+        ("status", "401"),
+    ];
+    for _ in 0..3 {
+        let request = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
+        assert_eq!(send_raw(served.addr, &request.to_bytes()).await.status, 200);
+    }
+    let refused = RawRequest::new("GET", "/backups").token(TOK_DEFAULT);
+    assert_eq!(send_raw(served.addr, &refused.to_bytes()).await.status, 403);
+    let no_token = RawRequest::new("GET", "/backups");
+    assert_eq!(
+        send_raw(served.addr, &no_token.to_bytes()).await.status,
+        401
+    );
+
+    // One connection held open, idle after its request.
+    let mut held = TcpStream::connect(served.addr).await.expect("connect");
+    let keep = RawRequest::new("GET", "/supervisor/ping")
+        .header("Connection", "keep-alive")
+        .to_bytes();
+    held.write_all(&keep).await.expect("write");
+    let mut buffer = [0u8; 4096];
+    let read = held.read(&mut buffer).await.expect("read");
+    assert!(read > 0);
+
+    let (text, after) = scrape(admin).await;
+    let moved = |labels: &[(&str, &str)]| {
+        value(&after, REQUESTS, labels) - value(&before, REQUESTS, labels)
+    };
+    assert_eq!(moved(&allowed), 3.0, "{text}");
+    assert_eq!(moved(&denied), 1.0, "{text}");
+    assert_eq!(moved(&anonymous), 1.0, "{text}");
+    let decisions = "supervisor_gateway_decision_duration_seconds_count";
+    assert_eq!(
+        value(&after, decisions, &[]) - value(&before, decisions, &[]),
+        6.0
+    );
+    let upstream = "supervisor_gateway_upstream_duration_seconds_count";
+    assert_eq!(
+        value(&after, upstream, &[]) - value(&before, upstream, &[]),
+        4.0
+    );
+    assert_eq!(
+        value(&after, "supervisor_gateway_open_connections", &[]),
+        1.0,
+        "{text}"
+    );
+    for secret in [TOK_BACKUP, TOK_DEFAULT, TOK_ADMIN] {
+        assert!(!text.contains(secret), "a token in the metrics");
+    }
+    assert!(
+        !text.contains("local_backup") && !text.contains("/backups"),
+        "{text}"
+    );
+
+    // A reload is counted; a closed connection is no longer open.
+    drop(held);
+    served.signal("HUP");
+    assert!(served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let (_, samples) = scrape(admin).await;
+        let open = value(&samples, "supervisor_gateway_open_connections", &[]);
+        if open == 0.0 || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        value(&samples, "supervisor_gateway_open_connections", &[]),
+        0.0
+    );
+    let reloads = "supervisor_gateway_reloads_total";
+    assert_eq!(value(&samples, reloads, &[("result", "ok")]), 1.0);
+    assert_eq!(value(&samples, reloads, &[("result", "refused")]), 0.0);
+
+    // With the upstream gone: not ready, and forwarding errors are counted.
+    mock.stop().await;
+    let (status, ready) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    let request = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
+    assert_eq!(send_raw(served.addr, &request.to_bytes()).await.status, 502);
+    let (_, last) = scrape(admin).await;
+    let errors = "supervisor_gateway_upstream_errors_total";
+    assert_eq!(value(&last, errors, &[("kind", "unreachable")]), 1.0);
+
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        TcpStream::connect(admin).await.is_err(),
+        "the admin listener stops with the gateway"
+    );
+}
+
+#[test]
+fn the_parser_refuses_what_prometheus_would() {
+    let good =
+        "# HELP x_total A counter.\n# TYPE x_total counter\nx_total{a=\"1\",b=\"q\\\"uote\"} 3\n";
+    let samples = parse_prometheus(good);
+    assert_eq!(samples[0].labels["b"], "q\"uote");
+    assert_eq!(samples[0].value, 3.0);
+    for bad in [
+        "x_total 1\n",                              // no TYPE
+        "# TYPE x_total counter\nx_total{a=1} 1\n", // unquoted
+        "# TYPE x_total counter\nx_total one\n",    // not a number
+        "# TYPE 1x counter\n",                      // bad name
+    ] {
+        let result = std::panic::catch_unwind(|| parse_prometheus(bad));
+        assert!(result.is_err(), "{bad:?} should not parse");
+    }
+}
