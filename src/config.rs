@@ -166,6 +166,8 @@ pub struct Config {
     /// Where the admin listener (`/healthz`, `/readyz`, `/metrics`)
     /// listens; `None` when it is turned off.
     pub admin_listen: Option<SocketAddr>,
+    /// The audit log file, when decisions are also written there.
+    pub audit_log: Option<PathBuf>,
     /// How many threads serve connections, each with its own event loop and
     /// its own upstream connections.
     pub workers: usize,
@@ -281,6 +283,7 @@ struct RawConfig {
     watch_interval_ms: Option<u64>,
     workers: Option<usize>,
     admin_listen: Option<Spanned<String>>,
+    audit_log: Option<String>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -465,6 +468,7 @@ impl Checker<'_> {
             shadow_table: raw.shadow_table.map(|table| PathBuf::from(table.value)),
             watch_interval,
             admin_listen,
+            audit_log: raw.audit_log.map(|file| self.resolve(&file)),
             workers: match raw.workers {
                 None | Some(0) => default_workers(),
                 Some(workers) => workers.min(MAX_WORKERS),

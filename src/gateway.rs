@@ -13,6 +13,7 @@ use http::{request, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use crate::audit;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
@@ -33,6 +34,8 @@ pub struct Gateway {
     /// The table files the configuration named when it was last read, even
     /// if they could not be loaded: a reload watches for them to appear.
     named_tables: Mutex<Vec<PathBuf>>,
+    /// Where decisions are also written, one JSON line each.
+    audit: Option<audit::Audit>,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -56,6 +59,7 @@ struct Fixed {
     upstream_token: Option<String>,
     admin_listen: Option<SocketAddr>,
     workers: usize,
+    audit_log: Option<PathBuf>,
 }
 
 impl Fixed {
@@ -67,6 +71,7 @@ impl Fixed {
             upstream_token: config.upstream_token.as_ref().map(|token| token.0.clone()),
             admin_listen: config.admin_listen,
             workers: config.workers,
+            audit_log: config.audit_log.clone(),
         }
     }
 
@@ -87,6 +92,9 @@ impl Fixed {
         }
         if self.workers != other.workers {
             changed.push("workers");
+        }
+        if self.audit_log != other.audit_log {
+            changed.push("audit_log");
         }
         if self.upstream_token != other.upstream_token {
             changed.push("upstream_token");
@@ -143,6 +151,7 @@ impl Gateway {
             limits: config.limits.clone(),
             config_path: config.path.clone(),
             named_tables: Mutex::new(table_paths(&config)),
+            audit: None,
             policy: ArcSwap::from_pointee(Policy {
                 table,
                 callers: config.callers,
@@ -150,6 +159,12 @@ impl Gateway {
             }),
             fixed,
         }
+    }
+
+    /// Also writes every decision to `audit`.
+    pub fn with_audit(mut self, audit: audit::Audit) -> Gateway {
+        self.audit = Some(audit);
+        self
     }
 
     /// The policy in force now.
@@ -247,7 +262,7 @@ impl Gateway {
             caller,
             target,
         } = judgement;
-        let logged_path = logged(&decision).then(|| match &target {
+        let logged_path = (logged(&decision) || self.audit.is_some()).then(|| match &target {
             Some(target) => target.path.clone(),
             None => parts.uri.path().to_owned(),
         });
@@ -280,7 +295,12 @@ impl Gateway {
             }
         };
         metrics::request(&decision, &caller, response.status(), decided_in);
-        if let Some(path) = &logged_path {
+        if let (Some(audit), Some(path)) = (&self.audit, &logged_path) {
+            audit.record(&audit_entry(
+                &decision, &caller, &method, path, &response, started,
+            ));
+        }
+        if let Some(path) = logged_path.as_ref().filter(|_| logged(&decision)) {
             let path = LogPath(path);
             record(
                 &decision,
@@ -496,6 +516,29 @@ fn record(
         event!(info);
     } else {
         event!(warn);
+    }
+}
+
+fn audit_entry(
+    decision: &Decision,
+    caller: &Caller,
+    method: &http::Method,
+    path: &str,
+    response: &Response<Body>,
+    started: Instant,
+) -> audit::Entry {
+    audit::Entry {
+        time: audit::now_rfc3339(),
+        caller: caller.kind().to_owned(),
+        slug: caller.slug().unwrap_or("-").to_owned(),
+        role: caller.role().map_or("-", |role| role.name()).to_owned(),
+        method: method.as_str().to_owned(),
+        path: path.to_owned(),
+        decision: decision.outcome.name().to_owned(),
+        step: decision.step.name().to_owned(),
+        rule: RuleLabel(decision.rule.as_deref()).to_string(),
+        status: response.status().as_u16(),
+        latency_us: started.elapsed().as_micros() as u64,
     }
 }
 

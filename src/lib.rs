@@ -27,6 +27,7 @@
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
 pub mod admin;
+pub mod audit;
 pub mod automata;
 mod body;
 pub mod caller;

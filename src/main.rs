@@ -22,8 +22,17 @@ use supervisor_gateway::{cases, demo, mock_upstream, reload, routes, server};
     about = "A permission gateway for Supervisor-style APIs"
 )]
 struct Cli {
+    /// Log lines as text for people, or as JSON, one object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -188,7 +197,7 @@ fn main() -> ExitCode {
     // The one crypto backend for signed tokens, chosen here rather than left
     // to feature unification.
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,14 +211,18 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli.command))
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 async fn run(command: Command) -> ExitCode {
@@ -383,8 +396,23 @@ async fn serve(path: PathBuf) -> ExitCode {
         config.workers,
         config.admin_listen,
     );
+    let audit = match &config.audit_log {
+        Some(path) => match supervisor_gateway::audit::Audit::open(path) {
+            Ok(audit) => Some(audit),
+            Err(error) => {
+                return fail(format!(
+                    "cannot open {} (audit_log): {error}",
+                    path.display()
+                ))
+            }
+        },
+        None => None,
+    };
     let gateway = match Gateway::from_config(config) {
-        Ok(gateway) => Arc::new(gateway),
+        Ok(gateway) => match audit {
+            Some(audit) => Arc::new(gateway.with_audit(audit)),
+            None => Arc::new(gateway),
+        },
         Err(problems) => return table_errors(problems),
     };
     let watcher = reload::Watcher::new(gateway.clone());

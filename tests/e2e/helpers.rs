@@ -350,7 +350,13 @@ pub(crate) struct Served {
 }
 
 pub(crate) fn spawn_serve(config: &Path, rust_log: &str) -> Served {
+    spawn_serve_with(config, rust_log, &[])
+}
+
+/// `serve` with extra arguments (such as `--log-format json`).
+pub(crate) fn spawn_serve_with(config: &Path, rust_log: &str, extra: &[&str]) -> Served {
     let mut child = Command::new(BIN)
+        .args(extra)
         .args(["serve", "--config", config.to_str().expect("utf-8 path")])
         .env("RUST_LOG", rust_log)
         .stderr(Stdio::piped())
@@ -365,6 +371,8 @@ pub(crate) fn spawn_serve(config: &Path, rust_log: &str) -> Served {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listen=").nth(1) {
                 let _ = addr_tx.send(rest.split(' ').next().unwrap_or_default().to_owned());
+            } else if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+                let _ = addr_tx.send(rest.split('"').next().unwrap_or_default().to_owned());
             }
             let mut log = sink.lock().expect("log lock");
             log.push_str(&line);

@@ -9,6 +9,7 @@ mod commands;
 mod faults;
 mod headers;
 mod hostile;
+mod logs;
 mod matrix;
 mod protection;
 mod reload;

@@ -1,0 +1,203 @@
+//! The audit stream: one JSON line per decision (time, caller kind, slug,
+//! role, method, path without query, step, rule, status, latency), written
+//! to a file of its own by a background thread so that a slow disk never
+//! holds up a request. `advise` reads it back.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// How many lines may wait for the writer before new ones are dropped.
+const QUEUE: usize = 16_384;
+
+/// One decision as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When it was decided, RFC 3339 in UTC.
+    pub time: String,
+    /// The caller kind: addon, homeassistant, cli, observer, anonymous, ...
+    pub caller: String,
+    /// The add-on's slug, `-` for other callers.
+    pub slug: String,
+    /// The add-on's role, `-` for other callers.
+    pub role: String,
+    /// The method.
+    pub method: String,
+    /// The canonical path (the raw one when the target was refused), never
+    /// the query.
+    pub path: String,
+    /// `allowed` or `denied`.
+    pub decision: String,
+    /// The step that settled it.
+    pub step: String,
+    /// The rule, `-` for none.
+    pub rule: String,
+    /// The status the client got.
+    pub status: u16,
+    /// Microseconds from the request head to the response head.
+    pub latency_us: u64,
+}
+
+/// The writer's end of the audit file.
+pub struct Audit {
+    lines: SyncSender<String>,
+    dropped: AtomicU64,
+}
+
+impl Audit {
+    /// Opens `path` for appending (creating it, readable by the owner only)
+    /// and starts the writer thread.
+    pub fn open(path: &Path) -> std::io::Result<Audit> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        let (lines, queue) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("gateway-audit".into())
+            .spawn(move || write_lines(file, queue))?;
+        Ok(Audit {
+            lines,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues one entry; if the writer is far behind the entry is dropped
+    /// and counted, never waited for.
+    pub fn record(&self, entry: &Entry) {
+        let Ok(line) = serde_json::to_string(entry) else {
+            return;
+        };
+        match self.lines.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dropped, "the audit log is behind; entries were dropped");
+                }
+            }
+        }
+    }
+}
+
+fn write_lines(file: std::fs::File, queue: Receiver<String>) {
+    let mut out = std::io::BufWriter::new(file);
+    while let Ok(line) = queue.recv() {
+        let mut failed = writeln!(out, "{line}").is_err();
+        // Write what else is waiting, then flush once.
+        while let Ok(line) = queue.try_recv() {
+            failed |= writeln!(out, "{line}").is_err();
+        }
+        failed |= out.flush().is_err();
+        if failed {
+            tracing::error!("cannot write the audit log");
+        }
+    }
+}
+
+/// Reads an audit log; lines that are not entries are reported by number.
+pub fn read(path: &Path) -> Result<(Vec<Entry>, Vec<usize>), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let mut entries = Vec::new();
+    let mut bad = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) => bad.push(index + 1),
+        }
+    }
+    Ok((entries, bad))
+}
+
+/// Now as RFC 3339 in UTC, to the millisecond.
+pub fn now_rfc3339() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(since.as_secs(), since.subsec_millis())
+}
+
+/// Seconds since the epoch as RFC 3339 (civil date from days, after the
+/// well-known days-to-civil algorithm).
+fn rfc3339(seconds: u64, millis: u32) -> String {
+    let days = (seconds / 86_400) as i64;
+    let of_day = seconds % 86_400;
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(1_796_401_085, 123), "2026-12-04T16:18:05.123Z");
+        assert_eq!(rfc3339(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn entries_reach_the_file_and_read_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path).expect("open");
+        let entry = Entry {
+            time: now_rfc3339(),
+            caller: "addon".into(),
+            slug: "example".into(),
+            role: "backup".into(),
+            method: "GET".into(),
+            path: "/backups".into(),
+            decision: "allowed".into(),
+            step: "add-ons".into(),
+            rule: "roles.backup[0]".into(),
+            status: 200,
+            latency_us: 42,
+        };
+        for _ in 0..3 {
+            audit.record(&entry);
+        }
+        drop(audit);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let (entries, bad) = read(&path).expect("read");
+            if entries.len() == 3 || std::time::Instant::now() > deadline {
+                assert_eq!(entries, vec![entry.clone(), entry.clone(), entry]);
+                assert!(bad.is_empty());
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(&path, "{\"not\": \"an entry\"}\n").expect("write");
+        assert_eq!(read(&path).expect("read").1, vec![1]);
+    }
+}
