@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;
+pub mod rating;
 pub mod reload;
 pub mod responses;
 pub mod routes;
