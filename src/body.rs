@@ -62,6 +62,7 @@ impl BodyWatch {
 /// reports its end through a [`BodyWatch`].
 pub(crate) struct LimitedBody {
     inner: Incoming,
+    tap: Option<Tap>,
     remaining: u64,
     watch: Arc<BodyWatch>,
     idle_limit: Duration,
@@ -92,12 +93,27 @@ impl LimitedBody {
         }
         let body = LimitedBody {
             inner,
+            tap: None,
             remaining: limit,
             watch: watch.clone(),
             idle_limit,
             idle: Box::pin(tokio::time::sleep(idle_limit)),
         };
         (body, watch)
+    }
+}
+
+/// A copy of the first [`TAP_LIMIT`] bytes of a body as it passes.
+pub(crate) type Tap = Arc<std::sync::Mutex<Vec<u8>>>;
+
+/// How much of a tapped body is kept.
+pub(crate) const TAP_LIMIT: usize = 4096;
+
+impl LimitedBody {
+    /// Keeps a copy of the body's first bytes in `tap` as they pass.
+    pub(crate) fn tapped(mut self, tap: Tap) -> LimitedBody {
+        self.tap = Some(tap);
+        self
     }
 }
 
@@ -135,6 +151,11 @@ impl Body for LimitedBody {
             return Poll::Ready(Some(Err(BodyLimitExceeded.into())));
         };
         self.remaining = left;
+        if let (Some(tap), Some(data)) = (&self.tap, frame.data_ref()) {
+            let mut kept = tap.lock().unwrap_or_else(|e| e.into_inner());
+            let room = (TAP_LIMIT + 1).saturating_sub(kept.len()).min(data.len());
+            kept.extend_from_slice(&data[..room]);
+        }
         if self.inner.is_end_stream() {
             self.watch.finish();
         }

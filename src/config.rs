@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::{Caller, Callers, TokenDigest};
+use crate::manifests::{self, Manifest, ManifestProblem};
 use crate::signed::{self, Key, KeyAlgorithm, RevocationError, Revocations, SignedTokens};
 
 /// An add-on's declared role (`hassio_role`).
@@ -166,6 +167,16 @@ pub struct Config {
     /// Where the admin listener (`/healthz`, `/readyz`, `/metrics`)
     /// listens; `None` when it is turned off.
     pub admin_listen: Option<SocketAddr>,
+    /// Every configured add-on's manifest, inline entries first (with the
+    /// Supervisor's defaults for what they do not say), then those read
+    /// from `addon_manifests`.
+    pub manifests: Vec<Manifest>,
+    /// Manifests (or secrets) that could not be used; the rest still load.
+    pub manifest_problems: Vec<ManifestProblem>,
+    /// The manifest files and the secrets file, watched for changes.
+    pub manifest_files: Vec<PathBuf>,
+    /// Where the protection mode of toggled add-ons is kept, if anywhere.
+    pub state_file: Option<PathBuf>,
     /// The audit log file, when decisions are also written there.
     pub audit_log: Option<PathBuf>,
     /// How many threads serve connections, each with its own event loop and
@@ -260,6 +271,13 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// What a manifest directory gave.
+struct LoadedManifests {
+    addons: Vec<(Manifest, Arc<Addon>)>,
+    problems: Vec<ManifestProblem>,
+    files: Vec<PathBuf>,
+}
+
 /// A secret read from a file, without the newline an editor leaves.
 fn trim_newline(mut secret: Vec<u8>) -> Vec<u8> {
     while secret
@@ -284,6 +302,9 @@ struct RawConfig {
     workers: Option<usize>,
     admin_listen: Option<Spanned<String>>,
     audit_log: Option<String>,
+    addon_manifests: Option<Spanned<String>>,
+    addon_secrets: Option<Spanned<String>>,
+    state_file: Option<String>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -440,7 +461,37 @@ impl Checker<'_> {
         let mut callers = Callers::default();
         let mut seen = Vec::new();
         self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
-        let addons = self.addons(&raw.addons, raw.signing.is_some(), &mut callers, &mut seen)?;
+        let mut addons =
+            self.addons(&raw.addons, raw.signing.is_some(), &mut callers, &mut seen)?;
+        let mut manifests: Vec<Manifest> =
+            addons.iter().map(|addon| Manifest::inline(addon)).collect();
+        let (mut manifest_problems, mut manifest_files) = (Vec::new(), Vec::new());
+        if let Some(dir) = &raw.addon_manifests {
+            let loaded = self.manifest_addons(
+                dir,
+                raw.addon_secrets.as_ref(),
+                raw.signing.is_some(),
+                &mut callers,
+                &mut seen,
+            )?;
+            for (manifest, addon) in loaded.addons {
+                if addons.iter().any(|known| known.slug == addon.slug) {
+                    manifest_problems.push(ManifestProblem {
+                        path: manifest.path.clone().unwrap_or_default(),
+                        field: "slug".into(),
+                        reason: format!(
+                            "{} is also configured inline; the inline entry is used",
+                            addon.slug
+                        ),
+                    });
+                    continue;
+                }
+                manifests.push(manifest);
+                addons.push(addon);
+            }
+            manifest_problems.extend(loaded.problems);
+            manifest_files = loaded.files;
+        }
         if let Some(signing) = &raw.signing {
             callers.signed = Some(Arc::new(self.signing(signing, &addons)?));
         }
@@ -469,6 +520,10 @@ impl Checker<'_> {
             watch_interval,
             admin_listen,
             audit_log: raw.audit_log.map(|file| self.resolve(&file)),
+            state_file: raw.state_file.map(|file| self.resolve(&file)),
+            manifests,
+            manifest_problems,
+            manifest_files,
             workers: match raw.workers {
                 None | Some(0) => default_workers(),
                 Some(workers) => workers.min(MAX_WORKERS),
@@ -571,6 +626,99 @@ impl Checker<'_> {
             addons.push(addon);
         }
         Ok(addons)
+    }
+
+    /// The add-ons of a manifest directory, with their tokens from the
+    /// secrets file. A manifest with a problem, or without a token where one
+    /// is needed, is reported and left out; a bad secrets file is an error.
+    fn manifest_addons(
+        &self,
+        dir: &Spanned<String>,
+        secrets: Option<&Spanned<String>>,
+        signing: bool,
+        callers: &mut Callers,
+        seen: &mut Vec<(TokenDigest, String)>,
+    ) -> Result<LoadedManifests, ConfigError> {
+        let dir_path = self.resolve(&dir.value);
+        if !dir_path.is_dir() {
+            let reason = format!("{} is not a directory", dir_path.display());
+            return Err(self.error(line_of(dir), "addon_manifests", reason));
+        }
+        let (found, mut problems) = manifests::load_dir(&dir_path);
+        let mut files: Vec<PathBuf> = found.iter().filter_map(|m| m.path.clone()).collect();
+        let secrets = match secrets {
+            Some(file) => {
+                let path = self.resolve(&file.value);
+                files.push(path.clone());
+                let (text, name) = read_file(&path).map_err(|_| {
+                    self.error(
+                        line_of(file),
+                        "addon_secrets",
+                        format!("cannot read {}", path.display()),
+                    )
+                })?;
+                let raw: std::collections::BTreeMap<String, Spanned<RawSecret>> =
+                    serde_saphyr::from_str(&text)
+                        .map_err(|error| yaml_error(&error, &text, &name))?;
+                Some((raw, name))
+            }
+            None => None,
+        };
+        let mut addons = Vec::new();
+        for manifest in found {
+            let secret = secrets
+                .as_ref()
+                .and_then(|(raw, name)| raw.get(&manifest.slug).map(|secret| (secret, name)));
+            let digest = match secret {
+                Some((secret, name)) => {
+                    let checker = Checker {
+                        file: name,
+                        base: self.base,
+                    };
+                    Some(checker.digest(secret, &manifest.slug, seen)?)
+                }
+                None if signing => None,
+                None => {
+                    problems.push(ManifestProblem {
+                        path: manifest.path.clone().unwrap_or_default(),
+                        field: "slug".into(),
+                        reason: format!(
+                            "no token for {} in addon_secrets (and no signing keys)",
+                            manifest.slug
+                        ),
+                    });
+                    continue;
+                }
+            };
+            let addon = Arc::new(Addon {
+                slug: manifest.slug.clone(),
+                hassio_api: manifest.hassio_api,
+                role: manifest.role,
+                homeassistant_api: manifest.homeassistant_api,
+                auth_api: manifest.auth_api,
+            });
+            if let Some(digest) = digest {
+                callers.insert(digest, Caller::Addon(addon.clone()));
+            }
+            addons.push((manifest, addon));
+        }
+        if let Some((raw, name)) = &secrets {
+            for (slug, secret) in raw {
+                if !addons.iter().any(|(manifest, _)| &manifest.slug == slug) {
+                    let reason = format!("{slug} has a token but no manifest in addon_manifests");
+                    problems.push(ManifestProblem {
+                        path: PathBuf::from(name),
+                        field: slug.clone(),
+                        reason: format!("{reason} (line {})", line_of(secret)),
+                    });
+                }
+            }
+        }
+        Ok(LoadedManifests {
+            addons,
+            problems,
+            files,
+        })
     }
 
     /// The signing keys, claims to expect and revocations.

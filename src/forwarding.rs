@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::{BodyWatch, LimitedBody};
+use crate::body::{BodyWatch, LimitedBody, Tap, TAP_LIMIT};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
@@ -50,6 +50,19 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
+
+/// The body of a forwarded protection-mode toggle, as far as it was kept,
+/// in the response's extensions (never sent to the client).
+#[derive(Clone)]
+pub struct ToggleBody(Tap);
+
+impl ToggleBody {
+    /// The body, if it was short enough to be kept whole.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (kept.len() <= TAP_LIMIT).then(|| kept.clone())
+    }
+}
 
 /// Why an allowed request got no answer from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -207,7 +220,14 @@ impl Forwarder {
         body: Incoming,
         peer: SocketAddr,
     ) -> Result<Response<Body>, ForwardError> {
-        let (body, watch) = self.limited_body(&permit, &parts.headers, body).await?;
+        // A protection-mode toggle's body is kept, so that a success can be
+        // recorded with the state it asked for.
+        let tap = (parts.method == http::Method::POST
+            && crate::protection_state::toggle_slug(&permit.target().path).is_some())
+        .then(Tap::default);
+        let (body, watch) = self
+            .limited_body(&permit, &parts.headers, body, tap.clone())
+            .await?;
         let mut request = Request::new(body);
         *request.uri_mut() = self.upstream_uri(&permit)?;
         *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
@@ -237,6 +257,9 @@ impl Forwarder {
         }
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
+        if let Some(tap) = tap {
+            head.extensions.insert(ToggleBody(tap));
+        }
         Ok(Response::from_parts(head, Body::new(body)))
     }
 
@@ -290,6 +313,7 @@ impl Forwarder {
         permit: &Permit,
         headers: &HeaderMap,
         body: Incoming,
+        tap: Option<Tap>,
     ) -> Result<(Body, Arc<BodyWatch>), ForwardError> {
         let path = &permit.target().path;
         let limit = self.limits.body_limit(path);
@@ -297,6 +321,10 @@ impl Forwarder {
             return Err(ForwardError::BodyTooLarge);
         }
         let (limited, watch) = LimitedBody::new(body, limit, self.limits.body_idle_timeout);
+        let limited = match tap {
+            Some(tap) => limited.tapped(tap),
+            None => limited,
+        };
         let streams = declared_length(headers).is_some() || self.limits.is_upload(path);
         if streams || limited.is_end_stream() {
             return Ok((Body::new(limited), watch));

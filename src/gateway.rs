@@ -17,8 +17,10 @@ use crate::audit;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
+use crate::forwarding::ToggleBody;
 use crate::forwarding::{header_problem, ForwardError, Forwarder};
 use crate::metrics;
+use crate::protection_state::{self, ProtectionState};
 use crate::responses;
 use crate::table::Table;
 use crate::target::{self, Target};
@@ -36,6 +38,8 @@ pub struct Gateway {
     named_tables: Mutex<Vec<PathBuf>>,
     /// Where decisions are also written, one JSON line each.
     audit: Option<audit::Audit>,
+    /// Protection mode as seen through successful toggles.
+    protection: ProtectionState,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -133,7 +137,7 @@ pub struct Judgement {
 impl Gateway {
     /// A gateway for a checked configuration and table, with no shadow table.
     pub fn new(config: Config, table: Table) -> Gateway {
-        Gateway::with_policy(config, table, None)
+        Gateway::with_policy(config, table, None, ProtectionState::in_memory())
     }
 
     /// A gateway with the validated table and shadow table its
@@ -141,10 +145,23 @@ impl Gateway {
     pub fn from_config(config: Config) -> Result<Gateway, Vec<ConfigError>> {
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
-        Ok(Gateway::with_policy(config, table, shadow))
+        let protection = ProtectionState::load(config.state_file.clone()).map_err(|reason| {
+            vec![ConfigError {
+                file: config.source.clone(),
+                line: 0,
+                key: "state_file".into(),
+                reason,
+            }]
+        })?;
+        Ok(Gateway::with_policy(config, table, shadow, protection))
     }
 
-    fn with_policy(config: Config, table: Table, shadow: Option<Table>) -> Gateway {
+    fn with_policy(
+        config: Config,
+        table: Table,
+        shadow: Option<Table>,
+        protection: ProtectionState,
+    ) -> Gateway {
         let fixed = Fixed::of(&config);
         Gateway {
             forwarder: Forwarder::new(&config),
@@ -152,6 +169,7 @@ impl Gateway {
             config_path: config.path.clone(),
             named_tables: Mutex::new(table_paths(&config)),
             audit: None,
+            protection,
             policy: ArcSwap::from_pointee(Policy {
                 table,
                 callers: config.callers,
@@ -165,6 +183,45 @@ impl Gateway {
     pub fn with_audit(mut self, audit: audit::Audit) -> Gateway {
         self.audit = Some(audit);
         self
+    }
+
+    /// Whether protection mode is on for `slug`, as far as the gateway saw.
+    pub fn protected(&self, slug: &str) -> bool {
+        self.protection.protected(slug)
+    }
+
+    /// After a successful protection-mode toggle, records the state it
+    /// asked for and says who changed it.
+    fn note_toggle(&self, response: &Response<Body>, caller: &Caller, named: &str) {
+        let Some(toggle) = response.extensions().get::<ToggleBody>() else {
+            return;
+        };
+        if !response.status().is_success() {
+            return;
+        }
+        let slug = match (named, caller.slug()) {
+            ("self", Some(own)) => own,
+            ("self", None) => return,
+            (slug, _) => slug,
+        };
+        let Some(protected) = toggle
+            .bytes()
+            .as_deref()
+            .and_then(protection_state::requested)
+        else {
+            tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read; its state is unknown");
+            return;
+        };
+        if let Err(error) = self.protection.set(slug, protected) {
+            tracing::error!(slug, %error, "cannot write the protection state file");
+        }
+        tracing::info!(
+            slug,
+            protected,
+            by = caller.kind(),
+            by_slug = caller.slug().unwrap_or("-"),
+            "protection mode changed"
+        );
     }
 
     /// The policy in force now.
@@ -208,6 +265,7 @@ impl Gateway {
         })?;
         let config = Config::load(path).map_err(|error| vec![error])?;
         refuse_lost_revocations(&self.policy(), &config)?;
+        warn_manifest_problems(&config);
         *self.named_tables.lock().unwrap_or_else(|e| e.into_inner()) = table_paths(&config);
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
@@ -276,8 +334,16 @@ impl Gateway {
                 upgraded.await.unwrap_or_else(upstream_failure)
             }
             Some(permit) => {
+                let toggled = (parts.method == http::Method::POST)
+                    .then(|| protection_state::toggle_slug(&permit.target().path))
+                    .flatten()
+                    .map(str::to_owned);
                 let forwarded = self.forwarder.forward(permit, &caller, parts, body, peer);
-                forwarded.await.unwrap_or_else(upstream_failure)
+                let response = forwarded.await.unwrap_or_else(upstream_failure);
+                if let Some(named) = toggled {
+                    self.note_toggle(&response, &caller, &named);
+                }
+                response
             }
             None => {
                 let status = decision.outcome.status();
@@ -374,6 +440,13 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
 }
 
 /// The table files a configuration names (none for the built-in table).
+/// Logs each manifest that could not be used; the others are in force.
+pub fn warn_manifest_problems(config: &Config) {
+    for problem in &config.manifest_problems {
+        tracing::warn!(%problem, "add-on manifest left out");
+    }
+}
+
 /// A revocation file that was there with revocations in it and is now gone
 /// would lift them all: refuse such a reload. (A file that was never there
 /// is an empty list, so a first `token revoke` can create it.)

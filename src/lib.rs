@@ -26,7 +26,9 @@
 //! - [`demo`]: the built-in demo, the mock upstream with a gateway in front.
 //! - [`mock_upstream`]: a Supervisor look-alike that records what reaches it.
 
+pub mod addons_view;
 pub mod admin;
+pub mod advise;
 pub mod audit;
 pub mod automata;
 mod body;
@@ -39,10 +41,12 @@ pub mod demo;
 pub mod forwarding;
 pub mod gateway;
 pub mod lint;
+pub mod manifests;
 pub mod metrics;
 pub mod mock_upstream;
 pub mod pattern;
 pub mod protection;
+pub mod protection_state;
 pub mod rating;
 pub mod reload;
 pub mod responses;

@@ -75,6 +75,28 @@ enum Command {
         #[arg(long)]
         require_coverage: bool,
     },
+    /// One row per configured add-on: role, API flags, security rating,
+    /// protection mode, effective privileges and missed practices.
+    Addons {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// From an audit log, the smallest role and API flags each add-on needs.
+    Advise {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The audit log (`audit_log` in the configuration).
+        #[arg(long)]
+        audit: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Exit 0 if the admin listener's /healthz answers 200 (for container
     /// health checks, which need no curl in the image).
     Healthcheck {
@@ -235,6 +257,12 @@ async fn run(command: Command) -> ExitCode {
         Command::Routes { source, format } => run_routes(source, format),
         Command::Token { action } => run_token(action),
         Command::Healthcheck { admin } => run_healthcheck(admin).await,
+        Command::Addons { config, format } => run_addons(&config, format),
+        Command::Advise {
+            config,
+            audit,
+            format,
+        } => run_advise(&config, &audit, format),
         Command::Test {
             files,
             config,
@@ -396,6 +424,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         config.workers,
         config.admin_listen,
     );
+    supervisor_gateway::gateway::warn_manifest_problems(&config);
     let audit = match &config.audit_log {
         Some(path) => match supervisor_gateway::audit::Audit::open(path) {
             Ok(audit) => Some(audit),
@@ -454,6 +483,62 @@ async fn serve(path: PathBuf) -> ExitCode {
     }
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     finish(result)
+}
+
+fn run_addons(path: &std::path::Path, format: Format) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return fail(format!("config error: {error}")),
+    };
+    let states = match &config.state_file {
+        Some(file) => match supervisor_gateway::protection_state::read(file) {
+            Ok(states) => states,
+            Err(error) => return fail(error),
+        },
+        None => Default::default(),
+    };
+    let rows = supervisor_gateway::addons_view::rows(&config, &states);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ),
+        Format::Text | Format::Markdown => {
+            print!("{}", supervisor_gateway::addons_view::text(&rows))
+        }
+    }
+    for problem in &config.manifest_problems {
+        eprintln!("supervisor-gateway: manifest left out: {problem}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_advise(path: &std::path::Path, audit: &std::path::Path, format: Format) -> ExitCode {
+    let (config, table) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let (entries, bad) = match supervisor_gateway::audit::read(audit) {
+        Ok(read) => read,
+        Err(error) => return fail(error),
+    };
+    if !bad.is_empty() {
+        eprintln!(
+            "supervisor-gateway: {}: {} lines are not audit entries (first: line {})",
+            audit.display(),
+            bad.len(),
+            bad[0]
+        );
+    }
+    let advice = supervisor_gateway::advise::advise(&config, &table, &entries);
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&advice).unwrap_or_default()
+        ),
+        Format::Text | Format::Markdown => print!("{}", supervisor_gateway::advise::text(&advice)),
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run_healthcheck(admin: SocketAddr) -> ExitCode {

@@ -10,6 +10,7 @@ mod faults;
 mod headers;
 mod hostile;
 mod logs;
+mod manifests;
 mod matrix;
 mod protection;
 mod reload;

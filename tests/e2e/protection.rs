@@ -79,3 +79,96 @@ async fn no_spelling_of_the_toggle_passes_for_a_non_admin() {
     assert!(gateway.mock.state().protected("core_ssh"));
     assert!(gateway.mock.state().protected("local_manager"));
 }
+
+/// The `addons --format json` row of `slug`.
+fn addons_row(config: &std::path::Path, slug: &str) -> serde_json::Value {
+    let output = std::process::Command::new(BIN)
+        .args([
+            "addons",
+            "--format",
+            "json",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("addons runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json rows");
+    rows.as_array()
+        .expect("a list")
+        .iter()
+        .find(|row| row["slug"] == slug)
+        .cloned()
+        .expect("a row for the slug")
+}
+
+#[tokio::test]
+async fn the_gateway_records_protection_mode_set_by_admin_and_addons_reports_it() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!(
+        "{}state_file: protection.json\n",
+        test_config_yaml(mock.addr())
+    );
+    let config = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&config, "info");
+
+    let before = addons_row(&config, "local_probe");
+    assert_eq!(before["protected"], true);
+
+    // A manager's toggle is refused; nothing is recorded.
+    let refused = send_raw(
+        served.addr,
+        &toggle(TOK_MANAGER, "/addons/local_probe/security", false).to_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert!(!dir.path().join("protection.json").exists());
+    assert_eq!(addons_row(&config, "local_probe")["protected"], true);
+
+    // An admin's succeeds upstream and is recorded, with who did it.
+    let done = send_raw(
+        served.addr,
+        &toggle(TOK_ADMIN, "/addons/local_probe/security", false).to_bytes(),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    assert!(!mock.state().protected("local_probe"));
+    let after = addons_row(&config, "local_probe");
+    assert_eq!(after["protected"], false);
+    assert!(served.wait_for_log(
+        "protection mode changed",
+        1,
+        std::time::Duration::from_secs(5)
+    ));
+    let log = served.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("protection mode changed"))
+        .expect("logged");
+    assert!(
+        line.contains("slug=\"local_probe\"") || line.contains("slug=local_probe"),
+        "{line}"
+    );
+    assert!(
+        line.contains("by_slug=\"local_admin\"") || line.contains("by_slug=local_admin"),
+        "{line}"
+    );
+    assert!(line.contains("protected=false"), "{line}");
+
+    // And back on; the other add-ons were never touched.
+    let on = send_raw(
+        served.addr,
+        &toggle(TOK_ADMIN, "/v2/apps/local_probe/security", true).to_bytes(),
+    )
+    .await;
+    assert_eq!(on.status, 200);
+    assert_eq!(addons_row(&config, "local_probe")["protected"], true);
+    assert_eq!(addons_row(&config, "local_backup")["protected"], true);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}

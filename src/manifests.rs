@@ -1,0 +1,379 @@
+//! Add-on manifests read from a directory laid out like an add-on
+//! repository: one folder per add-on holding its `config.yaml`, `config.yml`
+//! or `config.json`. The fields of SPEC.md are read with the Supervisor's
+//! defaults; a manifest with an invalid field is reported with its path and
+//! field, and the others still load.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::{is_slug, Role};
+use crate::rating::{AppArmor, Privileges};
+
+/// The capabilities a manifest's `privileged` list may name (the
+/// Supervisor's list).
+const CAPABILITIES: &[&str] = &[
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "DAC_READ_SEARCH",
+    "IPC_LOCK",
+    "NET_ADMIN",
+    "NET_RAW",
+    "PERFMON",
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+];
+
+/// Manifest file names, in the order they are looked for.
+const FILE_NAMES: [&str; 3] = ["config.yaml", "config.yml", "config.json"];
+
+/// What the gateway reads from one add-on's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Where it was read from; `None` for an inline `addons` entry.
+    pub path: Option<PathBuf>,
+    /// `slug`.
+    pub slug: String,
+    /// `hassio_api` [false].
+    pub hassio_api: bool,
+    /// `hassio_role` [default].
+    pub role: Role,
+    /// `homeassistant_api` [false].
+    pub homeassistant_api: bool,
+    /// `auth_api` [false].
+    pub auth_api: bool,
+    /// `apparmor` [true], and whether the folder holds its own
+    /// `apparmor.txt`.
+    pub apparmor: AppArmor,
+    /// `ingress` [false].
+    pub ingress: bool,
+    /// `host_network` [false].
+    pub host_network: bool,
+    /// `host_pid` [false].
+    pub host_pid: bool,
+    /// `host_uts` [false].
+    pub host_uts: bool,
+    /// `privileged` [empty]: capabilities.
+    pub privileged: Vec<String>,
+    /// `full_access` [false].
+    pub full_access: bool,
+    /// `docker_api` [false].
+    pub docker_api: bool,
+    /// `kernel_modules` [false].
+    pub kernel_modules: bool,
+    /// Whether the image is signed (`codenotary` set).
+    pub signed: bool,
+    /// Folders mapped read-write (`map` entries with `:rw` or
+    /// `read_only: false`).
+    pub read_write_maps: Vec<String>,
+}
+
+impl Manifest {
+    /// A manifest with the Supervisor's defaults for everything but the
+    /// four fields an inline `addons` entry gives.
+    pub fn inline(addon: &crate::config::Addon) -> Manifest {
+        Manifest {
+            path: None,
+            slug: addon.slug.clone(),
+            hassio_api: addon.hassio_api,
+            role: addon.role,
+            homeassistant_api: addon.homeassistant_api,
+            auth_api: addon.auth_api,
+            apparmor: AppArmor::Default,
+            ingress: false,
+            host_network: false,
+            host_pid: false,
+            host_uts: false,
+            privileged: Vec::new(),
+            full_access: false,
+            docker_api: false,
+            kernel_modules: false,
+            signed: false,
+            read_write_maps: Vec::new(),
+        }
+    }
+
+    /// The privileges the add-on's container actually gets: with protection
+    /// mode on, the Supervisor withholds full access, the Docker API and the
+    /// host's PID namespace.
+    pub fn effective(&self, protected: bool) -> Privileges<'_> {
+        Privileges {
+            role: self.role.name(),
+            apparmor: self.apparmor,
+            ingress: self.ingress,
+            auth_api: self.auth_api,
+            signed: self.signed,
+            privileged: &[],
+            kernel_modules: self.kernel_modules,
+            host_network: self.host_network,
+            host_pid: self.host_pid && !protected,
+            host_uts: self.host_uts,
+            docker_api: self.docker_api && !protected,
+            full_access: self.full_access && !protected,
+        }
+    }
+
+    /// The security rating (SPEC.md) of what is effective under `protected`.
+    pub fn rating(&self, protected: bool) -> u8 {
+        let privileged: Vec<&str> = self.privileged.iter().map(String::as_str).collect();
+        let privileges = Privileges {
+            privileged: &privileged,
+            ..self.effective(protected)
+        };
+        crate::rating::rating(&privileges)
+    }
+
+    /// The secure-add-on practices this manifest misses, in words.
+    pub fn missed_practices(&self) -> Vec<String> {
+        let mut missed = Vec::new();
+        if self.host_network {
+            missed.push("host network".to_owned());
+        }
+        match self.apparmor {
+            AppArmor::Disabled => missed.push("AppArmor disabled".to_owned()),
+            AppArmor::Default => missed.push("no AppArmor profile of its own".to_owned()),
+            AppArmor::Custom => {}
+        }
+        for folder in &self.read_write_maps {
+            missed.push(format!("{folder} mapped read-write"));
+        }
+        if self.full_access {
+            missed.push("full hardware access".to_owned());
+        }
+        if self.docker_api {
+            missed.push("Docker API".to_owned());
+        }
+        if !self.signed {
+            missed.push("unsigned image".to_owned());
+        }
+        missed
+    }
+}
+
+/// A manifest that could not be used: its file, the field at fault, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestProblem {
+    /// The manifest (or folder) at fault.
+    pub path: PathBuf,
+    /// The field, or `(file)` when the file as a whole is at fault.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.path.display(),
+            self.field,
+            self.reason
+        )
+    }
+}
+
+/// Reads every add-on folder under `dir`, in name order. Folders without a
+/// manifest are skipped; a manifest with a problem is reported and left out.
+pub fn load_dir(dir: &Path) -> (Vec<Manifest>, Vec<ManifestProblem>) {
+    let mut manifests = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            problems.push(ManifestProblem {
+                path: dir.to_owned(),
+                field: "(file)".into(),
+                reason: format!("cannot read the directory: {error}"),
+            });
+            return (manifests, problems);
+        }
+    };
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        let Some(path) = FILE_NAMES
+            .iter()
+            .map(|name| folder.join(name))
+            .find(|path| path.is_file())
+        else {
+            continue;
+        };
+        match load_file(&path) {
+            Ok(manifest) => manifests.push(manifest),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    (manifests, problems)
+}
+
+/// Reads one manifest file.
+pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
+    let problem = |field: &str, reason: String| ManifestProblem {
+        path: path.to_owned(),
+        field: field.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| problem("(file)", format!("cannot read: {error}")))?;
+    let value: Value = if path.extension().is_some_and(|ext| ext == "json") {
+        serde_json::from_str(&text)
+            .map_err(|error| problem("(file)", format!("not JSON: {error}")))?
+    } else {
+        serde_saphyr::from_str(&text).map_err(|error| {
+            let message = error.to_string();
+            let first = message.lines().next().unwrap_or("").to_owned();
+            problem("(file)", format!("not YAML: {first}"))
+        })?
+    };
+    let Value::Object(fields) = &value else {
+        return Err(problem(
+            "(file)",
+            "a manifest is a mapping of fields".into(),
+        ));
+    };
+    let flag = |name: &str, default: bool| match fields.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(value)) => Ok(*value),
+        Some(other) => Err(problem(
+            name,
+            format!("expected true or false, found {other}"),
+        )),
+    };
+    let slug = match fields.get("slug") {
+        Some(Value::String(slug)) if is_slug(slug) && slug != "self" => slug.clone(),
+        Some(other) => return Err(problem("slug", format!("not a slug: {other}"))),
+        None => return Err(problem("slug", "missing".into())),
+    };
+    let role = match fields.get("hassio_role") {
+        None | Some(Value::Null) => Role::Default,
+        Some(Value::String(name)) => Role::from_name(name).ok_or_else(|| {
+            let reason =
+                format!("{name:?} is not one of default, homeassistant, backup, manager, admin");
+            problem("hassio_role", reason)
+        })?,
+        Some(other) => {
+            return Err(problem(
+                "hassio_role",
+                format!("expected a role name, found {other}"),
+            ))
+        }
+    };
+    let apparmor = if !flag("apparmor", true)? {
+        AppArmor::Disabled
+    } else if path.with_file_name("apparmor.txt").is_file() {
+        AppArmor::Custom
+    } else {
+        AppArmor::Default
+    };
+    let privileged = match fields.get("privileged") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut capabilities = Vec::new();
+            for item in items {
+                match item.as_str() {
+                    Some(name) if CAPABILITIES.contains(&name) => {
+                        capabilities.push(name.to_owned())
+                    }
+                    _ => {
+                        return Err(problem(
+                            "privileged",
+                            format!("{item} is not a capability the Supervisor grants"),
+                        ))
+                    }
+                }
+            }
+            capabilities
+        }
+        Some(other) => {
+            return Err(problem(
+                "privileged",
+                format!("expected a list of capabilities, found {other}"),
+            ))
+        }
+    };
+    let signed = match fields.get("codenotary") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(signer)) => !signer.trim().is_empty(),
+        Some(other) => {
+            return Err(problem(
+                "codenotary",
+                format!("expected the signer's address, found {other}"),
+            ))
+        }
+    };
+    let read_write_maps =
+        read_write_maps(fields.get("map")).map_err(|reason| problem("map", reason))?;
+    Ok(Manifest {
+        path: Some(path.to_owned()),
+        slug,
+        hassio_api: flag("hassio_api", false)?,
+        role,
+        homeassistant_api: flag("homeassistant_api", false)?,
+        auth_api: flag("auth_api", false)?,
+        apparmor,
+        ingress: flag("ingress", false)?,
+        host_network: flag("host_network", false)?,
+        host_pid: flag("host_pid", false)?,
+        host_uts: flag("host_uts", false)?,
+        privileged,
+        full_access: flag("full_access", false)?,
+        docker_api: flag("docker_api", false)?,
+        kernel_modules: flag("kernel_modules", false)?,
+        signed,
+        read_write_maps,
+    })
+}
+
+/// The folders a `map` field mounts read-write: the old form
+/// (`"share:rw"`, read-only unless `:rw`) and the new one
+/// (`{type: share, read_only: false}`, read-only unless said otherwise).
+fn read_write_maps(map: Option<&Value>) -> Result<Vec<String>, String> {
+    let items = match map {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("expected a list of folders, found {other}")),
+    };
+    let mut read_write = Vec::new();
+    for item in items {
+        match item {
+            Value::String(entry) => {
+                let (folder, mode) = entry.split_once(':').unwrap_or((entry, "ro"));
+                match mode {
+                    "rw" => read_write.push(folder.to_owned()),
+                    "ro" => {}
+                    _ => return Err(format!("{entry:?}: the mode is ro or rw")),
+                }
+            }
+            Value::Object(fields) => {
+                let Some(Value::String(folder)) = fields.get("type") else {
+                    return Err(format!("{item}: a folder needs its type"));
+                };
+                match fields.get("read_only") {
+                    None | Some(Value::Null) | Some(Value::Bool(true)) => {}
+                    Some(Value::Bool(false)) => read_write.push(folder.clone()),
+                    Some(other) => {
+                        return Err(format!("read_only: expected true or false, found {other}"))
+                    }
+                }
+            }
+            other => return Err(format!("{other} is not a folder")),
+        }
+    }
+    Ok(read_write)
+}
+
+#[cfg(test)]
+#[path = "manifests_tests.rs"]
+mod tests;

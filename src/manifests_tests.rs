@@ -1,0 +1,179 @@
+use super::*;
+
+fn write(dir: &Path, folder: &str, name: &str, text: &str) -> PathBuf {
+    let folder = dir.join(folder);
+    std::fs::create_dir_all(&folder).expect("folder");
+    let path = folder.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn parsed(text: &str) -> Manifest {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(dir.path(), "a", "config.yaml", text);
+    load_file(&path).expect("valid manifest")
+}
+
+#[test]
+fn a_directory_loads_yaml_yml_and_json_and_reports_the_invalid_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    write(
+        dir.path(),
+        "one",
+        "config.yaml",
+        "slug: one\nhassio_api: true\nhassio_role: backup\n",
+    );
+    write(
+        dir.path(),
+        "two",
+        "config.yml",
+        "slug: two\nname: Two\nversion: 1.0.0\n",
+    );
+    write(
+        dir.path(),
+        "three",
+        "config.json",
+        r#"{"slug": "three", "hassio_role": "manager", "ingress": true}"#,
+    );
+    write(
+        dir.path(),
+        "bad",
+        "config.yaml",
+        "slug: bad\nhassio_role: superuser\n",
+    );
+    std::fs::create_dir_all(dir.path().join(".github")).expect("not an add-on");
+    let (manifests, problems) = load_dir(dir.path());
+    let slugs: Vec<&str> = manifests.iter().map(|m| m.slug.as_str()).collect();
+    assert_eq!(slugs, ["one", "three", "two"]);
+    assert_eq!(manifests[0].role, Role::Backup);
+    assert!(manifests[0].hassio_api);
+    assert!(manifests[1].ingress && manifests[1].role == Role::Manager);
+    assert!(!manifests[2].hassio_api && manifests[2].role == Role::Default);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, "hassio_role");
+    assert!(problems[0].path.ends_with("bad/config.yaml"));
+    assert!(problems[0].to_string().contains("superuser"));
+}
+
+#[test]
+fn invalid_fields_are_named() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (text, field) in [
+        ("name: no slug\n", "slug"),
+        ("slug: self\n", "slug"),
+        ("slug: a b\n", "slug"),
+        ("slug: a\nhassio_api: yes please\n", "hassio_api"),
+        (
+            "slug: a\nprivileged: [SYS_ADMIN, MAKE_COFFEE]\n",
+            "privileged",
+        ),
+        ("slug: a\nprivileged: SYS_ADMIN\n", "privileged"),
+        ("slug: a\nmap: [\"share:rwx\"]\n", "map"),
+        ("slug: a\nmap: [{read_only: false}]\n", "map"),
+        ("slug: a\ncodenotary: 7\n", "codenotary"),
+        ("- not\n- a mapping\n", "(file)"),
+        ("slug: [unclosed\n", "(file)"),
+    ] {
+        let path = write(dir.path(), "x", "config.yaml", text);
+        let problem = load_file(&path).expect_err(text);
+        assert_eq!(problem.field, field, "{text}");
+    }
+}
+
+#[test]
+fn defaults_are_the_supervisors() {
+    let manifest = parsed("slug: plain\n");
+    assert_eq!(manifest.role, Role::Default);
+    assert!(!manifest.hassio_api && !manifest.homeassistant_api && !manifest.auth_api);
+    assert_eq!(manifest.apparmor, AppArmor::Default);
+    assert!(manifest.privileged.is_empty() && !manifest.signed);
+    assert_eq!(manifest.rating(true), 5);
+}
+
+#[test]
+fn a_dozen_manifests_rate_as_the_formula_says() {
+    // Each expectation is worked out by hand from SPEC.md's formula.
+    for (text, protected, expected) in [
+        ("slug: a\n", true, 5),
+        ("slug: a\napparmor: false\n", true, 4),
+        ("slug: a\ningress: true\nauth_api: true\n", true, 7),
+        ("slug: a\nauth_api: true\n", true, 6),
+        ("slug: a\ncodenotary: dev@example.com\n", true, 6),
+        ("slug: a\nprivileged: [NET_ADMIN, SYS_TIME]\n", true, 4),
+        ("slug: a\nprivileged: [SYS_NICE]\n", true, 5),
+        ("slug: a\nkernel_modules: true\nprivileged: [SYS_MODULE]\n", true, 4),
+        ("slug: a\nhassio_role: manager\n", true, 4),
+        ("slug: a\nhassio_role: admin\nhost_network: true\n", true, 2),
+        ("slug: a\nhost_uts: true\nprivileged: [SYS_ADMIN]\n", true, 3),
+        ("slug: a\nhost_uts: true\n", true, 5),
+        // host_pid costs two, but only when protection mode lets it through.
+        ("slug: a\nhost_pid: true\n", false, 3),
+        ("slug: a\nhost_pid: true\n", true, 5),
+        // Docker or full access make it 1, unless protection mode withholds them.
+        ("slug: a\ndocker_api: true\ningress: true\n", false, 1),
+        ("slug: a\ndocker_api: true\ningress: true\n", true, 7),
+        ("slug: a\nfull_access: true\n", false, 1),
+        // Clamped at 8 and at 1.
+        ("slug: a\ningress: true\ncodenotary: x@y\n", true, 8),
+        ("slug: a\napparmor: false\nhassio_role: admin\nhost_network: true\nhost_pid: true\nprivileged: [SYS_ADMIN]\nhost_uts: true\n", false, 1),
+    ] {
+        assert_eq!(parsed(text).rating(protected), expected, "{text} protected={protected}");
+    }
+}
+
+#[test]
+fn a_custom_apparmor_profile_is_found_beside_the_manifest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write(dir.path(), "a", "config.yaml", "slug: a\n");
+    std::fs::write(dir.path().join("a/apparmor.txt"), "profile a {}\n").expect("profile");
+    let manifest = load_file(&path).expect("valid");
+    assert_eq!(manifest.apparmor, AppArmor::Custom);
+    assert_eq!(manifest.rating(true), 6);
+    let disabled = write(dir.path(), "a", "config.yaml", "slug: a\napparmor: false\n");
+    assert_eq!(
+        load_file(&disabled).expect("valid").apparmor,
+        AppArmor::Disabled
+    );
+}
+
+#[test]
+fn missed_practices_are_named() {
+    let manifest = parsed(
+        "slug: a\nhost_network: true\nmap: [\"share:rw\", ssl, {type: media, read_only: false}, {type: backup}]\nfull_access: true\ndocker_api: true\n",
+    );
+    assert_eq!(
+        manifest.missed_practices(),
+        [
+            "host network",
+            "no AppArmor profile of its own",
+            "share mapped read-write",
+            "media mapped read-write",
+            "full hardware access",
+            "Docker API",
+            "unsigned image",
+        ]
+    );
+    let careful = {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = write(
+            dir.path(),
+            "a",
+            "config.yaml",
+            "slug: a\ncodenotary: dev@example.com\nmap: [ssl]\n",
+        );
+        std::fs::write(dir.path().join("a/apparmor.txt"), "profile a {}\n").expect("profile");
+        load_file(&path).expect("valid")
+    };
+    assert!(careful.missed_practices().is_empty());
+}
+
+#[test]
+fn protection_mode_withholds_full_access_docker_and_host_pid() {
+    let manifest = parsed(
+        "slug: a\nfull_access: true\ndocker_api: true\nhost_pid: true\nhost_network: true\n",
+    );
+    let on = manifest.effective(true);
+    assert!(!on.full_access && !on.docker_api && !on.host_pid && on.host_network);
+    let off = manifest.effective(false);
+    assert!(off.full_access && off.docker_api && off.host_pid);
+}

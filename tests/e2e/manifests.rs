@@ -1,0 +1,204 @@
+//! Add-on manifests from a repository-like directory with tokens from a
+//! secrets file, the `addons` view of the shipped examples, and `advise` on
+//! an audit log the running gateway wrote.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::helpers::*;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary")
+}
+
+fn manifest(dir: &Path, folder: &str, name: &str, text: &str) {
+    let folder = dir.join("addons").join(folder);
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(name), text).expect("manifest");
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test]
+async fn manifests_and_secrets_by_token_and_by_hash_serve_and_advise() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    manifest(
+        dir.path(),
+        "over",
+        "config.yaml",
+        "slug: over\nhassio_api: true\nhassio_role: manager\n",
+    );
+    manifest(
+        dir.path(),
+        "jsonic",
+        "config.json",
+        r#"{"slug": "jsonic", "hassio_api": true, "hassio_role": "backup"}"#,
+    );
+    manifest(
+        dir.path(),
+        "broken",
+        "config.yaml",
+        "slug: broken\nhassio_api: maybe\n",
+    );
+    std::fs::write(
+        dir.path().join("secrets.yaml"),
+        format!(
+            "over: over-token-1\njsonic: {{ sha256: {} }}\nbroken: broken-token-1\n",
+            sha256_hex("jsonic-token-1")
+        ),
+    )
+    .expect("secrets");
+    let text = format!(
+        "listen: 127.0.0.1:0\nupstream: http://{}\nadmin_listen: none\naddon_manifests: addons\naddon_secrets: secrets.yaml\naudit_log: audit.jsonl\n",
+        mock.addr()
+    );
+    let config = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&config, "info");
+    let log = served.log();
+    assert!(
+        log.contains("broken/config.yaml: hassio_api: expected true or false"),
+        "{log}"
+    );
+
+    let get = |token: &str, path: &str| RawRequest::new("GET", path).token(token).to_bytes();
+    // By token: a manager; by hash: a backup add-on; the broken one is not loaded.
+    assert_eq!(
+        send_raw(served.addr, &get("over-token-1", "/backups"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send_raw(served.addr, &get("over-token-1", "/addons/self/info"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send_raw(served.addr, &get("jsonic-token-1", "/backups"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send_raw(served.addr, &get("jsonic-token-1", "/os/info"))
+            .await
+            .status,
+        200
+    );
+    let update = RawRequest::new("POST", "/os/update")
+        .token("jsonic-token-1")
+        .to_bytes();
+    assert_eq!(
+        send_raw(served.addr, &update).await.status,
+        403,
+        "backup may not update the OS"
+    );
+    assert_eq!(
+        send_raw(served.addr, &get("broken-token-1", "/backups"))
+            .await
+            .status,
+        403
+    );
+
+    // The audit log lands, then advise reads it: `over` only used what backup allows.
+    let audit = dir.path().join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while supervisor_gateway::audit::read(&audit).map_or(0, |(entries, _)| entries.len()) < 6
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    let config = config.to_str().expect("utf-8");
+    let advice = run(&[
+        "advise",
+        "--config",
+        config,
+        "--audit",
+        audit.to_str().expect("utf-8"),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        advice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&advice.stderr)
+    );
+    let advice: serde_json::Value = serde_json::from_slice(&advice.stdout).expect("json");
+    let over = advice
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|item| item["slug"] == "over")
+        .expect("advice for over");
+    assert_eq!(over["smallest_role"], "backup", "{over}");
+    assert_eq!(over["requests"], 2);
+    let jsonic = advice
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|item| item["slug"] == "jsonic")
+        .expect("advice for jsonic");
+    assert_eq!(jsonic["smallest_role"], "backup", "{jsonic}");
+    assert!(jsonic["summary"]
+        .as_str()
+        .expect("summary")
+        .contains("keeps backup"));
+}
+
+#[test]
+fn the_addons_view_of_the_shipped_example_manifests() {
+    let output = run(&[
+        "addons",
+        "--config",
+        "config/example-manifests.yaml",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let summary: Vec<(String, String, u64)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row["slug"].as_str().expect("slug").to_owned(),
+                row["role"].as_str().expect("role").to_owned(),
+                row["rating"].as_u64().expect("rating"),
+            )
+        })
+        .collect();
+    // Ratings worked out by hand from SPEC.md for each example manifest.
+    let expected = [
+        ("backups_to_cloud", "backup", 7), // +1 own AppArmor profile, +1 signed
+        ("legacy_admin", "admin", 3), // -1 AppArmor off, +1 auth_api, -2 admin; host_pid withheld
+        ("mqtt_bridge", "default", 7), // +2 ingress
+        ("system_tools", "manager", 2), // -1 capabilities, -1 manager, -1 host network
+    ];
+    let expected: Vec<(String, String, u64)> = expected
+        .iter()
+        .map(|(slug, role, rating)| ((*slug).to_owned(), (*role).to_owned(), *rating))
+        .collect();
+    assert_eq!(summary, expected);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broken/config.yaml: hassio_role"),
+        "{stderr}"
+    );
+    let text = run(&["addons", "--config", "config/example-manifests.yaml"]);
+    let table = String::from_utf8_lossy(&text.stdout);
+    assert!(table.starts_with("slug "), "{table}");
+    assert!(table.contains("full_access, docker_api"), "{table}");
+}
