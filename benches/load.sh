@@ -70,7 +70,7 @@ cat >"$WORK/gateway.yaml" <<EOF
 listen: 127.0.0.1:$GATEWAY_PORT
 upstream: http://$UPSTREAM
 watch_interval_ms: 0
-admin_listen: none
+admin_listen: 127.0.0.1:0
 addons:
   - { slug: bench, token: $TOKEN, hassio_api: true, hassio_role: manager }
 limits:

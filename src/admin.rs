@@ -71,8 +71,7 @@ async fn readyz(State(admin): State<Admin>) -> Response {
 }
 
 async fn render_metrics(State(admin): State<Admin>) -> Response {
-    admin.metrics.run_upkeep();
-    let text = admin.metrics.render();
+    let text = crate::metrics::render(&admin.metrics);
     (
         [(
             header::CONTENT_TYPE,

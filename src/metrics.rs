@@ -5,8 +5,13 @@
 //!
 //! The functions record into the process-wide recorder that [`install`]
 //! sets up for `serve`; where none is installed (tests that run a gateway
-//! in-process, the demo) they do nothing.
+//! in-process, the demo) they do nothing. Each thread keeps its handles, so
+//! the recorder must be installed before the first request is counted (as
+//! `serve` does) or that thread keeps counting into nothing.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -34,23 +39,11 @@ const BUCKETS: [f64; 16] = [
 /// handle renders them. An error means a recorder was already installed.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
-        .set_buckets(&BUCKETS)
-        .map_err(|error| error.to_string())?
         .install_recorder()
         .map_err(|error| error.to_string())?;
     metrics::describe_counter!(
         REQUESTS,
         "Requests answered, by decision, step, role and status."
-    );
-    metrics::describe_histogram!(
-        DECISION_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to decide a request (steps 1 to 9)."
-    );
-    metrics::describe_histogram!(
-        UPSTREAM_SECONDS,
-        metrics::Unit::Seconds,
-        "Time from sending a request upstream to its response head."
     );
     metrics::describe_counter!(UPSTREAM_ERRORS, "Forwarded requests that failed, by kind.");
     metrics::describe_gauge!(OPEN_CONNECTIONS, "Client connections open now.");
@@ -72,22 +65,134 @@ fn role_label(caller: &Caller) -> &'static str {
     }
 }
 
+thread_local! {
+    /// Each thread's handles to the request counters it has used, by their
+    /// labels packed into one number: looking a labelled counter up in the
+    /// recorder builds its key anew every time, which costs more than the
+    /// rest of the bookkeeping together.
+    static COUNTERS: RefCell<HashMap<u64, metrics::Counter>> = RefCell::new(HashMap::new());
+}
+
+/// A latency histogram with fixed buckets: a few relaxed atomic additions
+/// per observation, and rendered by [`render`] next to the recorder's
+/// counters and gauges.
+struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    /// Observations at or below each bound of [`BUCKETS`] (not cumulative).
+    buckets: [AtomicU64; BUCKETS.len()],
+    /// Observations above the last bound.
+    over: AtomicU64,
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    const fn new(name: &'static str, help: &'static str) -> Histogram {
+        Histogram {
+            name,
+            help,
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+            over: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        match BUCKETS.iter().position(|bound| seconds <= *bound) {
+            Some(index) => self.buckets[index].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text form: cumulative buckets, sum and count.
+    fn render(&self, out: &mut String) {
+        let (name, help) = (self.name, self.help);
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}\n"));
+        }
+        cumulative += self.over.load(Ordering::Relaxed);
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {cumulative}\n"));
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        out.push_str(&format!("{name}_sum {sum}\n{name}_count {cumulative}\n"));
+    }
+}
+
+static DECISION_HISTOGRAM: Histogram = Histogram::new(
+    DECISION_SECONDS,
+    "Time to decide a request (steps 1 to 9), in seconds.",
+);
+static UPSTREAM_HISTOGRAM: Histogram = Histogram::new(
+    UPSTREAM_SECONDS,
+    "Time from sending a request upstream to its response head, in seconds.",
+);
+
+/// Everything for `/metrics`: the recorder's counters and gauges, then the
+/// two latency histograms.
+pub fn render(handle: &PrometheusHandle) -> String {
+    handle.run_upkeep();
+    let mut out = handle.render();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    DECISION_HISTOGRAM.render(&mut out);
+    UPSTREAM_HISTOGRAM.render(&mut out);
+    out
+}
+
 /// Counts one answered request and the time its decision took.
 pub fn request(decision: &Decision, caller: &Caller, status: StatusCode, decided_in: Duration) {
-    metrics::counter!(
-        REQUESTS,
-        "decision" => decision.outcome.name(),
-        "step" => decision.step.name(),
-        "role" => role_label(caller),
-        "status" => status.as_u16().to_string(),
-    )
-    .increment(1);
-    metrics::histogram!(DECISION_SECONDS).record(decided_in.as_secs_f64());
+    let (decision_name, step, role) = (
+        decision.outcome.name(),
+        decision.step.name(),
+        role_label(caller),
+    );
+    let key = u64::from(decision.allowed())
+        | u64::from(decision.step.number()) << 1
+        | role_index(caller) << 8
+        | u64::from(status.as_u16()) << 16;
+    COUNTERS.with(|counters| {
+        counters
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                metrics::counter!(
+                    REQUESTS,
+                    "decision" => decision_name,
+                    "step" => step,
+                    "role" => role,
+                    "status" => status.as_u16().to_string(),
+                )
+            })
+            .increment(1);
+    });
+    DECISION_HISTOGRAM.record(decided_in);
+}
+
+/// A number for each role label, for the counter cache's key.
+fn role_index(caller: &Caller) -> u64 {
+    match caller {
+        Caller::Addon(addon) => addon.role as u64,
+        Caller::Anonymous => 10,
+        Caller::Unknown => 11,
+        Caller::HomeAssistant => 12,
+        Caller::Cli => 13,
+        Caller::Observer => 14,
+        Caller::Rejected(_) => 15,
+    }
 }
 
 /// Records how long the upstream took to answer with a head.
 pub fn upstream_answered(took: Duration) {
-    metrics::histogram!(UPSTREAM_SECONDS).record(took.as_secs_f64());
+    UPSTREAM_HISTOGRAM.record(took);
 }
 
 /// Counts a forwarded request that got no (complete) answer.
