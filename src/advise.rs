@@ -56,7 +56,8 @@ pub fn advise(config: &Config, table: &Table, entries: &[Entry]) -> Vec<Advice> 
             let seen: BTreeSet<(String, String)> = entries
                 .iter()
                 .filter(|entry| entry.caller == "addon" && entry.slug == declared.slug)
-                .filter(|entry| entry.decision == "allowed")
+                // Allowed by the gateway and not refused by the upstream.
+                .filter(|entry| entry.decision == "allowed" && !matches!(entry.status, 401 | 403))
                 .map(|entry| (entry.method.clone(), entry.path.clone()))
                 .collect();
             advice_for(table, &declared, &seen)
@@ -136,6 +137,14 @@ fn advice_for(table: &Table, declared: &Addon, seen: &BTreeSet<(String, String)>
     }
 }
 
+/// A role's place in the order advice picks from.
+fn rank(role: Role) -> usize {
+    Role::ALL
+        .iter()
+        .position(|known| *known == role)
+        .unwrap_or(0)
+}
+
 fn summary(
     declared: &Addon,
     requests: &[(Method, String)],
@@ -155,12 +164,24 @@ fn summary(
         (_, true, Some(role)) if role == declared.role => {
             parts.push(format!("keeps {}: its requests need it", role.name()))
         }
+        (_, true, Some(role)) if rank(role) > rank(declared.role) || !declared.hassio_api => {
+            parts.push(format!(
+                "its requests needed {} with hassio_api, more than it declares (did the table or the add-on change since they were logged?)",
+                role.name()
+            ))
+        }
         (_, true, Some(role)) => parts.push(format!(
             "declares {}, {} would do",
             declared.role.name(),
             role.name()
         )),
         _ => {}
+    }
+    if needs_homeassistant_api && !declared.homeassistant_api {
+        parts.push("its requests needed homeassistant_api, which it does not declare".to_owned());
+    }
+    if needs_auth_api && !declared.auth_api {
+        parts.push("its requests needed auth_api, which it does not declare".to_owned());
     }
     if declared.homeassistant_api && !needs_homeassistant_api {
         parts.push("homeassistant_api is not needed".to_owned());

@@ -100,6 +100,38 @@ fn the_smallest_role_that_allowed_everything_is_named() {
 }
 
 #[test]
+fn upstream_refusals_do_not_count_and_more_than_declared_is_said_plainly() {
+    let table = Table::builtin().expect("table");
+    let mut refused = entry("over", "POST", "/os/update", "allowed");
+    refused.status = 403;
+    let entries = vec![
+        entry("over", "GET", "/backups", "allowed"),
+        refused,
+        entry("idle", "POST", "/os/update", "allowed"),
+        entry("idle", "GET", "/core/api/states", "allowed"),
+    ];
+    let advice = advise(&config(), &table, &entries);
+    let over = advice.iter().find(|a| a.slug == "over").expect("advice");
+    assert_eq!(
+        (over.requests, over.smallest_role.as_deref()),
+        (1, Some("backup"))
+    );
+    let idle = advice.iter().find(|a| a.slug == "idle").expect("advice");
+    assert_eq!(idle.smallest_role.as_deref(), Some("manager"));
+    assert!(
+        idle.summary.contains("more than it declares"),
+        "{}",
+        idle.summary
+    );
+    assert!(
+        idle.summary.contains("needed homeassistant_api"),
+        "{}",
+        idle.summary
+    );
+    assert!(!idle.summary.contains("would do"), "{}", idle.summary);
+}
+
+#[test]
 fn a_request_the_table_no_longer_allows_is_reported_not_counted() {
     let table = Table::builtin().expect("table");
     let entries = vec![

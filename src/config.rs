@@ -458,6 +458,14 @@ impl Checker<'_> {
                 self.error(line_of(text), "admin_listen", reason)
             })?),
         };
+        if admin_listen == Some(listen) && listen.port() != 0 {
+            let line = raw.admin_listen.as_ref().map_or(0, line_of);
+            return Err(self.error(
+                line,
+                "admin_listen",
+                "the admin listener needs an address of its own, not listen's",
+            ));
+        }
         let mut callers = Callers::default();
         let mut seen = Vec::new();
         self.plugin_tokens(&raw.tokens, &mut callers, &mut seen)?;
@@ -467,25 +475,16 @@ impl Checker<'_> {
             addons.iter().map(|addon| Manifest::inline(addon)).collect();
         let (mut manifest_problems, mut manifest_files) = (Vec::new(), Vec::new());
         if let Some(dir) = &raw.addon_manifests {
+            let inline: Vec<String> = addons.iter().map(|addon| addon.slug.clone()).collect();
             let loaded = self.manifest_addons(
                 dir,
                 raw.addon_secrets.as_ref(),
                 raw.signing.is_some(),
+                &inline,
                 &mut callers,
                 &mut seen,
             )?;
             for (manifest, addon) in loaded.addons {
-                if addons.iter().any(|known| known.slug == addon.slug) {
-                    manifest_problems.push(ManifestProblem {
-                        path: manifest.path.clone().unwrap_or_default(),
-                        field: "slug".into(),
-                        reason: format!(
-                            "{} is also configured inline; the inline entry is used",
-                            addon.slug
-                        ),
-                    });
-                    continue;
-                }
                 manifests.push(manifest);
                 addons.push(addon);
             }
@@ -636,6 +635,7 @@ impl Checker<'_> {
         dir: &Spanned<String>,
         secrets: Option<&Spanned<String>>,
         signing: bool,
+        inline: &[String],
         callers: &mut Callers,
         seen: &mut Vec<(TokenDigest, String)>,
     ) -> Result<LoadedManifests, ConfigError> {
@@ -665,7 +665,32 @@ impl Checker<'_> {
             None => None,
         };
         let mut addons = Vec::new();
+        let mut taken: Vec<(String, PathBuf)> = Vec::new();
         for manifest in found {
+            let path = manifest.path.clone().unwrap_or_default();
+            // A slug already configured (inline, or by an earlier folder) is
+            // left out whole: its token must not log in either.
+            let earlier = inline
+                .iter()
+                .any(|slug| slug == &manifest.slug)
+                .then(|| "is also configured inline; the inline entry is used".to_owned())
+                .or_else(|| {
+                    taken
+                        .iter()
+                        .find(|(slug, _)| slug == &manifest.slug)
+                        .map(|(_, other)| {
+                            format!("is also the slug of {}, which is used", other.display())
+                        })
+                });
+            if let Some(reason) = earlier {
+                problems.push(ManifestProblem {
+                    path,
+                    field: "slug".into(),
+                    reason: format!("{} {reason}", manifest.slug),
+                });
+                continue;
+            }
+            taken.push((manifest.slug.clone(), path));
             let secret = secrets
                 .as_ref()
                 .and_then(|(raw, name)| raw.get(&manifest.slug).map(|secret| (secret, name)));
@@ -705,7 +730,8 @@ impl Checker<'_> {
         if let Some((raw, name)) = &secrets {
             for (slug, secret) in raw {
                 if !addons.iter().any(|(manifest, _)| &manifest.slug == slug) {
-                    let reason = format!("{slug} has a token but no manifest in addon_manifests");
+                    let reason =
+                        format!("{slug} has a token but no manifest in use in addon_manifests");
                     problems.push(ManifestProblem {
                         path: PathBuf::from(name),
                         field: slug.clone(),

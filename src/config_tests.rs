@@ -190,3 +190,89 @@ fn workers_default_to_one_per_cpu_and_are_capped() {
     assert_eq!(workers("workers: 100000\n"), MAX_WORKERS);
     assert_eq!(error_of(&format!("{MINIMAL}workers: -1\n")).line, 2);
 }
+
+#[test]
+fn a_manifest_left_out_for_its_slug_gives_its_token_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (folder, text) in [
+        ("a", "slug: dup\nhassio_api: true\nhassio_role: manager\n"),
+        ("b", "slug: dup\nhassio_api: true\nhassio_role: admin\n"),
+        (
+            "c",
+            "slug: inline_one\nhassio_api: true\nhassio_role: admin\n",
+        ),
+    ] {
+        let folder = dir.path().join("addons").join(folder);
+        std::fs::create_dir_all(&folder).expect("dir");
+        std::fs::write(folder.join("config.yaml"), text).expect("manifest");
+    }
+    std::fs::write(
+        dir.path().join("secrets.yaml"),
+        "dup: dup-token\ninline_one: manifest-token\n",
+    )
+    .expect("secrets");
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\naddons:\n  - { slug: inline_one, token: inline-token }\n",
+    )
+    .expect("config");
+    let config = Config::load(&path).expect("loads, with problems");
+    // The inline entry wins and the manifest's token opens nothing.
+    assert_eq!(
+        config.callers.identify(Some(b"manifest-token")).kind(),
+        "unknown"
+    );
+    let inline = config.callers.identify(Some(b"inline-token"));
+    assert_eq!(
+        (inline.slug(), inline.role()),
+        (Some("inline_one"), Some(Role::Default))
+    );
+    // Of two folders with one slug, the first (by name) is used.
+    let dup = config.callers.identify(Some(b"dup-token"));
+    assert_eq!(dup.role(), Some(Role::Manager));
+    let problems: Vec<String> = config
+        .manifest_problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("secrets.yaml") && p.contains("no manifest in use")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("c/config.yaml") && p.contains("configured inline")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("b/config.yaml") && p.contains("a/config.yaml")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_admin_listener_needs_its_own_address() {
+    let error = error_of(
+        "upstream: http://127.0.0.1:1\nlisten: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:8080\n",
+    );
+    assert_eq!((error.key.as_str(), error.line), ("admin_listen", 3));
+    let off = Config::from_yaml(
+        "upstream: http://127.0.0.1:1\nadmin_listen: none\n",
+        "t.yaml",
+    )
+    .expect("config");
+    assert_eq!(off.admin_listen, None);
+    let ephemeral =
+        "upstream: http://127.0.0.1:1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n";
+    assert!(
+        Config::from_yaml(ephemeral, "t.yaml").is_ok(),
+        "two ephemeral ports differ"
+    );
+}

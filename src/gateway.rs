@@ -40,6 +40,9 @@ pub struct Gateway {
     audit: Option<audit::Audit>,
     /// Protection mode as seen through successful toggles.
     protection: ProtectionState,
+    /// Toggles are forwarded one at a time, so that the state recorded
+    /// last is the one the upstream applied last.
+    toggles: tokio::sync::Mutex<()>,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -170,6 +173,7 @@ impl Gateway {
             named_tables: Mutex::new(table_paths(&config)),
             audit: None,
             protection,
+            toggles: tokio::sync::Mutex::new(()),
             policy: ArcSwap::from_pointee(Policy {
                 table,
                 callers: config.callers,
@@ -338,11 +342,16 @@ impl Gateway {
                     .then(|| protection_state::toggle_slug(&permit.target().path))
                     .flatten()
                     .map(str::to_owned);
+                let one_at_a_time = match toggled {
+                    Some(_) => Some(self.toggles.lock().await),
+                    None => None,
+                };
                 let forwarded = self.forwarder.forward(permit, &caller, parts, body, peer);
                 let response = forwarded.await.unwrap_or_else(upstream_failure);
                 if let Some(named) = toggled {
                     self.note_toggle(&response, &caller, &named);
                 }
+                drop(one_at_a_time);
                 response
             }
             None => {

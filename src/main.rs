@@ -449,6 +449,13 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
+    let admin = match admin_listen {
+        Some(address) => match start_admin(address, &gateway, &upstream).await {
+            Ok(admin) => Some(admin),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     let bound = listener.local_addr().unwrap_or(listen);
     tracing::info!(listen = %bound, upstream = %upstream, workers, "gateway listening");
     let policy = gateway.policy();
@@ -464,13 +471,6 @@ async fn serve(path: PathBuf) -> ExitCode {
     if let Some(shadow) = &policy.shadow {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
-    let admin = match admin_listen {
-        Some(address) => match start_admin(address, &gateway, &upstream).await {
-            Ok(admin) => Some(admin),
-            Err(code) => return code,
-        },
-        None => None,
-    };
     let workers = match server::Workers::start(workers) {
         Ok(workers) => workers,
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),

@@ -31,6 +31,9 @@ const CAPABILITIES: &[&str] = &[
     "SYS_TIME",
 ];
 
+/// The largest manifest read; real ones are a few KiB.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 /// Manifest file names, in the order they are looked for.
 const FILE_NAMES: [&str; 3] = ["config.yaml", "config.yml", "config.json"];
 
@@ -225,6 +228,13 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         field: field.to_owned(),
         reason,
     };
+    let size = std::fs::metadata(path).map_or(0, |meta| meta.len());
+    if size > MAX_MANIFEST_BYTES {
+        return Err(problem(
+            "(file)",
+            format!("{size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"),
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|error| problem("(file)", format!("cannot read: {error}")))?;
     let value: Value = if path.extension().is_some_and(|ext| ext == "json") {

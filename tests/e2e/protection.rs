@@ -172,3 +172,25 @@ async fn the_gateway_records_protection_mode_set_by_admin_and_addons_reports_it(
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admin_toggles_leave_the_recorded_state_equal_to_the_upstreams() {
+    let gateway = TestGateway::start().await;
+    for round in 0..10 {
+        let sends: Vec<_> = (0..32)
+            .map(|index| {
+                let bytes =
+                    toggle(TOK_ADMIN, "/addons/core_ssh/security", index % 2 == 0).to_bytes();
+                spawn_send(gateway.addr, bytes)
+            })
+            .collect();
+        for send in sends {
+            assert_eq!(send.await.expect("task").status, 200);
+        }
+        assert_eq!(
+            gateway.gateway.protected("core_ssh"),
+            gateway.mock.state().protected("core_ssh"),
+            "round {round}"
+        );
+    }
+}
