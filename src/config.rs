@@ -853,7 +853,14 @@ impl Checker<'_> {
                 .audience
                 .clone()
                 .unwrap_or_else(|| signed::DEFAULT_AUDIENCE.to_owned()),
-            Duration::from_secs(raw_signing.leeway_s.unwrap_or(30).min(3600)),
+            Duration::from_secs(match raw_signing.leeway_s {
+                Some(leeway) if leeway > 3600 => {
+                    let reason =
+                        "at most 3600 seconds: a larger leeway would keep expired tokens alive";
+                    return Err(self.error(line_of(raw), "signing.leeway_s", reason));
+                }
+                leeway => leeway.unwrap_or(30),
+            }),
             revocations,
             revocation_file,
             files,

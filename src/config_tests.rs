@@ -276,3 +276,10 @@ fn the_admin_listener_needs_its_own_address() {
         "two ephemeral ports differ"
     );
 }
+
+#[test]
+fn a_leeway_over_an_hour_is_refused_not_cut() {
+    let text = "upstream: http://127.0.0.1:1\nsigning:\n  leeway_s: 4000\n  keys:\n    - { kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }\n";
+    let error = error_of(text);
+    assert_eq!(error.key, "signing.leeway_s");
+}

@@ -67,6 +67,8 @@ struct Fixed {
     admin_listen: Option<SocketAddr>,
     workers: usize,
     audit_log: Option<PathBuf>,
+    state_file: Option<PathBuf>,
+    watch_interval: Option<std::time::Duration>,
 }
 
 impl Fixed {
@@ -79,6 +81,8 @@ impl Fixed {
             admin_listen: config.admin_listen,
             workers: config.workers,
             audit_log: config.audit_log.clone(),
+            state_file: config.state_file.clone(),
+            watch_interval: config.watch_interval,
         }
     }
 
@@ -102,6 +106,12 @@ impl Fixed {
         }
         if self.audit_log != other.audit_log {
             changed.push("audit_log");
+        }
+        if self.state_file != other.state_file {
+            changed.push("state_file");
+        }
+        if self.watch_interval != other.watch_interval {
+            changed.push("watch_interval_ms");
         }
         if self.upstream_token != other.upstream_token {
             changed.push("upstream_token");

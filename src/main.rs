@@ -394,21 +394,37 @@ fn run_routes(source: ValidateArgs, format: Format) -> ExitCode {
 }
 
 fn run_validate(args: ValidateArgs) -> ExitCode {
-    let table_path = match table_path(args) {
-        Ok(path) => path,
-        Err(code) => return code,
+    // With --config, both tables serve would load: the table and the shadow
+    // table.
+    let tables: Vec<Option<PathBuf>> = match (&args.config, &args.table) {
+        (Some(config), _) => match Config::load(config) {
+            Ok(config) => {
+                let mut tables = vec![config.table];
+                if let Some(shadow) = config.shadow_table {
+                    tables.push(Some(shadow));
+                }
+                tables
+            }
+            Err(error) => return fail(format!("config error: {error}")),
+        },
+        (None, table) => vec![table.clone()],
     };
-    match Table::load_validated(table_path.as_deref()) {
-        Ok(table) => {
-            println!(
+    let mut problems = Vec::new();
+    for path in &tables {
+        match Table::load_validated(path.as_deref()) {
+            Ok(table) => println!(
                 "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
                 table.file,
                 table.digest,
                 table.rule_count()
-            );
-            ExitCode::SUCCESS
+            ),
+            Err(found) => problems.extend(found),
         }
-        Err(problems) => table_errors(problems),
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        table_errors(problems)
     }
 }
 
@@ -425,9 +441,16 @@ async fn serve(path: PathBuf) -> ExitCode {
         config.admin_listen,
     );
     supervisor_gateway::gateway::warn_manifest_problems(&config);
-    let audit = match &config.audit_log {
+    let audit_log = config.audit_log.clone();
+    let gateway = match Gateway::from_config(config) {
+        Ok(gateway) => gateway,
+        Err(problems) => return table_errors(problems),
+    };
+    // Opened once everything else checked out, so a refused start leaves
+    // no file behind.
+    let gateway = match &audit_log {
         Some(path) => match supervisor_gateway::audit::Audit::open(path) {
-            Ok(audit) => Some(audit),
+            Ok(audit) => Arc::new(gateway.with_audit(audit)),
             Err(error) => {
                 return fail(format!(
                     "cannot open {} (audit_log): {error}",
@@ -435,14 +458,7 @@ async fn serve(path: PathBuf) -> ExitCode {
                 ))
             }
         },
-        None => None,
-    };
-    let gateway = match Gateway::from_config(config) {
-        Ok(gateway) => match audit {
-            Some(audit) => Arc::new(gateway.with_audit(audit)),
-            None => Arc::new(gateway),
-        },
-        Err(problems) => return table_errors(problems),
+        None => Arc::new(gateway),
     };
     let watcher = reload::Watcher::new(gateway.clone());
     let listener = match TcpListener::bind(listen).await {

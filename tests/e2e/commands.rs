@@ -325,6 +325,16 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
     let clean = run(&["validate", "--table", "config/default-table.yaml"]);
     assert_eq!(clean.status.code(), Some(0));
     assert!(text(&clean.stdout).contains("toggle is closed"));
+
+    // With --config, the shadow table is checked too, as serve would.
+    let config = format!(
+        "{}shadow_table: table.yaml\n",
+        test_config_yaml("127.0.0.1:9".parse().expect("addr"))
+    );
+    let config = write(dir.path(), "gateway.yaml", &config);
+    let output = run(&["validate", "--config", config.to_str().expect("utf-8 path")]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    assert!(text(&output.stderr).contains("removes nothing"));
 }
 
 #[tokio::test]
