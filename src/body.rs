@@ -66,7 +66,9 @@ pub(crate) struct LimitedBody {
     remaining: u64,
     watch: Arc<BodyWatch>,
     idle_limit: Duration,
-    idle: Pin<Box<Sleep>>,
+    /// Started the first time the body has to wait for its client, so a
+    /// body that is already complete (every GET) never arms a timer.
+    idle: Option<Pin<Box<Sleep>>>,
 }
 
 /// The error a [`LimitedBody`] ends with when it grows over its limit.
@@ -97,7 +99,7 @@ impl LimitedBody {
             remaining: limit,
             watch: watch.clone(),
             idle_limit,
-            idle: Box::pin(tokio::time::sleep(idle_limit)),
+            idle: None,
         };
         (body, watch)
     }
@@ -136,15 +138,23 @@ impl Body for LimitedBody {
                 return Poll::Ready(None);
             }
             Poll::Pending => {
-                if self.idle.as_mut().poll(cx).is_ready() {
+                let idle_limit = self.idle_limit;
+                let idle = self
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_limit)));
+                if idle.as_mut().poll(cx).is_ready() {
                     self.watch.stalled.store(true, Ordering::Release);
                     return Poll::Ready(Some(Err(BodyStalled.into())));
                 }
                 return Poll::Pending;
             }
         };
-        let deadline = Instant::now() + self.idle_limit;
-        self.idle.as_mut().reset(deadline);
+        if self.idle.is_some() {
+            let deadline = Instant::now() + self.idle_limit;
+            if let Some(idle) = self.idle.as_mut() {
+                idle.as_mut().reset(deadline);
+            }
+        }
         let length = frame.data_ref().map_or(0, |data| data.len() as u64);
         let Some(left) = self.remaining.checked_sub(length) else {
             self.watch.exceeded.store(true, Ordering::Release);
