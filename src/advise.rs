@@ -46,13 +46,7 @@ pub fn advise(config: &Config, table: &Table, entries: &[Entry]) -> Vec<Advice> 
         .manifests
         .iter()
         .map(|manifest| {
-            let declared = Addon {
-                slug: manifest.slug.clone(),
-                hassio_api: manifest.hassio_api,
-                role: manifest.role,
-                homeassistant_api: manifest.homeassistant_api,
-                auth_api: manifest.auth_api,
-            };
+            let declared = manifest.addon();
             let seen: BTreeSet<(String, String)> = entries
                 .iter()
                 .filter(|entry| entry.caller == "addon" && entry.slug == declared.slug)
@@ -85,15 +79,13 @@ fn advice_for(table: &Table, declared: &Addon, seen: &BTreeSet<(String, String)>
         auth_api: true,
         ..declared.clone()
     };
-    let unexplained: Vec<String> = requests
+    let (explained, unexplained): (Vec<_>, Vec<_>) = requests
         .iter()
-        .filter(|request| !allows_all(table, &everything, std::slice::from_ref(request)))
-        .map(|(method, path)| format!("{method} {path}"))
-        .collect();
-    let explained: Vec<(Method, String)> = requests
-        .iter()
-        .filter(|(method, path)| !unexplained.contains(&format!("{method} {path}")))
         .cloned()
+        .partition(|request| allows_all(table, &everything, std::slice::from_ref(request)));
+    let unexplained: Vec<String> = unexplained
+        .iter()
+        .map(|(method, path)| format!("{method} {path}"))
         .collect();
     let without = |change: fn(&mut Addon)| {
         let mut candidate = everything.clone();

@@ -52,11 +52,10 @@ impl Audit {
     /// Opens `path` for appending (creating it, readable by the owner only)
     /// and starts the writer thread.
     pub fn open(path: &Path) -> std::io::Result<Audit> {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
+        let file = crate::files::private()
+            .create(true)
+            .append(true)
+            .open(path)?;
         let (lines, queue) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("gateway-audit".into())

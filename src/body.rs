@@ -105,11 +105,26 @@ impl LimitedBody {
     }
 }
 
-/// A copy of the first [`TAP_LIMIT`] bytes of a body as it passes.
-pub(crate) type Tap = Arc<std::sync::Mutex<Vec<u8>>>;
+/// A copy of the first bytes of a body as it passes.
+#[derive(Clone, Default)]
+pub struct Tap(Arc<std::sync::Mutex<Vec<u8>>>);
 
 /// How much of a tapped body is kept.
-pub(crate) const TAP_LIMIT: usize = 4096;
+const TAP_LIMIT: usize = 4096;
+
+impl Tap {
+    /// The body, if it was short enough to be kept whole.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (kept.len() <= TAP_LIMIT).then(|| kept.clone())
+    }
+
+    fn keep(&self, data: &[u8]) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = (TAP_LIMIT + 1).saturating_sub(kept.len()).min(data.len());
+        kept.extend_from_slice(&data[..room]);
+    }
+}
 
 impl LimitedBody {
     /// Keeps a copy of the body's first bytes in `tap` as they pass.
@@ -162,9 +177,7 @@ impl Body for LimitedBody {
         };
         self.remaining = left;
         if let (Some(tap), Some(data)) = (&self.tap, frame.data_ref()) {
-            let mut kept = tap.lock().unwrap_or_else(|e| e.into_inner());
-            let room = (TAP_LIMIT + 1).saturating_sub(kept.len()).min(data.len());
-            kept.extend_from_slice(&data[..room]);
+            tap.keep(data);
         }
         if self.inner.is_end_stream() {
             self.watch.finish();

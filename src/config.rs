@@ -715,13 +715,7 @@ impl Checker<'_> {
                     continue;
                 }
             };
-            let addon = Arc::new(Addon {
-                slug: manifest.slug.clone(),
-                hassio_api: manifest.hassio_api,
-                role: manifest.role,
-                homeassistant_api: manifest.homeassistant_api,
-                auth_api: manifest.auth_api,
-            });
+            let addon = Arc::new(manifest.addon());
             if let Some(digest) = digest {
                 callers.insert(digest, Caller::Addon(addon.clone()));
             }
@@ -843,24 +837,28 @@ impl Checker<'_> {
             }
             None => (Some(Revocations::default()), None),
         };
-        Ok(SignedTokens::new(
-            keys,
-            raw_signing
+        let leeway = match raw_signing.leeway_s {
+            Some(leeway) if leeway > 3600 => {
+                let reason =
+                    "at most 3600 seconds: a larger leeway would keep expired tokens alive";
+                return Err(self.error(line_of(raw), "signing.leeway_s", reason));
+            }
+            leeway => leeway.unwrap_or(30),
+        };
+        let expected = signed::Expected {
+            issuer: raw_signing
                 .issuer
                 .clone()
                 .unwrap_or_else(|| signed::DEFAULT_ISSUER.to_owned()),
-            raw_signing
+            audience: raw_signing
                 .audience
                 .clone()
                 .unwrap_or_else(|| signed::DEFAULT_AUDIENCE.to_owned()),
-            Duration::from_secs(match raw_signing.leeway_s {
-                Some(leeway) if leeway > 3600 => {
-                    let reason =
-                        "at most 3600 seconds: a larger leeway would keep expired tokens alive";
-                    return Err(self.error(line_of(raw), "signing.leeway_s", reason));
-                }
-                leeway => leeway.unwrap_or(30),
-            }),
+            leeway: Duration::from_secs(leeway),
+        };
+        Ok(SignedTokens::new(
+            keys,
+            expected,
             revocations,
             revocation_file,
             files,

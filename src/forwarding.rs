@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::{BodyWatch, LimitedBody, Tap, TAP_LIMIT};
+use crate::body::{BodyWatch, LimitedBody, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
@@ -50,19 +50,6 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
-
-/// The body of a forwarded protection-mode toggle, as far as it was kept,
-/// in the response's extensions (never sent to the client).
-#[derive(Clone)]
-pub struct ToggleBody(Tap);
-
-impl ToggleBody {
-    /// The body, if it was short enough to be kept whole.
-    pub fn bytes(&self) -> Option<Vec<u8>> {
-        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        (kept.len() <= TAP_LIMIT).then(|| kept.clone())
-    }
-}
 
 /// Why an allowed request got no answer from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -211,22 +198,19 @@ impl Forwarder {
     /// Sends an allowed request upstream and returns its response head with
     /// the body still streaming. A body over the route's limit is refused
     /// before anything is sent when its length is declared, and cut off with
-    /// 413 when it is not.
+    /// 413 when it is not. With a `tap`, the body's first bytes are kept in
+    /// it as they pass.
     pub async fn forward(
         &self,
         permit: Permit,
         caller: &Caller,
         parts: request::Parts,
         body: Incoming,
+        tap: Option<Tap>,
         peer: SocketAddr,
     ) -> Result<Response<Body>, ForwardError> {
-        // A protection-mode toggle's body is kept, so that a success can be
-        // recorded with the state it asked for.
-        let tap = (parts.method == http::Method::POST
-            && crate::protection_state::toggle_slug(&permit.target().path).is_some())
-        .then(Tap::default);
         let (body, watch) = self
-            .limited_body(&permit, &parts.headers, body, tap.clone())
+            .limited_body(&permit, &parts.headers, body, tap)
             .await?;
         let mut request = Request::new(body);
         *request.uri_mut() = self.upstream_uri(&permit)?;
@@ -257,9 +241,6 @@ impl Forwarder {
         }
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        if let Some(tap) = tap {
-            head.extensions.insert(ToggleBody(tap));
-        }
         Ok(Response::from_parts(head, Body::new(body)))
     }
 

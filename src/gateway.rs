@@ -14,10 +14,10 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::audit;
+use crate::body::Tap;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
-use crate::forwarding::ToggleBody;
 use crate::forwarding::{header_problem, ForwardError, Forwarder};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
@@ -88,35 +88,26 @@ impl Fixed {
 
     /// The keys that differ, for the reload's warning.
     fn changed(&self, other: &Fixed) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        if self.listen != other.listen {
-            changed.push("listen");
-        }
-        if self.upstream != other.upstream {
-            changed.push("upstream");
-        }
-        if self.limits != other.limits {
-            changed.push("limits");
-        }
-        if self.admin_listen != other.admin_listen {
-            changed.push("admin_listen");
-        }
-        if self.workers != other.workers {
-            changed.push("workers");
-        }
-        if self.audit_log != other.audit_log {
-            changed.push("audit_log");
-        }
-        if self.state_file != other.state_file {
-            changed.push("state_file");
-        }
-        if self.watch_interval != other.watch_interval {
-            changed.push("watch_interval_ms");
-        }
-        if self.upstream_token != other.upstream_token {
-            changed.push("upstream_token");
-        }
-        changed
+        [
+            (self.listen != other.listen, "listen"),
+            (self.upstream != other.upstream, "upstream"),
+            (self.limits != other.limits, "limits"),
+            (self.admin_listen != other.admin_listen, "admin_listen"),
+            (self.workers != other.workers, "workers"),
+            (self.audit_log != other.audit_log, "audit_log"),
+            (self.state_file != other.state_file, "state_file"),
+            (
+                self.watch_interval != other.watch_interval,
+                "watch_interval_ms",
+            ),
+            (
+                self.upstream_token != other.upstream_token,
+                "upstream_token",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(differs, key)| differs.then_some(key))
+        .collect()
     }
 }
 
@@ -206,10 +197,7 @@ impl Gateway {
 
     /// After a successful protection-mode toggle, records the state it
     /// asked for and says who changed it.
-    fn note_toggle(&self, response: &Response<Body>, caller: &Caller, named: &str) {
-        let Some(toggle) = response.extensions().get::<ToggleBody>() else {
-            return;
-        };
+    fn note_toggle(&self, response: &Response<Body>, caller: &Caller, named: &str, tap: &Tap) {
         if !response.status().is_success() {
             return;
         }
@@ -218,11 +206,7 @@ impl Gateway {
             ("self", None) => return,
             (slug, _) => slug,
         };
-        let Some(protected) = toggle
-            .bytes()
-            .as_deref()
-            .and_then(protection_state::requested)
-        else {
+        let Some(protected) = tap.bytes().as_deref().and_then(protection_state::requested) else {
             tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read; its state is unknown");
             return;
         };
@@ -356,10 +340,15 @@ impl Gateway {
                     Some(_) => Some(self.toggles.lock().await),
                     None => None,
                 };
-                let forwarded = self.forwarder.forward(permit, &caller, parts, body, peer);
+                // A toggle's body is kept, so that a success can be recorded
+                // with the state it asked for.
+                let tap = toggled.as_ref().map(|_| Tap::default());
+                let forwarded =
+                    self.forwarder
+                        .forward(permit, &caller, parts, body, tap.clone(), peer);
                 let response = forwarded.await.unwrap_or_else(upstream_failure);
-                if let Some(named) = toggled {
-                    self.note_toggle(&response, &caller, &named);
+                if let (Some(named), Some(tap)) = (toggled, tap) {
+                    self.note_toggle(&response, &caller, &named, &tap);
                 }
                 drop(one_at_a_time);
                 response

@@ -38,6 +38,7 @@ pub mod check;
 pub mod config;
 pub mod decision;
 pub mod demo;
+pub mod files;
 pub mod forwarding;
 pub mod gateway;
 pub mod lint;

@@ -103,6 +103,17 @@ impl Manifest {
         }
     }
 
+    /// The fields the decision reads.
+    pub fn addon(&self) -> crate::config::Addon {
+        crate::config::Addon {
+            slug: self.slug.clone(),
+            hassio_api: self.hassio_api,
+            role: self.role,
+            homeassistant_api: self.homeassistant_api,
+            auth_api: self.auth_api,
+        }
+    }
+
     /// The privileges the add-on's container actually gets: with protection
     /// mode on, the Supervisor withholds full access, the Docker API and the
     /// host's PID namespace.

@@ -63,10 +63,7 @@ impl ProtectionState {
             protected: states.clone(),
         })
         .map_err(std::io::Error::other)?;
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(format!(".{}.tmp", std::process::id()));
-        std::fs::write(&temporary, text + "\n")?;
-        std::fs::rename(&temporary, path)
+        crate::files::replace(path, &(text + "\n"))
     }
 }
 

@@ -230,10 +230,7 @@ impl Revocations {
                 serde_json::Value::from(slug.as_str())
             ));
         }
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(format!(".{}.tmp", std::process::id()));
-        std::fs::write(&temporary, text)?;
-        std::fs::rename(&temporary, path)
+        crate::files::replace(path, &text)
     }
 
     /// Reads the list at `path`, changes it and writes it back, holding an
@@ -286,10 +283,23 @@ struct Claims {
     jti: String,
 }
 
+/// What every token must say, and how much clock skew is forgiven.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// The `iss` claim.
+    pub issuer: String,
+    /// The `aud` claim.
+    pub audience: String,
+    /// Leeway for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
 /// The signed-token settings: keys, expected issuer and audience, leeway,
 /// revocations, and the add-ons tokens may be issued for.
 pub struct SignedTokens {
     keys: Vec<Key>,
+    /// Each key's checks, in the order of `keys`: built once, at load.
+    validations: Vec<Validation>,
     issuer: String,
     audience: String,
     leeway: u64,
@@ -356,12 +366,9 @@ impl SignedTokens {
     /// The settings, with the revocations read from `revocation_file`
     /// (`None` when that file does not exist yet) and the key files they
     /// were read from.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         keys: Vec<Key>,
-        issuer: String,
-        audience: String,
-        leeway: Duration,
+        expected: Expected,
         revocations: Option<Revocations>,
         revocation_file: Option<PathBuf>,
         key_files: Vec<PathBuf>,
@@ -369,13 +376,27 @@ impl SignedTokens {
     ) -> SignedTokens {
         let revocations_missing = revocations.is_none();
         let revocations = revocations.unwrap_or_default();
+        let leeway = expected.leeway.as_secs();
+        let validations = keys
+            .iter()
+            .map(|key| {
+                let mut validation = Validation::new(key.algorithm.jwt());
+                validation.leeway = leeway;
+                validation.validate_nbf = true;
+                validation.set_issuer(&[&expected.issuer]);
+                validation.set_audience(&[&expected.audience]);
+                validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud", "jti"]);
+                validation
+            })
+            .collect();
         SignedTokens {
             revocations_missing,
             key_files,
             keys,
-            issuer,
-            audience,
-            leeway: leeway.as_secs(),
+            validations,
+            issuer: expected.issuer,
+            audience: expected.audience,
+            leeway,
             revocation_file,
             revoked_jti: revocations.jti.into_iter().collect(),
             issued_before: revocations.issued_before.into_iter().collect(),
@@ -428,18 +449,13 @@ impl SignedTokens {
     pub fn verify(&self, token: &str, now: u64) -> Result<Arc<Addon>, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
         let kid = header.kid.as_deref().ok_or(Rejection::Invalid)?;
-        let key = self
+        let (key, validation) = self
             .keys
             .iter()
-            .find(|key| key.kid == kid)
+            .zip(&self.validations)
+            .find(|(key, _)| key.kid == kid)
             .ok_or(Rejection::Invalid)?;
-        let mut validation = Validation::new(key.algorithm.jwt());
-        validation.leeway = self.leeway;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud", "jti"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.verifying, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.verifying, validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => Rejection::Expired,
                 ErrorKind::ImmatureSignature => Rejection::NotYetValid,

@@ -25,15 +25,21 @@ fn hmac_key(kid: &str) -> Key {
 }
 
 fn tokens(keys: Vec<Key>, revocations: Revocations) -> SignedTokens {
+    tokens_with_leeway(keys, revocations, 30)
+}
+
+fn tokens_with_leeway(keys: Vec<Key>, revocations: Revocations, leeway: u64) -> SignedTokens {
     let addons = [
         addon("backup_addon", Role::Backup),
         addon("plain", Role::Default),
     ];
     SignedTokens::new(
         keys,
-        DEFAULT_ISSUER.into(),
-        DEFAULT_AUDIENCE.into(),
-        Duration::from_secs(30),
+        Expected {
+            issuer: DEFAULT_ISSUER.into(),
+            audience: DEFAULT_AUDIENCE.into(),
+            leeway: Duration::from_secs(leeway),
+        },
         Some(revocations),
         None,
         Vec::new(),
@@ -97,10 +103,7 @@ fn expiry_is_checked_with_the_leeway_and_without() {
     let past_leeway = sign_claims(key, &claims("plain", now - 100, now - 31));
     assert_eq!(signed.verify(&past_leeway, now), Err(Rejection::Expired));
 
-    let strict = SignedTokens {
-        leeway: 0,
-        ..tokens(vec![hmac_key("hs")], Revocations::default())
-    };
+    let strict = tokens_with_leeway(vec![hmac_key("hs")], Revocations::default(), 0);
     assert_eq!(strict.verify(&within_leeway, now), Err(Rejection::Expired));
 }
 

@@ -145,9 +145,9 @@ pub fn keygen(prefix: &Path) -> Result<String, String> {
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    crate::files::private()
+        .write(true)
+        .create_new(true)
+        .open(path)?
+        .write_all(bytes)
 }
