@@ -1,20 +1,10 @@
 //! The binary itself: `serve` with good and bad files, `check`, the demo's
 //! printed curl lines, and a trace-level log that must hold no token.
 
-use std::process::{Command, Output};
-
 use supervisor_gateway::demo;
 
 use crate::helpers::*;
 use crate::matrix::{every_row, request_for, Via};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the binary")
-}
 
 /// The test configuration written into `dir`, by path (nothing listens on
 /// its upstream: these commands never forward).
@@ -33,7 +23,7 @@ async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = "upstream: http://127.0.0.1:9\naddons:\n  - slug: probe\n    token: s3cr3t-token-value\n    hassio_role: superuser\n";
     let path = write(dir.path(), "bad.yaml", bad);
-    let output = run(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["serve", "--config", path.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
@@ -57,7 +47,7 @@ async fn serve_refuses_a_table_that_opens_the_toggle_to_manager() {
     write(dir.path(), "table.yaml", &table);
     let config = "upstream: http://127.0.0.1:9\ntable: table.yaml\n";
     let path = write(dir.path(), "gateway.yaml", config);
-    let output = run(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["serve", "--config", path.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     let table_path = dir.path().join("table.yaml");
@@ -76,7 +66,7 @@ async fn check_explains_the_decision_and_exits_by_outcome() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = &test_config_file(dir.path());
 
-    let denied = run(&[
+    let denied = run_bin(&[
         "check",
         "--config",
         config,
@@ -91,7 +81,7 @@ async fn check_explains_the_decision_and_exits_by_outcome() {
     assert!(out.contains("addon local_manager (role manager)"), "{out}");
     assert!(out.contains("step:     9 (default-deny)"), "{out}");
 
-    let allowed = run(&[
+    let allowed = run_bin(&[
         "check", "--config", config, "--token", TOK_BACKUP, "GET", "/backups",
     ]);
     assert_eq!(allowed.status.code(), Some(0));
@@ -103,7 +93,7 @@ async fn check_explains_the_decision_and_exits_by_outcome() {
     );
     assert!(!out.contains(TOK_BACKUP), "{out}");
 
-    let public = run(&[
+    let public = run_bin(&[
         "check",
         "--config",
         config,
@@ -115,7 +105,7 @@ async fn check_explains_the_decision_and_exits_by_outcome() {
     assert_eq!(public.status.code(), Some(0));
     assert!(text(&public.stdout).contains("step:     4 (public)"));
 
-    let hostile = run(&[
+    let hostile = run_bin(&[
         "check",
         "--config",
         config,
@@ -127,7 +117,7 @@ async fn check_explains_the_decision_and_exits_by_outcome() {
     assert_eq!(hostile.status.code(), Some(1));
     assert!(text(&hostile.stdout).contains("step:     1 (hostile-input)"));
 
-    let unknown = run(&[
+    let unknown = run_bin(&[
         "check", "--config", config, "--addon", "nobody", "GET", "/info",
     ]);
     assert_eq!(unknown.status.code(), Some(2));
@@ -289,7 +279,7 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
         1,
     );
     let path = write(dir.path(), "table.yaml", &table);
-    let output = run(&["validate", "--table", path.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["validate", "--table", path.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     let line = |needle: &str| table.lines().position(|l| l == needle).expect("rule") + 1;
@@ -322,7 +312,7 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
         "{stderr}"
     );
 
-    let clean = run(&["validate", "--table", "config/default-table.yaml"]);
+    let clean = run_bin(&["validate", "--table", "config/default-table.yaml"]);
     assert_eq!(clean.status.code(), Some(0));
     assert!(text(&clean.stdout).contains("toggle is closed"));
 
@@ -332,14 +322,14 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
         test_config_yaml("127.0.0.1:9".parse().expect("addr"))
     );
     let config = write(dir.path(), "gateway.yaml", &config);
-    let output = run(&["validate", "--config", config.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["validate", "--config", config.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
     assert!(text(&output.stderr).contains("removes nothing"));
 }
 
 #[tokio::test]
 async fn routes_prints_the_matrix_in_three_formats() {
-    let text_out = run(&["routes", "--table", "config/default-table.yaml"]);
+    let text_out = run_bin(&["routes", "--table", "config/default-table.yaml"]);
     assert_eq!(text_out.status.code(), Some(0));
     let stdout = text(&text_out.stdout);
     let toggle = stdout
@@ -353,7 +343,7 @@ async fn routes_prints_the_matrix_in_three_formats() {
         "{toggle}"
     );
 
-    let json = run(&[
+    let json = run_bin(&[
         "routes",
         "--table",
         "config/default-table.yaml",
@@ -361,16 +351,11 @@ async fn routes_prints_the_matrix_in_three_formats() {
         "json",
     ]);
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
-    let wipe = parsed
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|row| row["path"] == "/os/datadisk/wipe")
-        .expect("wipe row");
+    let wipe = row_where(&parsed, "path", "/os/datadisk/wipe");
     assert_eq!(wipe["status"]["manager"], 403);
     assert_eq!(wipe["status"]["admin"], 200);
 
-    let markdown = run(&[
+    let markdown = run_bin(&[
         "routes",
         "--table",
         "config/default-table.yaml",
@@ -382,7 +367,7 @@ async fn routes_prints_the_matrix_in_three_formats() {
 
 #[tokio::test]
 async fn test_runs_cases_and_reports_failures_and_coverage() {
-    let shipped = run(&[
+    let shipped = run_bin(&[
         "test",
         "--require-coverage",
         "config/default-table.tests.yaml",
@@ -393,7 +378,7 @@ async fn test_runs_cases_and_reports_failures_and_coverage() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cases = "cases:\n  - { caller: manager, method: POST, target: /addons/x/security, status: 200 }\n  - { caller: backup, method: GET, target: /backups, status: 200 }\n";
     let path = write(dir.path(), "cases.yaml", cases);
-    let output = run(&["test", path.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["test", path.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     assert!(
@@ -405,7 +390,7 @@ async fn test_runs_cases_and_reports_failures_and_coverage() {
     );
     assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
 
-    let partial = run(&[
+    let partial = run_bin(&[
         "test",
         "--require-coverage",
         path.to_str().expect("utf-8 path"),
@@ -418,7 +403,7 @@ async fn test_runs_cases_and_reports_failures_and_coverage() {
 async fn check_names_the_nearest_rule_for_a_refusal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = &test_config_file(dir.path());
-    let output = run(&[
+    let output = run_bin(&[
         "check",
         "--config",
         config,
@@ -434,7 +419,7 @@ async fn check_names_the_nearest_rule_for_a_refusal() {
         "{stdout}"
     );
     assert!(stdout.contains("(an add-on of role manager)"), "{stdout}");
-    let noapi = run(&[
+    let noapi = run_bin(&[
         "check",
         "--config",
         config,
@@ -450,7 +435,7 @@ async fn check_names_the_nearest_rule_for_a_refusal() {
 async fn test_refuses_empty_case_files_and_impossible_statuses() {
     let dir = tempfile::tempdir().expect("temp dir");
     let empty = write(dir.path(), "empty.yaml", "cases: []\n");
-    let output = run(&["test", empty.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["test", empty.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         text(&output.stderr).contains("empty.yaml:1: cases: a case file needs at least one case")
@@ -460,7 +445,7 @@ async fn test_refuses_empty_case_files_and_impossible_statuses() {
         "odd.yaml",
         "cases:\n  - { caller: admin, method: GET, target: /info, status: 999 }\n",
     );
-    let output = run(&["test", odd.to_str().expect("utf-8 path")]);
+    let output = run_bin(&["test", odd.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("odd.yaml:2: status: 999 is not an HTTP status"));
 }

@@ -342,6 +342,38 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Runs the binary (`RUST_LOG=warn`) to its end.
+pub(crate) fn run_bin(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the binary")
+}
+
+/// The trimmed standard output of a run that must have succeeded.
+pub(crate) fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The element of a JSON array whose `field` is `value`.
+pub(crate) fn row_where<'a>(
+    rows: &'a serde_json::Value,
+    field: &str,
+    value: &str,
+) -> &'a serde_json::Value {
+    rows.as_array()
+        .expect("a JSON array")
+        .iter()
+        .find(|row| row[field] == value)
+        .unwrap_or_else(|| panic!("no row with {field} = {value}"))
+}
+
 /// A running `serve` process whose stderr is collected.
 pub(crate) struct Served {
     child: Child,

@@ -3,18 +3,9 @@
 //! an audit log the running gateway wrote.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::helpers::*;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the binary")
-}
 
 fn manifest(dir: &Path, folder: &str, name: &str, text: &str) {
     let folder = dir.join("addons").join(folder);
@@ -121,7 +112,7 @@ async fn manifests_and_secrets_by_token_and_by_hash_serve_and_advise() {
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
     let config = config.to_str().expect("utf-8");
-    let advice = run(&[
+    let advice = run_bin(&[
         "advise",
         "--config",
         config,
@@ -136,20 +127,10 @@ async fn manifests_and_secrets_by_token_and_by_hash_serve_and_advise() {
         String::from_utf8_lossy(&advice.stderr)
     );
     let advice: serde_json::Value = serde_json::from_slice(&advice.stdout).expect("json");
-    let over = advice
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|item| item["slug"] == "over")
-        .expect("advice for over");
+    let over = row_where(&advice, "slug", "over");
     assert_eq!(over["smallest_role"], "backup", "{over}");
     assert_eq!(over["requests"], 2);
-    let jsonic = advice
-        .as_array()
-        .expect("list")
-        .iter()
-        .find(|item| item["slug"] == "jsonic")
-        .expect("advice for jsonic");
+    let jsonic = row_where(&advice, "slug", "jsonic");
     assert_eq!(jsonic["smallest_role"], "backup", "{jsonic}");
     assert!(jsonic["summary"]
         .as_str()
@@ -159,7 +140,7 @@ async fn manifests_and_secrets_by_token_and_by_hash_serve_and_advise() {
 
 #[test]
 fn the_addons_view_of_the_shipped_example_manifests() {
-    let output = run(&[
+    let output = run_bin(&[
         "addons",
         "--config",
         "config/example-manifests.yaml",
@@ -197,7 +178,7 @@ fn the_addons_view_of_the_shipped_example_manifests() {
         stderr.contains("broken/config.yaml: hassio_role"),
         "{stderr}"
     );
-    let text = run(&["addons", "--config", "config/example-manifests.yaml"]);
+    let text = run_bin(&["addons", "--config", "config/example-manifests.yaml"]);
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(table.starts_with("slug "), "{table}");
     assert!(table.contains("full_access, docker_api"), "{table}");

@@ -82,28 +82,10 @@ async fn no_spelling_of_the_toggle_passes_for_a_non_admin() {
 
 /// The `addons --format json` row of `slug`.
 fn addons_row(config: &std::path::Path, slug: &str) -> serde_json::Value {
-    let output = std::process::Command::new(BIN)
-        .args([
-            "addons",
-            "--format",
-            "json",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ])
-        .output()
-        .expect("addons runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json rows");
-    rows.as_array()
-        .expect("a list")
-        .iter()
-        .find(|row| row["slug"] == slug)
-        .cloned()
-        .expect("a row for the slug")
+    let config = config.to_str().expect("utf-8");
+    let output = run_bin(&["addons", "--format", "json", "--config", config]);
+    let rows: serde_json::Value = serde_json::from_str(&succeeded(&output)).expect("json rows");
+    row_where(&rows, "slug", slug).clone()
 }
 
 #[tokio::test]

@@ -298,3 +298,44 @@ async fn a_table_file_that_appears_after_a_refused_reload_is_picked_up() {
     assert_eq!(code, Some(0));
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_names_each_changed_key_that_needs_a_restart_and_still_swaps_the_rest() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let base = test_config_yaml(mock.addr());
+    let config = write(dir.path(), "gateway.yaml", &base);
+    let gateway = TestGateway::from_file(&config, mock).await;
+
+    let unchanged = gateway.gateway.reload().expect("reloads");
+    assert!(
+        unchanged.needs_restart.is_empty(),
+        "{:?}",
+        unchanged.needs_restart
+    );
+
+    let changed = base
+        .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1")
+        .replace("admin_listen: none", "admin_listen: 127.0.0.1:2")
+        + "workers: 3\nwatch_interval_ms: 250\nstate_file: state.json\naudit_log: audit.jsonl\n";
+    write(dir.path(), "gateway.yaml", &changed);
+    let reloaded = gateway.gateway.reload().expect("reloads");
+    let mut keys = reloaded.needs_restart.clone();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "admin_listen",
+            "audit_log",
+            "listen",
+            "state_file",
+            "watch_interval_ms",
+            "workers"
+        ]
+    );
+    // Requests are still served at the running address.
+    let response = gateway
+        .send(&RawRequest::new("GET", "/addons/self/info").token(TOK_DEFAULT))
+        .await;
+    assert_eq!(response.status, 200);
+}

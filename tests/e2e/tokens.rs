@@ -2,34 +2,16 @@
 //! against a running `serve`, with requests through it to the mock upstream.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::helpers::*;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the binary")
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// A config with an Ed25519 key made by `token keygen`, an HMAC key that
 /// may no longer sign, a revocation file and no clock leeway.
 fn signing_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
     let prefix = dir.join("ed-2026");
-    let made = run(&["token", "keygen", "--out", prefix.to_str().expect("utf-8")]);
-    assert!(stdout(&made).contains("ed-2026.pub.pem"));
+    let made = run_bin(&["token", "keygen", "--out", prefix.to_str().expect("utf-8")]);
+    assert!(succeeded(&made).contains("ed-2026.pub.pem"));
     let mut text = test_config_yaml(upstream);
     text.push_str(
         "watch_interval_ms: 100\n\
@@ -77,7 +59,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     let addr = served.addr;
 
     // Issue and use: the role is the add-on's configured one (backup).
-    let token = stdout(&run(&[
+    let token = succeeded(&run_bin(&[
         "token",
         "issue",
         "--config",
@@ -98,7 +80,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     assert_eq!(send_raw(addr, &toggle.to_bytes()).await.status, 403);
 
     // Inspect: says it did not verify, shows who and the jti.
-    let shown = stdout(&run(&["token", "inspect", &token]));
+    let shown = succeeded(&run_bin(&["token", "inspect", &token]));
     assert!(shown.starts_with("NOT VERIFIED"), "{shown}");
     assert!(shown.contains("\"sub\": \"local_backup\""), "{shown}");
     assert!(shown.contains("\"kid\": \"ed-2026\""), "{shown}");
@@ -111,7 +93,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     assert!(!shown.contains(token.split('.').nth(2).expect("signature")));
 
     // Revoke by jti: the running gateway reloads the list and refuses it.
-    let revoked = stdout(&run(&[
+    let revoked = succeeded(&run_bin(&[
         "token", "revoke", "--config", &config, "--jti", &jti,
     ]));
     assert!(revoked.contains(&jti));
@@ -144,7 +126,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     );
 
     // Revoke by add-on: every token it held until now is refused.
-    let second = stdout(&run(&[
+    let second = succeeded(&run_bin(&[
         "token",
         "issue",
         "--config",
@@ -153,7 +135,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "local_backup",
     ]));
     assert_eq!(send_raw(addr, &get("/backups", &second)).await.status, 200);
-    stdout(&run(&[
+    succeeded(&run_bin(&[
         "token",
         "revoke",
         "--config",
@@ -168,7 +150,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     );
 
     // Other add-ons are untouched; a short-lived token expires.
-    let short = stdout(&run(&[
+    let short = succeeded(&run_bin(&[
         "token",
         "issue",
         "--config",
@@ -187,7 +169,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
 
     // A key that may no longer sign issues nothing; garbage is invalid; a
     // token that is not JWT-shaped stays an unknown static token (403).
-    let refused = run(&[
+    let refused = run_bin(&[
         "token",
         "issue",
         "--config",
@@ -220,7 +202,7 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
     let dir = tempfile::tempdir().expect("dir");
     for name in ["a", "b"] {
         let prefix = dir.path().join(name);
-        stdout(&run(&[
+        succeeded(&run_bin(&[
             "token",
             "keygen",
             "--out",
@@ -259,7 +241,7 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
         ),
     ] {
         let path = write(dir.path(), "gateway.yaml", &format!("{base}{section}"));
-        let output = run(&["token", "issue", "--config", path.to_str().expect("utf-8"), "--addon", "local_probe"]);
+        let output = run_bin(&["token", "issue", "--config", path.to_str().expect("utf-8"), "--addon", "local_probe"]);
         assert_eq!(output.status.code(), Some(2), "{section}");
         let message = String::from_utf8_lossy(&output.stderr);
         assert!(message.contains("gateway.yaml:"), "{message}");
