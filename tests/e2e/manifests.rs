@@ -60,46 +60,19 @@ async fn manifests_and_secrets_by_token_and_by_hash_serve_and_advise() {
         "{log}"
     );
 
-    let get = |token: &str, path: &str| RawRequest::new("GET", path).token(token).to_bytes();
     // By token: a manager; by hash: a backup add-on; the broken one is not loaded.
-    assert_eq!(
-        send_raw(served.addr, &get("over-token-1", "/backups"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send_raw(served.addr, &get("over-token-1", "/addons/self/info"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send_raw(served.addr, &get("jsonic-token-1", "/backups"))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send_raw(served.addr, &get("jsonic-token-1", "/os/info"))
-            .await
-            .status,
-        200
-    );
-    let update = RawRequest::new("POST", "/os/update")
-        .token("jsonic-token-1")
-        .to_bytes();
-    assert_eq!(
-        send_raw(served.addr, &update).await.status,
-        403,
-        "backup may not update the OS"
-    );
-    assert_eq!(
-        send_raw(served.addr, &get("broken-token-1", "/backups"))
-            .await
-            .status,
-        403
-    );
+    for (token, method, path, status) in [
+        ("over-token-1", "GET", "/backups", 200),
+        ("over-token-1", "GET", "/addons/self/info", 200),
+        ("jsonic-token-1", "GET", "/backups", 200),
+        ("jsonic-token-1", "GET", "/os/info", 200),
+        ("jsonic-token-1", "POST", "/os/update", 403), // backup may not update the OS
+        ("broken-token-1", "GET", "/backups", 403),
+    ] {
+        let request = RawRequest::new(method, path).token(token).to_bytes();
+        let answer = send_raw(served.addr, &request).await;
+        assert_eq!(answer.status, status, "{token} {method} {path}");
+    }
 
     // The audit log lands, then advise reads it: `over` only used what backup allows.
     let audit = dir.path().join("audit.jsonl");

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
+/// `supervisor-gateway token ARGS...`, which must succeed; its output.
+fn token_command(args: &[&str]) -> String {
+    succeeded(&run_bin(&[&["token"][..], args].concat()))
+}
+
 /// A config with an Ed25519 key made by `token keygen`, an HMAC key that
 /// may no longer sign, a revocation file and no clock leeway.
 fn signing_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
@@ -59,8 +64,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     let addr = served.addr;
 
     // Issue and use: the role is the add-on's configured one (backup).
-    let token = succeeded(&run_bin(&[
-        "token",
+    let token = token_command(&[
         "issue",
         "--config",
         &config,
@@ -68,7 +72,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "local_backup",
         "--ttl",
         "1h",
-    ]));
+    ]);
     assert_eq!(send_raw(addr, &get("/backups", &token)).await.status, 200);
     let seen = mock.state().take();
     assert_eq!(seen.len(), 1);
@@ -80,7 +84,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     assert_eq!(send_raw(addr, &toggle.to_bytes()).await.status, 403);
 
     // Inspect: says it did not verify, shows who and the jti.
-    let shown = succeeded(&run_bin(&["token", "inspect", &token]));
+    let shown = token_command(&["inspect", &token]);
     assert!(shown.starts_with("NOT VERIFIED"), "{shown}");
     assert!(shown.contains("\"sub\": \"local_backup\""), "{shown}");
     assert!(shown.contains("\"kid\": \"ed-2026\""), "{shown}");
@@ -93,9 +97,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     assert!(!shown.contains(token.split('.').nth(2).expect("signature")));
 
     // Revoke by jti: the running gateway reloads the list and refuses it.
-    let revoked = succeeded(&run_bin(&[
-        "token", "revoke", "--config", &config, "--jti", &jti,
-    ]));
+    let revoked = token_command(&["revoke", "--config", &config, "--jti", &jti]);
     assert!(revoked.contains(&jti));
     assert!(
         served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
@@ -126,23 +128,9 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     );
 
     // Revoke by add-on: every token it held until now is refused.
-    let second = succeeded(&run_bin(&[
-        "token",
-        "issue",
-        "--config",
-        &config,
-        "--addon",
-        "local_backup",
-    ]));
+    let second = token_command(&["issue", "--config", &config, "--addon", "local_backup"]);
     assert_eq!(send_raw(addr, &get("/backups", &second)).await.status, 200);
-    succeeded(&run_bin(&[
-        "token",
-        "revoke",
-        "--config",
-        &config,
-        "--addon",
-        "local_backup",
-    ]));
+    token_command(&["revoke", "--config", &config, "--addon", "local_backup"]);
     assert!(served.wait_for_log("policy reloaded", 2, Duration::from_secs(10)));
     assert_invalid_token(
         &send_raw(addr, &get("/backups", &second)).await,
@@ -150,8 +138,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     );
 
     // Other add-ons are untouched; a short-lived token expires.
-    let short = succeeded(&run_bin(&[
-        "token",
+    let short = token_command(&[
         "issue",
         "--config",
         &config,
@@ -159,7 +146,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "local_manager",
         "--ttl",
         "1s",
-    ]));
+    ]);
     assert_eq!(send_raw(addr, &get("/backups", &short)).await.status, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_invalid_token(
@@ -202,12 +189,7 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
     let dir = tempfile::tempdir().expect("dir");
     for name in ["a", "b"] {
         let prefix = dir.path().join(name);
-        succeeded(&run_bin(&[
-            "token",
-            "keygen",
-            "--out",
-            prefix.to_str().expect("utf-8"),
-        ]));
+        token_command(&["keygen", "--out", prefix.to_str().expect("utf-8")]);
     }
     let base = test_config_yaml("127.0.0.1:9".parse().expect("addr"));
     // The section's third line, where its one key starts.
