@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -14,15 +13,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::body::{BodyWatch, LimitedBody, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
 use crate::gateway::Policy;
+use crate::upstream::{SendError, Upstream};
 use crate::websocket;
 
 /// Headers that describe one connection, never forwarded in either direction.
@@ -158,9 +155,8 @@ fn connection_names(headers: &HeaderMap) -> Vec<String> {
 
 /// The client to the upstream, with the gateway's rules for headers.
 pub struct Forwarder {
-    /// One client, with its own pool, per worker thread: a request goes out
-    /// on connections whose tasks run on its own thread.
-    clients: Vec<Client<HttpConnector, Body>>,
+    /// The upstream's connections, pooled per worker thread.
+    connections: Upstream,
     upstream: http::uri::Authority,
     upstream_token: Option<UpstreamToken>,
     limits: Limits,
@@ -169,30 +165,18 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder for the upstream and limits of `config`.
     pub fn new(config: &Config) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let workers = config.workers.max(1);
-        let pool_size = config.limits.upstream_pool_size.div_ceil(workers);
-        let clients = (0..workers)
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .pool_max_idle_per_host(pool_size)
-                    .build(connector.clone())
-            })
-            .collect();
+        let connections = Upstream::new(
+            &config.upstream,
+            config.limits.upstream_connect_timeout,
+            config.limits.upstream_pool_size,
+            config.workers,
+        );
         Forwarder {
-            clients,
+            connections,
             upstream: config.upstream.clone(),
             upstream_token: config.upstream_token.clone(),
             limits: config.limits.clone(),
         }
-    }
-
-    /// The client of the worker thread this runs on.
-    fn client(&self) -> &Client<HttpConnector, Body> {
-        &self.clients[crate::server::current_worker() % self.clients.len()]
     }
 
     /// Sends an allowed request upstream and returns its response head with
@@ -226,13 +210,13 @@ impl Forwarder {
         };
         let sent_at = std::time::Instant::now();
         let response = tokio::select! {
-            sent = self.client().request(request) => sent,
+            sent = self.connections.send(request) => sent,
             () = deadline => return Err(ForwardError::UpstreamTimedOut),
         };
         crate::metrics::upstream_answered(sent_at.elapsed());
         let response = match response {
             Ok(response) => response,
-            Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(&error))),
+            Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(error))),
         };
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // No upgrade was asked for (`Upgrade` is never forwarded), so an
@@ -267,11 +251,10 @@ impl Forwarder {
         *request.method_mut() = parts.method;
 
         let timeout = self.limits.upstream_response_timeout;
-        let mut response = match tokio::time::timeout(timeout, self.client().request(request)).await
-        {
+        let sent = tokio::time::timeout(timeout, self.connections.send(request));
+        let mut response = match sent.await {
             Err(_) => return Err(ForwardError::UpstreamTimedOut),
-            Ok(Err(error)) if error.is_connect() => return Err(ForwardError::UpstreamUnreachable),
-            Ok(Err(_)) => return Err(ForwardError::UpstreamFailed),
+            Ok(Err(error)) => return Err(upstream_fault(error)),
             Ok(Ok(response)) => response,
         };
         if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
@@ -322,12 +305,8 @@ impl Forwarder {
             Some(query) => format!("{}?{}", target.forward_path, query),
             None => target.forward_path.clone(),
         };
-        Uri::builder()
-            .scheme("http")
-            .authority(self.upstream.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| ForwardError::UpstreamFailed)
+        // Origin form: the connection is to the upstream already.
+        Uri::try_from(path_and_query).map_err(|_| ForwardError::UpstreamFailed)
     }
 
     /// The client's headers minus hop-by-hop, `Connection`-named and
@@ -349,6 +328,12 @@ impl Forwarder {
         if let Some(token) = &self.upstream_token {
             if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.0)) {
                 headers.insert(header::AUTHORIZATION, sensitive(value));
+            }
+        }
+        if !headers.contains_key(header::HOST) {
+            // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
+            if let Ok(host) = HeaderValue::from_str(self.upstream.as_str()) {
+                headers.insert(header::HOST, host);
             }
         }
         set_forwarded(&mut headers, incoming, peer);
@@ -381,11 +366,10 @@ fn body_fault(watch: &BodyWatch) -> Option<ForwardError> {
     }
 }
 
-fn upstream_fault(error: &hyper_util::client::legacy::Error) -> ForwardError {
-    if error.is_connect() {
-        ForwardError::UpstreamUnreachable
-    } else {
-        ForwardError::UpstreamFailed
+fn upstream_fault(error: SendError) -> ForwardError {
+    match error {
+        SendError::Unreachable => ForwardError::UpstreamUnreachable,
+        SendError::Failed => ForwardError::UpstreamFailed,
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`decision`]: steps 3 to 9, and the permit forwarding requires.
 //! - `body`: request body limits, and when a body has been sent in full.
 //! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
+//! - `upstream`: the pooled keep-alive connections to the upstream.
 //! - [`websocket`]: the WebSocket relay on the core proxy paths.
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
@@ -57,4 +58,5 @@ pub mod signed;
 pub mod table;
 pub mod target;
 pub mod token_commands;
+mod upstream;
 pub mod websocket;

@@ -151,3 +151,29 @@ async fn refusals_never_echo_the_token() {
         assert!(!text.contains(&token[..8]), "{text}");
     }
 }
+
+#[tokio::test]
+async fn an_http_1_0_request_without_host_reaches_the_upstream_with_its_host() {
+    let gateway = TestGateway::start().await;
+    let request =
+        format!("GET /supervisor/ping HTTP/1.0\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n");
+    let response = send_raw(gateway.addr, request.as_bytes()).await;
+    assert_eq!(response.status, 200);
+    let seen = &gateway.upstream_saw()[0];
+    let upstream = gateway.mock.addr().to_string();
+    assert_eq!(values(seen, "host"), vec![upstream.as_bytes()]);
+    assert_eq!(seen.path, "/supervisor/ping");
+}
+
+#[tokio::test]
+async fn the_clients_host_and_query_reach_the_upstream_as_sent() {
+    let gateway = TestGateway::start().await;
+    let request = RawRequest::new("GET", "/supervisor/logs?lines=10&verbose")
+        .token(TOK_MANAGER)
+        .header("Host", "supervisor.local:8080");
+    let response = gateway.send(&request).await;
+    assert_eq!(response.status, 200, "{:?}", response);
+    let seen = &gateway.upstream_saw()[0];
+    assert_eq!(values(seen, "host"), vec![&b"supervisor.local:8080"[..]]);
+    assert_eq!(seen.query.as_deref(), Some("lines=10&verbose"));
+}

@@ -1,0 +1,294 @@
+//! Connections to the upstream: HTTP/1.1 keep-alive connections, kept in one
+//! pool per worker thread so that a request goes out on a connection whose
+//! task runs on its own thread. A connection goes back to its pool only once
+//! its response body has been read to the end; a body dropped early closes
+//! the connection, so no reused connection ever carries a stale answer.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How long an unused connection is kept before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request got no response head from the upstream.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be made in time.
+    Unreachable,
+    /// The connection failed while the request was sent or the head read.
+    Failed,
+}
+
+/// The upstream's address and the idle connections to it.
+pub(crate) struct Upstream {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    pools: Arc<Pools>,
+}
+
+/// One pool of idle connections per worker thread.
+struct Pools {
+    per_worker: Vec<Pool>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+struct Pool {
+    idle: Mutex<VecDeque<Idle>>,
+    reaper_started: std::sync::atomic::AtomicBool,
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// A connection lent out for one exchange, and the pool it goes back to.
+struct Lease {
+    sender: http1::SendRequest<Body>,
+    pools: Arc<Pools>,
+    worker: usize,
+}
+
+impl Upstream {
+    /// The upstream at `authority`, with up to `pool_size` idle connections
+    /// shared out between `workers` pools.
+    pub(crate) fn new(
+        authority: &http::uri::Authority,
+        connect_timeout: Duration,
+        pool_size: usize,
+        workers: usize,
+    ) -> Upstream {
+        let workers = workers.max(1);
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
+        let per_worker = (0..workers)
+            .map(|_| Pool {
+                idle: Mutex::new(VecDeque::new()),
+                reaper_started: Default::default(),
+            })
+            .collect();
+        Upstream {
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            connect_timeout,
+            pools: Arc::new(Pools {
+                per_worker,
+                max_idle: pool_size.div_ceil(workers),
+                idle_timeout: IDLE_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Sends `request` (origin-form target, `Host` set) and returns the
+    /// response head, its body still streaming. A request that a reused
+    /// connection closed before it was sent is tried again on a new one; a
+    /// request that was sent is never repeated.
+    pub(crate) async fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, SendError> {
+        let worker = crate::server::current_worker() % self.pools.per_worker.len();
+        loop {
+            let (mut sender, reused) = match self.pools.checkout(worker).await {
+                Some(sender) => (sender, true),
+                None => (self.connect(worker).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    // The connection now belongs to the upgrade.
+                    return Ok(response.map(Body::new));
+                }
+                Ok(response) => {
+                    let lease = Lease {
+                        sender,
+                        pools: self.pools.clone(),
+                        worker,
+                    };
+                    return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => {
+                        tracing::debug!(error = %error.into_error(), "upstream exchange failed");
+                        return Err(SendError::Failed);
+                    }
+                },
+            }
+        }
+    }
+
+    /// A new connection, its task spawned on this thread.
+    async fn connect(&self, worker: usize) -> Result<http1::SendRequest<Body>, SendError> {
+        let address = (self.host.as_str(), self.port);
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot connect to the upstream");
+                    return Err(SendError::Unreachable);
+                }
+                Err(_) => {
+                    tracing::debug!("connecting to the upstream timed out");
+                    return Err(SendError::Unreachable);
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| SendError::Failed)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        self.pools.start_reaper(worker);
+        Ok(sender)
+    }
+}
+
+impl Pools {
+    /// The most recently used idle connection of `worker` that is still
+    /// open, once it can take a request.
+    async fn checkout(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
+        loop {
+            let idle = self.per_worker[worker].lock().pop_back()?;
+            let mut sender = idle.sender;
+            if sender.is_closed() || idle.since.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// Puts a connection whose exchange is complete back, unless the pool
+    /// is full or the connection closed.
+    fn give_back(&self, worker: usize, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.per_worker[worker].lock();
+        if idle.len() >= self.max_idle {
+            return;
+        }
+        idle.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes, every so often, the connections of `worker` that have been
+    /// idle too long, until the pools are dropped.
+    fn start_reaper(self: &Arc<Self>, worker: usize) {
+        use std::sync::atomic::Ordering;
+        if self.per_worker[worker]
+            .reaper_started
+            .swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let every = self.idle_timeout / 2;
+        let pools: Weak<Pools> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pools) = pools.upgrade() else {
+                    return;
+                };
+                let timeout = pools.idle_timeout;
+                pools.per_worker[worker]
+                    .lock()
+                    .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < timeout);
+            }
+        });
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // The lock is never held across an await or a panic-prone call.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A response body that gives its connection back once read to the end.
+struct LeasedBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl LeasedBody {
+    fn new(inner: Incoming, lease: Lease) -> LeasedBody {
+        let mut body = LeasedBody {
+            inner,
+            lease: Some(lease),
+        };
+        body.release_if_done();
+        body
+    }
+
+    fn release_if_done(&mut self) {
+        if http_body::Body::is_end_stream(&self.inner) {
+            if let Some(lease) = self.lease.take() {
+                lease.pools.give_back(lease.worker, lease.sender);
+            }
+        }
+    }
+}
+
+impl http_body::Body for LeasedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(lease) = self.lease.take() {
+                    lease.pools.give_back(lease.worker, lease.sender);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
+            // A failed body leaves its connection unusable: drop it.
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+#[path = "upstream_tests.rs"]
+mod tests;
