@@ -48,6 +48,25 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-method-override",
 ];
 
+/// The client at the other end of a connection, with the `X-Forwarded-For`
+/// value made once for all of the connection's requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+        }
+    }
+}
+
 /// Why an allowed request got no answer from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
@@ -191,7 +210,7 @@ impl Forwarder {
         parts: request::Parts,
         body: Incoming,
         tap: Option<Tap>,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
         let (body, watch) = self
             .limited_body(&permit, &parts.headers, body, tap)
@@ -237,7 +256,7 @@ impl Forwarder {
         permit: Permit,
         caller: &Caller,
         mut parts: request::Parts,
-        peer: SocketAddr,
+        peer: &Peer,
         policy: Arc<Policy>,
     ) -> Result<Response<Body>, ForwardError> {
         let client_upgrade = parts
@@ -311,12 +330,7 @@ impl Forwarder {
 
     /// The client's headers minus hop-by-hop, `Connection`-named and
     /// reserved ones, plus the gateway's forwarding and identity headers.
-    fn upstream_headers(
-        &self,
-        incoming: &HeaderMap,
-        caller: &Caller,
-        peer: SocketAddr,
-    ) -> HeaderMap {
+    fn upstream_headers(&self, incoming: &HeaderMap, caller: &Caller, peer: &Peer) -> HeaderMap {
         let named = connection_names(incoming);
         let mut headers = HeaderMap::with_capacity(incoming.len() + 6);
         for (name, value) in incoming {
@@ -404,10 +418,9 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value
 }
 
-fn set_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: SocketAddr) {
-    let peer_ip = HeaderValue::from_str(&peer.ip().to_string());
-    if let Ok(ip) = peer_ip {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+fn set_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: &Peer) {
+    if let Some(ip) = &peer.forwarded_for {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), ip.clone());
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
@@ -436,15 +449,21 @@ fn set_identity(headers: &mut HeaderMap, caller: &Caller) {
 
 /// Removes hop-by-hop headers and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in connection_names(headers) {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-            headers.remove(name);
-        }
-    }
+    let named = connection_names(headers);
+    // One pass over the names present: most answers have none to remove.
     // The upstream's own Content-Length describes the body it sends, which
     // is passed on as it is (a HEAD answer has no body to count).
-    for name in HOP_BY_HOP.iter().filter(|name| **name != "content-length") {
-        headers.remove(*name);
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            (name != "content-length" && HOP_BY_HOP.contains(&name))
+                || named.iter().any(|named| named == name)
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
     }
 }
 
@@ -513,5 +532,16 @@ mod tests {
         strip_hop_by_hop(&mut map);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("content-type"));
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_of_an_answer_goes_but_its_content_length() {
+        let mut pairs: Vec<(&str, &str)> = HOP_BY_HOP.iter().map(|name| (*name, "1")).collect();
+        pairs.push(("keep-alive", "timeout=9"));
+        pairs.push(("x-kept", "yes"));
+        let mut map = headers(&pairs);
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-length", "x-kept"]);
     }
 }

@@ -18,7 +18,7 @@ use crate::body::Tap;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
-use crate::forwarding::{header_problem, ForwardError, Forwarder};
+use crate::forwarding::{header_problem, ForwardError, Forwarder, Peer};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
 use crate::responses;
@@ -298,7 +298,7 @@ impl Gateway {
     }
 
     /// Answers one request, from the client's bytes to the response head.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
         let policy = self.policy();
@@ -328,7 +328,7 @@ impl Gateway {
                 let policy = policy.clone();
                 let upgraded = self
                     .forwarder
-                    .forward_upgrade(permit, &caller, parts, peer, policy);
+                    .forward_upgrade(permit, &caller, parts, &peer, policy);
                 upgraded.await.unwrap_or_else(upstream_failure)
             }
             Some(permit) => {
@@ -345,7 +345,7 @@ impl Gateway {
                 let tap = toggled.as_ref().map(|_| Tap::default());
                 let forwarded =
                     self.forwarder
-                        .forward(permit, &caller, parts, body, tap.clone(), peer);
+                        .forward(permit, &caller, parts, body, tap.clone(), &peer);
                 let response = forwarded.await.unwrap_or_else(upstream_failure);
                 if let (Some(named), Some(tap)) = (toggled, tap) {
                     self.note_toggle(&response, &caller, &named, &tap);

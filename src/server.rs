@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::forwarding::Peer;
 use crate::gateway::Gateway;
 
 thread_local! {
@@ -192,10 +193,12 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let limits = self.gateway.limits().clone();
         let activity = Arc::new(Activity::new());
+        let peer = Peer::new(peer);
         let service = {
             let (gateway, activity) = (self.gateway.clone(), activity.clone());
             service_fn(move |request| {
                 let (gateway, guard) = (gateway.clone(), InFlight::start(&activity));
+                let peer = peer.clone();
                 async move {
                     let response = gateway.handle(request, peer).await;
                     let tracked = response.map(|body| Tracked {
