@@ -41,6 +41,13 @@ const HOP_BY_HOP: [&str; 10] = [
 /// Headers that the gateway sets for the upstream to say who is calling.
 pub const IDENTITY_HEADERS: [&str; 3] = ["x-gateway-caller", "x-gateway-addon", "x-gateway-role"];
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_GATEWAY_CALLER: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[0]);
+const X_GATEWAY_ADDON: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[1]);
+const X_GATEWAY_ROLE: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[2]);
+
 /// Headers a client may send that would override the method judged.
 const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method-override",
@@ -420,30 +427,21 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
 
 fn set_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: &Peer) {
     if let Some(ip) = &peer.forwarded_for {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), ip.clone());
+        headers.insert(X_FORWARDED_FOR, ip.clone());
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = incoming.get(header::HOST) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
 fn set_identity(headers: &mut HeaderMap, caller: &Caller) {
-    headers.insert(
-        HeaderName::from_static(IDENTITY_HEADERS[0]),
-        HeaderValue::from_static(caller.kind()),
-    );
+    headers.insert(X_GATEWAY_CALLER, HeaderValue::from_static(caller.kind()));
     if let Caller::Addon(addon) = caller {
         if let Ok(slug) = HeaderValue::from_str(&addon.slug) {
-            headers.insert(HeaderName::from_static(IDENTITY_HEADERS[1]), slug);
+            headers.insert(X_GATEWAY_ADDON, slug);
         }
-        headers.insert(
-            HeaderName::from_static(IDENTITY_HEADERS[2]),
-            HeaderValue::from_static(addon.role.name()),
-        );
+        headers.insert(X_GATEWAY_ROLE, HeaderValue::from_static(addon.role.name()));
     }
 }
 

@@ -199,14 +199,16 @@ impl Connection {
             service_fn(move |request| {
                 let (gateway, guard) = (gateway.clone(), InFlight::start(&activity));
                 let peer = peer.clone();
-                async move {
+                // Boxed: hyper keeps room for one request's future in every
+                // connection, busy or idle; a box makes that room a pointer.
+                Box::pin(async move {
                     let response = gateway.handle(request, peer).await;
                     let tracked = response.map(|body| Tracked {
                         body,
                         _guard: guard,
                     });
                     Ok::<_, Infallible>(tracked)
-                }
+                })
             })
         };
         let mut builder = http1::Builder::new();
