@@ -51,6 +51,11 @@ impl BodyWatch {
         }
     }
 
+    /// Whether the body has been read to its end without fault.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     fn finish(&self) {
         if !self.finished.swap(true, Ordering::AcqRel) {
             self.notify.notify_waiters();

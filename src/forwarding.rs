@@ -222,10 +222,18 @@ impl Forwarder {
         let (body, watch) = self
             .limited_body(&permit, &parts.headers, body, tap)
             .await?;
-        let mut request = Request::new(body);
-        *request.uri_mut() = self.upstream_uri(&permit)?;
-        *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
-        *request.method_mut() = parts.method;
+        // A bodiless GET, HEAD or OPTIONS may go out a second time if the
+        // upstream drops the kept-alive connection it was sent on.
+        let safe = matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let repeatable = safe && body.is_end_stream();
+        let request = self.upstream_request(&permit, &parts, caller, peer, body)?;
+        let again = || {
+            let copy = self.upstream_request(&permit, &parts, caller, peer, Body::empty());
+            copy.ok().filter(|_| repeatable)
+        };
 
         // The response timeout runs from the end of the request body, so a
         // long upload is not cut off for taking long to send.
@@ -236,7 +244,7 @@ impl Forwarder {
         };
         let sent_at = std::time::Instant::now();
         let response = tokio::select! {
-            sent = self.connections.send(request) => sent,
+            sent = self.connections.send(request, Some(watch.clone()), &again) => sent,
             () = deadline => return Err(ForwardError::UpstreamTimedOut),
         };
         crate::metrics::upstream_answered(sent_at.elapsed());
@@ -270,14 +278,13 @@ impl Forwarder {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or(ForwardError::UpstreamFailed)?;
-        let mut request = Request::new(Body::empty());
-        *request.uri_mut() = self.upstream_uri(&permit)?;
-        *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
+        let mut request = self.upstream_request(&permit, &parts, caller, peer, Body::empty())?;
         websocket::upgrade_headers(request.headers_mut());
-        *request.method_mut() = parts.method;
 
         let timeout = self.limits.upstream_response_timeout;
-        let sent = tokio::time::timeout(timeout, self.connections.send(request));
+        let never_again = || None;
+        let sent = self.connections.send(request, None, &never_again);
+        let sent = tokio::time::timeout(timeout, sent);
         let mut response = match sent.await {
             Err(_) => return Err(ForwardError::UpstreamTimedOut),
             Ok(Err(error)) => return Err(upstream_fault(error)),
@@ -323,6 +330,23 @@ impl Forwarder {
             Ok(collected) => Ok((Body::from(collected.to_bytes()), watch)),
             Err(_) => Err(body_fault(&watch).unwrap_or(ForwardError::ClientBodyFailed)),
         }
+    }
+
+    /// The request that goes upstream for an allowed one: its method, the
+    /// decided target and the headers the upstream may see.
+    fn upstream_request(
+        &self,
+        permit: &Permit,
+        parts: &request::Parts,
+        caller: &Caller,
+        peer: &Peer,
+        body: Body,
+    ) -> Result<Request<Body>, ForwardError> {
+        let mut request = Request::new(body);
+        *request.uri_mut() = self.upstream_uri(permit)?;
+        *request.headers_mut() = self.upstream_headers(&parts.headers, caller, peer);
+        *request.method_mut() = parts.method.clone();
+        Ok(request)
     }
 
     fn upstream_uri(&self, permit: &Permit) -> Result<Uri, ForwardError> {

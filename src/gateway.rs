@@ -305,6 +305,13 @@ impl Gateway {
         let judgement = if head_size(&parts) > self.limits.max_header_bytes {
             // hyper's own bound is its read buffer, which is looser.
             judgement(Decision::head_too_large(), Caller::Anonymous, None)
+        } else if parts.version == http::Version::HTTP_11
+            && !parts.headers.contains_key(http::header::HOST)
+        {
+            // RFC 9112, 3.2: an HTTP/1.1 request without Host gets 400.
+            let decision =
+                Decision::bad_headers(Step::CanonicalTarget, "HTTP/1.1 request without Host");
+            judgement(decision, Caller::Anonymous, None)
         } else {
             judge(&policy, &parts)
         };

@@ -1,8 +1,8 @@
 //! Connections to the upstream: HTTP/1.1 keep-alive connections, kept in one
 //! pool per worker thread so that a request goes out on a connection whose
 //! task runs on its own thread. A connection goes back to its pool only once
-//! its response body has been read to the end; a body dropped early closes
-//! the connection, so no reused connection ever carries a stale answer.
+//! its request body has been sent and its response body read, both to the
+//! end; anything else closes it, so a reused connection is always idle.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -18,6 +18,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::body::BodyWatch;
 
 /// How long an unused connection is kept before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,12 +44,13 @@ pub(crate) struct Upstream {
 /// One pool of idle connections per worker thread.
 struct Pools {
     per_worker: Vec<Pool>,
-    max_idle: usize,
     idle_timeout: Duration,
 }
 
 struct Pool {
     idle: Mutex<VecDeque<Idle>>,
+    /// This worker's share of the pool size.
+    max_idle: usize,
     reaper_started: std::sync::atomic::AtomicBool,
 }
 
@@ -61,6 +64,20 @@ struct Lease {
     sender: http1::SendRequest<Body>,
     pools: Arc<Pools>,
     worker: usize,
+    /// The request body's progress, if it has one.
+    request_body: Option<Arc<BodyWatch>>,
+}
+
+impl Lease {
+    /// Returns the connection to its pool if its request body has gone out
+    /// in full (an upstream may answer before it has read the body, and the
+    /// connection stays busy until the body is sent); otherwise drops it,
+    /// and the connection closes once its exchange is over.
+    fn release(self) {
+        if self.request_body.is_none_or(|body| body.is_finished()) {
+            self.pools.give_back(self.worker, self.sender);
+        }
+    }
 }
 
 impl Upstream {
@@ -73,14 +90,18 @@ impl Upstream {
         workers: usize,
     ) -> Upstream {
         let workers = workers.max(1);
+        // The size is shared out exactly: the first `pool_size % workers`
+        // workers keep one more.
+        let share = |worker: usize| pool_size / workers + usize::from(worker < pool_size % workers);
         let host = authority.host();
         let host = host
             .strip_prefix('[')
             .and_then(|host| host.strip_suffix(']'))
             .unwrap_or(host);
         let per_worker = (0..workers)
-            .map(|_| Pool {
+            .map(|worker| Pool {
                 idle: Mutex::new(VecDeque::new()),
+                max_idle: share(worker),
                 reaper_started: Default::default(),
             })
             .collect();
@@ -90,27 +111,40 @@ impl Upstream {
             connect_timeout,
             pools: Arc::new(Pools {
                 per_worker,
-                max_idle: pool_size.div_ceil(workers),
                 idle_timeout: IDLE_TIMEOUT,
             }),
         }
     }
 
     /// Sends `request` (origin-form target, `Host` set) and returns the
-    /// response head, its body still streaming. A request that a reused
-    /// connection closed before it was sent is tried again on a new one; a
-    /// request that was sent is never repeated.
+    /// response head, its body still streaming; `request_body` tells when
+    /// the request's body has been sent in full.
+    ///
+    /// A request that a reused connection closed before it was sent is tried
+    /// again on another one. A request that went out on a reused connection
+    /// which then failed before any answer (most often the upstream dropping
+    /// an idle connection just as the request arrived) is sent once more on
+    /// a new connection only if `again` makes a copy of it, as it should only
+    /// for requests that are safe to repeat; any other request that was sent
+    /// is never repeated.
     pub(crate) async fn send(
         &self,
         mut request: Request<Body>,
+        request_body: Option<Arc<BodyWatch>>,
+        again: &(dyn Fn() -> Option<Request<Body>> + Sync),
     ) -> Result<Response<Body>, SendError> {
         let worker = crate::server::current_worker() % self.pools.per_worker.len();
+        let mut fresh_only = false;
         loop {
-            let (mut sender, reused) = match self.pools.checkout(worker).await {
+            let pooled = match fresh_only {
+                true => None,
+                false => self.pools.checkout(worker).await,
+            };
+            let (mut sender, reused) = match pooled {
                 Some(sender) => (sender, true),
                 None => (self.connect(worker).await?, false),
             };
-            match sender.try_send_request(request).await {
+            let mut error = match sender.try_send_request(request).await {
                 Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                     // The connection now belongs to the upgrade.
                     return Ok(response.map(Body::new));
@@ -120,16 +154,31 @@ impl Upstream {
                         sender,
                         pools: self.pools.clone(),
                         worker,
+                        request_body,
                     };
                     return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
                 }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => {
-                        tracing::debug!(error = %error.into_error(), "upstream exchange failed");
-                        return Err(SendError::Failed);
-                    }
-                },
+                Err(error) => error,
+            };
+            if let Some(unsent) = error.take_message().filter(|_| reused) {
+                request = unsent;
+                continue;
+            }
+            // No response head came (an answer's later failures are its
+            // body's): on a reused connection, most likely the upstream
+            // dropped it as idle while the request was on its way.
+            let error = error.into_error();
+            let copy = if reused { again() } else { None };
+            match copy {
+                Some(copy) => {
+                    tracing::debug!(%error, "a kept-alive upstream connection failed; sending again");
+                    request = copy;
+                    fresh_only = true;
+                }
+                None => {
+                    tracing::debug!(%error, "upstream exchange failed");
+                    return Err(SendError::Failed);
+                }
             }
         }
     }
@@ -186,8 +235,9 @@ impl Pools {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.per_worker[worker].lock();
-        if idle.len() >= self.max_idle {
+        let pool = &self.per_worker[worker];
+        let mut idle = pool.lock();
+        if idle.len() >= pool.max_idle {
             return;
         }
         idle.push_back(Idle {
@@ -206,7 +256,7 @@ impl Pools {
         {
             return;
         }
-        let every = self.idle_timeout / 2;
+        let every = self.idle_timeout / 6;
         let pools: Weak<Pools> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -251,7 +301,7 @@ impl LeasedBody {
     fn release_if_done(&mut self) {
         if http_body::Body::is_end_stream(&self.inner) {
             if let Some(lease) = self.lease.take() {
-                lease.pools.give_back(lease.worker, lease.sender);
+                lease.release();
             }
         }
     }
@@ -269,7 +319,7 @@ impl http_body::Body for LeasedBody {
         match &polled {
             Poll::Ready(None) => {
                 if let Some(lease) = self.lease.take() {
-                    lease.pools.give_back(lease.worker, lease.sender);
+                    lease.release();
                 }
             }
             Poll::Ready(Some(Ok(_))) => self.release_if_done(),

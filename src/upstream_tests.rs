@@ -101,6 +101,11 @@ async fn read_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<Stri
     }
 }
 
+/// A request that may not be sent twice.
+fn no_copy() -> Option<Request<Body>> {
+    None
+}
+
 fn get(path: &str) -> Request<Body> {
     Request::builder()
         .uri(path)
@@ -119,7 +124,10 @@ async fn requests_in_turn_reuse_one_connection() {
     let test = TestUpstream::start(Manner::KeepAlive, b"pong".to_vec()).await;
     let upstream = test.upstream(4);
     for _ in 0..5 {
-        let response = upstream.send(get("/supervisor/ping")).await.expect("sent");
+        let response = upstream
+            .send(get("/supervisor/ping"), None, &no_copy)
+            .await
+            .expect("sent");
         assert_eq!(body_of(response).await, b"pong");
     }
     assert_eq!(test.accepted(), 1);
@@ -131,12 +139,12 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
     let test = TestUpstream::start(Manner::KeepAlive, vec![b'x'; 256 * 1024]).await;
     let upstream = test.upstream(4);
     let unread = upstream
-        .send(get("/backups/a/download"))
+        .send(get("/backups/a/download"), None, &no_copy)
         .await
         .expect("sent");
     drop(unread);
     let response = upstream
-        .send(get("/backups/a/download"))
+        .send(get("/backups/a/download"), None, &no_copy)
         .await
         .expect("sent");
     assert_eq!(body_of(response).await.len(), 256 * 1024);
@@ -148,7 +156,10 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
     let test = TestUpstream::start(Manner::CloseAfterAnswer, b"ok".to_vec()).await;
     let upstream = test.upstream(4);
     for _ in 0..3 {
-        let response = upstream.send(get("/os/info")).await.expect("sent");
+        let response = upstream
+            .send(get("/os/info"), None, &no_copy)
+            .await
+            .expect("sent");
         assert_eq!(body_of(response).await, b"ok");
         // Give the connection's task time to see the upstream hang up.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -161,7 +172,10 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
 async fn a_request_the_upstream_has_read_is_never_sent_again() {
     let test = TestUpstream::start(Manner::HangUpOnSecond, b"ok".to_vec()).await;
     let upstream = test.upstream(4);
-    let first = upstream.send(get("/os/info")).await.expect("sent");
+    let first = upstream
+        .send(get("/os/info"), None, &no_copy)
+        .await
+        .expect("sent");
     assert_eq!(body_of(first).await, b"ok");
     let post = Request::builder()
         .method("POST")
@@ -169,7 +183,10 @@ async fn a_request_the_upstream_has_read_is_never_sent_again() {
         .header(http::header::HOST, "supervisor")
         .body(Body::empty())
         .expect("request");
-    assert!(matches!(upstream.send(post).await, Err(SendError::Failed)));
+    assert!(matches!(
+        upstream.send(post, None, &no_copy).await,
+        Err(SendError::Failed)
+    ));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(test.requests(), 2, "the POST was repeated");
     assert_eq!(test.accepted(), 1);
@@ -181,7 +198,12 @@ async fn the_pool_keeps_no_more_idle_connections_than_its_size() {
     let upstream = test.upstream(2);
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(upstream.send(get("/os/info")).await.expect("sent"));
+        held.push(
+            upstream
+                .send(get("/os/info"), None, &no_copy)
+                .await
+                .expect("sent"),
+        );
     }
     for response in held {
         assert_eq!(body_of(response).await, b"ok");
@@ -197,7 +219,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     Arc::get_mut(&mut upstream.pools)
         .expect("unshared")
         .idle_timeout = Duration::from_millis(60);
-    let response = upstream.send(get("/os/info")).await.expect("sent");
+    let response = upstream
+        .send(get("/os/info"), None, &no_copy)
+        .await
+        .expect("sent");
     assert_eq!(body_of(response).await, b"ok");
     assert_eq!(upstream.pools.per_worker[0].lock().len(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -206,7 +231,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         0,
         "the reaper left an expired connection"
     );
-    let response = upstream.send(get("/os/info")).await.expect("sent");
+    let response = upstream
+        .send(get("/os/info"), None, &no_copy)
+        .await
+        .expect("sent");
     assert_eq!(body_of(response).await, b"ok");
     assert_eq!(test.accepted(), 2);
 }
@@ -219,7 +247,7 @@ async fn nothing_listening_is_unreachable() {
     let authority = format!("127.0.0.1:{port}").parse().expect("authority");
     let upstream = Upstream::new(&authority, Duration::from_secs(2), 4, 1);
     assert!(matches!(
-        upstream.send(get("/os/info")).await,
+        upstream.send(get("/os/info"), None, &no_copy).await,
         Err(SendError::Unreachable)
     ));
 }
@@ -232,5 +260,134 @@ fn bracketed_ipv6_hosts_are_connected_to_without_brackets() {
     let plain = "supervisor".parse().expect("authority");
     let upstream = Upstream::new(&plain, Duration::from_secs(2), 4, 2);
     assert_eq!((upstream.host.as_str(), upstream.port), ("supervisor", 80));
-    assert_eq!(upstream.pools.max_idle, 2);
+    assert_eq!(shares(&upstream), [2, 2]);
+}
+
+fn shares(upstream: &Upstream) -> Vec<usize> {
+    upstream
+        .pools
+        .per_worker
+        .iter()
+        .map(|pool| pool.max_idle)
+        .collect()
+}
+
+#[test]
+fn the_pool_size_is_shared_out_exactly_between_workers() {
+    let authority = "127.0.0.1:8123".parse().expect("authority");
+    let upstream = |size, workers| Upstream::new(&authority, Duration::from_secs(2), size, workers);
+    assert_eq!(shares(&upstream(5, 2)), [3, 2]);
+    assert_eq!(shares(&upstream(1, 2)), [1, 0]);
+    assert_eq!(shares(&upstream(0, 3)), [0, 0, 0]);
+    assert_eq!(shares(&upstream(64, 1)), [64]);
+}
+
+#[tokio::test]
+async fn a_connection_whose_request_body_is_still_going_out_is_not_reused() {
+    let test = TestUpstream::start(Manner::KeepAlive, b"early".to_vec()).await;
+    let upstream = test.upstream(4);
+    // The upstream answered (early) while the request body is unfinished.
+    let unfinished = Arc::new(BodyWatch::default());
+    let response = upstream
+        .send(get("/supervisor/options"), Some(unfinished), &no_copy)
+        .await
+        .expect("sent");
+    assert_eq!(body_of(response).await, b"early");
+    assert_eq!(upstream.pools.per_worker[0].lock().len(), 0);
+    let response = upstream
+        .send(get("/os/info"), None, &no_copy)
+        .await
+        .expect("sent");
+    assert_eq!(body_of(response).await, b"early");
+    assert_eq!(
+        test.accepted(),
+        2,
+        "a busy connection went back to the pool"
+    );
+}
+
+/// Two exchanges with an upstream that hangs up on its kept-alive
+/// connection just as the second request goes out on it; the second is sent
+/// with `again`. Returns the second's body (or the error) and how many
+/// connections and requests the upstream took.
+fn hang_up_race(
+    again: &(dyn Fn() -> Option<Request<Body>> + Sync),
+) -> (Result<Vec<u8>, SendError>, usize, usize) {
+    // The upstream runs on its own thread, so that it can hang up while the
+    // gateway's runtime is blocked and has not yet seen the connection close.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(false).expect("blocking");
+    let port = listener.local_addr().expect("address").port();
+    let (accepted, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (connections, seen) = (accepted.clone(), requests.clone());
+    let (hang_up, hang_up_now) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for number in 0..2 {
+            if number == 1 {
+                // A second connection comes only if the request is sent again.
+                listener.set_nonblocking(true).expect("non-blocking");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream.set_nonblocking(false).expect("blocking");
+            connections.fetch_add(1, Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            if number == 0 {
+                // Hangs up without saying so, as an upstream's idle timeout
+                // does, once told to; the next request still arrives.
+                let _ = hang_up_now.recv_timeout(Duration::from_secs(5));
+                drop(stream);
+            }
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let second = runtime.block_on(async {
+        let authority = format!("127.0.0.1:{port}").parse().expect("authority");
+        let upstream = Upstream::new(&authority, Duration::from_secs(2), 4, 1);
+        let first = upstream
+            .send(get("/os/info"), None, &no_copy)
+            .await
+            .expect("sent");
+        assert_eq!(body_of(first).await, b"ok");
+        // Blocks the runtime: the hang-up arrives but is not yet noticed.
+        hang_up.send(()).expect("upstream thread");
+        std::thread::sleep(Duration::from_millis(200));
+        match upstream.send(get("/os/info"), None, again).await {
+            Ok(response) => Ok(body_of(response).await),
+            Err(error) => Err(error),
+        }
+    });
+    server.join().expect("upstream thread");
+    (
+        second,
+        accepted.load(Ordering::SeqCst),
+        requests.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn a_safe_request_the_upstream_hung_up_on_goes_out_again_on_a_new_connection() {
+    let copy = || Some(get("/os/info"));
+    let (second, connections, _) = hang_up_race(&copy);
+    assert_eq!(second.expect("sent again"), b"ok");
+    assert_eq!(connections, 2);
+}
+
+#[test]
+fn a_request_without_a_copy_the_upstream_hung_up_on_is_not_sent_again() {
+    let (second, connections, requests) = hang_up_race(&no_copy);
+    assert!(matches!(second, Err(SendError::Failed)), "{second:?}");
+    assert_eq!((connections, requests), (1, 1));
 }

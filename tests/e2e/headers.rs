@@ -177,3 +177,12 @@ async fn the_clients_host_and_query_reach_the_upstream_as_sent() {
     assert_eq!(values(seen, "host"), vec![&b"supervisor.local:8080"[..]]);
     assert_eq!(seen.query.as_deref(), Some("lines=10&verbose"));
 }
+
+#[tokio::test]
+async fn an_http_1_1_request_without_host_is_refused() {
+    let gateway = TestGateway::start().await;
+    let request = format!("GET /supervisor/ping HTTP/1.1\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nConnection: close\r\n\r\n");
+    let response = send_raw(gateway.addr, request.as_bytes()).await;
+    assert_refused(&response, 400, "HTTP/1.1 without Host");
+    assert_upstream_silent(&gateway, "HTTP/1.1 without Host");
+}
