@@ -138,7 +138,7 @@ impl Upstream {
         loop {
             let pooled = match fresh_only {
                 true => None,
-                false => self.pools.checkout(worker).await,
+                false => self.pools.checkout(worker),
             };
             let (mut sender, reused) = match pooled {
                 Some(sender) => (sender, true),
@@ -214,17 +214,15 @@ impl Upstream {
 }
 
 impl Pools {
-    /// The most recently used idle connection of `worker` that is still
-    /// open, once it can take a request.
-    async fn checkout(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
+    /// The most recently used idle connection of `worker` that is open and
+    /// ready for a request now. A pooled connection has finished its
+    /// exchange, so one that is not ready is closing: it is dropped rather
+    /// than waited for.
+    fn checkout(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
         loop {
             let idle = self.per_worker[worker].lock().pop_back()?;
-            let mut sender = idle.sender;
-            if sender.is_closed() || idle.since.elapsed() >= self.idle_timeout {
-                continue;
-            }
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            if idle.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
+                return Some(idle.sender);
             }
         }
     }
