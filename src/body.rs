@@ -43,6 +43,10 @@ impl BodyWatch {
 
     /// Resolves once the body has been read to its end.
     pub(crate) async fn finished(&self) {
+        if self.is_finished() {
+            // Every bodiless request: no waiter to register.
+            return;
+        }
         let notified = self.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

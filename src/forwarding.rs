@@ -210,18 +210,20 @@ impl Forwarder {
     /// before anything is sent when its length is declared, and cut off with
     /// 413 when it is not. With a `tap`, the body's first bytes are kept in
     /// it as they pass.
+    ///
+    /// The request's head and permit are borrowed, not moved: an async
+    /// function keeps a moved argument twice in its future, and hyper keeps
+    /// room for that future in every connection.
     pub async fn forward(
         &self,
-        permit: Permit,
+        permit: &Permit,
         caller: &Caller,
-        parts: request::Parts,
+        parts: &request::Parts,
         body: Incoming,
         tap: Option<Tap>,
         peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
-        let (body, watch) = self
-            .limited_body(&permit, &parts.headers, body, tap)
-            .await?;
+        let (body, watch) = self.limited_body(permit, &parts.headers, body, tap).await?;
         // A bodiless GET, HEAD or OPTIONS may go out a second time if the
         // upstream drops the kept-alive connection it was sent on.
         let safe = matches!(
@@ -229,9 +231,9 @@ impl Forwarder {
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
         let repeatable = safe && body.is_end_stream();
-        let request = self.upstream_request(&permit, &parts, caller, peer, body)?;
+        let request = self.upstream_request(permit, parts, caller, peer, body)?;
         let again = || {
-            let copy = self.upstream_request(&permit, &parts, caller, peer, Body::empty());
+            let copy = self.upstream_request(permit, parts, caller, peer, Body::empty());
             copy.ok().filter(|_| repeatable)
         };
 
@@ -268,9 +270,9 @@ impl Forwarder {
     /// for an ordinary request.
     pub async fn forward_upgrade(
         &self,
-        permit: Permit,
+        permit: &Permit,
         caller: &Caller,
-        mut parts: request::Parts,
+        parts: &mut request::Parts,
         peer: &Peer,
         policy: Arc<Policy>,
     ) -> Result<Response<Body>, ForwardError> {
@@ -278,7 +280,7 @@ impl Forwarder {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or(ForwardError::UpstreamFailed)?;
-        let mut request = self.upstream_request(&permit, &parts, caller, peer, Body::empty())?;
+        let mut request = self.upstream_request(permit, parts, caller, peer, Body::empty())?;
         websocket::upgrade_headers(request.headers_mut());
 
         let timeout = self.limits.upstream_response_timeout;
@@ -363,7 +365,7 @@ impl Forwarder {
     /// reserved ones, plus the gateway's forwarding and identity headers.
     fn upstream_headers(&self, incoming: &HeaderMap, caller: &Caller, peer: &Peer) -> HeaderMap {
         let named = connection_names(incoming);
-        let mut headers = HeaderMap::with_capacity(incoming.len() + 6);
+        let mut headers = spare_header_map(incoming.len() + 6);
         for (name, value) in incoming {
             let keep = self.passes_through(name.as_str(), &named);
             if keep {
@@ -396,6 +398,45 @@ impl Forwarder {
             || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
         !dropped
     }
+}
+
+thread_local! {
+    /// Header maps of requests already forwarded, emptied, for the next
+    /// requests' upstream headers: hyper hands each parsed request a map
+    /// it kept from an earlier exchange, and keeping this one in turn
+    /// spares every request a new map.
+    static SPARE_HEADER_MAPS: std::cell::RefCell<Vec<HeaderMap>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most maps kept per thread, and the largest kept (in headers).
+const SPARE_HEADER_MAPS_KEPT: usize = 16;
+const SPARE_HEADER_MAP_CAPACITY: usize = 128;
+
+/// An empty header map with room for `capacity` headers.
+fn spare_header_map(capacity: usize) -> HeaderMap {
+    match SPARE_HEADER_MAPS.with(|spares| spares.borrow_mut().pop()) {
+        Some(mut map) => {
+            map.reserve(capacity);
+            map
+        }
+        None => HeaderMap::with_capacity(capacity),
+    }
+}
+
+/// Empties `map` and keeps it for the next request's upstream headers,
+/// unless enough are kept or it is unusually large.
+pub fn keep_spare_header_map(mut map: HeaderMap) {
+    if map.capacity() > SPARE_HEADER_MAP_CAPACITY {
+        return;
+    }
+    map.clear();
+    SPARE_HEADER_MAPS.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < SPARE_HEADER_MAPS_KEPT {
+            spares.push(map);
+        }
+    });
 }
 
 /// The client's part in a failed exchange, if its body was at fault.
@@ -554,6 +595,24 @@ mod tests {
         strip_hop_by_hop(&mut map);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("content-type"));
+    }
+
+    #[test]
+    fn a_kept_header_map_comes_back_empty_and_a_huge_one_is_not_kept() {
+        let used = headers(&[("host", "a"), ("x-one", "1"), ("x-two", "2")]);
+        let room = used.capacity();
+        keep_spare_header_map(used);
+        let spare = spare_header_map(2);
+        assert!(spare.is_empty());
+        assert!(spare.capacity() >= room);
+        let mut huge = HeaderMap::with_capacity(SPARE_HEADER_MAP_CAPACITY * 2);
+        huge.insert("x-big", HeaderValue::from_static("1"));
+        keep_spare_header_map(huge);
+        let next = spare_header_map(2);
+        assert!(
+            next.capacity() < SPARE_HEADER_MAP_CAPACITY,
+            "the huge map was kept"
+        );
     }
 
     #[test]

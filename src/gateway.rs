@@ -18,7 +18,7 @@ use crate::body::Tap;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Step};
-use crate::forwarding::{header_problem, ForwardError, Forwarder, Peer};
+use crate::forwarding::{self, header_problem, ForwardError, Forwarder, Peer};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
 use crate::responses;
@@ -298,11 +298,30 @@ impl Gateway {
     }
 
     /// Answers one request, from the client's bytes to the response head.
-    pub async fn handle(&self, request: Request<Incoming>, peer: Peer) -> Response<Body> {
+    ///
+    /// The request is taken apart here and its head lent to the steps
+    /// after: an async function keeps its moved arguments twice, and hyper
+    /// keeps room for this future in every connection, busy or idle.
+    pub fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        peer: Peer,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        let gateway = self.clone();
         let started = Instant::now();
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        async move { gateway.answer(started, &mut parts, body, &peer).await }
+    }
+
+    async fn answer(
+        &self,
+        started: Instant,
+        parts: &mut request::Parts,
+        body: Incoming,
+        peer: &Peer,
+    ) -> Response<Body> {
         let policy = self.policy();
-        let judgement = if head_size(&parts) > self.limits.max_header_bytes {
+        let judgement = if head_size(parts) > self.limits.max_header_bytes {
             // hyper's own bound is its read buffer, which is looser.
             judgement(Decision::head_too_large(), Caller::Anonymous, None)
         } else if parts.version == http::Version::HTTP_11
@@ -313,7 +332,7 @@ impl Gateway {
                 Decision::bad_headers(Step::CanonicalTarget, "HTTP/1.1 request without Host");
             judgement(decision, Caller::Anonymous, None)
         } else {
-            judge(&policy, &parts)
+            judge(&policy, parts)
         };
         let decided_in = started.elapsed();
         if let Some(shadow) = &policy.shadow {
@@ -331,11 +350,11 @@ impl Gateway {
         });
         let method = parts.method.clone();
         let response = match target.and_then(|target| decision.permit(target)) {
-            Some(permit) if websocket::is_upgrade(&parts, &permit.target().path) => {
+            Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
                 let policy = policy.clone();
                 let upgraded = self
                     .forwarder
-                    .forward_upgrade(permit, &caller, parts, &peer, policy);
+                    .forward_upgrade(&permit, &caller, parts, peer, policy);
                 upgraded.await.unwrap_or_else(upstream_failure)
             }
             Some(permit) => {
@@ -352,8 +371,9 @@ impl Gateway {
                 let tap = toggled.as_ref().map(|_| Tap::default());
                 let forwarded =
                     self.forwarder
-                        .forward(permit, &caller, parts, body, tap.clone(), &peer);
+                        .forward(&permit, &caller, parts, body, tap.clone(), peer);
                 let response = forwarded.await.unwrap_or_else(upstream_failure);
+                forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
                     self.note_toggle(&response, &caller, &named, &tap);
                 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http_body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -197,12 +198,9 @@ impl Connection {
         let service = {
             let (gateway, activity) = (self.gateway.clone(), activity.clone());
             service_fn(move |request| {
-                let (gateway, guard) = (gateway.clone(), InFlight::start(&activity));
-                let peer = peer.clone();
-                // Boxed: hyper keeps room for one request's future in every
-                // connection, busy or idle; a box makes that room a pointer.
-                Box::pin(async move {
-                    let response = gateway.handle(request, peer).await;
+                let guard = InFlight::start(&activity);
+                let answered = gateway.handle(request, peer.clone());
+                answered.map(move |response| {
                     let tracked = response.map(|body| Tracked {
                         body,
                         _guard: guard,

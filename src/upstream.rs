@@ -5,6 +5,7 @@
 //! end; anything else closes it, so a reused connection is always idle.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -127,57 +128,66 @@ impl Upstream {
     /// a new connection only if `again` makes a copy of it, as it should only
     /// for requests that are safe to repeat; any other request that was sent
     /// is never repeated.
-    pub(crate) async fn send(
-        &self,
+    ///
+    /// (Not an async function, which would keep `request` twice in its
+    /// future; a new connection's state is boxed, as the rare case.)
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep the request twice in its future"
+    )]
+    pub(crate) fn send<'a>(
+        &'a self,
         mut request: Request<Body>,
         request_body: Option<Arc<BodyWatch>>,
-        again: &(dyn Fn() -> Option<Request<Body>> + Sync),
-    ) -> Result<Response<Body>, SendError> {
-        let worker = crate::server::current_worker() % self.pools.per_worker.len();
-        let mut fresh_only = false;
-        loop {
-            let pooled = match fresh_only {
-                true => None,
-                false => self.pools.checkout(worker),
-            };
-            let (mut sender, reused) = match pooled {
-                Some(sender) => (sender, true),
-                None => (self.connect(worker).await?, false),
-            };
-            let mut error = match sender.try_send_request(request).await {
-                Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                    // The connection now belongs to the upgrade.
-                    return Ok(response.map(Body::new));
+        again: &'a (dyn Fn() -> Option<Request<Body>> + Sync),
+    ) -> impl Future<Output = Result<Response<Body>, SendError>> + Send + 'a {
+        async move {
+            let worker = crate::server::current_worker() % self.pools.per_worker.len();
+            let mut fresh_only = false;
+            loop {
+                let pooled = match fresh_only {
+                    true => None,
+                    false => self.pools.checkout(worker),
+                };
+                let (mut sender, reused) = match pooled {
+                    Some(sender) => (sender, true),
+                    None => (Box::pin(self.connect(worker)).await?, false),
+                };
+                let mut error = match sender.try_send_request(request).await {
+                    Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                        // The connection now belongs to the upgrade.
+                        return Ok(response.map(Body::new));
+                    }
+                    Ok(response) => {
+                        let lease = Lease {
+                            sender,
+                            pools: self.pools.clone(),
+                            worker,
+                            request_body,
+                        };
+                        return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
+                    }
+                    Err(error) => error,
+                };
+                if let Some(unsent) = error.take_message().filter(|_| reused) {
+                    request = unsent;
+                    continue;
                 }
-                Ok(response) => {
-                    let lease = Lease {
-                        sender,
-                        pools: self.pools.clone(),
-                        worker,
-                        request_body,
-                    };
-                    return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
-                }
-                Err(error) => error,
-            };
-            if let Some(unsent) = error.take_message().filter(|_| reused) {
-                request = unsent;
-                continue;
-            }
-            // No response head came (an answer's later failures are its
-            // body's): on a reused connection, most likely the upstream
-            // dropped it as idle while the request was on its way.
-            let error = error.into_error();
-            let copy = if reused { again() } else { None };
-            match copy {
-                Some(copy) => {
-                    tracing::debug!(%error, "a kept-alive upstream connection failed; sending again");
-                    request = copy;
-                    fresh_only = true;
-                }
-                None => {
-                    tracing::debug!(%error, "upstream exchange failed");
-                    return Err(SendError::Failed);
+                // No response head came (an answer's later failures are its
+                // body's): on a reused connection, most likely the upstream
+                // dropped it as idle while the request was on its way.
+                let error = error.into_error();
+                let copy = if reused { again() } else { None };
+                match copy {
+                    Some(copy) => {
+                        tracing::debug!(%error, "a kept-alive upstream connection failed; sending again");
+                        request = copy;
+                        fresh_only = true;
+                    }
+                    None => {
+                        tracing::debug!(%error, "upstream exchange failed");
+                        return Err(SendError::Failed);
+                    }
                 }
             }
         }
