@@ -298,7 +298,12 @@ impl Forwarder {
             return Ok(Response::from_parts(head, Body::new(body)));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(websocket::relay(client_upgrade, upstream_upgrade, policy));
+        tokio::spawn(websocket::relay(
+            client_upgrade,
+            upstream_upgrade,
+            policy,
+            caller.clone(),
+        ));
         Ok(switching_protocols(response.headers()))
     }
 

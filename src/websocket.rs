@@ -60,7 +60,9 @@ pub fn upgrade_headers(headers: &mut HeaderMap) {
 }
 
 /// Once both sides have upgraded, relays frames until either side closes.
-pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, policy: Arc<Policy>) {
+/// `caller` made the upgrade request; the in-band auth must name the same
+/// add-on.
+pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, policy: Arc<Policy>, caller: Caller) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -76,7 +78,7 @@ pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, policy: Arc<Policy>) 
 
     let writer = tokio::spawn(write_all(from_relay, client_sink));
     let down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
-    upstream_side(client_stream, upstream_sink, to_client, &policy).await;
+    upstream_side(client_stream, upstream_sink, to_client, &policy, &caller).await;
     down.abort();
     let _ = writer.await;
 }
@@ -99,10 +101,16 @@ async fn write_all(mut queue: mpsc::Receiver<Message>, mut sink: Sink) {
     let _ = sink.close().await;
 }
 
-/// Upstream to client: everything passes. If the upstream goes away without
-/// a close, the client is told so with 1011.
+/// Upstream to client: everything passes but pongs. (Each side's pings are
+/// answered by the gateway's own end of that side's socket and also passed
+/// on; the other side's pong to the gateway goes no further, so that a ping
+/// gets one pong.) If the upstream goes away without a close, the client is
+/// told so with 1011.
 async fn downstream(mut upstream: Stream, to_client: mpsc::Sender<Message>) {
     while let Some(Ok(message)) = upstream.next().await {
+        if matches!(message, Message::Pong(_)) {
+            continue;
+        }
         let closing = message.is_close();
         if to_client.send(message).await.is_err() || closing {
             return;
@@ -114,28 +122,39 @@ async fn downstream(mut upstream: Stream, to_client: mpsc::Sender<Message>) {
 }
 
 /// Client to upstream: the auth message is checked, then each message is
-/// judged; pings, binary frames and closes pass.
+/// judged; pings, binary frames and closes pass, pongs stop (see
+/// [`downstream`]).
 async fn upstream_side(
     mut client: Stream,
     mut upstream: Sink,
     to_client: mpsc::Sender<Message>,
     policy: &Policy,
+    caller: &Caller,
 ) {
     let mut authenticated = false;
     while let Some(Ok(message)) = client.next().await {
         let verdict = match &message {
-            Message::Text(text) if !authenticated => auth(text, policy),
+            Message::Text(text) if !authenticated => auth(text, policy, caller),
             Message::Text(text) => judge_message(text),
+            Message::Pong(_) => continue,
             _ => Verdict::Forward,
         };
-        match verdict {
-            Verdict::Forward => {}
-            Verdict::Authenticated => authenticated = true,
-            Verdict::Answer(answer) => {
-                if to_client.send(answer).await.is_err() {
-                    break;
+        let message = match verdict {
+            Verdict::Forward => message,
+            Verdict::Authenticated => {
+                authenticated = true;
+                message
+            }
+            Verdict::Instead { forward, answers } => {
+                let mut gone = false;
+                for answer in answers {
+                    gone |= to_client.send(answer).await.is_err();
                 }
-                continue;
+                match forward {
+                    Some(forward) if !gone => forward,
+                    _ if gone => break,
+                    _ => continue,
+                }
             }
             Verdict::Refuse(answer) => {
                 let _ = to_client.send(answer).await;
@@ -147,7 +166,7 @@ async fn upstream_side(
                     .await;
                 return;
             }
-        }
+        };
         let closing = message.is_close();
         if upstream.send(message).await.is_err() || closing {
             break;
@@ -162,24 +181,32 @@ enum Verdict {
     Forward,
     /// Send it on; the auth phase is over.
     Authenticated,
-    /// Answer the client instead of sending it on.
-    Answer(Message),
+    /// Answer the client, and send on only what is left of it, if anything.
+    Instead {
+        forward: Option<Message>,
+        answers: Vec<Message>,
+    },
     /// Answer the client, then close both sides.
     Refuse(Message),
 }
 
 /// The auth phase: the access token must belong to an add-on with
-/// `homeassistant_api`, as a header token must.
-fn auth(text: &str, policy: &Policy) -> Verdict {
+/// `homeassistant_api`, as a header token must, and to the add-on that
+/// made the upgrade request.
+fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict {
     let message: Option<Value> = serde_json::from_str(text).ok();
     let token = message
         .as_ref()
         .filter(|message| message["type"] == "auth")
         .and_then(|message| message["access_token"].as_str());
     let allowed = token.is_some_and(|token| {
+        let upgraded_by = match caller {
+            Caller::Addon(addon) => Some(addon.slug.as_str()),
+            _ => None,
+        };
         matches!(
             policy.callers.identify(Some(token.as_bytes())),
-            Caller::Addon(addon) if addon.homeassistant_api
+            Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
         )
     });
     if allowed {
@@ -193,24 +220,66 @@ fn auth(text: &str, policy: &Policy) -> Verdict {
     }
 }
 
-/// After auth: an add-on's `supervisor/` and `hassio/` messages never reach
-/// the upstream; the add-on gets an error result for that id instead.
+/// After auth: an add-on's `supervisor/` and `hassio/` commands never reach
+/// the upstream; the add-on gets an error result for that id instead. Home
+/// Assistant also runs each command of a JSON array, so an array is judged
+/// command by command and only the allowed ones go on. A text message that
+/// is not JSON this parser can read goes nowhere: Home Assistant's parser
+/// might read it (deeper nesting, numbers out of range) and run it.
 fn judge_message(text: &str) -> Verdict {
     let Ok(message) = serde_json::from_str::<Value>(text) else {
-        return Verdict::Forward;
+        tracing::warn!("websocket message refused: not readable JSON");
+        let answer = result_error(
+            &Value::Null,
+            "invalid_format",
+            "Message incorrectly formatted.",
+        );
+        return Verdict::Instead {
+            forward: None,
+            answers: vec![answer],
+        };
     };
-    let kind = message["type"].as_str().unwrap_or_default();
-    if !(kind.starts_with("supervisor/") || kind.starts_with("hassio/")) {
-        return Verdict::Forward;
+    match message {
+        Value::Array(commands) => {
+            let (denied, allowed): (Vec<Value>, Vec<Value>) =
+                commands.into_iter().partition(is_denied);
+            if denied.is_empty() {
+                return Verdict::Forward;
+            }
+            let forward =
+                (!allowed.is_empty()).then(|| Message::text(Value::Array(allowed).to_string()));
+            let answers = denied.iter().map(refusal).collect();
+            Verdict::Instead { forward, answers }
+        }
+        command if is_denied(&command) => Verdict::Instead {
+            forward: None,
+            answers: vec![refusal(&command)],
+        },
+        _ => Verdict::Forward,
     }
+}
+
+/// Whether a command's type is one an add-on may not send.
+fn is_denied(command: &Value) -> bool {
+    let kind = command["type"].as_str().unwrap_or_default();
+    kind.starts_with("supervisor/") || kind.starts_with("hassio/")
+}
+
+/// The error result for a refused command, under its id.
+fn refusal(command: &Value) -> Message {
+    let kind = command["type"].as_str().unwrap_or_default();
     tracing::warn!(message_type = kind, "websocket message refused");
+    result_error(&command["id"], "unauthorized", "Unauthorized")
+}
+
+fn result_error(id: &Value, code: &str, message: &str) -> Message {
     let answer = serde_json::json!({
-        "id": message["id"],
+        "id": id,
         "type": "result",
         "success": false,
-        "error": { "code": "unauthorized", "message": "Unauthorized" },
+        "error": { "code": code, "message": message },
     });
-    Verdict::Answer(Message::text(answer.to_string()))
+    Message::text(answer.to_string())
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Message {
@@ -224,29 +293,81 @@ fn close(code: CloseCode, reason: &'static str) -> Message {
 mod tests {
     use super::*;
 
-    fn answer_of(verdict: Verdict) -> Value {
+    fn json(message: &Message) -> Value {
+        match message {
+            Message::Text(text) => serde_json::from_str(text).expect("json"),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// What goes on and what the client is answered, as JSON.
+    fn instead(verdict: Verdict) -> (Option<Value>, Vec<Value>) {
         match verdict {
-            Verdict::Answer(Message::Text(text)) => serde_json::from_str(&text).expect("json"),
-            _ => panic!("expected an answer"),
+            Verdict::Instead { forward, answers } => (
+                forward.as_ref().map(json),
+                answers.iter().map(json).collect(),
+            ),
+            _ => panic!("expected the message to be judged"),
         }
     }
 
     #[test]
     fn supervisor_and_hassio_messages_are_answered_with_their_id() {
-        for kind in ["supervisor/api", "hassio/addon/info"] {
-            let answer = answer_of(judge_message(&format!(r#"{{"id":7,"type":"{kind}"}}"#)));
-            assert_eq!(answer["id"], 7);
-            assert_eq!(answer["success"], false);
-            assert_eq!(answer["error"]["code"], "unauthorized");
+        for kind in [
+            "supervisor/api",
+            "hassio/addon/info",
+            "supervisor\\u002fapi",
+        ] {
+            let (forward, answers) =
+                instead(judge_message(&format!(r#"{{"id":7,"type":"{kind}"}}"#)));
+            assert_eq!(forward, None);
+            assert_eq!(answers.len(), 1);
+            assert_eq!(answers[0]["id"], 7);
+            assert_eq!(answers[0]["success"], false);
+            assert_eq!(answers[0]["error"]["code"], "unauthorized");
         }
     }
 
     #[test]
-    fn other_messages_and_non_json_pass() {
+    fn an_array_goes_on_without_its_refused_commands() {
+        let text = r#"[{"id":1,"type":"get_states"},{"id":2,"type":"supervisor/api"},{"id":3,"type":"hassio/x"},{"id":4,"type":"ping"}]"#;
+        let (forward, answers) = instead(judge_message(text));
+        let forward = forward.expect("the allowed commands go on");
+        assert_eq!(
+            forward,
+            serde_json::json!([{"id":1,"type":"get_states"},{"id":4,"type":"ping"}])
+        );
+        let ids: Vec<&Value> = answers.iter().map(|answer| &answer["id"]).collect();
+        assert_eq!(ids, [&serde_json::json!(2), &serde_json::json!(3)]);
+        let (forward, answers) = instead(judge_message(r#"[{"id":9,"type":"supervisor/api"}]"#));
+        assert_eq!((forward, answers.len()), (None, 1));
+        assert!(matches!(
+            judge_message(r#"[{"id":1,"type":"ping"}]"#),
+            Verdict::Forward
+        ));
+    }
+
+    #[test]
+    fn text_that_is_not_readable_json_goes_nowhere() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for text in [
+            "not json",
+            r#"{"id":1,"type":"supervisor/api","n":1e999}"#,
+            deep.as_str(),
+        ] {
+            let (forward, answers) = instead(judge_message(text));
+            assert_eq!(forward, None, "{text}");
+            assert_eq!(answers[0]["error"]["code"], "invalid_format");
+        }
+    }
+
+    #[test]
+    fn other_messages_pass_unchanged() {
         for text in [
             r#"{"id":1,"type":"get_states"}"#,
-            "not json",
             r#"{"id":2,"type":"supervisors"}"#,
+            r#"{"id":3,"type":"Supervisor/api"}"#,
+            "42",
         ] {
             assert!(matches!(judge_message(text), Verdict::Forward), "{text}");
         }

@@ -344,3 +344,102 @@ async fn a_large_download_streams_through_unchanged() {
     assert_eq!(total, LARGE);
     assert_eq!(hex::encode(hasher.finalize()), pattern_sha256(LARGE));
 }
+
+#[tokio::test]
+async fn refused_commands_inside_an_array_are_answered_and_only_the_rest_goes_on() {
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let batch = serde_json::json!([
+        {"id": 10, "type": "supervisor/api", "endpoint": "/addons/core_ssh/security", "method": "post"},
+        {"id": 11, "type": "ping"},
+        {"id": 12, "type": "hassio/addon/core_ssh/security"},
+    ]);
+    send_json(&mut socket, batch).await;
+    let mut refused = Vec::new();
+    for _ in 0..2 {
+        let answer = next_json(&mut socket).await;
+        if answer["error"]["code"] == "unauthorized" {
+            refused.push(answer["id"].clone());
+        }
+    }
+    assert_eq!(refused, [serde_json::json!(10), serde_json::json!(12)]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts: Vec<String> = gateway
+        .mock
+        .state()
+        .ws_messages()
+        .into_iter()
+        .filter_map(|record| match record {
+            WsRecord::Text(text) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .all(|text| !text.contains("supervisor/") && !text.contains("hassio/")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|text| text == r#"[{"id":11,"type":"ping"}]"#),
+        "{texts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ping_gets_exactly_one_pong() {
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    socket
+        .send(Message::Ping(b"p1".to_vec().into()))
+        .await
+        .expect("ping");
+    send_json(&mut socket, serde_json::json!({"id": 20, "type": "ping"})).await;
+    // Frames until the answer to the text ping, which the upstream sends
+    // after it has seen (and answered) the ping frame.
+    let mut pongs = 0;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("open")
+            .expect("frame");
+        match frame {
+            Message::Pong(payload) => {
+                assert_eq!(payload.as_ref(), b"p1");
+                pongs += 1;
+            }
+            Message::Text(text) if text.contains("\"id\":20") => break,
+            _ => {}
+        }
+    }
+    // A second pong, had the upstream's been relayed, would come next.
+    let late = tokio::time::timeout(Duration::from_millis(300), socket.next()).await;
+    assert!(
+        !matches!(late, Ok(Some(Ok(Message::Pong(_))))),
+        "a second pong arrived"
+    );
+    assert_eq!(pongs, 1);
+}
+
+#[tokio::test]
+async fn the_in_band_token_must_be_the_upgrading_add_ons_own() {
+    let mock = start_mock().await;
+    let other = "f52c1b8d0a3e47f9a4d6c8e0b2d4f6a8c0e2a4b6d8f0a2c4";
+    let text = test_config_yaml(mock.addr()).replace(
+        "limits:\n",
+        &format!("  - {{ slug: local_other_ha, token: {other}, hassio_api: true, homeassistant_api: true }}\nlimits:\n"),
+    );
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let (_socket, reply) = auth_with(&gateway, "/core/websocket", other).await;
+    assert_eq!(
+        reply["type"], "auth_invalid",
+        "another add-on's token was taken"
+    );
+    let (_socket, reply) = auth_with(&gateway, "/core/websocket", TOK_HA).await;
+    assert_eq!(reply["type"], "auth_ok");
+}
