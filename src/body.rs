@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,13 +15,33 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// What the forwarder learns about a body while hyper sends it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BodyWatch {
     exceeded: AtomicBool,
     client_failed: AtomicBool,
     stalled: AtomicBool,
     finished: AtomicBool,
     notify: Notify,
+    /// When hyper last asked for more of the body (in milliseconds after
+    /// `since`), and whether the body is waiting for its client.
+    since: std::time::Instant,
+    asked_ms: AtomicU64,
+    waiting_on_client: AtomicBool,
+}
+
+impl Default for BodyWatch {
+    fn default() -> BodyWatch {
+        BodyWatch {
+            exceeded: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            notify: Notify::new(),
+            since: std::time::Instant::now(),
+            asked_ms: AtomicU64::new(0),
+            waiting_on_client: AtomicBool::new(false),
+        }
+    }
 }
 
 impl BodyWatch {
@@ -58,6 +78,21 @@ impl BodyWatch {
     /// Whether the body has been read to its end without fault.
     pub(crate) fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether the upstream has taken none of the body for `timeout` while
+    /// the body had more ready to send: hyper asks for more only as the
+    /// upstream reads, so an upstream that stops reading stops the asking.
+    pub(crate) fn upstream_stopped_reading(&self, timeout: Duration) -> bool {
+        let asked = Duration::from_millis(self.asked_ms.load(Ordering::Acquire));
+        !self.is_finished()
+            && !self.waiting_on_client.load(Ordering::Acquire)
+            && self.since.elapsed().saturating_sub(asked) >= timeout
+    }
+
+    fn asked(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.asked_ms.store(now, Ordering::Release);
     }
 
     fn finish(&self) {
@@ -151,8 +186,12 @@ impl Body for LimitedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.watch.asked();
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Ok(frame))) => {
+                self.watch.waiting_on_client.store(false, Ordering::Release);
+                frame
+            }
             Poll::Ready(Some(Err(error))) => {
                 self.watch.client_failed.store(true, Ordering::Release);
                 return Poll::Ready(Some(Err(error.into())));
@@ -162,6 +201,7 @@ impl Body for LimitedBody {
                 return Poll::Ready(None);
             }
             Poll::Pending => {
+                self.watch.waiting_on_client.store(true, Ordering::Release);
                 let idle_limit = self.idle_limit;
                 let idle = self
                     .idle

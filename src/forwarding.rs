@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -238,11 +239,13 @@ impl Forwarder {
         };
 
         // The response timeout runs from the end of the request body, so a
-        // long upload is not cut off for taking long to send.
+        // long upload is not cut off for taking long to send; while the body
+        // goes out, an upstream that stops taking it for as long times out.
         let timeout = self.limits.upstream_response_timeout;
         let deadline = async {
-            watch.finished().await;
-            tokio::time::sleep(timeout).await;
+            if body_sent(&watch, timeout).await {
+                tokio::time::sleep(timeout).await;
+            }
         };
         let sent_at = std::time::Instant::now();
         let response = tokio::select! {
@@ -442,6 +445,26 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
             spares.push(map);
         }
     });
+}
+
+/// Waits until the request body has been sent in full (true), or until the
+/// upstream has stopped taking it for `timeout` (false: it is already due).
+async fn body_sent(watch: &BodyWatch, timeout: Duration) -> bool {
+    if watch.is_finished() {
+        return true;
+    }
+    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = watch.finished() => return true,
+            () = tokio::time::sleep(tick) => {
+                if watch.upstream_stopped_reading(timeout) {
+                    tracing::debug!("the upstream stopped reading the request body");
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// The client's part in a failed exchange, if its body was at fault.

@@ -491,3 +491,93 @@ async fn a_head_just_over_the_limit_gets_431() {
     assert_eq!(gateway.send(&under).await.status, 200);
     assert_eq!(gateway.upstream_saw().len(), 1);
 }
+
+/// An upstream that reads a request's head and nothing more, and never
+/// answers; it keeps its connections open for the test's length.
+async fn upstream_that_stops_reading() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 1024];
+            let _ = stream.read(&mut head).await;
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_an_upload_gets_504_at_the_response_timeout() {
+    let upstream = upstream_that_stops_reading().await;
+    let mock = start_mock().await;
+    let text = test_config_yaml(upstream).replace(
+        "upstream_response_timeout_ms: 2000",
+        "upstream_response_timeout_ms: 500",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    let total = 64 * 1024 * 1024;
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    let stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let chunk = vec![b'u'; 64 * 1024];
+        for _ in 0..1024 {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut received = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut received))
+        .await
+        .expect("an answer within 10 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&received[..read]);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    sending.abort();
+}
+
+#[tokio::test]
+async fn a_client_pausing_longer_than_the_response_timeout_mid_upload_is_not_cut_off() {
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace(
+        "upstream_response_timeout_ms: 2000",
+        "upstream_response_timeout_ms: 300",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    let chunk = vec![b'u'; 64 * 1024];
+    let total = chunk.len() * 3;
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    for _ in 0..3 {
+        stream.write_all(&chunk).await.expect("chunk");
+        // The client's own pause: the upstream is waiting for it, not stuck.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    assert_eq!(gateway.upstream_saw()[0].body_len, total as u64);
+}
