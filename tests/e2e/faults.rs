@@ -333,8 +333,10 @@ async fn sigterm_exits_after_the_grace_time_when_a_request_hangs() {
     hanging.abort();
 }
 
-#[tokio::test]
-async fn an_upload_slower_than_the_response_timeout_still_passes() {
+/// Uploads `pieces` pieces of 64 KiB through a gateway whose response
+/// timeout is 300 ms, pausing `pause` before each; returns the answer, the
+/// length sent and the length the upstream saw.
+async fn paced_upload(pieces: usize, pause: Duration) -> (Vec<u8>, u64, u64) {
     let mock = start_mock().await;
     let text = test_config_yaml(mock.addr()).replace(
         "upstream_response_timeout_ms: 2000",
@@ -344,24 +346,31 @@ async fn an_upload_slower_than_the_response_timeout_still_passes() {
     let gateway = TestGateway::with_config(config, mock).await;
 
     let chunk = vec![b'u'; 64 * 1024];
-    let total = chunk.len() * 8;
+    let total = chunk.len() * pieces;
     let head = format!(
         "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
     );
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     stream.write_all(head.as_bytes()).await.expect("head");
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..pieces {
+        tokio::time::sleep(pause).await;
         stream.write_all(&chunk).await.expect("chunk");
     }
     let mut received = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
-    assert!(
-        received.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&received)
-    );
-    assert_eq!(gateway.upstream_saw()[0].body_len, total as u64);
+    let seen = gateway
+        .upstream_saw()
+        .first()
+        .map_or(0, |seen| seen.body_len);
+    (received, total as u64, seen)
+}
+
+#[tokio::test]
+async fn an_upload_slower_than_the_response_timeout_still_passes() {
+    let (received, sent, seen) = paced_upload(8, Duration::from_millis(150)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(received.starts_with(b"HTTP/1.1 200"), "{text}");
+    assert_eq!(seen, sent);
 }
 
 #[tokio::test]
@@ -552,32 +561,9 @@ async fn an_upstream_that_stops_reading_an_upload_gets_504_at_the_response_timeo
 
 #[tokio::test]
 async fn a_client_pausing_longer_than_the_response_timeout_mid_upload_is_not_cut_off() {
-    let mock = start_mock().await;
-    let text = test_config_yaml(mock.addr()).replace(
-        "upstream_response_timeout_ms: 2000",
-        "upstream_response_timeout_ms: 300",
-    );
-    let config = Config::from_yaml(&text, "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
-
-    let chunk = vec![b'u'; 64 * 1024];
-    let total = chunk.len() * 3;
-    let head = format!(
-        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
-    );
-    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("head");
-    for _ in 0..3 {
-        stream.write_all(&chunk).await.expect("chunk");
-        // The client's own pause: the upstream is waiting for it, not stuck.
-        tokio::time::sleep(Duration::from_millis(700)).await;
-    }
-    let mut received = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
-    assert!(
-        received.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&received)
-    );
-    assert_eq!(gateway.upstream_saw()[0].body_len, total as u64);
+    // The client's own pauses: the upstream is waiting for it, not stuck.
+    let (received, sent, seen) = paced_upload(3, Duration::from_millis(700)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(received.starts_with(b"HTTP/1.1 200"), "{text}");
+    assert_eq!(seen, sent);
 }
