@@ -201,11 +201,12 @@ impl RuleSet {
     /// The first rule, in table order, that matches this method and path and
     /// whose exceptions do not.
     pub fn find(&self, method: &Method, path: &str) -> Option<&Arc<Rule>> {
-        // Most sets match nothing: the cheap test spares them the full one.
-        if !self.paths.is_match(path.as_bytes()) {
+        // One pass: the sets searched here (a role's) mostly match, so a
+        // quick test first would mostly mean two passes.
+        let hits = self.paths.matches(path.as_bytes());
+        if !hits.matched_any() {
             return None;
         }
-        let hits = self.paths.matches(path.as_bytes());
         let excepted = self.excepted(path);
         hits.iter()
             .map(|index| (index, &self.rules[index]))
