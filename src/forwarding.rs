@@ -2,8 +2,11 @@
 //! sees, which the gateway sets itself, and how upstream failures map to 502
 //! and 504. Bodies stream both ways; nothing is buffered.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::Body as _;
@@ -264,7 +267,13 @@ impl Forwarder {
         }
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers);
-        Ok(Response::from_parts(head, Body::new(body)))
+        if watch.is_finished() {
+            return Ok(Response::from_parts(head, body));
+        }
+        // An answer before the whole request body went out: the exchange
+        // is cut off if the upstream then stops taking the body.
+        let watched = BodyStillSending::new(body, watch, timeout);
+        Ok(Response::from_parts(head, Body::new(watched)))
     }
 
     /// Sends an allowed WebSocket upgrade upstream. When the upstream
@@ -453,7 +462,7 @@ async fn body_sent(watch: &BodyWatch, timeout: Duration) -> bool {
     if watch.is_finished() {
         return true;
     }
-    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let tick = check_every(timeout);
     loop {
         tokio::select! {
             () = watch.finished() => return true,
@@ -465,6 +474,71 @@ async fn body_sent(watch: &BodyWatch, timeout: Duration) -> bool {
             }
         }
     }
+}
+
+/// A response body that comes while its request body is still going out,
+/// and fails if the upstream stops taking the request body for `timeout`
+/// (an upstream that neither reads nor answers further would otherwise
+/// hold both forever).
+struct BodyStillSending {
+    inner: Body,
+    watch: Arc<BodyWatch>,
+    timeout: Duration,
+    check: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The error a [`BodyStillSending`] ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream stopped taking the request body")]
+struct UpstreamStoppedReading;
+
+impl BodyStillSending {
+    fn new(inner: Body, watch: Arc<BodyWatch>, timeout: Duration) -> BodyStillSending {
+        let check = Box::pin(tokio::time::sleep(check_every(timeout)));
+        BodyStillSending {
+            inner,
+            watch,
+            timeout,
+            check,
+        }
+    }
+}
+
+impl http_body::Body for BodyStillSending {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() && !self.watch.is_finished() {
+            while self.check.as_mut().poll(cx).is_ready() {
+                if self.watch.upstream_stopped_reading(self.timeout) {
+                    tracing::debug!("the upstream stopped reading the request body");
+                    return Poll::Ready(Some(Err(axum::Error::new(UpstreamStoppedReading))));
+                }
+                let next = tokio::time::Instant::now() + check_every(self.timeout);
+                self.check.as_mut().reset(next);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How often a body still going out is checked for an upstream that
+/// stopped taking it.
+fn check_every(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// The client's part in a failed exchange, if its body was at fault.

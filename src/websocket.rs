@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{header, request, HeaderMap, HeaderValue, Method};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -228,27 +229,28 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict {
 /// might read it (deeper nesting, numbers out of range) and run it.
 fn judge_message(text: &str) -> Verdict {
     let Ok(message) = serde_json::from_str::<Value>(text) else {
-        tracing::warn!("websocket message refused: not readable JSON");
-        let answer = result_error(
-            &Value::Null,
-            "invalid_format",
-            "Message incorrectly formatted.",
-        );
-        return Verdict::Instead {
-            forward: None,
-            answers: vec![answer],
-        };
+        return unreadable();
     };
     match message {
         Value::Array(commands) => {
-            let (denied, allowed): (Vec<Value>, Vec<Value>) =
-                commands.into_iter().partition(is_denied);
-            if denied.is_empty() {
+            if !commands.iter().any(is_denied) {
                 return Verdict::Forward;
             }
+            // The allowed commands go on as the client wrote them, cut out
+            // of its text rather than written anew.
+            let Ok(written) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+                return unreadable();
+            };
+            let mut allowed = Vec::new();
+            let mut answers = Vec::new();
+            for (command, written) in commands.iter().zip(written) {
+                match is_denied(command) {
+                    true => answers.push(refusal(command)),
+                    false => allowed.push(written.get()),
+                }
+            }
             let forward =
-                (!allowed.is_empty()).then(|| Message::text(Value::Array(allowed).to_string()));
-            let answers = denied.iter().map(refusal).collect();
+                (!allowed.is_empty()).then(|| Message::text(format!("[{}]", allowed.join(","))));
             Verdict::Instead { forward, answers }
         }
         command if is_denied(&command) => Verdict::Instead {
@@ -256,6 +258,20 @@ fn judge_message(text: &str) -> Verdict {
             answers: vec![refusal(&command)],
         },
         _ => Verdict::Forward,
+    }
+}
+
+/// The answer to text that is not JSON this parser can read.
+fn unreadable() -> Verdict {
+    tracing::warn!("websocket message refused: not readable JSON");
+    let answer = result_error(
+        &Value::Null,
+        "invalid_format",
+        "Message incorrectly formatted.",
+    );
+    Verdict::Instead {
+        forward: None,
+        answers: vec![answer],
     }
 }
 
@@ -339,6 +355,18 @@ mod tests {
         );
         let ids: Vec<&Value> = answers.iter().map(|answer| &answer["id"]).collect();
         assert_eq!(ids, [&serde_json::json!(2), &serde_json::json!(3)]);
+        let written = r#"[ {"type":"ping","id":1,"n":123456789012345678901234567890},{"id":2,"type":"hassio/x"}]"#;
+        match judge_message(written) {
+            Verdict::Instead {
+                forward: Some(Message::Text(text)),
+                ..
+            } => assert_eq!(
+                text.as_str(),
+                r#"[{"type":"ping","id":1,"n":123456789012345678901234567890}]"#,
+                "the allowed command was not passed on as written"
+            ),
+            _ => panic!("expected the array to be judged"),
+        }
         let (forward, answers) = instead(judge_message(r#"[{"id":9,"type":"supervisor/api"}]"#));
         assert_eq!((forward, answers.len()), (None, 1));
         assert!(matches!(
