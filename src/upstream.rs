@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::task::AbortHandle;
 
 use crate::body::BodyWatch;
 
@@ -56,13 +57,40 @@ struct Pool {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Body>,
+    conn: Conn,
     since: Instant,
+}
+
+/// One upstream connection: the handle to send on, and its task.
+struct Conn {
+    sender: http1::SendRequest<Body>,
+    task: AbortHandle,
+}
+
+/// A connection in use, closed at once (its task stopped) if it is dropped
+/// before its exchange is over and it has been given back: an upstream that
+/// stops reading would otherwise keep the task, the client's request body
+/// and so the client's connection forever.
+struct InUse(Option<Conn>);
+
+impl InUse {
+    /// The connection, no longer closed when this is dropped.
+    fn keep(mut self) -> Option<Conn> {
+        self.0.take()
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.task.abort();
+        }
+    }
 }
 
 /// A connection lent out for one exchange, and the pool it goes back to.
 struct Lease {
-    sender: http1::SendRequest<Body>,
+    conn: InUse,
     pools: Arc<Pools>,
     worker: usize,
     /// The request body's progress, if it has one.
@@ -71,12 +99,13 @@ struct Lease {
 
 impl Lease {
     /// Returns the connection to its pool if its request body has gone out
-    /// in full (an upstream may answer before it has read the body, and the
-    /// connection stays busy until the body is sent); otherwise drops it,
-    /// and the connection closes once its exchange is over.
+    /// in full; otherwise (an upstream may answer before it has read the
+    /// whole body) closes it, as every connection dropped mid-exchange is.
     fn release(self) {
         if self.request_body.is_none_or(|body| body.is_finished()) {
-            self.pools.give_back(self.worker, self.sender);
+            if let Some(conn) = self.conn.keep() {
+                self.pools.give_back(self.worker, conn);
+            }
         }
     }
 }
@@ -149,18 +178,24 @@ impl Upstream {
                     true => None,
                     false => self.pools.checkout(worker),
                 };
-                let (mut sender, reused) = match pooled {
-                    Some(sender) => (sender, true),
+                let (conn, reused) = match pooled {
+                    Some(conn) => (conn, true),
                     None => (Box::pin(self.connect(worker)).await?, false),
+                };
+                let mut conn = InUse(Some(conn));
+                let Some(sender) = conn.0.as_mut().map(|conn| &mut conn.sender) else {
+                    return Err(SendError::Failed);
                 };
                 let mut error = match sender.try_send_request(request).await {
                     Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                        // The connection now belongs to the upgrade.
+                        // The connection now belongs to the upgrade: its task
+                        // hands the socket over and ends by itself.
+                        let _ = conn.keep();
                         return Ok(response.map(Body::new));
                     }
                     Ok(response) => {
                         let lease = Lease {
-                            sender,
+                            conn,
                             pools: self.pools.clone(),
                             worker,
                             request_body,
@@ -194,7 +229,7 @@ impl Upstream {
     }
 
     /// A new connection, its task spawned on this thread.
-    async fn connect(&self, worker: usize) -> Result<http1::SendRequest<Body>, SendError> {
+    async fn connect(&self, worker: usize) -> Result<Conn, SendError> {
         let address = (self.host.as_str(), self.port);
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
@@ -213,13 +248,16 @@ impl Upstream {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| SendError::Failed)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
         });
         self.pools.start_reaper(worker);
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            task: task.abort_handle(),
+        })
     }
 }
 
@@ -228,19 +266,20 @@ impl Pools {
     /// ready for a request now. A pooled connection has finished its
     /// exchange, so one that is not ready is closing: it is dropped rather
     /// than waited for.
-    fn checkout(&self, worker: usize) -> Option<http1::SendRequest<Body>> {
+    fn checkout(&self, worker: usize) -> Option<Conn> {
         loop {
             let idle = self.per_worker[worker].lock().pop_back()?;
-            if idle.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
-                return Some(idle.sender);
+            if idle.conn.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
+                return Some(idle.conn);
             }
         }
     }
 
     /// Puts a connection whose exchange is complete back, unless the pool
-    /// is full or the connection closed.
-    fn give_back(&self, worker: usize, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    /// is full or the connection closed. (A dropped idle connection closes
+    /// by itself: its task ends when the last sender is gone.)
+    fn give_back(&self, worker: usize, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let pool = &self.per_worker[worker];
@@ -249,7 +288,7 @@ impl Pools {
             return;
         }
         idle.push_back(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -275,7 +314,7 @@ impl Pools {
                 let timeout = pools.idle_timeout;
                 pools.per_worker[worker]
                     .lock()
-                    .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < timeout);
+                    .retain(|idle| !idle.conn.sender.is_closed() && idle.since.elapsed() < timeout);
             }
         });
     }
@@ -331,7 +370,7 @@ impl http_body::Body for LeasedBody {
                 }
             }
             Poll::Ready(Some(Ok(_))) => self.release_if_done(),
-            // A failed body leaves its connection unusable: drop it.
+            // A failed body leaves its connection unusable: close it.
             Poll::Ready(Some(Err(_))) => self.lease = None,
             Poll::Pending => {}
         }

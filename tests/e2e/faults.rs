@@ -501,9 +501,10 @@ async fn a_head_just_over_the_limit_gets_431() {
     assert_eq!(gateway.upstream_saw().len(), 1);
 }
 
-/// An upstream that reads a request's head and nothing more, and never
-/// answers; it keeps its connections open for the test's length.
-async fn upstream_that_stops_reading() -> SocketAddr {
+/// An upstream that reads a request's head, sends `answer` (perhaps
+/// nothing), then neither reads nor sends anything more; it keeps its
+/// connections open for the test's length.
+async fn upstream_that_stops_reading(answer: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move {
@@ -511,74 +512,6 @@ async fn upstream_that_stops_reading() -> SocketAddr {
         while let Ok((mut stream, _)) = listener.accept().await {
             let mut head = vec![0u8; 1024];
             let _ = stream.read(&mut head).await;
-            held.push(stream);
-        }
-    });
-    addr
-}
-
-#[tokio::test]
-async fn an_upstream_that_stops_reading_an_upload_gets_504_at_the_response_timeout() {
-    let upstream = upstream_that_stops_reading().await;
-    let mock = start_mock().await;
-    let text = test_config_yaml(upstream).replace(
-        "upstream_response_timeout_ms: 2000",
-        "upstream_response_timeout_ms: 500",
-    );
-    let config = Config::from_yaml(&text, "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
-
-    let total = 64 * 1024 * 1024;
-    let head = format!(
-        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
-    );
-    let stream = TcpStream::connect(gateway.addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
-    let sending = tokio::spawn(async move {
-        let _ = writer.write_all(head.as_bytes()).await;
-        let chunk = vec![b'u'; 64 * 1024];
-        for _ in 0..1024 {
-            if writer.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-    });
-    let started = Instant::now();
-    let mut received = vec![0u8; 4096];
-    let read = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut received))
-        .await
-        .expect("an answer within 10 s")
-        .expect("read");
-    let text = String::from_utf8_lossy(&received[..read]);
-    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    sending.abort();
-}
-
-#[tokio::test]
-async fn a_client_pausing_longer_than_the_response_timeout_mid_upload_is_not_cut_off() {
-    // The client's own pauses: the upstream is waiting for it, not stuck.
-    let (received, sent, seen) = paced_upload(3, Duration::from_millis(700)).await;
-    let text = String::from_utf8_lossy(&received);
-    assert!(received.starts_with(b"HTTP/1.1 200"), "{text}");
-    assert_eq!(seen, sent);
-}
-
-/// An upstream that reads a request's head, answers with the first chunk of
-/// a chunked body, then neither reads nor sends anything more.
-async fn upstream_that_answers_early_then_stalls() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut head = vec![0u8; 1024];
-            let _ = stream.read(&mut head).await;
-            let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
             let _ = stream.write_all(answer).await;
             held.push(stream);
         }
@@ -586,9 +519,10 @@ async fn upstream_that_answers_early_then_stalls() -> SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn an_upstream_that_answers_early_then_stops_reading_is_cut_off() {
-    let upstream = upstream_that_answers_early_then_stalls().await;
+/// Sends a 64 MiB upload through a gateway with a 500 ms response timeout
+/// in front of `upstream`; returns what came back and whether the exchange
+/// ended within 5 s.
+async fn upload_to(upstream: SocketAddr) -> (String, bool) {
     let mock = start_mock().await;
     let text = test_config_yaml(upstream).replace(
         "upstream_response_timeout_ms: 2000",
@@ -616,12 +550,39 @@ async fn an_upstream_that_answers_early_then_stops_reading_is_cut_off() {
     let ended =
         tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut received)).await;
     sending.abort();
-    let text = String::from_utf8_lossy(&received);
-    assert!(ended.is_ok(), "the exchange still hangs: {text}");
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        ended.is_ok(),
+    )
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_an_upload_gets_504_at_the_response_timeout() {
+    let upstream = upstream_that_stops_reading(b"").await;
+    let (text, ended) = upload_to(upstream).await;
+    assert!(ended, "the exchange still hangs: {text}");
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_early_then_stops_reading_is_cut_off() {
+    let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+    let upstream = upstream_that_stops_reading(answer).await;
+    let (text, ended) = upload_to(upstream).await;
+    assert!(ended, "the exchange still hangs: {text}");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("first"), "{text}");
     assert!(
         !text.contains("\r\n0\r\n\r\n"),
         "the cut-off body looks complete: {text}"
     );
+}
+
+#[tokio::test]
+async fn a_client_pausing_longer_than_the_response_timeout_mid_upload_is_not_cut_off() {
+    // The client's own pauses: the upstream is waiting for it, not stuck.
+    let (received, sent, seen) = paced_upload(3, Duration::from_millis(700)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(received.starts_with(b"HTTP/1.1 200"), "{text}");
+    assert_eq!(seen, sent);
 }
