@@ -90,6 +90,26 @@ impl BodyWatch {
             && self.since.elapsed().saturating_sub(asked) >= timeout
     }
 
+    /// Waits until the body has been sent in full (true), or until the
+    /// upstream has stopped taking it for `timeout` (false).
+    pub(crate) async fn sent(&self, timeout: Duration) -> bool {
+        if self.is_finished() {
+            return true;
+        }
+        let tick = check_every(timeout);
+        loop {
+            tokio::select! {
+                () = self.finished() => return true,
+                () = tokio::time::sleep(tick) => {
+                    if self.upstream_stopped_reading(timeout) {
+                        tracing::debug!("the upstream stopped reading the request body");
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     fn asked(&self) {
         let now = self.since.elapsed().as_millis() as u64;
         self.asked_ms.store(now, Ordering::Release);
@@ -100,6 +120,12 @@ impl BodyWatch {
             self.notify.notify_waiters();
         }
     }
+}
+
+/// How often a body still going out is checked for an upstream that
+/// stopped taking it.
+pub(crate) fn check_every(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// A request body that fails once more than `limit` bytes have passed and

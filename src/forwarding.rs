@@ -18,7 +18,7 @@ use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{BodyWatch, LimitedBody, Tap};
+use crate::body::{check_every, BodyWatch, LimitedBody, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits, UpstreamToken};
 use crate::decision::Permit;
@@ -246,13 +246,13 @@ impl Forwarder {
         // goes out, an upstream that stops taking it for as long times out.
         let timeout = self.limits.upstream_response_timeout;
         let deadline = async {
-            if body_sent(&watch, timeout).await {
+            if watch.sent(timeout).await {
                 tokio::time::sleep(timeout).await;
             }
         };
         let sent_at = std::time::Instant::now();
         let response = tokio::select! {
-            sent = self.connections.send(request, Some(watch.clone()), &again) => sent,
+            sent = self.connections.send(request, Some((watch.clone(), timeout)), &again) => sent,
             () = deadline => return Err(ForwardError::UpstreamTimedOut),
         };
         crate::metrics::upstream_answered(sent_at.elapsed());
@@ -456,26 +456,6 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
     });
 }
 
-/// Waits until the request body has been sent in full (true), or until the
-/// upstream has stopped taking it for `timeout` (false: it is already due).
-async fn body_sent(watch: &BodyWatch, timeout: Duration) -> bool {
-    if watch.is_finished() {
-        return true;
-    }
-    let tick = check_every(timeout);
-    loop {
-        tokio::select! {
-            () = watch.finished() => return true,
-            () = tokio::time::sleep(tick) => {
-                if watch.upstream_stopped_reading(timeout) {
-                    tracing::debug!("the upstream stopped reading the request body");
-                    return false;
-                }
-            }
-        }
-    }
-}
-
 /// A response body that comes while its request body is still going out,
 /// and fails if the upstream stops taking the request body for `timeout`
 /// (an upstream that neither reads nor answers further would otherwise
@@ -533,12 +513,6 @@ impl http_body::Body for BodyStillSending {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// How often a body still going out is checked for an upstream that
-/// stopped taking it.
-fn check_every(timeout: Duration) -> Duration {
-    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// The client's part in a failed exchange, if its body was at fault.

@@ -93,18 +93,38 @@ struct Lease {
     conn: InUse,
     pools: Arc<Pools>,
     worker: usize,
-    /// The request body's progress, if it has one.
-    request_body: Option<Arc<BodyWatch>>,
+    /// The request body's progress, if it has one, and how long the
+    /// upstream may stop taking it.
+    request_body: Option<(Arc<BodyWatch>, Duration)>,
 }
 
 impl Lease {
-    /// Returns the connection to its pool if its request body has gone out
-    /// in full; otherwise (an upstream may answer before it has read the
-    /// whole body) closes it, as every connection dropped mid-exchange is.
+    /// Returns the connection to its pool once its request body has gone
+    /// out in full. An upstream may answer before it has read the whole
+    /// body and go on reading it: the body is then let finish in the
+    /// background, and the connection closed if the upstream stops taking
+    /// it.
     fn release(self) {
-        if self.request_body.is_none_or(|body| body.is_finished()) {
-            if let Some(conn) = self.conn.keep() {
-                self.pools.give_back(self.worker, conn);
+        let Lease {
+            conn,
+            pools,
+            worker,
+            request_body,
+        } = self;
+        match request_body {
+            Some((body, timeout)) if !body.is_finished() => {
+                tokio::spawn(async move {
+                    if body.sent(timeout).await {
+                        if let Some(conn) = conn.keep() {
+                            pools.give_back(worker, conn);
+                        }
+                    }
+                });
+            }
+            _ => {
+                if let Some(conn) = conn.keep() {
+                    pools.give_back(worker, conn);
+                }
             }
         }
     }
@@ -167,7 +187,7 @@ impl Upstream {
     pub(crate) fn send<'a>(
         &'a self,
         mut request: Request<Body>,
-        request_body: Option<Arc<BodyWatch>>,
+        request_body: Option<(Arc<BodyWatch>, Duration)>,
         again: &'a (dyn Fn() -> Option<Request<Body>> + Sync),
     ) -> impl Future<Output = Result<Response<Body>, SendError>> + Send + 'a {
         async move {

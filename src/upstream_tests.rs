@@ -289,7 +289,11 @@ async fn a_connection_whose_request_body_is_still_going_out_is_not_reused() {
     // The upstream answered (early) while the request body is unfinished.
     let unfinished = Arc::new(BodyWatch::default());
     let response = upstream
-        .send(get("/supervisor/options"), Some(unfinished), &no_copy)
+        .send(
+            get("/supervisor/options"),
+            Some((unfinished, Duration::from_millis(100))),
+            &no_copy,
+        )
         .await
         .expect("sent");
     assert_eq!(body_of(response).await, b"early");

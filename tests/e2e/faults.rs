@@ -586,3 +586,73 @@ async fn a_client_pausing_longer_than_the_response_timeout_mid_upload_is_not_cut
     assert!(received.starts_with(b"HTTP/1.1 200"), "{text}");
     assert_eq!(seen, sent);
 }
+
+#[tokio::test]
+async fn an_upload_the_upstream_answers_early_but_goes_on_reading_arrives_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let upstream = listener.local_addr().expect("address");
+    let received = Arc::new(AtomicUsize::new(0));
+    let counted = received.clone();
+    tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut seen = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let end = loop {
+            let Ok(read) = stream.read(&mut chunk).await else {
+                return;
+            };
+            if read == 0 {
+                return;
+            }
+            seen.extend_from_slice(&chunk[..read]);
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+        };
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+        // Answered; now it reads the body, slowly at first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut total = seen.len() - end;
+        while let Ok(read) = stream.read(&mut chunk).await {
+            if read == 0 {
+                break;
+            }
+            total += read;
+            counted.store(total, Ordering::SeqCst);
+        }
+    });
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    let total = 8 * 1024 * 1024;
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&vec![b'u'; total])
+        .await
+        .expect("the whole body goes out");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::SeqCst) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        total,
+        "the upload was cut short"
+    );
+}
