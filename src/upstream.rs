@@ -67,10 +67,10 @@ struct Conn {
     task: AbortHandle,
 }
 
-/// A connection in use, closed at once (its task stopped) if it is dropped
-/// before its exchange is over and it has been given back: an upstream that
-/// stops reading would otherwise keep the task, the client's request body
-/// and so the client's connection forever.
+/// A connection in use. Dropped without being kept (for the pool, or for an
+/// upgrade), it is closed at once, its task stopped: an upstream that stops
+/// reading would otherwise keep the task, the client's request body and so
+/// the client's connection forever.
 struct InUse(Option<Conn>);
 
 impl InUse {
