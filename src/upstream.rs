@@ -168,7 +168,8 @@ impl Upstream {
 
     /// Sends `request` (origin-form target, `Host` set) and returns the
     /// response head, its body still streaming; `request_body` tells when
-    /// the request's body has been sent in full.
+    /// the request's body has been sent in full, and how long the upstream
+    /// may stop taking it before the connection is given up.
     ///
     /// A request that a reused connection closed before it was sent is tried
     /// again on another one. A request that went out on a reused connection
