@@ -20,7 +20,7 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::body::{check_every, BodyWatch, LimitedBody, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
-use crate::config::{Config, Limits, UpstreamToken};
+use crate::config::{Config, Limits};
 use crate::decision::Permit;
 use crate::gateway::Policy;
 use crate::upstream::{SendError, Upstream};
@@ -59,12 +59,11 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-method-override",
 ];
 
-/// The client at the other end of a connection, with the `X-Forwarded-For`
-/// value made once for all of the connection's requests.
+/// The client at the other end of a connection, as the upstream is told
+/// of it: the `X-Forwarded-For` value, made once for all of the
+/// connection's requests.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// The client's address.
-    pub addr: SocketAddr,
     forwarded_for: Option<HeaderValue>,
 }
 
@@ -72,7 +71,6 @@ impl Peer {
     /// The peer at `addr`.
     pub fn new(addr: SocketAddr) -> Peer {
         Peer {
-            addr,
             forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
         }
     }
@@ -187,8 +185,11 @@ fn connection_names(headers: &HeaderMap) -> Vec<String> {
 pub struct Forwarder {
     /// The upstream's connections, pooled per worker thread.
     connections: Upstream,
-    upstream: http::uri::Authority,
-    upstream_token: Option<UpstreamToken>,
+    /// `Host` for a client that sent none: the upstream's address.
+    upstream_host: Option<HeaderValue>,
+    /// `Authorization` with the gateway's own credential, when
+    /// `upstream_token` is set.
+    upstream_authorization: Option<HeaderValue>,
     limits: Limits,
 }
 
@@ -201,10 +202,15 @@ impl Forwarder {
             config.limits.upstream_pool_size,
             config.workers,
         );
+        let upstream_authorization = config.upstream_token.as_ref().and_then(|token| {
+            HeaderValue::from_str(&format!("Bearer {}", token.0))
+                .ok()
+                .map(sensitive)
+        });
         Forwarder {
             connections,
-            upstream: config.upstream.clone(),
-            upstream_token: config.upstream_token.clone(),
+            upstream_host: HeaderValue::from_str(config.upstream.as_str()).ok(),
+            upstream_authorization,
             limits: config.limits.clone(),
         }
     }
@@ -389,15 +395,13 @@ impl Forwarder {
                 headers.append(name.clone(), value.clone());
             }
         }
-        if let Some(token) = &self.upstream_token {
-            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.0)) {
-                headers.insert(header::AUTHORIZATION, sensitive(value));
-            }
+        if let Some(authorization) = &self.upstream_authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
         }
         if !headers.contains_key(header::HOST) {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
-            if let Ok(host) = HeaderValue::from_str(self.upstream.as_str()) {
-                headers.insert(header::HOST, host);
+            if let Some(host) = &self.upstream_host {
+                headers.insert(header::HOST, host.clone());
             }
         }
         set_forwarded(&mut headers, incoming, peer);
@@ -412,7 +416,7 @@ impl Forwarder {
         let dropped = HOP_BY_HOP.contains(&name)
             || connection_named.iter().any(|named| named == name)
             || is_reserved_header(name)
-            || (self.upstream_token.is_some() && TOKEN_HEADERS.contains(&name));
+            || (self.upstream_authorization.is_some() && TOKEN_HEADERS.contains(&name));
         !dropped
     }
 }
