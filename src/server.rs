@@ -276,7 +276,7 @@ impl Activity {
     /// Resolves once the connection has had no request in flight for
     /// `timeout`.
     async fn idle_for(&self, timeout: Duration) {
-        let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let tick = crate::body::check_every(timeout);
         loop {
             tokio::time::sleep(tick).await;
             let idle_ms = self
