@@ -209,15 +209,12 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
     ];
     for _ in 0..3 {
         let request = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
-        assert_eq!(send_raw(served.addr, &request.to_bytes()).await.status, 200);
+        assert_eq!(served.send(&request).await.status, 200);
     }
     let refused = RawRequest::new("GET", "/backups").token(TOK_DEFAULT);
-    assert_eq!(send_raw(served.addr, &refused.to_bytes()).await.status, 403);
+    assert_eq!(served.send(&refused).await.status, 403);
     let no_token = RawRequest::new("GET", "/backups");
-    assert_eq!(
-        send_raw(served.addr, &no_token.to_bytes()).await.status,
-        401
-    );
+    assert_eq!(served.send(&no_token).await.status, 401);
 
     // One connection held open, idle after its request.
     let mut held = TcpStream::connect(served.addr).await.expect("connect");
@@ -285,7 +282,7 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
     let (status, ready) = admin_get(admin, "/readyz").await;
     assert_eq!(status, 503, "{ready}");
     let request = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
-    assert_eq!(send_raw(served.addr, &request.to_bytes()).await.status, 502);
+    assert_eq!(served.send(&request).await.status, 502);
     let (_, last) = scrape(admin).await;
     let errors = "supervisor_gateway_upstream_errors_total";
     assert_eq!(value(&last, errors, &[("kind", "unreachable")]), 1.0);

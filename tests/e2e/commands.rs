@@ -251,7 +251,7 @@ async fn no_token_reaches_the_log_at_trace_level_over_the_whole_matrix() {
             RawRequest::new("GET", "/info").header("Authorization", format!("Basic {token}")),
         ];
         for request in forms {
-            send_raw(served.addr, &request.to_bytes()).await;
+            served.send(&request).await;
             sent += 1;
         }
     }

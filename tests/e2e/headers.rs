@@ -186,3 +186,23 @@ async fn an_http_1_1_request_without_host_is_refused() {
     assert_refused(&response, 400, "HTTP/1.1 without Host");
     assert_upstream_silent(&gateway, "HTTP/1.1 without Host");
 }
+
+#[tokio::test]
+async fn with_an_upstream_token_the_upstream_sees_the_gateways_credential_not_the_callers() {
+    let mock = start_mock().await;
+    let own = "gateway-own-credential-0123456789abcdef";
+    let text = format!("{}upstream_token: {own}\n", test_config_yaml(mock.addr()));
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let request = RawRequest::new("GET", "/addons/self/info")
+        .token(TOK_DEFAULT)
+        .header("Authorization", format!("Bearer {TOK_DEFAULT}"));
+    let response = gateway.send(&request).await;
+    assert_eq!(response.status, 200);
+    let seen = &gateway.upstream_saw()[0];
+    let expected = format!("Bearer {own}");
+    assert_eq!(values(seen, "authorization"), vec![expected.as_bytes()]);
+    assert!(values(seen, "x-supervisor-token").is_empty());
+    assert!(values(seen, "x-hassio-key").is_empty());
+}

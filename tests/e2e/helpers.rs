@@ -420,6 +420,11 @@ pub(crate) fn spawn_serve_with(config: &Path, rust_log: &str, extra: &[&str]) ->
 }
 
 impl Served {
+    /// Sends one request built from parts and returns the response.
+    pub(crate) async fn send(&self, request: &RawRequest<'_>) -> RawResponse {
+        send_raw(self.addr, &request.to_bytes()).await
+    }
+
     /// Waits until the log holds `needle` `count` times; false on timeout.
     pub(crate) fn wait_for_log(&self, needle: &str, count: usize, within: Duration) -> bool {
         let deadline = std::time::Instant::now() + within;

@@ -13,14 +13,11 @@ async fn json_logs_and_an_audit_file_with_every_decision_and_no_query() {
     let served = spawn_serve_with(&path, "info", &["--log-format", "json"]);
 
     let allowed = RawRequest::new("GET", "/backups?secret=q-s3cr3t").token(TOK_BACKUP);
-    assert_eq!(send_raw(served.addr, &allowed.to_bytes()).await.status, 200);
+    assert_eq!(served.send(&allowed).await.status, 200);
     let denied = RawRequest::new("POST", "/addons/local_probe/security").token(TOK_MANAGER);
-    assert_eq!(send_raw(served.addr, &denied.to_bytes()).await.status, 403);
+    assert_eq!(served.send(&denied).await.status, 403);
     let anonymous = RawRequest::new("GET", "/os/info");
-    assert_eq!(
-        send_raw(served.addr, &anonymous.to_bytes()).await.status,
-        401
-    );
+    assert_eq!(served.send(&anonymous).await.status, 401);
 
     let audit_path = dir.path().join("audit.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

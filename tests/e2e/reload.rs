@@ -151,10 +151,7 @@ async fn a_role_change_and_a_token_rotation_apply_on_sighup() {
     );
     let new_token =
         RawRequest::new("GET", "/addons/self/info").token("rotated-manager-token-0123456789");
-    assert_eq!(
-        send_raw(served.addr, &new_token.to_bytes()).await.status,
-        200
-    );
+    assert_eq!(served.send(&new_token).await.status, 200);
 
     std::fs::write(
         &path,
@@ -164,7 +161,7 @@ async fn a_role_change_and_a_token_rotation_apply_on_sighup() {
     served.signal("HUP");
     assert!(served.wait_for_log("reload refused", 1, Duration::from_secs(10)));
     assert_eq!(
-        send_raw(served.addr, &new_token.to_bytes()).await.status,
+        served.send(&new_token).await.status,
         200,
         "the running policy stays"
     );
