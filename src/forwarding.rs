@@ -18,7 +18,7 @@ use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{check_every, BodyWatch, LimitedBody, Tap};
+use crate::body::{BodyWatch, LimitedBody, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
@@ -461,14 +461,13 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
 }
 
 /// A response body that comes while its request body is still going out,
-/// and fails if the upstream stops taking the request body for `timeout`
+/// and fails if the upstream stops taking the request body for its timeout
 /// (an upstream that neither reads nor answers further would otherwise
 /// hold both forever).
 struct BodyStillSending {
     inner: Body,
-    watch: Arc<BodyWatch>,
-    timeout: Duration,
-    check: Pin<Box<tokio::time::Sleep>>,
+    /// [`BodyWatch::sent`] for the request body, until it has resolved.
+    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
 }
 
 /// The error a [`BodyStillSending`] ends with.
@@ -478,12 +477,10 @@ struct UpstreamStoppedReading;
 
 impl BodyStillSending {
     fn new(inner: Body, watch: Arc<BodyWatch>, timeout: Duration) -> BodyStillSending {
-        let check = Box::pin(tokio::time::sleep(check_every(timeout)));
+        let sending = Box::pin(async move { watch.sent(timeout).await });
         BodyStillSending {
             inner,
-            watch,
-            timeout,
-            check,
+            sending: Some(sending),
         }
     }
 }
@@ -497,14 +494,16 @@ impl http_body::Body for BodyStillSending {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_pending() && !self.watch.is_finished() {
-            while self.check.as_mut().poll(cx).is_ready() {
-                if self.watch.upstream_stopped_reading(self.timeout) {
-                    tracing::debug!("the upstream stopped reading the request body");
+        if polled.is_pending() {
+            if let Some(Poll::Ready(sent)) = self
+                .sending
+                .as_mut()
+                .map(|sending| sending.as_mut().poll(cx))
+            {
+                self.sending = None;
+                if !sent {
                     return Poll::Ready(Some(Err(axum::Error::new(UpstreamStoppedReading))));
                 }
-                let next = tokio::time::Instant::now() + check_every(self.timeout);
-                self.check.as_mut().reset(next);
             }
         }
         polled
