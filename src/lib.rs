@@ -20,6 +20,7 @@
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
 //! - [`server`]: the accept loop and graceful shutdown.
+//! - `idle`: keep-alive connections parked between requests, and their timeouts.
 //! - [`reload`]: hot reload on SIGHUP and on file changes.
 //! - [`check`]: the `check` command's explanation of one decision.
 //! - [`cases`]: the `test` command's policy cases and rule coverage.
@@ -42,6 +43,7 @@ pub mod demo;
 pub mod files;
 pub mod forwarding;
 pub mod gateway;
+mod idle;
 pub mod lint;
 pub mod manifests;
 pub mod metrics;

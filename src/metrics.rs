@@ -1,6 +1,6 @@
 //! What the gateway counts for `/metrics`: requests by decision, step, role
 //! and status; decision and upstream latency; upstream errors by kind; open
-//! connections; reloads. The labels hold only fixed words and status codes:
+//! and active connections; reloads. The labels hold only fixed words and status codes:
 //! never a token, a path or an add-on's slug.
 //!
 //! The functions record into the process-wide recorder that [`install`]
@@ -27,6 +27,7 @@ const UPSTREAM_SECONDS: &str = "supervisor_gateway_upstream_duration_seconds";
 const UPSTREAM_ERRORS: &str = "supervisor_gateway_upstream_errors_total";
 const OPEN_CONNECTIONS: &str = "supervisor_gateway_open_connections";
 const RELOADS: &str = "supervisor_gateway_reloads_total";
+const ACTIVE_CONNECTIONS: &str = "supervisor_gateway_active_connections";
 
 /// Latency buckets, in seconds: from 1 µs (a decision) to 30 s (a slow
 /// upstream).
@@ -145,6 +146,13 @@ pub fn render(handle: &PrometheusHandle) -> String {
     }
     DECISION_HISTOGRAM.render(&mut out);
     UPSTREAM_HISTOGRAM.render(&mut out);
+    let name = ACTIVE_CONNECTIONS;
+    out.push_str(&format!(
+        "# HELP {name} Open client connections that hold HTTP state and buffers now \
+         (a request in flight, a head coming in, or idle under a second); the other \
+         open connections are parked.\n# TYPE {name} gauge\n{name} {}\n",
+        crate::idle::Warm::count()
+    ));
     out
 }
 

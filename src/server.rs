@@ -8,24 +8,26 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http_body::Frame;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http_body::{Body as _, Frame};
+use hyper::body::Incoming;
+use hyper::server::conn::http1::{self, UpgradeableConnection};
+use hyper::service::{service_fn, HttpService, Service};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::forwarding::Peer;
 use crate::gateway::Gateway;
+use crate::idle::{self, Activity, ClientIo, Deadlines, InFlight, Next, Timeouts, Warm};
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -188,57 +190,144 @@ struct Connection {
 }
 
 impl Connection {
+    /// Serves the connection: parked (no hyper connection, no buffers)
+    /// until the client sends, then on a hyper connection until it may be
+    /// parked again; see [`crate::idle`].
     async fn run(self, stream: TcpStream, peer: SocketAddr) {
         crate::metrics::connections(1.0);
         let _counted = Counted;
         let _ = stream.set_nodelay(true);
         let limits = self.gateway.limits().clone();
         let activity = Arc::new(Activity::new());
-        let peer = Peer::new(peer);
-        let service = {
-            let (gateway, activity) = (self.gateway.clone(), activity.clone());
-            service_fn(move |request| {
-                let guard = InFlight::start(&activity);
-                let answered = gateway.handle(request, peer.clone());
-                answered.map(move |response| {
-                    let tracked = response.map(|body| Tracked {
-                        body,
-                        _guard: guard,
-                    });
-                    Ok::<_, Infallible>(tracked)
-                })
-            })
-        };
+        let service = service(self.gateway.clone(), activity.clone(), Peer::new(peer));
         let mut builder = http1::Builder::new();
+        // The head timeout is the connection's own (see `idle`): hyper's
+        // would start a timer on every request, and count keep-alive idle
+        // time as head time.
         builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            .header_read_timeout(None)
             .max_buf_size(limits.max_header_bytes)
             .max_headers(limits.max_headers);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::pin!(connection);
-
+        let timeouts = Timeouts {
+            head: limits.header_read_timeout,
+            keep_alive: limits.keep_alive_timeout,
+        };
+        let mut deadlines = Deadlines::new(&activity, timeouts);
         let mut stop = self.stop.clone();
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stopped => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        tokio::pin!(stopped);
+        let mut io = ClientIo::new(stream, activity.clone());
+        loop {
+            // Parked: wait for the client with nothing allocated for it.
+            tokio::select! {
+                biased;
+                () = &mut stopped => return,
+                readable = io.readable() => if readable.is_err() { return },
+                _ = deadlines.next(&activity, false) => return,
             }
-            () = activity.idle_for(limits.keep_alive_timeout) => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(error) = result {
-            tracing::debug!(%error, "connection ended with an error");
+            let _warm = Warm::start();
+            let mut connection = builder
+                .serve_connection(TokioIo::new(io), service.clone())
+                .with_upgrades();
+            let next = tokio::select! {
+                biased;
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut stopped => {
+                    // Shutting down: let the request in flight finish.
+                    Pin::new(&mut connection).graceful_shutdown();
+                    let _ = connection.await;
+                    return;
+                }
+                next = deadlines.next(&activity, true) => next,
+            };
+            io = match next {
+                Next::Expired => return,
+                Next::Park => match park(connection, &activity, &mut deadlines).await {
+                    Some(parked) => parked,
+                    None => return,
+                },
+            };
         }
     }
+}
+
+/// The connection's service: each request counted in flight until its
+/// answer is written, and marked for whether the connection may be parked
+/// after it.
+fn service(
+    gateway: Arc<Gateway>,
+    activity: Arc<Activity>,
+    peer: Peer,
+) -> impl Service<
+    http::Request<Incoming>,
+    Response = http::Response<Tracked>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<Tracked>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request: http::Request<Incoming>| {
+        let reusable = idle::reusable(
+            request.version(),
+            request.headers(),
+            request.body().is_end_stream(),
+        );
+        let guard = InFlight::start(&activity, reusable);
+        let activity = activity.clone();
+        let answered = gateway.handle(request, peer.clone());
+        answered.map(move |response| {
+            if response.headers().contains_key(http::header::CONNECTION) {
+                activity.answer_has_connection_header();
+            }
+            let tracked = response.map(|body| Tracked {
+                body,
+                _guard: guard,
+            });
+            Ok::<_, Infallible>(tracked)
+        })
+    })
+}
+
+/// Ends an idle hyper connection but not its socket, and gives the socket
+/// back with whatever hyper had read of the next request. `None` if the
+/// connection ended otherwise: upgraded, failed, or still writing its last
+/// answer (it then finishes that, within the keep-alive time, and closes).
+async fn park<S>(
+    mut connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
+    activity: &Activity,
+    deadlines: &mut Deadlines,
+) -> Option<ClientIo>
+where
+    S: HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // An idle hyper connection ends at once on a graceful shutdown, without
+    // reading or writing; one still writing goes on.
+    activity.set_parking(true);
+    Pin::new(&mut connection).graceful_shutdown();
+    let ended = (&mut connection).now_or_never();
+    activity.set_parking(false);
+    match ended {
+        Some(Ok(())) => {}
+        Some(Err(error)) => {
+            tracing::debug!(%error, "connection ended with an error");
+            return None;
+        }
+        None => {
+            tokio::select! {
+                _ = connection => {}
+                _ = deadlines.next(activity, false) => {}
+            }
+            return None;
+        }
+    }
+    let parts = connection.into_parts()?;
+    Some(parts.io.into_inner().parked(parts.read_buf))
 }
 
 /// Counts a connection as closed when dropped, however its task ends.
@@ -247,66 +336,6 @@ struct Counted;
 impl Drop for Counted {
     fn drop(&mut self) {
         crate::metrics::connections(-1.0);
-    }
-}
-
-// ---- keep-alive idle tracking ---------------------------------------------
-
-/// Requests in flight on one connection, and since when (in milliseconds
-/// after `opened`) it has had none.
-struct Activity {
-    opened: Instant,
-    in_flight: AtomicUsize,
-    idle_since_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            opened: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            idle_since_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.opened.elapsed().as_millis() as u64
-    }
-
-    /// Resolves once the connection has had no request in flight for
-    /// `timeout`.
-    async fn idle_for(&self, timeout: Duration) {
-        let tick = crate::body::check_every(timeout);
-        loop {
-            tokio::time::sleep(tick).await;
-            let idle_ms = self
-                .now_ms()
-                .saturating_sub(self.idle_since_ms.load(Ordering::Acquire));
-            let idle = Duration::from_millis(idle_ms);
-            if self.in_flight.load(Ordering::Acquire) == 0 && idle >= timeout {
-                return;
-            }
-        }
-    }
-}
-
-/// A request in flight: from the moment hyper hands it over until its
-/// response body is finished or dropped.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn start(activity: &Arc<Activity>) -> InFlight {
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(activity.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0
-            .idle_since_ms
-            .store(self.0.now_ms(), Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use supervisor_gateway::mock_upstream::MockHandle;
 
 use crate::helpers::*;
 
@@ -161,13 +164,12 @@ async fn scrape(admin: SocketAddr) -> (String, Vec<Sample>) {
 
 const REQUESTS: &str = "supervisor_gateway_requests_total";
 
-#[tokio::test]
-async fn health_readiness_and_metrics_that_move_with_traffic() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("dir");
+/// `serve` on a config in `dir` with the admin listener on, and the admin
+/// listener's address.
+fn serve_with_admin(mock: &MockHandle, dir: &Path) -> (Served, SocketAddr) {
     let text =
         test_config_yaml(mock.addr()).replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
-    let path = write(dir.path(), "gateway.yaml", &text);
+    let path = write(dir, "gateway.yaml", &text);
     let served = spawn_serve(&path, "info");
     assert!(served.wait_for_log("admin=", 1, Duration::from_secs(10)));
     let admin: SocketAddr = served
@@ -178,6 +180,14 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
         .expect("the admin address is logged")
         .parse()
         .expect("an address");
+    (served, admin)
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_that_move_with_traffic() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (served, admin) = serve_with_admin(&mock, dir.path());
 
     assert_eq!(admin_get(admin, "/healthz").await, (200, "ok\n".to_owned()));
     let (status, ready) = admin_get(admin, "/readyz").await;
@@ -251,6 +261,29 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
     for secret in [TOK_BACKUP, TOK_DEFAULT, TOK_ADMIN] {
         assert!(!text.contains(secret), "a token in the metrics");
     }
+
+    // The idle connection is parked: open, but no longer active; and it
+    // still serves its next request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let parked = loop {
+        let (_, samples) = scrape(admin).await;
+        let active = value(&samples, "supervisor_gateway_active_connections", &[]);
+        if active == 0.0 || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        value(&parked, "supervisor_gateway_active_connections", &[]),
+        0.0
+    );
+    assert_eq!(
+        value(&parked, "supervisor_gateway_open_connections", &[]),
+        1.0
+    );
+    held.write_all(&keep).await.expect("write");
+    let read = held.read(&mut buffer).await.expect("read");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
     assert!(
         !text.contains("local_backup") && !text.contains("/backups"),
         "{text}"
@@ -311,4 +344,35 @@ fn the_parser_refuses_what_prometheus_would() {
         let result = std::panic::catch_unwind(|| parse_prometheus(bad));
         assert!(result.is_err(), "{bad:?} should not parse");
     }
+}
+
+#[tokio::test]
+async fn past_256_active_connections_idle_ones_give_up_their_buffers_at_once() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (served, admin) = serve_with_admin(&mock, dir.path());
+    let ping = "GET /supervisor/ping HTTP/1.1\r\nHost: supervisor\r\n\r\n";
+    let mut clients = Vec::new();
+    for _ in 0..300 {
+        let mut client = KeptAlive::connect(served.addr).await;
+        client.write(ping).await;
+        assert_eq!(client.answer().await.status, 200);
+        clients.push(client);
+    }
+    // Without the limit all 300 would still hold their buffers for a second.
+    let (text, samples) = scrape(admin).await;
+    assert_eq!(
+        value(&samples, "supervisor_gateway_open_connections", &[]),
+        300.0,
+        "{text}"
+    );
+    let active = value(&samples, "supervisor_gateway_active_connections", &[]);
+    assert!(active <= 256.0, "{active} active connections");
+    for client in &mut clients {
+        client.write(ping).await;
+        assert_eq!(client.answer().await.status, 200);
+    }
+    drop(clients);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
 }

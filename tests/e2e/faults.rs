@@ -14,28 +14,6 @@ use supervisor_gateway::config::Config;
 
 use crate::helpers::*;
 
-/// A gateway with the test config plus extra `limits` lines.
-async fn gateway_with_limits(extra: &str) -> TestGateway {
-    let mock = start_mock().await;
-    let text = test_config_yaml(mock.addr()).replace("limits:\n", &format!("limits:\n{extra}"));
-    let config = Config::from_yaml(&text, "test config").expect("config with limits");
-    TestGateway::with_config(config, mock).await
-}
-
-/// Reads until the peer closes, or gives up after `within`; true if closed.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buffer = [0u8; 4096];
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
 #[tokio::test]
 async fn slow_clients_are_dropped_at_the_header_timeout_while_others_are_served() {
     let gateway = gateway_with_limits("  header_read_timeout_ms: 400\n").await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -474,4 +474,80 @@ impl Drop for Served {
 /// Sends a request from a task of its own, for requests that overlap others.
 pub(crate) fn spawn_send(addr: SocketAddr, bytes: Vec<u8>) -> tokio::task::JoinHandle<RawResponse> {
     tokio::spawn(async move { send_raw(addr, &bytes).await })
+}
+
+/// A gateway with the test config plus extra `limits` lines.
+pub(crate) async fn gateway_with_limits(extra: &str) -> TestGateway {
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace("limits:\n", &format!("limits:\n{extra}"));
+    let config = Config::from_yaml(&text, "test config").expect("config with limits");
+    TestGateway::with_config(config, mock).await
+}
+
+/// Reads until the peer closes, or gives up after `within`; true if closed.
+pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// A client on one kept-alive connection, reading answers that carry a
+/// Content-Length one at a time.
+pub(crate) struct KeptAlive {
+    pub(crate) stream: TcpStream,
+    received: Vec<u8>,
+}
+
+impl KeptAlive {
+    pub(crate) async fn connect(addr: SocketAddr) -> KeptAlive {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        KeptAlive {
+            stream,
+            received: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn write(&mut self, bytes: &str) {
+        self.stream
+            .write_all(bytes.as_bytes())
+            .await
+            .expect("write");
+    }
+
+    pub(crate) async fn answer(&mut self) -> RawResponse {
+        loop {
+            if let Some(end) = self.complete_answer() {
+                let answer: Vec<u8> = self.received.drain(..end).collect();
+                return parse_response(&answer);
+            }
+            let mut buffer = [0u8; 4096];
+            let read = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut buffer))
+                .await
+                .expect("an answer within 5 s")
+                .expect("read");
+            assert!(read > 0, "closed before a whole answer came");
+            self.received.extend_from_slice(&buffer[..read]);
+        }
+    }
+
+    /// The length of the first whole answer received, if there is one.
+    fn complete_answer(&self) -> Option<usize> {
+        let head_end = self.received.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.received[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .expect("answers here carry a Content-Length")
+            .trim()
+            .parse()
+            .expect("a length");
+        (self.received.len() >= head_end + length).then_some(head_end + length)
+    }
 }

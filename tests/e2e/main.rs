@@ -12,6 +12,7 @@ mod hostile;
 mod logs;
 mod manifests;
 mod matrix;
+mod parking;
 mod protection;
 mod reload;
 mod streams;

@@ -1,0 +1,502 @@
+//! A client connection between its requests. hyper keeps a read buffer
+//! (8 KiB), a write buffer and a slot for a request's future for as long as
+//! its connection object lives, and an idle keep-alive connection needs none
+//! of them. So the server runs one hyper connection per stretch of requests:
+//! when the last request is answered and written out, and the connection sits
+//! at a message boundary hyper would keep alive, the hyper connection is
+//! ended without closing the socket ("parked"), and a new one is made when
+//! the client sends again. nginx frees an idle connection's buffers the same
+//! way. A new hyper connection costs about 20 KiB of allocations, so a
+//! connection is parked after a second without requests, or at once when
+//! more than [`WARM_LIMIT`] hyper connections are running.
+//!
+//! Parking also puts the connection's timeouts here rather than in hyper:
+//! the head timeout counts from the first byte of a head (or from the
+//! connection's opening, for its first), the keep-alive timeout from the end
+//! of the last request, and both run on one timer per connection that is
+//! re-armed only when it fires or must fire sooner.
+
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, Version};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// No head is on its way.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What one client connection is doing, shared by its task, its socket
+/// wrapper and its requests. Times are milliseconds after `opened`.
+pub(crate) struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// When the last request finished.
+    idle_since_ms: AtomicU64,
+    /// When the first byte of the next head came in with no request in
+    /// flight; at first 0, so the first head counts from the opening.
+    head_since_ms: AtomicU64,
+    /// The last request and its answer leave the connection where hyper
+    /// keeps it alive for another request: HTTP/1.1, no request body, no
+    /// upgrade, no `close` asked for, and no `Connection` header on the
+    /// answer.
+    reusable: AtomicBool,
+    /// The last write to the client could not go out in full.
+    write_blocked: AtomicBool,
+    /// A hyper connection shutting down now should leave the socket open.
+    parking: AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_since_ms: AtomicU64::new(0),
+            reusable: AtomicBool::new(true),
+            write_blocked: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.opened + Duration::from_millis(ms)
+    }
+
+    /// Bytes came from the client.
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since_ms.load(Ordering::Acquire) == NO_HEAD
+        {
+            self.head_since_ms.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Part of a head came in before the last request ended.
+    fn head_waiting_since_idle(&self) {
+        if self.head_since_ms.load(Ordering::Acquire) == NO_HEAD {
+            let idle_since = self.idle_since_ms.load(Ordering::Acquire);
+            self.head_since_ms.store(idle_since, Ordering::Release);
+        }
+    }
+
+    /// Marks whether hyper's shutdown of the connection should leave the
+    /// socket open.
+    pub(crate) fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Ordering::Release);
+    }
+
+    /// The answer to the request in flight carries a `Connection` header.
+    pub(crate) fn answer_has_connection_header(&self) {
+        self.reusable.store(false, Ordering::Release);
+    }
+
+    /// What the connection waits for now: nothing of ours while a request
+    /// is in flight; else a head's deadline, or (while `serving`, that is
+    /// while a hyper connection runs) the moment to park, or the end of the
+    /// keep-alive time.
+    fn wait(&self, timeouts: &Timeouts, serving: bool) -> Wait {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Wait::Busy;
+        }
+        let head_since = self.head_since_ms.load(Ordering::Acquire);
+        if head_since != NO_HEAD {
+            return Wait::Until(self.at(head_since) + timeouts.head, Next::Expired);
+        }
+        let idle_since = self.at(self.idle_since_ms.load(Ordering::Acquire));
+        if serving
+            && self.reusable.load(Ordering::Acquire)
+            && !self.write_blocked.load(Ordering::Acquire)
+        {
+            if Warm::crowded() {
+                return Wait::Now(Next::Park);
+            }
+            return Wait::Until(idle_since + PARK_AFTER, Next::Park);
+        }
+        Wait::Until(idle_since + timeouts.keep_alive, Next::Expired)
+    }
+}
+
+enum Wait {
+    Busy,
+    Now(Next),
+    Until(Instant, Next),
+}
+
+/// How long a connection keeps its hyper connection, buffers and all,
+/// after its last request, so that a client sending one request after
+/// another does not pay for a new one each time.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// How many hyper connections may be kept past their requests at once
+/// (about 27 KiB each); beyond that, connections park as soon as they are
+/// idle.
+const WARM_LIMIT: usize = 256;
+
+/// A running hyper connection, counted while it lives.
+pub(crate) struct Warm;
+
+static WARM: AtomicUsize = AtomicUsize::new(0);
+
+impl Warm {
+    pub(crate) fn start() -> Warm {
+        WARM.fetch_add(1, Ordering::Relaxed);
+        Warm
+    }
+
+    /// How many hyper connections run now.
+    pub(crate) fn count() -> usize {
+        WARM.load(Ordering::Relaxed)
+    }
+
+    fn crowded() -> bool {
+        WARM.load(Ordering::Relaxed) > WARM_LIMIT
+    }
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        WARM.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection's two timeouts.
+#[derive(Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) head: Duration,
+    pub(crate) keep_alive: Duration,
+}
+
+/// What the connection's task should do next.
+#[derive(Clone, Copy)]
+pub(crate) enum Next {
+    /// End the hyper connection and keep the socket.
+    Park,
+    /// A head took too long, or the connection sat idle too long: close it.
+    Expired,
+}
+
+/// The connection's one timer.
+pub(crate) struct Deadlines {
+    timeouts: Timeouts,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Deadlines {
+    pub(crate) fn new(activity: &Activity, timeouts: Timeouts) -> Deadlines {
+        Deadlines {
+            timeouts,
+            sleep: Box::pin(tokio::time::sleep_until(
+                (activity.opened + timeouts.head).into(),
+            )),
+        }
+    }
+
+    /// Resolves when the connection should be parked (only while `serving`,
+    /// that is while a hyper connection runs) or closed. It is evaluated
+    /// whenever the connection's task runs, which is whenever anything on
+    /// the connection changes: requests start and end, and bytes move,
+    /// inside the task's hyper connection.
+    pub(crate) async fn next(&mut self, activity: &Activity, serving: bool) -> Next {
+        poll_fn(|cx| self.poll_next(activity, serving, cx)).await
+    }
+
+    fn poll_next(
+        &mut self,
+        activity: &Activity,
+        serving: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Next> {
+        loop {
+            let (deadline, next) = match activity.wait(&self.timeouts, serving) {
+                Wait::Busy => return Poll::Pending,
+                Wait::Now(next) => return Poll::Ready(next),
+                Wait::Until(deadline, next) => (deadline, next),
+            };
+            if Instant::now() >= deadline {
+                return Poll::Ready(next);
+            }
+            // The timer may fire early (it is then re-armed), never late.
+            let armed = self.sleep.deadline().into_std();
+            if self.sleep.is_elapsed() || armed > deadline {
+                self.sleep.as_mut().reset(deadline.into());
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+/// Whether a request leaves the connection reusable once answered: see
+/// [`Activity::reusable`].
+pub(crate) fn reusable(version: Version, headers: &HeaderMap, bodiless: bool) -> bool {
+    version == Version::HTTP_11
+        && bodiless
+        && !headers.contains_key(UPGRADE)
+        && headers.get_all(CONNECTION).iter().all(|value| {
+            value.to_str().is_ok_and(|value| {
+                value.split(',').all(|option| {
+                    let option = option.trim();
+                    !option.eq_ignore_ascii_case("close") && !option.eq_ignore_ascii_case("upgrade")
+                })
+            })
+        })
+}
+
+/// A request in flight: from the moment hyper hands it over until its
+/// response body is finished or dropped.
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    pub(crate) fn start(activity: &Arc<Activity>, reusable: bool) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since_ms.store(NO_HEAD, Ordering::Release);
+        activity.reusable.store(reusable, Ordering::Release);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .idle_since_ms
+            .store(self.0.now_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The client's socket as hyper sees it: bytes hyper read ahead before its
+/// connection was parked come first, reads and blocked writes are noted in
+/// the [`Activity`], and a shutdown while parking leaves the socket open.
+pub(crate) struct ClientIo {
+    stream: TcpStream,
+    read_ahead: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl ClientIo {
+    pub(crate) fn new(stream: TcpStream, activity: Arc<Activity>) -> ClientIo {
+        ClientIo {
+            stream,
+            read_ahead: Bytes::new(),
+            activity,
+        }
+    }
+
+    /// Takes back the socket of a parked hyper connection, with the bytes
+    /// it had read and not used.
+    pub(crate) fn parked(mut self, read_ahead: Bytes) -> ClientIo {
+        // `read_ahead` is a view of hyper's whole read buffer, which it
+        // would keep alive even when empty.
+        self.read_ahead = if read_ahead.is_empty() {
+            Bytes::new()
+        } else {
+            // Part of the next head is here: its time runs, from the end of
+            // the last request at the latest (it may have come with it).
+            self.activity.head_waiting_since_idle();
+            Bytes::copy_from_slice(&read_ahead)
+        };
+        self
+    }
+
+    /// Waits until the client sends something (or closes), unless bytes
+    /// read earlier are waiting already.
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        if self.read_ahead.is_empty() {
+            self.stream.readable().await
+        } else {
+            Ok(())
+        }
+    }
+
+    fn note_write<T>(&self, polled: &Poll<std::io::Result<T>>) {
+        self.activity
+            .write_blocked
+            .store(polled.is_pending(), Ordering::Release);
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.read_ahead.is_empty() {
+            let n = self.read_ahead.len().min(buf.remaining());
+            buf.put_slice(&self.read_ahead[..n]);
+            self.read_ahead.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note_write(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note_write(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.activity.parking.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_bytes(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn only_bodiless_http_1_1_requests_that_keep_the_connection_leave_it_reusable() {
+        let v11 = Version::HTTP_11;
+        assert!(reusable(v11, &headers(&[]), true));
+        assert!(reusable(
+            v11,
+            &headers(&[("connection", b"keep-alive")]),
+            true
+        ));
+        assert!(reusable(
+            v11,
+            &headers(&[("connection", b"Keep-Alive, X-Foo")]),
+            true
+        ));
+        assert!(!reusable(v11, &headers(&[]), false), "a body");
+        assert!(!reusable(Version::HTTP_10, &headers(&[]), true), "HTTP/1.0");
+        for closing in [&b"close"[..], b"keep-alive, Close", b"Upgrade", b"\xff"] {
+            let map = headers(&[("connection", closing)]);
+            assert!(!reusable(v11, &map, true), "{closing:?}");
+        }
+        let two = headers(&[("connection", b"keep-alive"), ("connection", b"close")]);
+        assert!(!reusable(v11, &two, true), "close in a second line");
+        let upgrade = headers(&[("upgrade", b"websocket")]);
+        assert!(!reusable(v11, &upgrade, true), "an upgrade");
+    }
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        head: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(60),
+    };
+
+    fn deadline(wait: Wait) -> (Instant, &'static str) {
+        match wait {
+            Wait::Until(at, Next::Park) => (at, "park"),
+            Wait::Until(at, Next::Expired) => (at, "expire"),
+            Wait::Busy => panic!("busy"),
+            Wait::Now(_) => panic!("now"),
+        }
+    }
+
+    #[test]
+    fn what_a_connection_waits_for() {
+        // (Assumes no other test runs over WARM_LIMIT hyper connections.)
+        let activity = Arc::new(Activity::new());
+        // Before its first request: the first head's time, from the opening.
+        let (at, then) = deadline(activity.wait(&TIMEOUTS, true));
+        assert_eq!((at, then), (activity.opened + TIMEOUTS.head, "expire"));
+
+        let request = InFlight::start(&activity, true);
+        assert!(matches!(activity.wait(&TIMEOUTS, true), Wait::Busy));
+        activity.bytes_arrived(); // pipelined: not a head of its own yet
+        drop(request);
+        let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
+        // Idle and reusable: parked after a second while serving, else
+        // closed at the keep-alive time.
+        assert_eq!(
+            deadline(activity.wait(&TIMEOUTS, true)),
+            (idle + PARK_AFTER, "park")
+        );
+        assert_eq!(
+            deadline(activity.wait(&TIMEOUTS, false)),
+            (idle + TIMEOUTS.keep_alive, "expire")
+        );
+        // Blocked writing: not parked.
+        activity.write_blocked.store(true, Ordering::Release);
+        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
+        activity.write_blocked.store(false, Ordering::Release);
+
+        // A head coming in: its own deadline, parked or not.
+        activity.bytes_arrived();
+        let head = activity.at(activity.head_since_ms.load(Ordering::Acquire));
+        for serving in [true, false] {
+            assert_eq!(
+                deadline(activity.wait(&TIMEOUTS, serving)),
+                (head + TIMEOUTS.head, "expire")
+            );
+        }
+
+        // After a request with a body: never parked.
+        drop(InFlight::start(&activity, false));
+        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
+        // An answer with a Connection header makes it so too.
+        let request = InFlight::start(&activity, true);
+        activity.answer_has_connection_header();
+        drop(request);
+        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
+    }
+
+    #[test]
+    fn bytes_read_ahead_start_the_next_heads_time_at_the_last_requests_end() {
+        let activity = Arc::new(Activity::new());
+        drop(InFlight::start(&activity, true));
+        let idle_ms = activity.idle_since_ms.load(Ordering::Acquire);
+        activity.head_waiting_since_idle();
+        assert_eq!(activity.head_since_ms.load(Ordering::Acquire), idle_ms);
+    }
+}

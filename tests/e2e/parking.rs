@@ -1,0 +1,103 @@
+//! Keep-alive connections between requests: a connection idle for a while
+//! gives up its hyper connection and buffers ("parked") and gets a new one
+//! when the client sends again. What must hold across that: the next request
+//! is served, bytes the client sent early are not lost, and the head and
+//! keep-alive timeouts still close what they should.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+/// Longer than the gateway keeps an idle connection unparked (1 s).
+const PARKED: Duration = Duration::from_millis(1500);
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n")
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_its_next_request_past_the_head_timeout() {
+    // The head timeout counts from a head's first byte, not from the last
+    // answer, so an idle connection lives for the keep-alive time.
+    let gateway =
+        gateway_with_limits("  header_read_timeout_ms: 300\n  keep_alive_timeout_ms: 10000\n")
+            .await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    for path in ["/os/info", "/supervisor/ping", "/os/info"] {
+        client.write(&get(path)).await;
+        assert_eq!(client.answer().await.status, 200, "{path}");
+        tokio::time::sleep(PARKED).await;
+    }
+    let paths: Vec<String> = gateway.upstream_saw().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/os/info", "/supervisor/ping", "/os/info"]);
+}
+
+#[tokio::test]
+async fn a_head_begun_before_the_connection_parked_is_finished_after() {
+    let gateway = gateway_with_limits("  header_read_timeout_ms: 5000\n").await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let second = get("/supervisor/ping");
+    let (early, late) = second.split_at(20);
+    client.write(&format!("{}{early}", get("/os/info"))).await;
+    assert_eq!(client.answer().await.status, 200);
+    tokio::time::sleep(PARKED).await;
+    client.write(late).await;
+    let answer = client.answer().await;
+    assert_eq!(answer.status, 200);
+    let paths: Vec<String> = gateway.upstream_saw().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/os/info", "/supervisor/ping"]);
+}
+
+#[tokio::test]
+async fn unfinished_heads_are_closed_at_the_head_timeout_parked_or_not() {
+    let gateway =
+        gateway_with_limits("  header_read_timeout_ms: 1500\n  keep_alive_timeout_ms: 30000\n")
+            .await;
+    // A head left half-sent behind a request, in the buffer when parked.
+    let mut behind = KeptAlive::connect(gateway.addr).await;
+    behind
+        .write(&format!("{}GET /os/info HTTP/1.1\r\nHo", get("/os/info")))
+        .await;
+    assert_eq!(behind.answer().await.status, 200);
+    // A head begun on a connection that was parked already.
+    let mut after = KeptAlive::connect(gateway.addr).await;
+    after.write(&get("/os/info")).await;
+    assert_eq!(after.answer().await.status, 200);
+    tokio::time::sleep(PARKED).await;
+    after.write("GET /os/info HTTP/1.1\r\nHo").await;
+
+    for (name, client) in [("behind", &mut behind), ("after", &mut after)] {
+        assert!(
+            closed_within(&mut client.stream, Duration::from_secs(4)).await,
+            "{name}: the unfinished head is still waited for"
+        );
+    }
+    // Meanwhile the gateway serves others.
+    let response = gateway
+        .send(&RawRequest::new("GET", "/supervisor/ping"))
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(gateway.upstream_saw().len(), 3);
+}
+
+#[tokio::test]
+async fn a_parked_connection_is_closed_at_the_keep_alive_timeout() {
+    let gateway = gateway_with_limits("  keep_alive_timeout_ms: 2000\n").await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    client.write(&get("/os/info")).await;
+    assert_eq!(client.answer().await.status, 200);
+    tokio::time::sleep(PARKED).await;
+    // Parked, and still open.
+    client.write(&get("/os/info")).await;
+    assert_eq!(client.answer().await.status, 200);
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut client.stream, Duration::from_secs(5)).await,
+        "idle connection kept open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed before its keep-alive time: {:?}",
+        started.elapsed()
+    );
+}
