@@ -168,7 +168,8 @@ for _ in range(count):
     s.sendall(request)
     s.recv(65536)
     sockets.append(s)
-time.sleep(1)
+# Past the second after which an idle connection gives up its buffers.
+time.sleep(2)
 rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
 print(len(sockets), rss)
 for s in sockets:
