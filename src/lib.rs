@@ -9,6 +9,7 @@
 //! - [`caller`]: the token headers and who holds each token.
 //! - [`pattern`]: the table's path patterns and their regular expressions.
 //! - [`table`]: the permission table file and its compiled rule sets.
+//! - `pathset`: one-pass searches of a rule set's path expressions.
 //! - [`automata`]: exact checks over patterns by searching products of automata.
 //! - [`protection`]: the protection-mode invariant, proven on every table.
 //! - [`lint`]: `validate`'s exact checks for unmatchable, useless and shadowed rules.
@@ -48,6 +49,7 @@ pub mod lint;
 pub mod manifests;
 pub mod metrics;
 pub mod mock_upstream;
+mod pathset;
 pub mod pattern;
 pub mod protection;
 pub mod protection_state;

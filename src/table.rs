@@ -8,13 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use http::Method;
-use regex::bytes::RegexSet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
 use crate::config::{read_file, yaml_error, ConfigError, Role};
+use crate::pathset::{Hits, PathSet};
 use crate::pattern::{to_regex, PatternKind};
 
 /// The default table of SPEC.md, compiled into the binary.
@@ -126,8 +126,8 @@ impl fmt::Display for Rule {
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Arc<Rule>>,
-    paths: RegexSet,
-    exceptions: RegexSet,
+    paths: PathSet,
+    exceptions: PathSet,
     exception_owner: Vec<usize>,
     /// Where this set's rules start in the table's [`Gate`], for the fixed
     /// sections (role sets are searched on their own).
@@ -139,7 +139,7 @@ pub struct RuleSet {
 /// Which rules of the fixed sections match one path: one pass over the path
 /// for all of them, however many rules they hold.
 pub struct Gate {
-    hits: Option<regex::bytes::SetMatches>,
+    hits: Option<Hits>,
 }
 
 impl RuleSet {
@@ -155,9 +155,8 @@ impl RuleSet {
             }
             sources.push((path, excepts));
         }
-        let build = |patterns: Vec<&String>| {
-            RegexSet::new(patterns).map_err(|e| (rules[0].clone(), e.to_string()))
-        };
+        let build =
+            |patterns: Vec<&String>| PathSet::new(&patterns).map_err(|e| (rules[0].clone(), e));
         let paths = build(sources.iter().map(|(path, _)| path).collect())?;
         let exceptions = build(sources.iter().flat_map(|(_, e)| e).collect())?;
         let exception_owner = sources
@@ -208,10 +207,12 @@ impl RuleSet {
             return None;
         }
         let excepted = self.excepted(path);
-        hits.iter()
+        let found = hits
+            .iter()
             .map(|index| (index, &self.rules[index]))
             .find(|(index, rule)| rule.covers(method) && !excepted.contains(index))
-            .map(|(_, rule)| rule)
+            .map(|(_, rule)| rule);
+        found
     }
 
     /// The rules an exception removes this path from.
@@ -256,7 +257,7 @@ pub struct Table {
     /// Step 8.
     pub needs_auth_api: RuleSet,
     roles: Vec<(Role, RuleSet)>,
-    gate: RegexSet,
+    gate: PathSet,
 }
 
 impl Table {
@@ -490,7 +491,7 @@ impl Compiler {
                 PatternKind::Deny,
             )?,
             roles,
-            gate: RegexSet::empty(),
+            gate: PathSet::empty(),
         };
         table.gate = self.gate(&mut table)?;
         Ok(table)
@@ -498,7 +499,7 @@ impl Compiler {
 
     /// One set over the fixed sections' paths, each set told where its rules
     /// start in it.
-    fn gate(&self, table: &mut Table) -> Result<RegexSet, ConfigError> {
+    fn gate(&self, table: &mut Table) -> Result<PathSet, ConfigError> {
         let mut patterns: Vec<String> = Vec::new();
         let fixed = [
             &mut table.always_denied,
@@ -514,7 +515,7 @@ impl Compiler {
             set.gate_offset = Some(patterns.len());
             patterns.extend(set.sources.iter().map(|(path, _)| path.clone()));
         }
-        RegexSet::new(&patterns).map_err(|error| self.error(0, "(table)", error.to_string()))
+        PathSet::new(&patterns).map_err(|error| self.error(0, "(table)", error))
     }
 
     fn set(
