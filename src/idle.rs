@@ -51,6 +51,9 @@ pub(crate) struct Activity {
     reusable: AtomicBool,
     /// The last write to the client could not go out in full.
     write_blocked: AtomicBool,
+    /// Bytes came in while the request in flight ran: a body, or the start
+    /// of the next request.
+    read_in_flight: AtomicBool,
     /// A hyper connection shutting down now should leave the socket open.
     parking: AtomicBool,
 }
@@ -64,6 +67,7 @@ impl Activity {
             head_since_ms: AtomicU64::new(0),
             reusable: AtomicBool::new(true),
             write_blocked: AtomicBool::new(false),
+            read_in_flight: AtomicBool::new(false),
             parking: AtomicBool::new(false),
         }
     }
@@ -78,9 +82,9 @@ impl Activity {
 
     /// Bytes came from the client.
     fn bytes_arrived(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0
-            && self.head_since_ms.load(Ordering::Acquire) == NO_HEAD
-        {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            self.read_in_flight.store(true, Ordering::Release);
+        } else if self.head_since_ms.load(Ordering::Acquire) == NO_HEAD {
             self.head_since_ms.store(self.now_ms(), Ordering::Release);
         }
     }
@@ -109,7 +113,9 @@ impl Activity {
     /// while a hyper connection runs) the moment to park, or the end of the
     /// keep-alive time.
     fn wait(&self, timeouts: &Timeouts, serving: bool) -> Wait {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
+        // An answer still being written out is not idle time.
+        if self.in_flight.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Acquire)
+        {
             return Wait::Busy;
         }
         let head_since = self.head_since_ms.load(Ordering::Acquire);
@@ -117,16 +123,17 @@ impl Activity {
             return Wait::Until(self.at(head_since) + timeouts.head, Next::Expired);
         }
         let idle_since = self.at(self.idle_since_ms.load(Ordering::Acquire));
-        if serving
-            && self.reusable.load(Ordering::Acquire)
-            && !self.write_blocked.load(Ordering::Acquire)
-        {
-            if Warm::crowded() {
-                return Wait::Now(Next::Park);
-            }
-            return Wait::Until(idle_since + PARK_AFTER, Next::Park);
+        let expires = Wait::Until(idle_since + timeouts.keep_alive, Next::Expired);
+        if !serving || !self.reusable.load(Ordering::Acquire) {
+            return expires;
         }
-        Wait::Until(idle_since + timeouts.keep_alive, Next::Expired)
+        if Warm::crowded() {
+            return Wait::Now(Next::Park);
+        }
+        if timeouts.keep_alive <= PARK_AFTER {
+            return expires;
+        }
+        Wait::Until(idle_since + PARK_AFTER, Next::Park)
     }
 }
 
@@ -265,6 +272,7 @@ impl InFlight {
     pub(crate) fn start(activity: &Arc<Activity>, reusable: bool) -> InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.head_since_ms.store(NO_HEAD, Ordering::Release);
+        activity.read_in_flight.store(false, Ordering::Release);
         activity.reusable.store(reusable, Ordering::Release);
         InFlight(activity.clone())
     }
@@ -272,10 +280,20 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
+        let activity = &self.0;
+        activity
             .idle_since_ms
-            .store(self.0.now_ms(), Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+            .store(activity.now_ms(), Ordering::Release);
+        // Bytes that came during the request may be the next head, already
+        // in hyper's buffer (the socket will not say so again), and after a
+        // request that is not reusable there is no telling: either way the
+        // next head's time runs from now.
+        if activity.read_in_flight.load(Ordering::Acquire)
+            || !activity.reusable.load(Ordering::Acquire)
+        {
+            activity.head_waiting_since_idle();
+        }
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -300,16 +318,21 @@ impl ClientIo {
     /// Takes back the socket of a parked hyper connection, with the bytes
     /// it had read and not used.
     pub(crate) fn parked(mut self, read_ahead: Bytes) -> ClientIo {
-        // `read_ahead` is a view of hyper's whole read buffer, which it
-        // would keep alive even when empty.
-        self.read_ahead = if read_ahead.is_empty() {
-            Bytes::new()
-        } else {
-            // Part of the next head is here: its time runs, from the end of
-            // the last request at the latest (it may have come with it).
-            self.activity.head_waiting_since_idle();
-            Bytes::copy_from_slice(&read_ahead)
-        };
+        if read_ahead.is_empty() && self.read_ahead.is_empty() {
+            // `read_ahead` is a view of hyper's whole read buffer, which it
+            // would keep alive even when empty.
+            self.read_ahead = Bytes::new();
+            return self;
+        }
+        // Part of the next head is here: its time runs, from the end of the
+        // last request at the latest (it may have come with it).
+        self.activity.head_waiting_since_idle();
+        // What hyper had read comes first; then what it had not yet read of
+        // the bytes handed back at the last park.
+        let mut rest = Vec::with_capacity(read_ahead.len() + self.read_ahead.len());
+        rest.extend_from_slice(&read_ahead);
+        rest.extend_from_slice(&self.read_ahead);
+        self.read_ahead = Bytes::from(rest);
         self
     }
 
@@ -453,7 +476,6 @@ mod tests {
 
         let request = InFlight::start(&activity, true);
         assert!(matches!(activity.wait(&TIMEOUTS, true), Wait::Busy));
-        activity.bytes_arrived(); // pipelined: not a head of its own yet
         drop(request);
         let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
         // Idle and reusable: parked after a second while serving, else
@@ -466,10 +488,21 @@ mod tests {
             deadline(activity.wait(&TIMEOUTS, false)),
             (idle + TIMEOUTS.keep_alive, "expire")
         );
-        // Blocked writing: not parked.
+        // An answer still being written: neither parked nor expired.
         activity.write_blocked.store(true, Ordering::Release);
-        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
+        for serving in [true, false] {
+            assert!(matches!(activity.wait(&TIMEOUTS, serving), Wait::Busy));
+        }
         activity.write_blocked.store(false, Ordering::Release);
+        // A keep-alive time under the park delay is kept.
+        let short = Timeouts {
+            keep_alive: Duration::from_millis(300),
+            ..TIMEOUTS
+        };
+        assert_eq!(
+            deadline(activity.wait(&short, true)),
+            (idle + short.keep_alive, "expire")
+        );
 
         // A head coming in: its own deadline, parked or not.
         activity.bytes_arrived();
@@ -481,14 +514,54 @@ mod tests {
             );
         }
 
-        // After a request with a body: never parked.
-        drop(InFlight::start(&activity, false));
-        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
-        // An answer with a Connection header makes it so too.
+        // After a request with a body, or an answer with a Connection
+        // header: never parked, and the next head's time runs at once.
+        for body in [true, false] {
+            let request = InFlight::start(&activity, !body);
+            if !body {
+                activity.answer_has_connection_header();
+            }
+            drop(request);
+            let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
+            assert_eq!(
+                deadline(activity.wait(&TIMEOUTS, true)),
+                (idle + TIMEOUTS.head, "expire"),
+                "body {body}"
+            );
+        }
+        // Bytes during a bodiless request: the next head's time too.
         let request = InFlight::start(&activity, true);
-        activity.answer_has_connection_header();
+        activity.bytes_arrived();
         drop(request);
-        assert_eq!(deadline(activity.wait(&TIMEOUTS, true)).1, "expire");
+        let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
+        assert_eq!(
+            deadline(activity.wait(&TIMEOUTS, true)),
+            (idle + TIMEOUTS.head, "expire")
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_handed_back_come_before_those_not_yet_read_from_the_last_park() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let activity = Arc::new(Activity::new());
+        let mut io = ClientIo::new(stream, activity).parked(Bytes::from_static(b"abcdef"));
+        let mut two = [0u8; 2];
+        io.read_exact(&mut two).await.expect("read");
+        assert_eq!(&two, b"ab");
+        // Parked again: hyper kept "XY" of what it read; "cdef" it never read.
+        let mut io = io.parked(Bytes::from_static(b"XY"));
+        let mut rest = [0u8; 6];
+        io.read_exact(&mut rest).await.expect("read");
+        assert_eq!(&rest, b"XYcdef");
+        let io = io.parked(Bytes::new());
+        assert!(io.read_ahead.is_empty());
     }
 
     #[test]

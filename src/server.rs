@@ -240,9 +240,13 @@ impl Connection {
                     return;
                 }
                 () = &mut stopped => {
-                    // Shutting down: let the request in flight finish.
+                    // Shutting down: let the request in flight finish; a
+                    // head on its way still has only its head time.
                     Pin::new(&mut connection).graceful_shutdown();
-                    let _ = connection.await;
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = deadlines.next(&activity, false) => {}
+                    }
                     return;
                 }
                 next = deadlines.next(&activity, true) => next,

@@ -101,3 +101,79 @@ async fn a_parked_connection_is_closed_at_the_keep_alive_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn pipelined_requests_all_answered_while_connections_park_at_once() {
+    // More than 256 connections running (each holding half a head) make
+    // idle connections park at once, also in the pauses hyper takes within
+    // a long pipeline; no byte may be lost across those parks.
+    let gateway = gateway_with_limits("  header_read_timeout_ms: 20000\n").await;
+    let mut holding = Vec::new();
+    for _ in 0..300 {
+        let mut client = KeptAlive::connect(gateway.addr).await;
+        client.write("GET /os/info HTTP/1.1\r\nHo").await;
+        holding.push(client);
+    }
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let pipeline: String = (0..600)
+        .map(|n| format!("GET /backups/n{n:05} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    client.write(&pipeline).await;
+    for n in 0..600 {
+        let answer = client.answer().await;
+        assert_eq!(answer.status, 401, "answer {n}");
+    }
+    // Still open and in step: one more request is answered as itself.
+    client.write(&get("/os/info")).await;
+    assert_eq!(client.answer().await.status, 200);
+    let paths: Vec<String> = gateway.upstream_saw().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/os/info"]);
+    drop(holding);
+}
+
+#[tokio::test]
+async fn a_head_sent_behind_a_request_with_a_body_has_only_its_head_time() {
+    let gateway =
+        gateway_with_limits("  header_read_timeout_ms: 1000\n  keep_alive_timeout_ms: 20000\n")
+            .await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let post = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    client
+        .write(&format!("{post}GET /os/info HTTP/1.1\r\n"))
+        .await;
+    assert_eq!(client.answer().await.status, 200);
+    // Nothing more is sent: the head began with the POST, so it times out
+    // then, not a keep-alive time later.
+    assert!(
+        closed_within(&mut client.stream, Duration::from_millis(3000)).await,
+        "the unfinished head is still waited for"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_past_the_head_time_for_an_unfinished_head() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = test_config_yaml(mock.addr())
+        .replace("limits:\n", "limits:\n  header_read_timeout_ms: 1000\n")
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 10000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut first = KeptAlive::connect(served.addr).await;
+    first.write("GET /os/info HTTP/1.1\r\nHo").await;
+    let mut parked = KeptAlive::connect(served.addr).await;
+    parked.write(&get("/supervisor/ping")).await;
+    assert_eq!(parked.answer().await.status, 200);
+    tokio::time::sleep(PARKED).await;
+    parked.write("GET /os/info HTTP/1.1\r\nHo").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}, waiting on unfinished heads",
+        started.elapsed()
+    );
+}
