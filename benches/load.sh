@@ -8,11 +8,12 @@
 #
 #   bash benches/load.sh [UPSTREAM_HOST:PORT]
 #
-# Knobs: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), SIZE_MIB
+# Knobs: ROUNDS (3), DURATION (s, default 10), CONNECTIONS (64), THREADS (2), SIZE_MIB
 # (1024), IDLE (10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -147,10 +148,27 @@ def pct(p):
 print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f}")
 PY
 }
-echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each"
-read -r D_RPS D_P50 D_P99 < <(run_wrk "http://$UPSTREAM/os/info")
-read -r N_RPS N_P50 N_P99 < <(run_wrk "http://127.0.0.1:$NGINX_PORT/os/info")
-read -r G_RPS G_P50 G_P99 < <(run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info")
+echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
+# The three in turn, ROUNDS times over, so that a noisy stretch of the
+# machine falls on all of them; each figure is the median over the rounds.
+for round in $(seq "$ROUNDS"); do
+  echo "   round $round of $ROUNDS"
+  run_wrk "http://$UPSTREAM/os/info" >>"$WORK/direct.runs"
+  run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" >>"$WORK/nginx.runs"
+  run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" >>"$WORK/gateway.runs"
+done
+median() { # FILE: "rps p50 p99 (rps of each round)", each the median of its column
+  python3 - "$1" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+columns = list(zip(*rows))
+rps, p50, p99 = (statistics.median(float(v) for v in c) for c in columns[:3])
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {'/'.join(r[0] for r in rows)}")
+PY
+}
+read -r D_RPS D_P50 D_P99 D_RUNS < <(median "$WORK/direct.runs")
+read -r N_RPS N_P50 N_P99 N_RUNS < <(median "$WORK/nginx.runs")
+read -r G_RPS G_P50 G_P99 G_RUNS < <(median "$WORK/gateway.runs")
 
 # ---- idle keep-alive connections -------------------------------------------------
 echo "== ${IDLE} idle keep-alive connections to the gateway"
@@ -180,11 +198,11 @@ read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 cat <<EOF
 
-| small GET /os/info | requests/s | p50 (ms) | p99 (ms) |
-| --- | ---: | ---: | ---: |
-| upstream directly | $D_RPS | $D_P50 | $D_P99 |
-| nginx in front | $N_RPS | $N_P50 | $N_P99 |
-| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 |
+| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | requests/s in each round |
+| --- | ---: | ---: | ---: | --- |
+| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_RUNS |
+| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_RUNS |
+| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_RUNS |
 
 | ${SIZE_MIB} MiB transfer | upload MiB/s | download MiB/s |
 | --- | ---: | ---: |
