@@ -162,6 +162,19 @@ async fn scrape(admin: SocketAddr) -> (String, Vec<Sample>) {
     (text, samples)
 }
 
+/// Scrapes until the unlabelled metric `name` reads `wanted`, for up to
+/// 5 s, and returns the last scrape.
+async fn scrape_until(admin: SocketAddr, name: &str, wanted: f64) -> Vec<Sample> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, samples) = scrape(admin).await;
+        if value(&samples, name, &[]) == wanted || std::time::Instant::now() > deadline {
+            return samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const REQUESTS: &str = "supervisor_gateway_requests_total";
 
 /// `serve` on a config in `dir` with the admin listener on, and the admin
@@ -261,18 +274,14 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
     for secret in [TOK_BACKUP, TOK_DEFAULT, TOK_ADMIN] {
         assert!(!text.contains(secret), "a token in the metrics");
     }
+    assert!(
+        !text.contains("local_backup") && !text.contains("/backups"),
+        "{text}"
+    );
 
     // The idle connection is parked: open, but no longer active; and it
     // still serves its next request.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let parked = loop {
-        let (_, samples) = scrape(admin).await;
-        let active = value(&samples, "supervisor_gateway_active_connections", &[]);
-        if active == 0.0 || std::time::Instant::now() > deadline {
-            break samples;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let parked = scrape_until(admin, "supervisor_gateway_active_connections", 0.0).await;
     assert_eq!(
         value(&parked, "supervisor_gateway_active_connections", &[]),
         0.0
@@ -284,24 +293,12 @@ async fn health_readiness_and_metrics_that_move_with_traffic() {
     held.write_all(&keep).await.expect("write");
     let read = held.read(&mut buffer).await.expect("read");
     assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
-    assert!(
-        !text.contains("local_backup") && !text.contains("/backups"),
-        "{text}"
-    );
 
     // A reload is counted; a closed connection is no longer open.
     drop(held);
     served.signal("HUP");
     assert!(served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let samples = loop {
-        let (_, samples) = scrape(admin).await;
-        let open = value(&samples, "supervisor_gateway_open_connections", &[]);
-        if open == 0.0 || std::time::Instant::now() > deadline {
-            break samples;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let samples = scrape_until(admin, "supervisor_gateway_open_connections", 0.0).await;
     assert_eq!(
         value(&samples, "supervisor_gateway_open_connections", &[]),
         0.0
