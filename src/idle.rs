@@ -12,9 +12,11 @@
 //!
 //! Parking also puts the connection's timeouts here rather than in hyper:
 //! the head timeout counts from the first byte of a head (or from the
-//! connection's opening, for its first), the keep-alive timeout from the end
-//! of the last request, and both run on one timer per connection that is
-//! re-armed only when it fires or must fire sooner.
+//! connection's opening, for its first; or from the end of the request
+//! before, when the head may have come during it), the keep-alive timeout
+//! from the end of the last request, and both run on one timer per
+//! connection that is re-armed only when it fires or must fire sooner. An
+//! answer still being written out is never idle time.
 
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
