@@ -306,14 +306,24 @@ pub(crate) struct ClientIo {
     stream: TcpStream,
     read_ahead: Bytes,
     activity: Arc<Activity>,
+    /// What the connection holds for as long as its socket is open,
+    /// whoever has the socket by then (the WebSocket relay, after an
+    /// upgrade): its place under `max_connections`, its count in the
+    /// metrics.
+    _held: Box<dyn Send + Sync>,
 }
 
 impl ClientIo {
-    pub(crate) fn new(stream: TcpStream, activity: Arc<Activity>) -> ClientIo {
+    pub(crate) fn new(
+        stream: TcpStream,
+        activity: Arc<Activity>,
+        held: Box<dyn Send + Sync>,
+    ) -> ClientIo {
         ClientIo {
             stream,
             read_ahead: Bytes::new(),
             activity,
+            _held: held,
         }
     }
 
@@ -553,7 +563,8 @@ mod tests {
             .expect("connect");
         let (stream, _) = listener.accept().await.expect("accept");
         let activity = Arc::new(Activity::new());
-        let mut io = ClientIo::new(stream, activity).parked(Bytes::from_static(b"abcdef"));
+        let mut io =
+            ClientIo::new(stream, activity, Box::new(())).parked(Bytes::from_static(b"abcdef"));
         let mut two = [0u8; 2];
         io.read_exact(&mut two).await.expect("read");
         assert_eq!(&two, b"ab");

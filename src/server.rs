@@ -145,7 +145,7 @@ pub async fn serve_on(
             gateway: gateway.clone(),
             stop: stop_rx.clone(),
             _alive: alive_tx.clone(),
-            _slot: slot,
+            slot,
         };
         workers.spawn(connection, stream, peer);
     }
@@ -180,13 +180,14 @@ async fn accept(
     }
 }
 
-/// One client connection. `_alive` and `_slot` are dropped when it ends,
-/// which is how the shutdown and the connection limit know it is gone.
+/// One client connection. `_alive` is dropped when its task ends, which is
+/// how the shutdown knows it is gone; `slot` goes with the socket, so that
+/// a connection upgraded to a WebSocket still counts against the limit.
 struct Connection {
     gateway: Arc<Gateway>,
     stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -194,12 +195,19 @@ impl Connection {
     /// until the client sends, then on a hyper connection until it may be
     /// parked again; see [`crate::idle`].
     async fn run(self, stream: TcpStream, peer: SocketAddr) {
+        let Connection {
+            gateway,
+            stop,
+            _alive,
+            slot,
+        } = self;
         crate::metrics::connections(1.0);
-        let _counted = Counted;
+        // Both go with the socket, past an upgrade.
+        let held = Box::new((slot, Counted));
         let _ = stream.set_nodelay(true);
-        let limits = self.gateway.limits().clone();
+        let limits = gateway.limits().clone();
         let activity = Arc::new(Activity::new());
-        let service = service(self.gateway.clone(), activity.clone(), Peer::new(peer));
+        let service = service(gateway, activity.clone(), Peer::new(peer));
         let mut builder = http1::Builder::new();
         // The head timeout is the connection's own (see `idle`): hyper's
         // would start a timer on every request, and count keep-alive idle
@@ -213,12 +221,12 @@ impl Connection {
             keep_alive: limits.keep_alive_timeout,
         };
         let mut deadlines = Deadlines::new(&activity, timeouts);
-        let mut stop = self.stop.clone();
+        let mut stop = stop;
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
         tokio::pin!(stopped);
-        let mut io = ClientIo::new(stream, activity.clone());
+        let mut io = ClientIo::new(stream, activity.clone(), held);
         loop {
             // Parked: wait for the client with nothing allocated for it.
             tokio::select! {
@@ -334,7 +342,7 @@ where
     Some(parts.io.into_inner().parked(parts.read_buf))
 }
 
-/// Counts a connection as closed when dropped, however its task ends.
+/// Counts a connection as closed when dropped, however it ends.
 struct Counted;
 
 impl Drop for Counted {
