@@ -150,21 +150,7 @@ async fn past_the_connection_limit_new_connections_wait_for_a_free_slot() {
     let gateway = gateway_with_limits("  max_connections: 2\n").await;
     let first = TcpStream::connect(gateway.addr).await.expect("connect");
     let _second = TcpStream::connect(gateway.addr).await.expect("connect");
-    let waiting = spawn_send(
-        gateway.addr,
-        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a third connection was served past the limit"
-    );
-    drop(first);
-    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("served once a slot is free")
-        .expect("task");
-    assert_eq!(response.status, 200);
+    served_only_once_freed(gateway.addr, move || drop(first), "a third connection").await;
 }
 
 /// An upstream that answers its first request with a head promising 1000

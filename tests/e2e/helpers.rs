@@ -551,3 +551,17 @@ impl KeptAlive {
         (self.received.len() >= head_end + length).then_some(head_end + length)
     }
 }
+
+/// Asserts that a new request waits while every connection slot is taken,
+/// and is served once `free` has given one back.
+pub(crate) async fn served_only_once_freed(addr: SocketAddr, free: impl FnOnce(), case: &str) {
+    let waiting = spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!waiting.is_finished(), "{case}: served past the limit");
+    free();
+    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot is free")
+        .expect("task");
+    assert_eq!(response.status, 200, "{case}");
+}

@@ -447,21 +447,6 @@ async fn the_in_band_token_must_be_the_upgrading_add_ons_own() {
 #[tokio::test]
 async fn a_websocket_keeps_its_place_under_the_connection_limit() {
     let gateway = gateway_with_limits("  max_connections: 1\n").await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
-    let waiting = spawn_send(
-        gateway.addr,
-        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a connection was served past the limit while a WebSocket was open"
-    );
-    socket.close(None).await.expect("close");
-    drop(socket);
-    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("served once the WebSocket is gone")
-        .expect("task");
-    assert_eq!(response.status, 200);
+    let socket = authenticated(&gateway, "/core/websocket").await;
+    served_only_once_freed(gateway.addr, move || drop(socket), "beside a WebSocket").await;
 }
