@@ -293,6 +293,7 @@ impl Forwarder {
         parts: &mut request::Parts,
         peer: &Peer,
         policy: Arc<Policy>,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Response<Body>, ForwardError> {
         let client_upgrade = parts
             .extensions
@@ -321,6 +322,7 @@ impl Forwarder {
             upstream_upgrade,
             policy,
             caller.clone(),
+            stopping,
         ));
         Ok(switching_protocols(response.headers()))
     }

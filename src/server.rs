@@ -144,7 +144,7 @@ pub async fn serve_on(
         let connection = Connection {
             gateway: gateway.clone(),
             stop: stop_rx.clone(),
-            _alive: alive_tx.clone(),
+            alive: alive_tx.clone(),
             slot,
         };
         workers.spawn(connection, stream, peer);
@@ -152,6 +152,7 @@ pub async fn serve_on(
     drop(listener);
     drop(alive_tx);
     let _ = stop_tx.send(true);
+    gateway.begin_shutdown();
     let grace = gateway.limits().shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         let grace_ms = grace.as_millis() as u64;
@@ -180,13 +181,13 @@ async fn accept(
     }
 }
 
-/// One client connection. `_alive` is dropped when its task ends, which is
-/// how the shutdown knows it is gone; `slot` goes with the socket, so that
-/// a connection upgraded to a WebSocket still counts against the limit.
+/// One client connection. `alive` and `slot` go with its socket (past an
+/// upgrade, to the WebSocket relay) and are dropped when it closes, which
+/// is how the shutdown and the connection limit know it is gone.
 struct Connection {
     gateway: Arc<Gateway>,
     stop: watch::Receiver<bool>,
-    _alive: mpsc::Sender<()>,
+    alive: mpsc::Sender<()>,
     slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -198,12 +199,13 @@ impl Connection {
         let Connection {
             gateway,
             stop,
-            _alive,
+            alive,
             slot,
         } = self;
         crate::metrics::connections(1.0);
-        // Both go with the socket, past an upgrade.
-        let held = Box::new((slot, Counted));
+        // These go with the socket, past an upgrade: a WebSocket counts
+        // under the limit, in the metrics and in the shutdown's wait.
+        let held = Box::new((slot, Counted, alive));
         let _ = stream.set_nodelay(true);
         let limits = gateway.limits().clone();
         let activity = Arc::new(Activity::new());

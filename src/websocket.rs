@@ -4,6 +4,7 @@
 //! checked like a header token, and its `supervisor/` and `hassio/`
 //! messages are answered with an error instead of being forwarded.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +13,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
@@ -63,7 +64,13 @@ pub fn upgrade_headers(headers: &mut HeaderMap) {
 /// Once both sides have upgraded, relays frames until either side closes.
 /// `caller` made the upgrade request; the in-band auth must name the same
 /// add-on.
-pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, policy: Arc<Policy>, caller: Caller) {
+pub async fn relay(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    policy: Arc<Policy>,
+    caller: Caller,
+    mut stopping: watch::Receiver<bool>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -79,7 +86,15 @@ pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, policy: Arc<Policy>, 
 
     let writer = tokio::spawn(write_all(from_relay, client_sink));
     let down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
-    upstream_side(client_stream, upstream_sink, to_client, &policy, &caller).await;
+    let sides = Sides {
+        client: client_stream,
+        upstream: upstream_sink,
+        to_client,
+    };
+    let stopping = async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    };
+    upstream_side(sides, &policy, &caller, stopping).await;
     down.abort();
     let _ = writer.await;
 }
@@ -125,15 +140,32 @@ async fn downstream(mut upstream: Stream, to_client: mpsc::Sender<Message>) {
 /// Client to upstream: the auth message is checked, then each message is
 /// judged; pings, binary frames and closes pass, pongs stop (see
 /// [`downstream`]).
+/// Until the gateway shuts down (`stopping`): then both sides get 1001.
 async fn upstream_side(
-    mut client: Stream,
-    mut upstream: Sink,
-    to_client: mpsc::Sender<Message>,
+    sides: Sides,
     policy: &Policy,
     caller: &Caller,
+    stopping: impl Future<Output = ()>,
 ) {
+    let Sides {
+        mut client,
+        mut upstream,
+        to_client,
+    } = sides;
+    tokio::pin!(stopping);
     let mut authenticated = false;
-    while let Some(Ok(message)) = client.next().await {
+    loop {
+        let message = tokio::select! {
+            message = client.next() => match message {
+                Some(Ok(message)) => message,
+                _ => break,
+            },
+            () = &mut stopping => {
+                let _ = to_client.send(close(CloseCode::Away, SHUTTING_DOWN)).await;
+                let _ = upstream.send(close(CloseCode::Away, SHUTTING_DOWN)).await;
+                return;
+            }
+        };
         let verdict = match &message {
             Message::Text(text) if !authenticated => auth(text, policy, caller),
             Message::Text(text) => judge_message(text),
@@ -175,6 +207,17 @@ async fn upstream_side(
     }
     let _ = upstream.close().await;
 }
+
+/// The relay's client side and upstream side, as the client-to-upstream
+/// direction holds them.
+struct Sides {
+    client: Stream,
+    upstream: Sink,
+    to_client: mpsc::Sender<Message>,
+}
+
+/// The close reason both sides get when the gateway shuts down.
+const SHUTTING_DOWN: &str = "gateway shutting down";
 
 /// What the relay does with one client message.
 enum Verdict {

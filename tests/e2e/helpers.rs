@@ -121,6 +121,13 @@ impl TestGateway {
         }
     }
 
+    /// Stops the gateway (as SIGTERM does `serve`), leaving the mock up.
+    pub(crate) fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// What reached the upstream since the last call.
     pub(crate) fn upstream_saw(&self) -> Vec<Recorded> {
         self.mock.state().take()
@@ -134,9 +141,7 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.shut_down();
     }
 }
 

@@ -2,6 +2,7 @@
 //! relayed as they arrive, and large bodies both ways checked by length and
 //! hash on the other side.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -20,17 +21,15 @@ use crate::helpers::*;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn connect(gateway: &TestGateway, path: &str, header_token: &str) -> Result<Socket, String> {
-    let mut request = format!("ws://{}{path}", gateway.addr)
+async fn connect(addr: SocketAddr, path: &str, header_token: &str) -> Result<Socket, String> {
+    let mut request = format!("ws://{addr}{path}")
         .into_client_request()
         .map_err(|e| e.to_string())?;
     request.headers_mut().insert(
         "x-supervisor-token",
         header_token.parse().expect("token header"),
     );
-    let stream = TcpStream::connect(gateway.addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -60,13 +59,11 @@ async fn send_json(socket: &mut Socket, value: serde_json::Value) {
 /// Connects as the homeassistant add-on and answers the auth phase with
 /// `access_token`; returns the socket and the gateway's or upstream's reply.
 async fn auth_with(
-    gateway: &TestGateway,
+    addr: SocketAddr,
     path: &str,
     access_token: &str,
 ) -> (Socket, serde_json::Value) {
-    let mut socket = connect(gateway, path, TOK_HA)
-        .await
-        .expect("upgrade allowed");
+    let mut socket = connect(addr, path, TOK_HA).await.expect("upgrade allowed");
     assert_eq!(next_json(&mut socket).await["type"], "auth_required");
     let auth = serde_json::json!({"type": "auth", "access_token": access_token});
     send_json(&mut socket, auth).await;
@@ -75,8 +72,8 @@ async fn auth_with(
 }
 
 /// Connects as the homeassistant add-on and passes the auth phase.
-async fn authenticated(gateway: &TestGateway, path: &str) -> Socket {
-    let (socket, reply) = auth_with(gateway, path, TOK_HA).await;
+async fn authenticated(addr: SocketAddr, path: &str) -> Socket {
+    let (socket, reply) = auth_with(addr, path, TOK_HA).await;
     assert_eq!(reply["type"], "auth_ok");
     socket
 }
@@ -90,7 +87,7 @@ async fn websocket_frames_are_relayed_both_ways_on_every_core_proxy_path() {
         "/homeassistant/websocket",
         "/v2/core/websocket",
     ] {
-        let mut socket = authenticated(&gateway, path).await;
+        let mut socket = authenticated(gateway.addr, path).await;
         send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
         assert_eq!(
             next_json(&mut socket).await,
@@ -114,12 +111,12 @@ async fn websocket_frames_are_relayed_both_ways_on_every_core_proxy_path() {
 #[tokio::test]
 async fn the_upgrade_is_decided_like_any_request() {
     let gateway = TestGateway::start().await;
-    let refused = connect(&gateway, "/core/websocket", TOK_DEFAULT).await;
+    let refused = connect(gateway.addr, "/core/websocket", TOK_DEFAULT).await;
     assert!(
         refused.is_err_and(|error| error.contains("401")),
         "an add-on without homeassistant_api"
     );
-    let denied = connect(&gateway, "/v2/core/websocket", TOK_NOAPI).await;
+    let denied = connect(gateway.addr, "/v2/core/websocket", TOK_NOAPI).await;
     assert!(denied.is_err());
     assert!(gateway.mock.state().ws_messages().is_empty());
 }
@@ -127,7 +124,7 @@ async fn the_upgrade_is_decided_like_any_request() {
 #[tokio::test]
 async fn an_auth_message_with_a_token_that_may_not_use_the_api_is_refused() {
     let gateway = TestGateway::start().await;
-    let (mut socket, reply) = auth_with(&gateway, "/core/websocket", TOK_DEFAULT).await;
+    let (mut socket, reply) = auth_with(gateway.addr, "/core/websocket", TOK_DEFAULT).await;
     assert_eq!(reply["type"], "auth_invalid");
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(message)) = socket.next().await {
@@ -150,7 +147,7 @@ async fn an_auth_message_with_a_token_that_may_not_use_the_api_is_refused() {
 #[tokio::test]
 async fn supervisor_messages_get_an_error_result_and_the_next_message_still_passes() {
     let gateway = TestGateway::start().await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     for (id, kind) in [(5, "supervisor/api"), (6, "hassio/addon/core_ssh/security")] {
         send_json(&mut socket, serde_json::json!({"id": id, "type": kind, "endpoint": "/addons/core_ssh/security", "method": "post"})).await;
         let answer = next_json(&mut socket).await;
@@ -167,7 +164,7 @@ async fn supervisor_messages_get_an_error_result_and_the_next_message_still_pass
 #[tokio::test]
 async fn close_codes_pass_through_in_both_directions() {
     let gateway = TestGateway::start().await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     send_json(
         &mut socket,
         serde_json::json!({"id": 9, "type": "test/close", "code": 4001}),
@@ -188,7 +185,7 @@ async fn close_codes_pass_through_in_both_directions() {
         "the upstream's close code reaches the client"
     );
 
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     let frame = CloseFrame {
         code: CloseCode::from(4002),
         reason: "bye".into(),
@@ -239,7 +236,7 @@ async fn an_upstream_gone_mid_stream_closes_the_client_with_1011() {
     )
     .expect("config");
     let gateway = TestGateway::with_config(config, mock).await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     let mut code = None;
     while let Ok(Some(Ok(message))) =
         tokio::time::timeout(Duration::from_secs(5), socket.next()).await
@@ -348,7 +345,7 @@ async fn a_large_download_streams_through_unchanged() {
 #[tokio::test]
 async fn refused_commands_inside_an_array_are_answered_and_only_the_rest_goes_on() {
     let gateway = TestGateway::start().await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     let batch = serde_json::json!([
         {"id": 10, "type": "supervisor/api", "endpoint": "/addons/core_ssh/security", "method": "post"},
         {"id": 11, "type": "ping"},
@@ -391,7 +388,7 @@ async fn refused_commands_inside_an_array_are_answered_and_only_the_rest_goes_on
 #[tokio::test]
 async fn a_ping_gets_exactly_one_pong() {
     let gateway = TestGateway::start().await;
-    let mut socket = authenticated(&gateway, "/core/websocket").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     socket
         .send(Message::Ping(b"p1".to_vec().into()))
         .await
@@ -435,18 +432,85 @@ async fn the_in_band_token_must_be_the_upgrading_add_ons_own() {
     let config =
         supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
     let gateway = TestGateway::with_config(config, mock).await;
-    let (_socket, reply) = auth_with(&gateway, "/core/websocket", other).await;
+    let (_socket, reply) = auth_with(gateway.addr, "/core/websocket", other).await;
     assert_eq!(
         reply["type"], "auth_invalid",
         "another add-on's token was taken"
     );
-    let (_socket, reply) = auth_with(&gateway, "/core/websocket", TOK_HA).await;
+    let (_socket, reply) = auth_with(gateway.addr, "/core/websocket", TOK_HA).await;
     assert_eq!(reply["type"], "auth_ok");
 }
 
 #[tokio::test]
 async fn a_websocket_keeps_its_place_under_the_connection_limit() {
     let gateway = gateway_with_limits("  max_connections: 1\n").await;
-    let socket = authenticated(&gateway, "/core/websocket").await;
+    let socket = authenticated(gateway.addr, "/core/websocket").await;
     served_only_once_freed(gateway.addr, move || drop(socket), "beside a WebSocket").await;
+}
+
+#[tokio::test]
+async fn a_shutdown_closes_websockets_both_ways_with_going_away() {
+    let mut gateway = TestGateway::start().await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    gateway.shut_down();
+    let frame = loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(frame.expect("a close code").code, CloseCode::Away);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gateway
+        .mock
+        .state()
+        .ws_messages()
+        .contains(&WsRecord::Close(Some(1001)))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream got no 1001: {:?}",
+            gateway.mock.state().ws_messages()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_and_the_gateway_exits_without_waiting_the_grace() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = test_config_yaml(mock.addr())
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 20000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || served.stop());
+    let frame = loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(frame.expect("a close code").code, CloseCode::Away);
+    drop(socket);
+    let (code, log) = stopping.join().expect("stop");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !log.contains("still open after the shutdown grace"),
+        "{log}"
+    );
 }
