@@ -4,7 +4,6 @@
 //! checked like a header token, and its `supervisor/` and `hassio/`
 //! messages are answered with an error instead of being forwarded.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -84,9 +83,9 @@ pub async fn relay(
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = mpsc::channel::<Message>(QUEUE);
 
-    let writer = tokio::spawn(write_all(from_relay, client_sink));
-    let down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
-    let sides = Sides {
+    let mut writer = tokio::spawn(write_all(from_relay, client_sink));
+    let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
+    let mut sides = Sides {
         client: client_stream,
         upstream: upstream_sink,
         to_client,
@@ -94,9 +93,35 @@ pub async fn relay(
     let stopping = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    upstream_side(sides, &policy, &caller, stopping).await;
+    let stopped = {
+        let forwarding = upstream_side(&mut sides, &policy, &caller);
+        tokio::pin!(forwarding);
+        tokio::select! {
+            () = &mut forwarding => false,
+            // The upstream closed (its close is on its way to the client)
+            // or went away: the client has a while to answer the close.
+            _ = &mut down => {
+                let _ = tokio::time::timeout(CLOSE_WAIT, &mut forwarding).await;
+                false
+            }
+            () = stopping => true,
+        }
+    };
+    if stopped {
+        // A client whose queue is full is not reading: it gets no close.
+        let _ = sides
+            .to_client
+            .try_send(close(CloseCode::Away, SHUTTING_DOWN));
+        let goodbye = sides.upstream.send(close(CloseCode::Away, SHUTTING_DOWN));
+        let _ = tokio::time::timeout(CLOSE_WAIT, goodbye).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, sides.upstream.close()).await;
     down.abort();
-    let _ = writer.await;
+    drop(sides);
+    // The client's queue is written out, for as long as the client reads.
+    if tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 async fn socket(io: Upgraded, role: Role) -> WebSocketStream<TokioIo<Upgraded>> {
@@ -139,33 +164,16 @@ async fn downstream(mut upstream: Stream, to_client: mpsc::Sender<Message>) {
 
 /// Client to upstream: the auth message is checked, then each message is
 /// judged; pings, binary frames and closes pass, pongs stop (see
-/// [`downstream`]).
-/// Until the gateway shuts down (`stopping`): then both sides get 1001.
-async fn upstream_side(
-    sides: Sides,
-    policy: &Policy,
-    caller: &Caller,
-    stopping: impl Future<Output = ()>,
-) {
+/// [`downstream`]). Returns when the client closes or goes away, or is
+/// refused; the relay closes the upstream side after.
+async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
     let Sides {
-        mut client,
-        mut upstream,
+        client,
+        upstream,
         to_client,
     } = sides;
-    tokio::pin!(stopping);
     let mut authenticated = false;
-    loop {
-        let message = tokio::select! {
-            message = client.next() => match message {
-                Some(Ok(message)) => message,
-                _ => break,
-            },
-            () = &mut stopping => {
-                let _ = to_client.send(close(CloseCode::Away, SHUTTING_DOWN)).await;
-                let _ = upstream.send(close(CloseCode::Away, SHUTTING_DOWN)).await;
-                return;
-            }
-        };
+    while let Some(Ok(message)) = client.next().await {
         let verdict = match &message {
             Message::Text(text) if !authenticated => auth(text, policy, caller),
             Message::Text(text) => judge_message(text),
@@ -205,7 +213,6 @@ async fn upstream_side(
             break;
         }
     }
-    let _ = upstream.close().await;
 }
 
 /// The relay's client side and upstream side, as the client-to-upstream
@@ -218,6 +225,10 @@ struct Sides {
 
 /// The close reason both sides get when the gateway shuts down.
 const SHUTTING_DOWN: &str = "gateway shutting down";
+
+/// How long the relay waits, once it is ending, for a side to take or
+/// answer a close, and for the client to take what is queued for it.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the relay does with one client message.
 enum Verdict {

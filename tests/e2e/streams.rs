@@ -514,3 +514,63 @@ async fn sigterm_closes_websockets_and_the_gateway_exits_without_waiting_the_gra
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_answers_the_upstreams_close_gives_its_place_back() {
+    let gateway = gateway_with_limits("  max_connections: 1\n").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    send_json(
+        &mut socket,
+        serde_json::json!({"id": 1, "type": "test/close", "code": 4001}),
+    )
+    .await;
+    // The client reads nothing more, so it never answers the close.
+    let waiting = spawn_send(
+        gateway.addr,
+        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
+    );
+    let response = tokio::time::timeout(Duration::from_secs(8), waiting)
+        .await
+        .expect("served once the relay gave up on the close")
+        .expect("task");
+    assert_eq!(response.status, 200);
+    drop(socket);
+}
+
+#[tokio::test]
+async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = test_config_yaml(mock.addr())
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    // Binary frames the mock echoes, and the client never reads: the echoes
+    // fill the way back, then the mock stops reading, then the relay is
+    // stuck sending to it, with its queue to the client full.
+    let frame = vec![7u8; 64 * 1024];
+    let mut stuck = false;
+    for _ in 0..2000 {
+        let sent = tokio::time::timeout(
+            Duration::from_millis(500),
+            socket.send(Message::binary(frame.clone())),
+        )
+        .await;
+        if sent.is_err() {
+            stuck = true;
+            break;
+        }
+    }
+    assert!(stuck, "the relay never stopped taking frames");
+    let started = std::time::Instant::now();
+    let (code, log) = std::thread::spawn(move || served.stop())
+        .join()
+        .expect("stop");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the shutdown waited {:?} for a stuck relay",
+        started.elapsed()
+    );
+    drop(socket);
+}
