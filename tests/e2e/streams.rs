@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use supervisor_gateway::mock_upstream::{pattern_sha256, WsRecord};
+use supervisor_gateway::mock_upstream::{pattern_sha256, MockHandle, WsRecord};
 
 use crate::helpers::*;
 
@@ -448,22 +448,34 @@ async fn a_websocket_keeps_its_place_under_the_connection_limit() {
     served_only_once_freed(gateway.addr, move || drop(socket), "beside a WebSocket").await;
 }
 
+/// Reads until a close frame comes (within 5 s), and returns its code.
+async fn close_code(socket: &mut Socket) -> CloseCode {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame within 5 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => return frame.expect("a close code").code,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    }
+}
+
+/// `serve` in front of `mock` with a shutdown grace time of 30 s, longer
+/// than any test here may wait.
+fn serve_with_long_grace(mock: &MockHandle, dir: &std::path::Path) -> Served {
+    let text = test_config_yaml(mock.addr())
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
+    spawn_serve(&write(dir, "gateway.yaml", &text), "info")
+}
+
 #[tokio::test]
 async fn a_shutdown_closes_websockets_both_ways_with_going_away() {
     let mut gateway = TestGateway::start().await;
     let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     gateway.shut_down();
-    let frame = loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a frame within 5 s");
-        match next {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
-    assert_eq!(frame.expect("a close code").code, CloseCode::Away);
+    assert_eq!(close_code(&mut socket).await, CloseCode::Away);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !gateway
         .mock
@@ -484,23 +496,11 @@ async fn a_shutdown_closes_websockets_both_ways_with_going_away() {
 async fn sigterm_closes_websockets_and_the_gateway_exits_without_waiting_the_grace() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = test_config_yaml(mock.addr())
-        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 20000");
-    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let served = serve_with_long_grace(&mock, dir.path());
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let started = std::time::Instant::now();
     let stopping = std::thread::spawn(move || served.stop());
-    let frame = loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a frame within 5 s");
-        match next {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
-    assert_eq!(frame.expect("a close code").code, CloseCode::Away);
+    assert_eq!(close_code(&mut socket).await, CloseCode::Away);
     drop(socket);
     let (code, log) = stopping.join().expect("stop");
     assert_eq!(code, Some(0), "{log}");
@@ -541,9 +541,7 @@ async fn a_client_that_never_answers_the_upstreams_close_gives_its_place_back() 
 async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = test_config_yaml(mock.addr())
-        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
-    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let served = serve_with_long_grace(&mock, dir.path());
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     // Binary frames the mock echoes, and the client never reads: the echoes
     // fill the way back, then the mock stops reading, then the relay is
