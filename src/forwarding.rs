@@ -23,6 +23,7 @@ use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
 use crate::gateway::Policy;
+use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
 
@@ -438,7 +439,7 @@ const SPARE_HEADER_MAP_CAPACITY: usize = 128;
 
 /// An empty header map with room for `capacity` headers.
 fn spare_header_map(capacity: usize) -> HeaderMap {
-    match SPARE_HEADER_MAPS.with(|spares| spares.borrow_mut().pop()) {
+    match spares::take(&SPARE_HEADER_MAPS, |_| true) {
         Some(mut map) => {
             map.reserve(capacity);
             map
@@ -454,12 +455,7 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    SPARE_HEADER_MAPS.with(|spares| {
-        let mut spares = spares.borrow_mut();
-        if spares.len() < SPARE_HEADER_MAPS_KEPT {
-            spares.push(map);
-        }
-    });
+    spares::keep(&SPARE_HEADER_MAPS, map, SPARE_HEADER_MAPS_KEPT);
 }
 
 /// A response body that comes while its request body is still going out,

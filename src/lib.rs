@@ -10,6 +10,7 @@
 //! - [`pattern`]: the table's path patterns and their regular expressions.
 //! - [`table`]: the permission table file and its compiled rule sets.
 //! - `pathset`: one-pass searches of a rule set's path expressions.
+//! - `spares`: emptied values kept per thread for the next request.
 //! - [`automata`]: exact checks over patterns by searching products of automata.
 //! - [`protection`]: the protection-mode invariant, proven on every table.
 //! - [`lint`]: `validate`'s exact checks for unmatchable, useless and shadowed rules.
@@ -59,6 +60,7 @@ pub mod responses;
 pub mod routes;
 pub mod server;
 pub mod signed;
+mod spares;
 pub mod table;
 pub mod target;
 pub mod token_commands;

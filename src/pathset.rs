@@ -9,6 +9,8 @@ use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 
+use crate::spares;
+
 /// The expressions, compiled as `RegexSet::new` compiles them: every match
 /// reported, over bytes, with its size limits.
 #[derive(Debug)]
@@ -95,22 +97,13 @@ const SPARES_KEPT: usize = 4;
 
 /// An empty hit list with room for `patterns` expressions.
 fn spare(patterns: usize) -> PatternSet {
-    let reused = SPARES.with(|spares| {
-        let mut spares = spares.borrow_mut();
-        let fitting = spares.iter().position(|set| set.capacity() >= patterns)?;
-        Some(spares.swap_remove(fitting))
-    });
-    reused.unwrap_or_else(|| PatternSet::new(patterns))
+    spares::take(&SPARES, |set| set.capacity() >= patterns)
+        .unwrap_or_else(|| PatternSet::new(patterns))
 }
 
 fn give_back(mut set: PatternSet) {
     set.clear();
-    SPARES.with(|spares| {
-        let mut spares = spares.borrow_mut();
-        if spares.len() < SPARES_KEPT {
-            spares.push(set);
-        }
-    });
+    spares::keep(&SPARES, set, SPARES_KEPT);
 }
 
 #[cfg(test)]
