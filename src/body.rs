@@ -122,10 +122,9 @@ impl BodyWatch {
     }
 }
 
-/// How often something that must happen within `timeout` is checked: a
-/// body still going out, for an upstream that stopped taking it, or a
-/// keep-alive connection, for its idle time.
-pub(crate) fn check_every(timeout: Duration) -> Duration {
+/// How often a body still going out is checked for an upstream that
+/// stopped taking it within `timeout`.
+fn check_every(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 

@@ -74,6 +74,10 @@ struct Conn {
 struct InUse(Option<Conn>);
 
 impl InUse {
+    fn sender(&mut self) -> &mut http1::SendRequest<Body> {
+        &mut self.0.as_mut().expect("in use until kept").sender
+    }
+
     /// The connection, no longer closed when this is dropped.
     fn keep(mut self) -> Option<Conn> {
         self.0.take()
@@ -111,21 +115,20 @@ impl Lease {
             worker,
             request_body,
         } = self;
+        let give_back = move || {
+            if let Some(conn) = conn.keep() {
+                pools.give_back(worker, conn);
+            }
+        };
         match request_body {
             Some((body, timeout)) if !body.is_finished() => {
                 tokio::spawn(async move {
                     if body.sent(timeout).await {
-                        if let Some(conn) = conn.keep() {
-                            pools.give_back(worker, conn);
-                        }
+                        give_back();
                     }
                 });
             }
-            _ => {
-                if let Some(conn) = conn.keep() {
-                    pools.give_back(worker, conn);
-                }
-            }
+            _ => give_back(),
         }
     }
 }
@@ -204,10 +207,7 @@ impl Upstream {
                     None => (Box::pin(self.connect(worker)).await?, false),
                 };
                 let mut conn = InUse(Some(conn));
-                let Some(sender) = conn.0.as_mut().map(|conn| &mut conn.sender) else {
-                    return Err(SendError::Failed);
-                };
-                let mut error = match sender.try_send_request(request).await {
+                let mut error = match conn.sender().try_send_request(request).await {
                     Ok(response) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
                         // The connection now belongs to the upgrade: its task
                         // hands the socket over and ends by itself.
