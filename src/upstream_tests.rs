@@ -114,6 +114,14 @@ fn get(path: &str) -> Request<Body> {
         .expect("request")
 }
 
+/// A GET for `path`, sent and answered.
+async fn sent_get(upstream: &Upstream, path: &str) -> Response<Body> {
+    upstream
+        .send(get(path), None, &no_copy)
+        .await
+        .expect("sent")
+}
+
 async fn body_of(response: Response<Body>) -> Vec<u8> {
     let collected = response.into_body().collect().await.expect("body");
     collected.to_bytes().to_vec()
@@ -124,10 +132,7 @@ async fn requests_in_turn_reuse_one_connection() {
     let test = TestUpstream::start(Manner::KeepAlive, b"pong".to_vec()).await;
     let upstream = test.upstream(4);
     for _ in 0..5 {
-        let response = upstream
-            .send(get("/supervisor/ping"), None, &no_copy)
-            .await
-            .expect("sent");
+        let response = sent_get(&upstream, "/supervisor/ping").await;
         assert_eq!(body_of(response).await, b"pong");
     }
     assert_eq!(test.accepted(), 1);
@@ -138,15 +143,9 @@ async fn requests_in_turn_reuse_one_connection() {
 async fn a_body_dropped_before_its_end_closes_its_connection() {
     let test = TestUpstream::start(Manner::KeepAlive, vec![b'x'; 256 * 1024]).await;
     let upstream = test.upstream(4);
-    let unread = upstream
-        .send(get("/backups/a/download"), None, &no_copy)
-        .await
-        .expect("sent");
+    let unread = sent_get(&upstream, "/backups/a/download").await;
     drop(unread);
-    let response = upstream
-        .send(get("/backups/a/download"), None, &no_copy)
-        .await
-        .expect("sent");
+    let response = sent_get(&upstream, "/backups/a/download").await;
     assert_eq!(body_of(response).await.len(), 256 * 1024);
     assert_eq!(test.accepted(), 2, "the half-read connection was reused");
 }
@@ -156,10 +155,7 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
     let test = TestUpstream::start(Manner::CloseAfterAnswer, b"ok".to_vec()).await;
     let upstream = test.upstream(4);
     for _ in 0..3 {
-        let response = upstream
-            .send(get("/os/info"), None, &no_copy)
-            .await
-            .expect("sent");
+        let response = sent_get(&upstream, "/os/info").await;
         assert_eq!(body_of(response).await, b"ok");
         // Give the connection's task time to see the upstream hang up.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -172,10 +168,7 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
 async fn a_request_the_upstream_has_read_is_never_sent_again() {
     let test = TestUpstream::start(Manner::HangUpOnSecond, b"ok".to_vec()).await;
     let upstream = test.upstream(4);
-    let first = upstream
-        .send(get("/os/info"), None, &no_copy)
-        .await
-        .expect("sent");
+    let first = sent_get(&upstream, "/os/info").await;
     assert_eq!(body_of(first).await, b"ok");
     let post = Request::builder()
         .method("POST")
@@ -198,12 +191,7 @@ async fn the_pool_keeps_no_more_idle_connections_than_its_size() {
     let upstream = test.upstream(2);
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(
-            upstream
-                .send(get("/os/info"), None, &no_copy)
-                .await
-                .expect("sent"),
-        );
+        held.push(sent_get(&upstream, "/os/info").await);
     }
     for response in held {
         assert_eq!(body_of(response).await, b"ok");
@@ -219,10 +207,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     Arc::get_mut(&mut upstream.pools)
         .expect("unshared")
         .idle_timeout = Duration::from_millis(60);
-    let response = upstream
-        .send(get("/os/info"), None, &no_copy)
-        .await
-        .expect("sent");
+    let response = sent_get(&upstream, "/os/info").await;
     assert_eq!(body_of(response).await, b"ok");
     assert_eq!(upstream.pools.per_worker[0].lock().len(), 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -231,10 +216,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         0,
         "the reaper left an expired connection"
     );
-    let response = upstream
-        .send(get("/os/info"), None, &no_copy)
-        .await
-        .expect("sent");
+    let response = sent_get(&upstream, "/os/info").await;
     assert_eq!(body_of(response).await, b"ok");
     assert_eq!(test.accepted(), 2);
 }
@@ -298,10 +280,7 @@ async fn a_connection_whose_request_body_is_still_going_out_is_not_reused() {
         .expect("sent");
     assert_eq!(body_of(response).await, b"early");
     assert_eq!(upstream.pools.per_worker[0].lock().len(), 0);
-    let response = upstream
-        .send(get("/os/info"), None, &no_copy)
-        .await
-        .expect("sent");
+    let response = sent_get(&upstream, "/os/info").await;
     assert_eq!(body_of(response).await, b"early");
     assert_eq!(
         test.accepted(),
@@ -360,10 +339,7 @@ fn hang_up_race(
     let second = runtime.block_on(async {
         let authority = format!("127.0.0.1:{port}").parse().expect("authority");
         let upstream = Upstream::new(&authority, Duration::from_secs(2), 4, 1);
-        let first = upstream
-            .send(get("/os/info"), None, &no_copy)
-            .await
-            .expect("sent");
+        let first = sent_get(&upstream, "/os/info").await;
         assert_eq!(body_of(first).await, b"ok");
         // Blocks the runtime: the hang-up arrives but is not yet noticed.
         hang_up.send(()).expect("upstream thread");
