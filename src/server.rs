@@ -253,11 +253,7 @@ impl Connection {
                     // Shutting down: let the request in flight finish; a
                     // head on its way still has only its head time.
                     Pin::new(&mut connection).graceful_shutdown();
-                    tokio::select! {
-                        _ = connection => {}
-                        _ = deadlines.next(&activity, false) => {}
-                    }
-                    return;
+                    return wind_down(connection, &activity, &mut deadlines).await;
                 }
                 next = deadlines.next(&activity, true) => next,
             };
@@ -333,15 +329,29 @@ where
             return None;
         }
         None => {
-            tokio::select! {
-                _ = connection => {}
-                _ = deadlines.next(activity, false) => {}
-            }
+            wind_down(connection, activity, deadlines).await;
             return None;
         }
     }
     let parts = connection.into_parts()?;
     Some(parts.io.into_inner().parked(parts.read_buf))
+}
+
+/// Lets a hyper connection that was told to shut down finish what it is
+/// doing, for as long as the connection's deadlines allow (an answer being
+/// written has none; a head on its way has its head time).
+async fn wind_down<S>(
+    connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
+    activity: &Activity,
+    deadlines: &mut Deadlines,
+) where
+    S: HttpService<Incoming, ResBody = Tracked>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::select! {
+        _ = connection => {}
+        _ = deadlines.next(activity, false) => {}
+    }
 }
 
 /// Counts a connection as closed when dropped, however it ends.
