@@ -36,14 +36,18 @@ async fn connect(addr: SocketAddr, path: &str, header_token: &str) -> Result<Soc
     Ok(socket)
 }
 
+/// The next frame, within 5 s, on a socket that stays open.
+async fn next_frame(socket: &mut Socket) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("a frame within 5 s")
+        .expect("the socket is open")
+        .expect("a frame")
+}
+
 async fn next_json(socket: &mut Socket) -> serde_json::Value {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("the socket is open")
-            .expect("a frame");
-        if let Message::Text(text) = message {
+        if let Message::Text(text) = next_frame(socket).await {
             return serde_json::from_str(&text).expect("json");
         }
     }
@@ -398,12 +402,7 @@ async fn a_ping_gets_exactly_one_pong() {
     // after it has seen (and answered) the ping frame.
     let mut pongs = 0;
     loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
-            .await
-            .expect("a frame within 5 s")
-            .expect("open")
-            .expect("frame");
-        match frame {
+        match next_frame(&mut socket).await {
             Message::Pong(payload) => {
                 assert_eq!(payload.as_ref(), b"p1");
                 pongs += 1;
