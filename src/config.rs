@@ -83,6 +83,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a keep-alive connection may sit with no request in flight.
     pub keep_alive_timeout: Duration,
+    /// Longest a client may take none of an answer being written to it
+    /// (the connection is closed after it).
+    pub send_timeout: Duration,
     /// Largest request head, in bytes (431 above it; at least 8192).
     pub max_header_bytes: usize,
     /// Most header lines in a request head (431 above it).
@@ -112,6 +115,7 @@ impl Default for Limits {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_headers: 100,
             body_idle_timeout: Duration::from_secs(30),
@@ -369,6 +373,7 @@ struct RawAddon {
 struct RawLimits {
     header_read_timeout_ms: Option<u64>,
     keep_alive_timeout_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     body_idle_timeout_ms: Option<u64>,
@@ -951,6 +956,7 @@ fn limits(raw: &RawLimits) -> Limits {
     Limits {
         header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
         keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
+        send_timeout: ms(raw.send_timeout_ms, d.send_timeout),
         max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
         max_headers: raw.max_headers.unwrap_or(d.max_headers),
         body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
@@ -981,6 +987,11 @@ fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
         (
             limits.keep_alive_timeout == zero,
             "limits.keep_alive_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.send_timeout == zero,
+            "limits.send_timeout_ms",
             "must be above 0",
         ),
         (

@@ -167,6 +167,7 @@ fn limits_that_cannot_work_are_refused() {
             "limits.upstream_response_timeout_ms",
         ),
         ("header_read_timeout_ms: 0", "limits.header_read_timeout_ms"),
+        ("send_timeout_ms: 0", "limits.send_timeout_ms"),
         ("max_header_bytes: 100", "limits.max_header_bytes"),
         ("max_connections: 0", "limits.max_connections"),
     ] {

@@ -16,7 +16,9 @@
 //! before, when the head may have come during it), the keep-alive timeout
 //! from the end of the last request, and both run on one timer per
 //! connection that is re-armed only when it fires or must fire sooner. An
-//! answer still being written out is never idle time.
+//! answer still being written out is never idle time, but a client that
+//! takes none of it for the send timeout is closed, as nginx's
+//! `send_timeout` does.
 
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
@@ -36,6 +38,9 @@ use tokio::time::Sleep;
 /// No head is on its way.
 const NO_HEAD: u64 = u64::MAX;
 
+/// The last write to the client went out (or there was none).
+const NOT_BLOCKED: u64 = u64::MAX;
+
 /// What one client connection is doing, shared by its task, its socket
 /// wrapper and its requests. Times are milliseconds after `opened`.
 pub(crate) struct Activity {
@@ -51,8 +56,9 @@ pub(crate) struct Activity {
     /// upgrade, no `close` asked for, and no `Connection` header on the
     /// answer.
     reusable: AtomicBool,
-    /// The last write to the client could not go out in full.
-    write_blocked: AtomicBool,
+    /// Since when writes to the client have been waiting for it to take
+    /// bytes, with none taken in between.
+    write_blocked_since_ms: AtomicU64,
     /// Bytes came in while the request in flight ran: a body, or the start
     /// of the next request.
     read_in_flight: AtomicBool,
@@ -68,7 +74,7 @@ impl Activity {
             idle_since_ms: AtomicU64::new(0),
             head_since_ms: AtomicU64::new(0),
             reusable: AtomicBool::new(true),
-            write_blocked: AtomicBool::new(false),
+            write_blocked_since_ms: AtomicU64::new(NOT_BLOCKED),
             read_in_flight: AtomicBool::new(false),
             parking: AtomicBool::new(false),
         }
@@ -110,14 +116,30 @@ impl Activity {
         self.reusable.store(false, Ordering::Release);
     }
 
-    /// What the connection waits for now: nothing of ours while a request
-    /// is in flight; else a head's deadline, or (while `serving`, that is
-    /// while a hyper connection runs) the moment to park, or the end of the
-    /// keep-alive time.
+    /// A write to the client went out (`true`) or must wait for it to take
+    /// bytes (`false`).
+    fn wrote(&self, went_out: bool) {
+        let since = &self.write_blocked_since_ms;
+        if went_out {
+            since.store(NOT_BLOCKED, Ordering::Release);
+        } else if since.load(Ordering::Acquire) == NOT_BLOCKED {
+            since.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// What the connection waits for now: a client that takes no bytes of
+    /// an answer for the send time is given up on; nothing else of ours
+    /// runs while a request is in flight; else a head's deadline, or (while
+    /// `serving`, that is while a hyper connection runs) the moment to
+    /// park, or the end of the keep-alive time.
     fn wait(&self, timeouts: &Timeouts, serving: bool) -> Wait {
-        // An answer still being written out is not idle time.
-        if self.in_flight.load(Ordering::Acquire) > 0 || self.write_blocked.load(Ordering::Acquire)
-        {
+        // An answer still being written out is not idle time, but it must
+        // move.
+        let blocked_since = self.write_blocked_since_ms.load(Ordering::Acquire);
+        if blocked_since != NOT_BLOCKED {
+            return Wait::Until(self.at(blocked_since) + timeouts.send, Next::Expired);
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return Wait::Busy;
         }
         let head_since = self.head_since_ms.load(Ordering::Acquire);
@@ -182,11 +204,13 @@ impl Drop for Warm {
     }
 }
 
-/// The connection's two timeouts.
+/// The connection's timeouts.
 #[derive(Clone, Copy)]
 pub(crate) struct Timeouts {
     pub(crate) head: Duration,
     pub(crate) keep_alive: Duration,
+    /// Longest a write to the client may wait with none of it taken.
+    pub(crate) send: Duration,
 }
 
 /// What the connection's task should do next.
@@ -194,7 +218,8 @@ pub(crate) struct Timeouts {
 pub(crate) enum Next {
     /// End the hyper connection and keep the socket.
     Park,
-    /// A head took too long, or the connection sat idle too long: close it.
+    /// A head took too long, the connection sat idle too long, or the
+    /// client stopped taking its answer: close it.
     Expired,
 }
 
@@ -359,9 +384,7 @@ impl ClientIo {
     }
 
     fn note_write<T>(&self, polled: &Poll<std::io::Result<T>>) {
-        self.activity
-            .write_blocked
-            .store(polled.is_pending(), Ordering::Release);
+        self.activity.wrote(polled.is_ready());
     }
 }
 
@@ -467,6 +490,7 @@ mod tests {
     const TIMEOUTS: Timeouts = Timeouts {
         head: Duration::from_secs(10),
         keep_alive: Duration::from_secs(60),
+        send: Duration::from_secs(30),
     };
 
     fn deadline(wait: Wait) -> (Instant, &'static str) {
@@ -500,12 +524,28 @@ mod tests {
             deadline(activity.wait(&TIMEOUTS, false)),
             (idle + TIMEOUTS.keep_alive, "expire")
         );
-        // An answer still being written: neither parked nor expired.
-        activity.write_blocked.store(true, Ordering::Release);
+        // An answer the client takes nothing of: not parked, and closed at
+        // the send time from the first write that had to wait, request in
+        // flight or not; a write that goes out starts it again.
+        activity.wrote(false);
+        let blocked = activity.at(activity.write_blocked_since_ms.load(Ordering::Acquire));
+        activity.wrote(false);
         for serving in [true, false] {
-            assert!(matches!(activity.wait(&TIMEOUTS, serving), Wait::Busy));
+            assert_eq!(
+                deadline(activity.wait(&TIMEOUTS, serving)),
+                (blocked + TIMEOUTS.send, "expire"),
+                "serving {serving}"
+            );
         }
-        activity.write_blocked.store(false, Ordering::Release);
+        let writing = InFlight::start(&activity, true);
+        assert_eq!(
+            deadline(activity.wait(&TIMEOUTS, true)),
+            (blocked + TIMEOUTS.send, "expire")
+        );
+        activity.wrote(true);
+        assert!(matches!(activity.wait(&TIMEOUTS, true), Wait::Busy));
+        drop(writing);
+        let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
         // A keep-alive time under the park delay is kept.
         let short = Timeouts {
             keep_alive: Duration::from_millis(300),

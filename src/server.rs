@@ -221,6 +221,7 @@ impl Connection {
         let timeouts = Timeouts {
             head: limits.header_read_timeout,
             keep_alive: limits.keep_alive_timeout,
+            send: limits.send_timeout,
         };
         let mut deadlines = Deadlines::new(&activity, timeouts);
         let mut stop = stop;

@@ -145,6 +145,68 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
     );
 }
 
+/// Asks for a backup download of `size` bytes on a new connection, which
+/// the gateway closes after the answer.
+async fn download(gateway: &TestGateway, size: u64) -> TcpStream {
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = format!(
+        "GET /backups/a1b2c3d4/download?size={size} HTTP/1.1\r\nHost: supervisor\r\nConnection: close\r\nX-Supervisor-Token: {TOK_BACKUP}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("request");
+    stream
+}
+
+/// Reads until the gateway closes, `pause` after each read of up to
+/// 64 KiB, for at most `within`; the bytes read, and whether it closed.
+async fn read_to_close(stream: &mut TcpStream, pause: Duration, within: Duration) -> (u64, bool) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+            Ok(Ok(read)) => total += read as u64,
+            Err(_) => return (total, false),
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_taking_its_answer_is_closed_at_the_send_timeout() {
+    let gateway = gateway_with_limits("  send_timeout_ms: 500\n").await;
+    let size = 1u64 << 30;
+    let mut stream = download(&gateway, size).await;
+    // The client takes nothing: the socket buffers fill, the gateway's
+    // writes wait, and after half a second of that it gives up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (read, closed) = read_to_close(&mut stream, Duration::ZERO, Duration::from_secs(20)).await;
+    assert!(closed, "still open after {read} bytes");
+    assert!(
+        read < 64 << 20,
+        "{read} bytes of the 1 GiB answer were still sent after the client stopped reading"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_client_that_keeps_reading_gets_its_whole_answer_past_the_send_timeout() {
+    let gateway = gateway_with_limits("  send_timeout_ms: 2500\n").await;
+    let size = 24u64 << 20;
+    let mut stream = download(&gateway, size).await;
+    // About 6 MiB/s: the answer takes longer than the send timeout, and no
+    // single wait for the client comes near it.
+    let pace = Duration::from_millis(10);
+    let (read, closed) = read_to_close(&mut stream, pace, Duration::from_secs(60)).await;
+    assert!(closed, "the answer did not end within a minute");
+    // The head and all of the body.
+    assert!(
+        read > size,
+        "cut off after {read} bytes of a {size}-byte body"
+    );
+}
+
 #[tokio::test]
 async fn past_the_connection_limit_new_connections_wait_for_a_free_slot() {
     let gateway = gateway_with_limits("  max_connections: 2\n").await;
