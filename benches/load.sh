@@ -20,6 +20,8 @@ THREADS=${THREADS:-2}
 SIZE_MIB=${SIZE_MIB:-1024}
 IDLE=${IDLE:-10000}
 UPSTREAM=${1:-}
+# An upstream given on the command line is not ours to measure the CPU of.
+UPSTREAM_PIDS=()
 case "$UPSTREAM" in
   ""|127.*|localhost:*|"[::1]":*) ;;
   *) echo "load.sh: the upstream must be on loopback" >&2; exit 2 ;;
@@ -61,6 +63,7 @@ if [ -z "$UPSTREAM" ]; then
   MOCK_PORT=$(free_port)
   RUST_LOG=warn "$BIN" mock-upstream --listen "127.0.0.1:$MOCK_PORT" 2>"$WORK/mock.log" &
   PIDS+=($!)
+  UPSTREAM_PIDS=($!)
   wait_port "$MOCK_PORT"
   UPSTREAM="127.0.0.1:$MOCK_PORT"
 fi
@@ -111,8 +114,11 @@ http {
 }
 EOF
 nginx -c "$WORK/nginx.conf" -p "$WORK" &
-PIDS+=($!)
+NGINX_MASTER=$!
+PIDS+=($NGINX_MASTER)
 wait_port "$NGINX_PORT"
+# The master and its workers, for the CPU they spend.
+NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$GATEWAY_PID/status"; }
@@ -134,18 +140,33 @@ read -r GW_UP GW_DOWN < <(transfer "http://127.0.0.1:$GATEWAY_PORT")
 PEAK_RSS=$(hwm_kib)
 
 # ---- small GETs, side by side --------------------------------------------------
-run_wrk() { # URL: prints "requests/s p50 p99"
+cpu_ticks() { # PID...: user plus system clock ticks the processes used so far
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu", cpu being the
+  # microseconds of CPU (user and system) the PIDs spent per request
+  local url=$1 before after
+  shift
+  before=$(cpu_ticks "$@")
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-      -H "X-Supervisor-Token: $TOKEN" "$1" >"$WORK/wrk.out"
-  python3 - "$WORK/wrk.out" <<'PY'
+      -H "X-Supervisor-Token: $TOKEN" "$url" >"$WORK/wrk.out"
+  after=$(cpu_ticks "$@")
+  python3 - "$WORK/wrk.out" "$((after - before))" "$(getconf CLK_TCK)" "$#" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+ticks, per_second, measured = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+cpu_us = ticks / per_second * 1e6 / requests if measured else float("nan")
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
 def pct(p):
     m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     value, unit = float(m.group(1)), m.group(2)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f}")
+print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f}")
 PY
 }
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
@@ -153,22 +174,23 @@ echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive conne
 # machine falls on all of them; each figure is the median over the rounds.
 for round in $(seq "$ROUNDS"); do
   echo "   round $round of $ROUNDS"
-  run_wrk "http://$UPSTREAM/os/info" >>"$WORK/direct.runs"
-  run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" >>"$WORK/nginx.runs"
-  run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" >>"$WORK/gateway.runs"
+  run_wrk "http://$UPSTREAM/os/info" "${UPSTREAM_PIDS[@]}" >>"$WORK/direct.runs"
+  run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx.runs"
+  run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway.runs"
 done
-median() { # FILE: "rps p50 p99 (rps of each round)", each the median of its column
+median() { # FILE: "rps p50 p99 cpu (rps of each round)", each the median of its column
   python3 - "$1" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 columns = list(zip(*rows))
-rps, p50, p99 = (statistics.median(float(v) for v in c) for c in columns[:3])
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {'/'.join(r[0] for r in rows)}")
+rps, p50, p99, cpu = (statistics.median(float(v) for v in c) for c in columns[:4])
+cpu = "-" if cpu != cpu else f"{cpu:.1f}"
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {'/'.join(r[0] for r in rows)}")
 PY
 }
-read -r D_RPS D_P50 D_P99 D_RUNS < <(median "$WORK/direct.runs")
-read -r N_RPS N_P50 N_P99 N_RUNS < <(median "$WORK/nginx.runs")
-read -r G_RPS G_P50 G_P99 G_RUNS < <(median "$WORK/gateway.runs")
+read -r D_RPS D_P50 D_P99 D_CPU D_RUNS < <(median "$WORK/direct.runs")
+read -r N_RPS N_P50 N_P99 N_CPU N_RUNS < <(median "$WORK/nginx.runs")
+read -r G_RPS G_P50 G_P99 G_CPU G_RUNS < <(median "$WORK/gateway.runs")
 
 # ---- idle keep-alive connections -------------------------------------------------
 echo "== ${IDLE} idle keep-alive connections to the gateway"
@@ -198,11 +220,11 @@ read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 cat <<EOF
 
-| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | requests/s in each round |
-| --- | ---: | ---: | ---: | --- |
-| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_RUNS |
-| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_RUNS |
-| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_RUNS |
+| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | requests/s in each round |
+| --- | ---: | ---: | ---: | ---: | --- |
+| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_RUNS |
+| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_RUNS |
+| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_RUNS |
 
 | ${SIZE_MIB} MiB transfer | upload MiB/s | download MiB/s |
 | --- | ---: | ---: |
