@@ -137,17 +137,22 @@ impl Activity {
         // move.
         let blocked_since = self.write_blocked_since_ms.load(Ordering::Acquire);
         if blocked_since != NOT_BLOCKED {
-            return Wait::Until(self.at(blocked_since) + timeouts.send, Next::Expired);
+            let until = self.at(blocked_since) + timeouts.send;
+            return Wait::Until(until, Next::Expired(Expiry::Send));
         }
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return Wait::Busy;
         }
         let head_since = self.head_since_ms.load(Ordering::Acquire);
         if head_since != NO_HEAD {
-            return Wait::Until(self.at(head_since) + timeouts.head, Next::Expired);
+            let until = self.at(head_since) + timeouts.head;
+            return Wait::Until(until, Next::Expired(Expiry::Head));
         }
         let idle_since = self.at(self.idle_since_ms.load(Ordering::Acquire));
-        let expires = Wait::Until(idle_since + timeouts.keep_alive, Next::Expired);
+        let expires = Wait::Until(
+            idle_since + timeouts.keep_alive,
+            Next::Expired(Expiry::KeepAlive),
+        );
         if !serving || !self.reusable.load(Ordering::Acquire) {
             return expires;
         }
@@ -220,7 +225,43 @@ pub(crate) enum Next {
     Park,
     /// A head took too long, the connection sat idle too long, or the
     /// client stopped taking its answer: close it.
-    Expired,
+    Expired(Expiry),
+}
+
+/// Why a connection's own timer closed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// A request head did not come in whole within the head time.
+    Head,
+    /// No request came within the keep-alive time.
+    KeepAlive,
+    /// The client took none of its answer for the send time.
+    Send,
+}
+
+impl Expiry {
+    /// The word for logs and metrics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Expiry::Head => "head",
+            Expiry::KeepAlive => "keep_alive",
+            Expiry::Send => "send",
+        }
+    }
+
+    /// Logs and counts the close. A keep-alive close is the normal end of
+    /// an idle connection and is neither; a send timeout cuts an answer
+    /// off, which an operator should be able to see.
+    pub(crate) fn record(self) {
+        match self {
+            Expiry::KeepAlive => return,
+            Expiry::Head => tracing::debug!("connection closed: no whole request head in time"),
+            Expiry::Send => tracing::info!(
+                "connection closed: the client took none of its answer for the send timeout"
+            ),
+        }
+        crate::metrics::client_timeout(self.name());
+    }
 }
 
 /// The connection's one timer.
@@ -388,6 +429,18 @@ impl ClientIo {
     }
 }
 
+impl Drop for ClientIo {
+    /// A connection closed while the client takes none of what was written
+    /// to it is reset: a plain close would leave the unsent answer (up to
+    /// the whole send buffer, a few MiB) with the kernel for as long as the
+    /// client stays connected, outside `max_connections`.
+    fn drop(&mut self) {
+        if self.activity.write_blocked_since_ms.load(Ordering::Acquire) != NOT_BLOCKED {
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
 impl AsyncRead for ClientIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -496,7 +549,7 @@ mod tests {
     fn deadline(wait: Wait) -> (Instant, &'static str) {
         match wait {
             Wait::Until(at, Next::Park) => (at, "park"),
-            Wait::Until(at, Next::Expired) => (at, "expire"),
+            Wait::Until(at, Next::Expired(expiry)) => (at, expiry.name()),
             Wait::Busy => panic!("busy"),
             Wait::Now(_) => panic!("now"),
         }
@@ -508,7 +561,7 @@ mod tests {
         let activity = Arc::new(Activity::new());
         // Before its first request: the first head's time, from the opening.
         let (at, then) = deadline(activity.wait(&TIMEOUTS, true));
-        assert_eq!((at, then), (activity.opened + TIMEOUTS.head, "expire"));
+        assert_eq!((at, then), (activity.opened + TIMEOUTS.head, "head"));
 
         let request = InFlight::start(&activity, true);
         assert!(matches!(activity.wait(&TIMEOUTS, true), Wait::Busy));
@@ -522,7 +575,7 @@ mod tests {
         );
         assert_eq!(
             deadline(activity.wait(&TIMEOUTS, false)),
-            (idle + TIMEOUTS.keep_alive, "expire")
+            (idle + TIMEOUTS.keep_alive, "keep_alive")
         );
         // An answer the client takes nothing of: not parked, and closed at
         // the send time from the first write that had to wait, request in
@@ -533,14 +586,14 @@ mod tests {
         for serving in [true, false] {
             assert_eq!(
                 deadline(activity.wait(&TIMEOUTS, serving)),
-                (blocked + TIMEOUTS.send, "expire"),
+                (blocked + TIMEOUTS.send, "send"),
                 "serving {serving}"
             );
         }
         let writing = InFlight::start(&activity, true);
         assert_eq!(
             deadline(activity.wait(&TIMEOUTS, true)),
-            (blocked + TIMEOUTS.send, "expire")
+            (blocked + TIMEOUTS.send, "send")
         );
         activity.wrote(true);
         assert!(matches!(activity.wait(&TIMEOUTS, true), Wait::Busy));
@@ -553,7 +606,7 @@ mod tests {
         };
         assert_eq!(
             deadline(activity.wait(&short, true)),
-            (idle + short.keep_alive, "expire")
+            (idle + short.keep_alive, "keep_alive")
         );
 
         // A head coming in: its own deadline, parked or not.
@@ -562,7 +615,7 @@ mod tests {
         for serving in [true, false] {
             assert_eq!(
                 deadline(activity.wait(&TIMEOUTS, serving)),
-                (head + TIMEOUTS.head, "expire")
+                (head + TIMEOUTS.head, "head")
             );
         }
 
@@ -577,7 +630,7 @@ mod tests {
             let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
             assert_eq!(
                 deadline(activity.wait(&TIMEOUTS, true)),
-                (idle + TIMEOUTS.head, "expire"),
+                (idle + TIMEOUTS.head, "head"),
                 "body {body}"
             );
         }
@@ -588,7 +641,7 @@ mod tests {
         let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
         assert_eq!(
             deadline(activity.wait(&TIMEOUTS, true)),
-            (idle + TIMEOUTS.head, "expire")
+            (idle + TIMEOUTS.head, "head")
         );
     }
 

@@ -1,7 +1,7 @@
 //! What the gateway counts for `/metrics`: requests by decision, step, role
 //! and status; decision and upstream latency; upstream errors by kind; open
-//! and active connections; reloads. The labels hold only fixed words and status codes:
-//! never a token, a path or an add-on's slug.
+//! and active connections; client timeouts; reloads. The labels hold only
+//! fixed words and status codes: never a token, a path or an add-on's slug.
 //!
 //! The functions record into the process-wide recorder that [`install`]
 //! sets up for `serve`; where none is installed (tests that run a gateway
@@ -28,6 +28,7 @@ const UPSTREAM_ERRORS: &str = "supervisor_gateway_upstream_errors_total";
 const OPEN_CONNECTIONS: &str = "supervisor_gateway_open_connections";
 const RELOADS: &str = "supervisor_gateway_reloads_total";
 const ACTIVE_CONNECTIONS: &str = "supervisor_gateway_active_connections";
+const CLIENT_TIMEOUTS: &str = "supervisor_gateway_client_timeouts_total";
 
 /// Latency buckets, in seconds: from 1 µs (a decision) to 30 s (a slow
 /// upstream).
@@ -49,10 +50,17 @@ pub fn install() -> Result<PrometheusHandle, String> {
     metrics::describe_counter!(UPSTREAM_ERRORS, "Forwarded requests that failed, by kind.");
     metrics::describe_gauge!(OPEN_CONNECTIONS, "Client connections open now.");
     metrics::describe_counter!(RELOADS, "Policy reloads, by result (ok or refused).");
+    metrics::describe_counter!(
+        CLIENT_TIMEOUTS,
+        "Client connections closed by a timeout: head (no whole request head in time) or send (the client took none of its answer)."
+    );
     // Present from the start, so that a scrape before the first event sees 0.
     metrics::gauge!(OPEN_CONNECTIONS).set(0.0);
     for result in ["ok", "refused"] {
         metrics::counter!(RELOADS, "result" => result).absolute(0);
+    }
+    for timeout in ["head", "send"] {
+        metrics::counter!(CLIENT_TIMEOUTS, "timeout" => timeout).absolute(0);
     }
     Ok(handle)
 }
@@ -219,6 +227,11 @@ pub fn upstream_error(error: ForwardError) {
 /// A client connection opened (`1.0`) or closed (`-1.0`).
 pub fn connections(change: f64) {
     metrics::gauge!(OPEN_CONNECTIONS).increment(change);
+}
+
+/// Counts a client connection closed by its head or send timeout.
+pub fn client_timeout(timeout: &'static str) {
+    metrics::counter!(CLIENT_TIMEOUTS, "timeout" => timeout).increment(1);
 }
 
 /// Counts a reload.

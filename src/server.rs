@@ -236,7 +236,7 @@ impl Connection {
                 biased;
                 () = &mut stopped => return,
                 readable = io.readable() => if readable.is_err() { return },
-                _ = deadlines.next(&activity, false) => return,
+                next = deadlines.next(&activity, false) => return expired(next),
             }
             let _warm = Warm::start();
             let mut connection = builder
@@ -259,7 +259,7 @@ impl Connection {
                 next = deadlines.next(&activity, true) => next,
             };
             io = match next {
-                Next::Expired => return,
+                Next::Expired(expiry) => return expiry.record(),
                 Next::Park => match park(connection, &activity, &mut deadlines).await {
                     Some(parked) => parked,
                     None => return,
@@ -351,7 +351,14 @@ async fn wind_down<S>(
 {
     tokio::select! {
         _ = connection => {}
-        _ = deadlines.next(activity, false) => {}
+        next = deadlines.next(activity, false) => expired(next),
+    }
+}
+
+/// Records why a connection that is not serving was closed.
+fn expired(next: Next) {
+    if let Next::Expired(expiry) = next {
+        expiry.record();
     }
 }
 

@@ -180,8 +180,18 @@ const REQUESTS: &str = "supervisor_gateway_requests_total";
 /// `serve` on a config in `dir` with the admin listener on, and the admin
 /// listener's address.
 fn serve_with_admin(mock: &MockHandle, dir: &Path) -> (Served, SocketAddr) {
-    let text =
-        test_config_yaml(mock.addr()).replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
+    serve_with_admin_and_limits(mock, dir, "")
+}
+
+/// The same, with more `limits` lines.
+fn serve_with_admin_and_limits(
+    mock: &MockHandle,
+    dir: &Path,
+    limits: &str,
+) -> (Served, SocketAddr) {
+    let text = test_config_yaml(mock.addr())
+        .replace("admin_listen: none", "admin_listen: 127.0.0.1:0")
+        .replace("limits:\n", &format!("limits:\n{limits}"));
     let path = write(dir, "gateway.yaml", &text);
     let served = spawn_serve(&path, "info");
     assert!(served.wait_for_log("admin=", 1, Duration::from_secs(10)));
@@ -370,6 +380,50 @@ async fn past_256_active_connections_idle_ones_give_up_their_buffers_at_once() {
         assert_eq!(client.answer().await.status, 200);
     }
     drop(clients);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn head_and_send_timeouts_are_counted_and_a_send_timeout_is_logged() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let limits = "  send_timeout_ms: 300\n  header_read_timeout_ms: 300\n";
+    let (served, admin) = serve_with_admin_and_limits(&mock, dir.path(), limits);
+    let timeouts = "supervisor_gateway_client_timeouts_total";
+    let (_, before) = scrape(admin).await;
+    assert_eq!(value(&before, timeouts, &[("timeout", "send")]), 0.0);
+    assert_eq!(value(&before, timeouts, &[("timeout", "head")]), 0.0);
+
+    // A head that never ends, and a large download never read.
+    let mut partial = TcpStream::connect(served.addr).await.expect("connect");
+    partial
+        .write_all(b"GET /os/info HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let mut unread = TcpStream::connect(served.addr).await.expect("connect");
+    let download = RawRequest::new("GET", "/backups/a1b2c3d4/download?size=1073741824")
+        .token(TOK_BACKUP)
+        .to_bytes();
+    unread.write_all(&download).await.expect("write");
+
+    // (The mock runs on this test's thread: wait without blocking it.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let samples = loop {
+        let (_, samples) = scrape(admin).await;
+        let counted = ["send", "head"]
+            .iter()
+            .all(|kind| value(&samples, timeouts, &[("timeout", kind)]) > 0.0);
+        if counted || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(value(&samples, timeouts, &[("timeout", "send")]), 1.0);
+    assert_eq!(value(&samples, timeouts, &[("timeout", "head")]), 1.0);
+    let log = served.log();
+    assert!(log.contains("took none of its answer"), "{log}");
+    assert!(!log.contains(TOK_BACKUP));
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
