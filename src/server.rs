@@ -29,6 +29,10 @@ use crate::forwarding::Peer;
 use crate::gateway::Gateway;
 use crate::idle::{self, Activity, ClientIo, Deadlines, InFlight, Next, Timeouts, Warm};
 
+/// The most unsent answer bytes the kernel holds for a client before the
+/// gateway waits for it (`TCP_NOTSENT_LOWAT`).
+const UNSENT_LOW_WATER: u32 = 128 * 1024;
+
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
@@ -207,6 +211,12 @@ impl Connection {
         // under the limit, in the metrics and in the shutdown's wait.
         let held = Box::new((slot, Counted, alive));
         let _ = stream.set_nodelay(true);
+        // The gateway is woken to write once the answer's unsent bytes drop
+        // under this, rather than once a third of the whole send buffer
+        // (up to 4 MiB) is free: the send timeout sees a slow client's
+        // progress at this grain, and the kernel holds no more unsent answer
+        // than this for a client that stops reading.
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
         let limits = gateway.limits().clone();
         let activity = Arc::new(Activity::new());
         let service = service(gateway, activity.clone(), Peer::new(peer));
