@@ -64,6 +64,13 @@ pub(crate) struct Activity {
     read_in_flight: AtomicBool,
     /// A hyper connection shutting down now should leave the socket open.
     parking: AtomicBool,
+    /// Bytes of the head waited for have come in, or the connection is
+    /// new: the head time running out is then a head timeout, not the end
+    /// of an idle connection's wait for its next request.
+    head_begun: AtomicBool,
+    /// The client was given up on for taking none of its answer: its socket
+    /// is reset when closed.
+    given_up: AtomicBool,
 }
 
 impl Activity {
@@ -77,6 +84,8 @@ impl Activity {
             write_blocked_since_ms: AtomicU64::new(NOT_BLOCKED),
             read_in_flight: AtomicBool::new(false),
             parking: AtomicBool::new(false),
+            head_begun: AtomicBool::new(true),
+            given_up: AtomicBool::new(false),
         }
     }
 
@@ -92,7 +101,10 @@ impl Activity {
     fn bytes_arrived(&self) {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             self.read_in_flight.store(true, Ordering::Release);
-        } else if self.head_since_ms.load(Ordering::Acquire) == NO_HEAD {
+            return;
+        }
+        self.head_begun.store(true, Ordering::Release);
+        if self.head_since_ms.load(Ordering::Acquire) == NO_HEAD {
             self.head_since_ms.store(self.now_ms(), Ordering::Release);
         }
     }
@@ -103,6 +115,12 @@ impl Activity {
             let idle_since = self.idle_since_ms.load(Ordering::Acquire);
             self.head_since_ms.store(idle_since, Ordering::Release);
         }
+    }
+
+    /// The client took none of its answer for the send time: its socket is
+    /// reset when closed, so that the kernel drops the unsent answer.
+    pub(crate) fn give_up(&self) {
+        self.given_up.store(true, Ordering::Release);
     }
 
     /// Marks whether hyper's shutdown of the connection should leave the
@@ -146,7 +164,12 @@ impl Activity {
         let head_since = self.head_since_ms.load(Ordering::Acquire);
         if head_since != NO_HEAD {
             let until = self.at(head_since) + timeouts.head;
-            return Wait::Until(until, Next::Expired(Expiry::Head));
+            let expiry = if self.head_begun.load(Ordering::Acquire) {
+                Expiry::Head
+            } else {
+                Expiry::KeepAlive
+            };
+            return Wait::Until(until, Next::Expired(expiry));
         }
         let idle_since = self.at(self.idle_since_ms.load(Ordering::Acquire));
         let expires = Wait::Until(
@@ -252,12 +275,15 @@ impl Expiry {
     /// Logs and counts the close. A keep-alive close is the normal end of
     /// an idle connection and is neither; a send timeout cuts an answer
     /// off, which an operator should be able to see.
-    pub(crate) fn record(self) {
+    pub(crate) fn record(self, peer: std::net::SocketAddr) {
         match self {
             Expiry::KeepAlive => return,
-            Expiry::Head => tracing::debug!("connection closed: no whole request head in time"),
+            Expiry::Head => {
+                tracing::debug!(%peer, "connection closed: no whole request head in time")
+            }
             Expiry::Send => tracing::info!(
-                "connection closed: the client took none of its answer for the send timeout"
+                %peer,
+                "connection reset: the client took none of its answer for the send timeout"
             ),
         }
         crate::metrics::client_timeout(self.name());
@@ -341,6 +367,7 @@ impl InFlight {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
         activity.head_since_ms.store(NO_HEAD, Ordering::Release);
         activity.read_in_flight.store(false, Ordering::Release);
+        activity.head_begun.store(false, Ordering::Release);
         activity.reusable.store(reusable, Ordering::Release);
         InFlight(activity.clone())
     }
@@ -356,9 +383,11 @@ impl Drop for InFlight {
         // in hyper's buffer (the socket will not say so again), and after a
         // request that is not reusable there is no telling: either way the
         // next head's time runs from now.
-        if activity.read_in_flight.load(Ordering::Acquire)
-            || !activity.reusable.load(Ordering::Acquire)
-        {
+        let read = activity.read_in_flight.load(Ordering::Acquire);
+        if read {
+            activity.head_begun.store(true, Ordering::Release);
+        }
+        if read || !activity.reusable.load(Ordering::Acquire) {
             activity.head_waiting_since_idle();
         }
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -404,6 +433,7 @@ impl ClientIo {
         }
         // Part of the next head is here: its time runs, from the end of the
         // last request at the latest (it may have come with it).
+        self.activity.head_begun.store(true, Ordering::Release);
         self.activity.head_waiting_since_idle();
         // What hyper had read comes first; then what it had not yet read of
         // the bytes handed back at the last park.
@@ -430,12 +460,12 @@ impl ClientIo {
 }
 
 impl Drop for ClientIo {
-    /// A connection closed while the client takes none of what was written
-    /// to it is reset: a plain close would leave the unsent answer (up to
-    /// the whole send buffer, a few MiB) with the kernel for as long as the
-    /// client stays connected, outside `max_connections`.
+    /// A connection closed for its send timeout is reset: a plain close
+    /// would leave the unsent answer with the kernel for as long as the
+    /// client stays connected, outside `max_connections`. Any other close
+    /// is in order, so that a client gets every byte sent before it.
     fn drop(&mut self) {
-        if self.activity.write_blocked_since_ms.load(Ordering::Acquire) != NOT_BLOCKED {
+        if self.activity.given_up.load(Ordering::Acquire) {
             let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
         }
     }
@@ -620,7 +650,9 @@ mod tests {
         }
 
         // After a request with a body, or an answer with a Connection
-        // header: never parked, and the next head's time runs at once.
+        // header: never parked, and the next head's time runs at once; with
+        // nothing of a head come in, running out is the end of an idle wait,
+        // and once bytes come it is a head timeout, still from the same time.
         for body in [true, false] {
             let request = InFlight::start(&activity, !body);
             if !body {
@@ -628,6 +660,12 @@ mod tests {
             }
             drop(request);
             let idle = activity.at(activity.idle_since_ms.load(Ordering::Acquire));
+            assert_eq!(
+                deadline(activity.wait(&TIMEOUTS, true)),
+                (idle + TIMEOUTS.head, "keep_alive"),
+                "body {body}"
+            );
+            activity.bytes_arrived();
             assert_eq!(
                 deadline(activity.wait(&TIMEOUTS, true)),
                 (idle + TIMEOUTS.head, "head"),

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::forwarding::Peer;
 use crate::gateway::Gateway;
-use crate::idle::{self, Activity, ClientIo, Deadlines, InFlight, Next, Timeouts, Warm};
+use crate::idle::{self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, Timeouts, Warm};
 
 /// The most unsent answer bytes the kernel holds for a client before the
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
@@ -246,7 +246,7 @@ impl Connection {
                 biased;
                 () = &mut stopped => return,
                 readable = io.readable() => if readable.is_err() { return },
-                next = deadlines.next(&activity, false) => return expired(next),
+                next = deadlines.next(&activity, false) => return expired(next, &activity, peer),
             }
             let _warm = Warm::start();
             let mut connection = builder
@@ -264,13 +264,13 @@ impl Connection {
                     // Shutting down: let the request in flight finish; a
                     // head on its way still has only its head time.
                     Pin::new(&mut connection).graceful_shutdown();
-                    return wind_down(connection, &activity, &mut deadlines).await;
+                    return wind_down(connection, &activity, &mut deadlines, peer).await;
                 }
                 next = deadlines.next(&activity, true) => next,
             };
             io = match next {
-                Next::Expired(expiry) => return expiry.record(),
-                Next::Park => match park(connection, &activity, &mut deadlines).await {
+                Next::Expired(_) => return expired(next, &activity, peer),
+                Next::Park => match park(connection, &activity, &mut deadlines, peer).await {
                     Some(parked) => parked,
                     None => return,
                 },
@@ -322,6 +322,7 @@ async fn park<S>(
     mut connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
     activity: &Activity,
     deadlines: &mut Deadlines,
+    peer: SocketAddr,
 ) -> Option<ClientIo>
 where
     S: HttpService<Incoming, ResBody = Tracked>,
@@ -340,7 +341,7 @@ where
             return None;
         }
         None => {
-            wind_down(connection, activity, deadlines).await;
+            wind_down(connection, activity, deadlines, peer).await;
             return None;
         }
     }
@@ -355,21 +356,27 @@ async fn wind_down<S>(
     connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
     activity: &Activity,
     deadlines: &mut Deadlines,
+    peer: SocketAddr,
 ) where
     S: HttpService<Incoming, ResBody = Tracked>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::select! {
         _ = connection => {}
-        next = deadlines.next(activity, false) => expired(next),
+        next = deadlines.next(activity, false) => expired(next, activity, peer),
     }
 }
 
-/// Records why a connection that is not serving was closed.
-fn expired(next: Next) {
-    if let Next::Expired(expiry) = next {
-        expiry.record();
+/// A connection's timer closes it: a client given up on for taking none of
+/// its answer is marked to be reset, and the close is recorded.
+fn expired(next: Next, activity: &Activity, peer: SocketAddr) {
+    let Next::Expired(expiry) = next else {
+        return;
+    };
+    if expiry == Expiry::Send {
+        activity.give_up();
     }
+    expiry.record(peer);
 }
 
 /// Counts a connection as closed when dropped, however it ends.

@@ -395,6 +395,15 @@ async fn head_and_send_timeouts_are_counted_and_a_send_timeout_is_logged() {
     assert_eq!(value(&before, timeouts, &[("timeout", "send")]), 0.0);
     assert_eq!(value(&before, timeouts, &[("timeout", "head")]), 0.0);
 
+    // A request with a body, then nothing: after a body the next head's
+    // time is the keep-alive time, and its end is no head timeout.
+    let mut idle = TcpStream::connect(served.addr).await.expect("connect");
+    let post = RawRequest::new("POST", "/addons/self/options")
+        .token(TOK_DEFAULT)
+        .header("Connection", "keep-alive")
+        .body(b"{}")
+        .to_bytes();
+    idle.write_all(&post).await.expect("write");
     // A head that never ends, and a large download never read.
     let mut partial = TcpStream::connect(served.addr).await.expect("connect");
     partial
@@ -409,20 +418,25 @@ async fn head_and_send_timeouts_are_counted_and_a_send_timeout_is_logged() {
 
     // (The mock runs on this test's thread: wait without blocking it.)
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let samples = loop {
+    loop {
         let (_, samples) = scrape(admin).await;
         let counted = ["send", "head"]
             .iter()
             .all(|kind| value(&samples, timeouts, &[("timeout", kind)]) > 0.0);
         if counted || std::time::Instant::now() > deadline {
-            break samples;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await);
+    let (_, samples) = scrape(admin).await;
     assert_eq!(value(&samples, timeouts, &[("timeout", "send")]), 1.0);
     assert_eq!(value(&samples, timeouts, &[("timeout", "head")]), 1.0);
     let log = served.log();
-    assert!(log.contains("took none of its answer"), "{log}");
+    assert!(
+        log.contains("reset: the client took none of its answer"),
+        "{log}"
+    );
     assert!(!log.contains(TOK_BACKUP));
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));

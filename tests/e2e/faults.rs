@@ -221,6 +221,25 @@ async fn a_client_that_stops_taking_its_answer_is_closed_at_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn only_a_send_timeout_resets_a_connection_whose_writes_wait_on_the_client() {
+    let gateway = gateway_with_limits("  send_timeout_ms: 60000\n").await;
+    let mut stream = download(&gateway, 64 << 20).await;
+    // The buffers fill and the gateway's writes wait; then the client
+    // half-closes, which hyper takes for a client gone: the connection
+    // ends while a write waits, and must still close in order.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stream.shutdown().await.expect("half-close");
+    let (read, ending) = read_to_close(
+        &mut stream,
+        64 * 1024,
+        Duration::ZERO,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(ending, Ending::Closed, "after {read} bytes");
+}
+
+#[tokio::test]
 async fn a_slow_client_that_keeps_reading_is_not_cut_off_by_the_send_timeout() {
     let gateway = gateway_with_limits("  send_timeout_ms: 1500\n").await;
     let mut stream = download(&gateway, 1 << 30).await;
