@@ -196,6 +196,12 @@ async fn read_to_close(
     (total, Ending::Open)
 }
 
+/// Reads as fast as it can until the gateway closes, for at most 20 s.
+async fn drain(stream: &mut TcpStream) -> (u64, Ending) {
+    let within = Duration::from_secs(20);
+    read_to_close(stream, 64 * 1024, Duration::ZERO, within).await
+}
+
 #[tokio::test]
 async fn a_client_that_stops_taking_its_answer_is_closed_at_the_send_timeout() {
     let gateway = gateway_with_limits("  send_timeout_ms: 500\n").await;
@@ -204,13 +210,7 @@ async fn a_client_that_stops_taking_its_answer_is_closed_at_the_send_timeout() {
     // The client takes nothing: the socket buffers fill, the gateway's
     // writes wait, and after half a second of that it gives up.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (read, ending) = read_to_close(
-        &mut stream,
-        64 * 1024,
-        Duration::ZERO,
-        Duration::from_secs(20),
-    )
-    .await;
+    let (read, ending) = drain(&mut stream).await;
     // Reset, not closed in order: the kernel would otherwise keep the
     // unsent answer for as long as the client stays connected.
     assert_eq!(ending, Ending::Reset, "after {read} bytes");
@@ -229,13 +229,7 @@ async fn only_a_send_timeout_resets_a_connection_whose_writes_wait_on_the_client
     // ends while a write waits, and must still close in order.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stream.shutdown().await.expect("half-close");
-    let (read, ending) = read_to_close(
-        &mut stream,
-        64 * 1024,
-        Duration::ZERO,
-        Duration::from_secs(20),
-    )
-    .await;
+    let (read, ending) = drain(&mut stream).await;
     assert_eq!(ending, Ending::Closed, "after {read} bytes");
 }
 
