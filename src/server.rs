@@ -217,9 +217,7 @@ impl Connection {
         // progress at this grain, and the kernel holds no more unsent answer
         // than this for a client that stops reading.
         let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
-        let limits = gateway.limits().clone();
-        let activity = Arc::new(Activity::new());
-        let service = service(gateway, activity.clone(), Peer::new(peer));
+        let limits = gateway.limits();
         let mut builder = http1::Builder::new();
         // The head timeout is the connection's own (see `idle`): hyper's
         // would start a timer on every request, and count keep-alive idle
@@ -228,12 +226,9 @@ impl Connection {
             .header_read_timeout(None)
             .max_buf_size(limits.max_header_bytes)
             .max_headers(limits.max_headers);
-        let timeouts = Timeouts {
-            head: limits.header_read_timeout,
-            keep_alive: limits.keep_alive_timeout,
-            send: limits.send_timeout,
-        };
-        let mut deadlines = Deadlines::new(&activity, timeouts);
+        let activity = Arc::new(Activity::new());
+        let mut deadlines = Deadlines::new(&activity, Timeouts::of(limits));
+        let service = service(gateway, activity.clone(), Peer::new(peer));
         let mut stop = stop;
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -246,7 +241,7 @@ impl Connection {
                 biased;
                 () = &mut stopped => return,
                 readable = io.readable() => if readable.is_err() { return },
-                next = deadlines.next(&activity, false) => return expired(next, &activity, peer),
+                expiry = deadlines.expired(&activity) => return close(expiry, &activity, peer),
             }
             let _warm = Warm::start();
             let mut connection = builder
@@ -269,7 +264,7 @@ impl Connection {
                 next = deadlines.next(&activity, true) => next,
             };
             io = match next {
-                Next::Expired(_) => return expired(next, &activity, peer),
+                Next::Expired(expiry) => return close(expiry, &activity, peer),
                 Next::Park => match park(connection, &activity, &mut deadlines, peer).await {
                     Some(parked) => parked,
                     None => return,
@@ -363,16 +358,13 @@ async fn wind_down<S>(
 {
     tokio::select! {
         _ = connection => {}
-        next = deadlines.next(activity, false) => expired(next, activity, peer),
+        expiry = deadlines.expired(activity) => close(expiry, activity, peer),
     }
 }
 
 /// A connection's timer closes it: a client given up on for taking none of
 /// its answer is marked to be reset, and the close is recorded.
-fn expired(next: Next, activity: &Activity, peer: SocketAddr) {
-    let Next::Expired(expiry) = next else {
-        return;
-    };
+fn close(expiry: Expiry, activity: &Activity, peer: SocketAddr) {
     if expiry == Expiry::Send {
         activity.give_up();
     }

@@ -207,6 +207,8 @@ impl RuleSet {
             return None;
         }
         let excepted = self.excepted(path);
+        // Bound first: the iterator borrows `hits`, which a tail expression
+        // would outlive.
         let found = hits
             .iter()
             .map(|index| (index, &self.rules[index]))
