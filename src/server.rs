@@ -210,24 +210,10 @@ impl Connection {
         // These go with the socket, past an upgrade: a WebSocket counts
         // under the limit, in the metrics and in the shutdown's wait.
         let held = Box::new((slot, Counted, alive));
-        let _ = stream.set_nodelay(true);
-        // The gateway is woken to write once the answer's unsent bytes drop
-        // under this, rather than once a third of the whole send buffer
-        // (up to 4 MiB) is free: the send timeout sees a slow client's
-        // progress at this grain, and the kernel holds no more unsent answer
-        // than this for a client that stops reading.
-        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
-        let limits = gateway.limits();
-        let mut builder = http1::Builder::new();
-        // The head timeout is the connection's own (see `idle`): hyper's
-        // would start a timer on every request, and count keep-alive idle
-        // time as head time.
-        builder
-            .header_read_timeout(None)
-            .max_buf_size(limits.max_header_bytes)
-            .max_headers(limits.max_headers);
+        tune(&stream);
+        let builder = hyper_builder(gateway.limits());
         let activity = Arc::new(Activity::new());
-        let mut deadlines = Deadlines::new(&activity, Timeouts::of(limits));
+        let mut deadlines = Deadlines::new(&activity, Timeouts::of(gateway.limits()));
         let service = service(gateway, activity.clone(), Peer::new(peer));
         let mut stop = stop;
         let stopped = async move {
@@ -272,6 +258,31 @@ impl Connection {
             };
         }
     }
+}
+
+/// Sets a client socket's options; one that cannot be set leaves the
+/// system's default.
+fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    // The gateway is woken to write once the answer's unsent bytes drop
+    // under this, rather than once a third of the whole send buffer (up to
+    // 4 MiB) is free: the send timeout sees a slow client's progress at
+    // this grain, and the kernel holds no more unsent answer than this for
+    // a client that stops reading.
+    let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_LOW_WATER);
+}
+
+/// hyper's settings for a client connection.
+fn hyper_builder(limits: &crate::config::Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    // The head timeout is the connection's own (see `idle`): hyper's would
+    // start a timer on every request, and count keep-alive idle time as
+    // head time.
+    builder
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
 }
 
 /// The connection's service: each request counted in flight until its
