@@ -156,46 +156,6 @@ async fn download(gateway: &TestGateway, size: u64) -> TcpStream {
     stream
 }
 
-/// How a connection read by [`read_to_close`] ended.
-#[derive(Debug, PartialEq)]
-enum Ending {
-    /// The gateway closed it in order (end of file).
-    Closed,
-    /// The gateway reset it.
-    Reset,
-    /// It was still open at the time limit.
-    Open,
-}
-
-/// Reads up to `chunk` bytes at a time, `pause` after each read, until the
-/// gateway closes or `within` has passed; the bytes read, and how it ended.
-async fn read_to_close(
-    stream: &mut TcpStream,
-    chunk: usize,
-    pause: Duration,
-    within: Duration,
-) -> (u64, Ending) {
-    let mut buffer = vec![0u8; chunk];
-    let mut total = 0u64;
-    let deadline = Instant::now() + within;
-    // (A read that is ready at once wins over a passed deadline.)
-    while Instant::now() < deadline {
-        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
-            Ok(Ok(0)) => return (total, Ending::Closed),
-            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => {
-                return (total, Ending::Reset)
-            }
-            Ok(Err(error)) => panic!("read failed: {error}"),
-            Ok(Ok(read)) => total += read as u64,
-            Err(_) => return (total, Ending::Open),
-        }
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-    }
-    (total, Ending::Open)
-}
-
 /// Reads as fast as it can until the gateway closes, for at most 20 s.
 async fn drain(stream: &mut TcpStream) -> (u64, Ending) {
     let within = Duration::from_secs(20);

@@ -491,16 +491,50 @@ pub(crate) async fn gateway_with_limits(extra: &str) -> TestGateway {
 
 /// Reads until the peer closes, or gives up after `within`; true if closed.
 pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buffer = [0u8; 4096];
+    let (_, ending) = read_to_close(stream, 4096, Duration::ZERO, within).await;
+    ending != Ending::Open
+}
+
+/// How a connection read by [`read_to_close`] ended.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Ending {
+    /// The gateway closed it in order (end of file).
+    Closed,
+    /// The gateway reset it.
+    Reset,
+    /// Reading it failed otherwise.
+    Failed,
+    /// It was still open at the time limit.
+    Open,
+}
+
+/// Reads up to `chunk` bytes at a time, `pause` after each read, until the
+/// gateway closes or `within` has passed; the bytes read, and how it ended.
+pub(crate) async fn read_to_close(
+    stream: &mut TcpStream,
+    chunk: usize,
+    pause: Duration,
+    within: Duration,
+) -> (u64, Ending) {
+    let mut buffer = vec![0u8; chunk];
+    let mut total = 0u64;
     let deadline = Instant::now() + within;
+    // (A read that is ready at once wins over a passed deadline.)
     while Instant::now() < deadline {
         match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
+            Ok(Ok(0)) => return (total, Ending::Closed),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (total, Ending::Reset)
+            }
+            Ok(Err(_)) => return (total, Ending::Failed),
+            Ok(Ok(read)) => total += read as u64,
+            Err(_) => return (total, Ending::Open),
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
-    false
+    (total, Ending::Open)
 }
 
 /// A client on one kept-alive connection, reading answers that carry a
