@@ -331,7 +331,9 @@ impl Gateway {
     ) -> Response<Body> {
         let policy = self.policy();
         let judgement = if head_size(parts) > self.limits.max_header_bytes {
-            // hyper's own bound is its read buffer, which is looser.
+            // hyper answers 431 itself to a head (request line and line
+            // ends included) over the limit; this count leaves those out,
+            // so it only matters if hyper's bound is ever lifted.
             judgement(Decision::head_too_large(), Caller::Anonymous, None)
         } else if parts.version == http::Version::HTTP_11
             && !parts.headers.contains_key(http::header::HOST)

@@ -33,6 +33,13 @@ use crate::idle::{self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, T
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
 const UNSENT_LOW_WATER: u32 = 128 * 1024;
 
+/// The most hyper reads from a client at once. Its read buffer starts at
+/// 8 KiB and grows towards this only while reads keep filling it, as a
+/// large upload does; a 32 KiB cap (the head limit, which hyper's buffer
+/// size used to be) cost an upload half again as much CPU. Heads are
+/// bounded apart from it, by `max_header_bytes`.
+const READ_BUFFER_MAX: usize = 256 * 1024;
+
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
@@ -280,7 +287,8 @@ fn hyper_builder(limits: &crate::config::Limits) -> http1::Builder {
     // head time.
     builder
         .header_read_timeout(None)
-        .max_buf_size(limits.max_header_bytes)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(READ_BUFFER_MAX.max(limits.max_header_bytes))
         .max_headers(limits.max_headers);
     builder
 }

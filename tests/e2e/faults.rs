@@ -528,6 +528,19 @@ async fn a_head_just_over_the_limit_gets_431() {
     assert_eq!(gateway.upstream_saw().len(), 1);
 }
 
+#[tokio::test]
+async fn a_head_padded_with_whitespace_past_the_limit_gets_431() {
+    // The padding is not part of the header's value, so only a count of
+    // the head's bytes as sent catches it: the limit holds although
+    // hyper's read buffer is far larger than the head limit.
+    let gateway = gateway_with_limits("  max_header_bytes: 8192\n").await;
+    let padded = RawRequest::new("GET", "/addons/self/info")
+        .token(TOK_DEFAULT)
+        .header("X-Padding", format!("{}p", " ".repeat(20_000)));
+    assert_eq!(gateway.send(&padded).await.status, 431);
+    assert!(gateway.upstream_saw().is_empty());
+}
+
 /// An upstream that reads a request's head, sends `answer` (perhaps
 /// nothing), then neither reads nor sends anything more; it keeps its
 /// connections open for the test's length.
