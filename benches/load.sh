@@ -126,17 +126,29 @@ IDLE_RSS=$(rss_kib)
 
 # ---- 1 GiB transfers ---------------------------------------------------------
 BYTES=$((SIZE_MIB * 1024 * 1024))
-transfer() { # NAME BASE: upload then download, prints MiB/s for each
-  local base=$1 up down
-  up=$(head -c "$BYTES" /dev/zero | curl -s -o /dev/null -w '%{time_total}' -T - -X POST \
-        -H "X-Supervisor-Token: $TOKEN" -H 'Content-Type: application/octet-stream' "$base/backups/new/upload")
-  down=$(curl -s -o /dev/null -w '%{time_total}' -H "X-Supervisor-Token: $TOKEN" \
-        "$base/backups/abc123/download?size=$BYTES")
-  python3 -c "print(f'{$SIZE_MIB/$up:.0f} {$SIZE_MIB/$down:.0f}')"
+# Uploads are sent from a file, with its length, as a client uploads a
+# backup file; and streamed from a pipe, which curl sends chunked.
+head -c "$BYTES" /dev/zero >"$WORK/upload.bin"
+mibps() { python3 -c "print(f'{$SIZE_MIB/$1:.0f}')"; }
+upload() { # BASE [curl options]: MiB/s
+  local base=$1
+  shift
+  mibps "$(curl -s -o /dev/null -w '%{time_total}' "$@" -X POST \
+        -H "X-Supervisor-Token: $TOKEN" -H 'Content-Type: application/octet-stream' \
+        "$base/backups/new/upload")"
 }
-echo "== ${SIZE_MIB} MiB upload and download, direct and through the gateway"
-read -r DIRECT_UP DIRECT_DOWN < <(transfer "http://$UPSTREAM")
-read -r GW_UP GW_DOWN < <(transfer "http://127.0.0.1:$GATEWAY_PORT")
+transfer() { # BASE: prints MiB/s for the file upload, the streamed upload, the download
+  local base=$1 file streamed down
+  file=$(upload "$base" -T "$WORK/upload.bin")
+  streamed=$(head -c "$BYTES" /dev/zero | upload "$base" -T -)
+  down=$(mibps "$(curl -s -o /dev/null -w '%{time_total}' -H "X-Supervisor-Token: $TOKEN" \
+        "$base/backups/abc123/download?size=$BYTES")")
+  echo "$file $streamed $down"
+}
+echo "== ${SIZE_MIB} MiB uploads and download, direct and through the gateway"
+read -r DIRECT_UP DIRECT_STREAM DIRECT_DOWN < <(transfer "http://$UPSTREAM")
+read -r GW_UP GW_STREAM GW_DOWN < <(transfer "http://127.0.0.1:$GATEWAY_PORT")
+rm -f "$WORK/upload.bin"
 PEAK_RSS=$(hwm_kib)
 
 # ---- small GETs, side by side --------------------------------------------------
@@ -226,10 +238,10 @@ cat <<EOF
 | nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_RUNS |
 | supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_RUNS |
 
-| ${SIZE_MIB} MiB transfer | upload MiB/s | download MiB/s |
-| --- | ---: | ---: |
-| upstream directly | $DIRECT_UP | $DIRECT_DOWN |
-| through the gateway | $GW_UP | $GW_DOWN |
+| ${SIZE_MIB} MiB transfer | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
+| --- | ---: | ---: | ---: |
+| upstream directly | $DIRECT_UP | $DIRECT_STREAM | $DIRECT_DOWN |
+| through the gateway | $GW_UP | $GW_STREAM | $GW_DOWN |
 
 | gateway memory | MiB |
 | --- | ---: |
