@@ -318,9 +318,14 @@ impl Forwarder {
             return Ok(Response::from_parts(head, Body::new(body)));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        // (Set by the server for every upgrade request it takes.)
+        let send_watch = parts.extensions.remove::<crate::idle::SendWatch>();
         tokio::spawn(websocket::relay(
-            client_upgrade,
-            upstream_upgrade,
+            websocket::Ends {
+                client: client_upgrade,
+                upstream: upstream_upgrade,
+                client_send: send_watch.map(|watch| (watch, self.limits.send_timeout)),
+            },
             policy,
             caller.clone(),
             stopping,

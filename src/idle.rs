@@ -304,6 +304,48 @@ impl Expiry {
     }
 }
 
+/// The send timeout for a socket hyper has handed over (a WebSocket
+/// relay's client side): its writes still go through [`ClientIo`] and are
+/// noted in its [`Activity`], but the connection's own timer has ended.
+#[derive(Clone)]
+pub(crate) struct SendWatch {
+    activity: Arc<Activity>,
+    peer: std::net::SocketAddr,
+}
+
+impl SendWatch {
+    pub(crate) fn new(activity: Arc<Activity>, peer: std::net::SocketAddr) -> SendWatch {
+        SendWatch { activity, peer }
+    }
+
+    /// Returns once the client has taken none of what is written to it for
+    /// `timeout`; never while writes go out or none waits.
+    pub(crate) async fn stalled(&self, timeout: Duration) {
+        loop {
+            let blocked_since = self.activity.write_blocked_since_ms.load(Ordering::Acquire);
+            let check_at = if blocked_since == NOT_BLOCKED {
+                // A write that starts waiting now is seen at the next look,
+                // before its time is up.
+                Instant::now() + timeout
+            } else {
+                let until = self.activity.at(blocked_since) + timeout;
+                if Instant::now() >= until {
+                    return;
+                }
+                until
+            };
+            tokio::time::sleep_until(check_at.into()).await;
+        }
+    }
+
+    /// Gives up on the client: its socket is reset when closed, and the
+    /// send timeout is logged and counted as for an HTTP answer.
+    pub(crate) fn give_up(&self) {
+        self.activity.give_up();
+        Expiry::Send.record(self.peer);
+    }
+}
+
 /// The connection's one timer.
 pub(crate) struct Deadlines {
     timeouts: Timeouts,

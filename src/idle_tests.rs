@@ -186,3 +186,25 @@ fn bytes_read_ahead_start_the_next_heads_time_at_the_last_requests_end() {
     activity.head_waiting_since_idle(true);
     assert_eq!(activity.head_since_ms.load(Ordering::Acquire), idle_ms);
 }
+
+#[tokio::test]
+async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
+    let activity = Arc::new(Activity::new());
+    let watch = SendWatch::new(activity.clone(), "127.0.0.1:9".parse().expect("addr"));
+    let timeout = Duration::from_millis(100);
+    // No write waiting, one that went out: nothing to give up on.
+    activity.wrote(true);
+    let waited = tokio::time::timeout(Duration::from_millis(400), watch.stalled(timeout)).await;
+    assert!(waited.is_err(), "fired with no write waiting");
+    // A write waits and nothing goes out: it fires.
+    activity.wrote(false);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
+        .await
+        .expect("fired once the write had waited");
+    // (Its start is kept to the millisecond, so not quite all of it.)
+    assert!(started.elapsed() >= timeout / 2);
+    assert!(!activity.given_up.load(Ordering::Acquire));
+    watch.give_up();
+    assert!(activity.given_up.load(Ordering::Acquire));
+}

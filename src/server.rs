@@ -27,7 +27,9 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::forwarding::Peer;
 use crate::gateway::Gateway;
-use crate::idle::{self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, Timeouts, Warm};
+use crate::idle::{
+    self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, SendWatch, Timeouts, Warm,
+};
 
 /// The most unsent answer bytes the kernel holds for a client before the
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
@@ -221,7 +223,7 @@ impl Connection {
         let builder = hyper_builder(gateway.limits());
         let activity = Arc::new(Activity::new());
         let mut deadlines = Deadlines::new(&activity, Timeouts::of(gateway.limits()));
-        let service = service(gateway, activity.clone(), Peer::new(peer));
+        let service = service(gateway, activity.clone(), peer);
         let mut stop = stop;
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -299,19 +301,26 @@ fn hyper_builder(limits: &crate::config::Limits) -> http1::Builder {
 fn service(
     gateway: Arc<Gateway>,
     activity: Arc<Activity>,
-    peer: Peer,
+    addr: SocketAddr,
 ) -> impl Service<
     http::Request<Incoming>,
     Response = http::Response<Tracked>,
     Error = Infallible,
     Future = impl Future<Output = Result<http::Response<Tracked>, Infallible>> + Send,
 > + Clone {
+    let peer = Peer::new(addr);
     service_fn(move |request: http::Request<Incoming>| {
         let reusable = idle::reusable(
             request.version(),
             request.headers(),
             request.body().is_end_stream(),
         );
+        let mut request = request;
+        if !reusable && request.headers().contains_key(http::header::UPGRADE) {
+            // A WebSocket's relay keeps the send timeout (see `websocket`).
+            let watch = SendWatch::new(activity.clone(), addr);
+            request.extensions_mut().insert(watch);
+        }
         let guard = InFlight::start(&activity, reusable);
         let activity = activity.clone();
         let answered = gateway.handle(request, peer.clone());

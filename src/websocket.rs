@@ -5,6 +5,7 @@
 //! messages are answered with an error instead of being forwarded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{header, request, HeaderMap, HeaderValue, Method};
@@ -12,7 +13,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
@@ -20,6 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::caller::Caller;
 use crate::gateway::Policy;
+use crate::idle::SendWatch;
 
 /// The paths that carry the Home Assistant WebSocket API (v1 and v2).
 const WEBSOCKET_PATHS: [&str; 4] = [
@@ -60,16 +62,33 @@ pub fn upgrade_headers(headers: &mut HeaderMap) {
     headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
 }
 
+/// The two connections a relay joins, once each has upgraded.
+pub struct Ends {
+    /// The client's request, once the gateway has answered 101.
+    pub client: OnUpgrade,
+    /// The upstream's 101 answer.
+    pub upstream: OnUpgrade,
+    /// The client connection's writes, and how long the client may take
+    /// none of them (`limits.send_timeout_ms`).
+    pub(crate) client_send: Option<(SendWatch, Duration)>,
+}
+
 /// Once both sides have upgraded, relays frames until either side closes.
 /// `caller` made the upgrade request; the in-band auth must name the same
-/// add-on.
+/// add-on. A client that takes none of what is written to it for the send
+/// timeout is given up on at once: its socket is reset, the upstream side
+/// closed.
 pub async fn relay(
-    client: OnUpgrade,
-    upstream: OnUpgrade,
+    ends: Ends,
     policy: Arc<Policy>,
     caller: Caller,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let Ends {
+        client,
+        upstream,
+        client_send,
+    } = ends;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -82,8 +101,9 @@ pub async fn relay(
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = mpsc::channel::<Message>(QUEUE);
+    let (gave_up, given_up) = oneshot::channel();
 
-    let mut writer = tokio::spawn(write_all(from_relay, client_sink));
+    let mut writer = tokio::spawn(write_all(from_relay, client_sink, client_send, gave_up));
     let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
     let mut sides = Sides {
         client: client_stream,
@@ -93,21 +113,35 @@ pub async fn relay(
     let stopping = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
-    let stopped = {
+    let ended = {
         let forwarding = upstream_side(&mut sides, &policy, &caller);
         tokio::pin!(forwarding);
         tokio::select! {
-            () = &mut forwarding => false,
+            // (First: a client given up on also ends the other branches.)
+            biased;
+            Ok(()) = given_up => Ended::ClientGivenUp,
+            () = &mut forwarding => Ended::Closed,
             // The upstream closed (its close is on its way to the client)
             // or went away: the client has a while to answer the close.
             _ = &mut down => {
                 let _ = tokio::time::timeout(CLOSE_WAIT, &mut forwarding).await;
-                false
+                Ended::Closed
             }
-            () = stopping => true,
+            () = stopping => Ended::Stopping,
         }
     };
-    if stopped {
+    if ended == Ended::ClientGivenUp {
+        // The client's socket goes now (the writer has let go of its half),
+        // so that it is reset at once; the upstream gets a close.
+        down.abort();
+        let Sides {
+            client, upstream, ..
+        } = sides;
+        drop(client);
+        let _ = tokio::time::timeout(CLOSE_WAIT, close_upstream(upstream)).await;
+        return;
+    }
+    if ended == Ended::Stopping {
         // A client whose queue is full is not reading: it gets no close.
         let _ = sides
             .to_client
@@ -131,15 +165,53 @@ async fn socket(io: Upgraded, role: Role) -> WebSocketStream<TokioIo<Upgraded>> 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocketStream<TokioIo<Upgraded>>>;
 
-/// Writes what both directions queue for the client, in order.
-async fn write_all(mut queue: mpsc::Receiver<Message>, mut sink: Sink) {
+/// How a relay came to its end.
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// A side closed or went away.
+    Closed,
+    /// The gateway is shutting down.
+    Stopping,
+    /// The client took nothing for the send timeout.
+    ClientGivenUp,
+}
+
+/// Writes what both directions queue for the client, in order. If the
+/// client takes none of it for the send timeout, gives it up, lets go of
+/// the socket and says so on `gave_up`.
+async fn write_all(
+    mut queue: mpsc::Receiver<Message>,
+    mut sink: Sink,
+    send: Option<(SendWatch, Duration)>,
+    gave_up: oneshot::Sender<()>,
+) {
     while let Some(message) = queue.recv().await {
         let closing = message.is_close();
-        if sink.send(message).await.is_err() || closing {
+        let sent = match &send {
+            None => Some(sink.send(message).await),
+            Some((watch, timeout)) => tokio::select! {
+                sent = sink.send(message) => Some(sent),
+                () = watch.stalled(*timeout) => None,
+            },
+        };
+        let Some(sent) = sent else {
+            if let Some((watch, _)) = &send {
+                watch.give_up();
+            }
+            drop(sink);
+            let _ = gave_up.send(());
+            return;
+        };
+        if sent.is_err() || closing {
             break;
         }
     }
     let _ = sink.close().await;
+}
+
+async fn close_upstream(mut upstream: Sink) {
+    let _ = upstream.send(close(CloseCode::Away, "client gone")).await;
+    let _ = upstream.close().await;
 }
 
 /// Upstream to client: everything passes but pongs. (Each side's pings are
@@ -228,7 +300,7 @@ const SHUTTING_DOWN: &str = "gateway shutting down";
 
 /// How long the relay waits, once it is ending, for a side to take or
 /// answer a close, and for the client to take what is queued for it.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// What the relay does with one client message.
 enum Verdict {

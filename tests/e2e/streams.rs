@@ -571,3 +571,48 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
     );
     drop(socket);
 }
+
+#[tokio::test]
+async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout() {
+    let gateway = gateway_with_limits("  send_timeout_ms: 1000\n  max_connections: 1\n").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    // Binary frames the mock echoes, and the client never reads: the echoes
+    // fill the way back until the gateway's writes to the client wait.
+    let frame = vec![7u8; 64 * 1024];
+    let mut sent = 0u64;
+    for _ in 0..2000 {
+        let sending = socket.send(Message::binary(frame.clone()));
+        match tokio::time::timeout(Duration::from_millis(500), sending).await {
+            Ok(Ok(())) => sent += frame.len() as u64,
+            _ => break,
+        }
+    }
+    assert!(
+        sent < 2000 * 64 * 1024,
+        "the relay never stopped taking frames"
+    );
+    // The client takes nothing for longer than the send timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let MaybeTlsStream::Plain(mut stream) = socket.into_inner() else {
+        unreachable!("plain TCP");
+    };
+    let (read, ending) = read_to_close(
+        &mut stream,
+        64 * 1024,
+        Duration::ZERO,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(ending, Ending::Reset, "read {read} of {sent} bytes");
+    assert!(read < sent, "read {read} of {sent} bytes");
+    // Its place under max_connections is free again.
+    let ping = spawn_send(
+        gateway.addr,
+        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
+    );
+    let answered = tokio::time::timeout(Duration::from_secs(5), ping)
+        .await
+        .expect("served once the client was given up on")
+        .expect("task");
+    assert_eq!(answered.status, 200);
+}
