@@ -524,15 +524,11 @@ async fn a_client_that_never_answers_the_upstreams_close_gives_its_place_back() 
     )
     .await;
     // The client reads nothing more, so it never answers the close.
-    let waiting = spawn_send(
-        gateway.addr,
-        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
+    let ping = ping_within(gateway.addr, Duration::from_secs(8)).await;
+    assert_eq!(
+        ping.expect("served once the relay gave up on the close"),
+        200
     );
-    let response = tokio::time::timeout(Duration::from_secs(8), waiting)
-        .await
-        .expect("served once the relay gave up on the close")
-        .expect("task");
-    assert_eq!(response.status, 200);
     drop(socket);
 }
 
@@ -542,23 +538,9 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
     let dir = tempfile::tempdir().expect("dir");
     let served = serve_with_long_grace(&mock, dir.path());
     let mut socket = authenticated(served.addr, "/core/websocket").await;
-    // Binary frames the mock echoes, and the client never reads: the echoes
-    // fill the way back, then the mock stops reading, then the relay is
-    // stuck sending to it, with its queue to the client full.
-    let frame = vec![7u8; 64 * 1024];
-    let mut stuck = false;
-    for _ in 0..2000 {
-        let sent = tokio::time::timeout(
-            Duration::from_millis(500),
-            socket.send(Message::binary(frame.clone())),
-        )
-        .await;
-        if sent.is_err() {
-            stuck = true;
-            break;
-        }
-    }
-    assert!(stuck, "the relay never stopped taking frames");
+    // The relay is then stuck sending to the mock, with its queue to the
+    // client full.
+    flood_until_stuck(&mut socket).await;
     let started = std::time::Instant::now();
     let (code, log) = std::thread::spawn(move || served.stop())
         .join()
@@ -576,21 +558,7 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
 async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout() {
     let gateway = gateway_with_limits("  send_timeout_ms: 1000\n  max_connections: 1\n").await;
     let mut socket = authenticated(gateway.addr, "/core/websocket").await;
-    // Binary frames the mock echoes, and the client never reads: the echoes
-    // fill the way back until the gateway's writes to the client wait.
-    let frame = vec![7u8; 64 * 1024];
-    let mut sent = 0u64;
-    for _ in 0..2000 {
-        let sending = socket.send(Message::binary(frame.clone()));
-        match tokio::time::timeout(Duration::from_millis(500), sending).await {
-            Ok(Ok(())) => sent += frame.len() as u64,
-            _ => break,
-        }
-    }
-    assert!(
-        sent < 2000 * 64 * 1024,
-        "the relay never stopped taking frames"
-    );
+    let sent = flood_until_stuck(&mut socket).await;
     // The client takes nothing for longer than the send timeout.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let MaybeTlsStream::Plain(mut stream) = socket.into_inner() else {
@@ -606,13 +574,31 @@ async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout()
     assert_eq!(ending, Ending::Reset, "read {read} of {sent} bytes");
     assert!(read < sent, "read {read} of {sent} bytes");
     // Its place under max_connections is free again.
-    let ping = spawn_send(
-        gateway.addr,
-        RawRequest::new("GET", "/supervisor/ping").to_bytes(),
-    );
-    let answered = tokio::time::timeout(Duration::from_secs(5), ping)
-        .await
-        .expect("served once the client was given up on")
-        .expect("task");
-    assert_eq!(answered.status, 200);
+    let ping = ping_within(gateway.addr, Duration::from_secs(5)).await;
+    assert_eq!(ping.expect("served once the client was given up on"), 200);
+}
+
+/// Sends binary frames, which the mock echoes, and reads nothing: the
+/// echoes fill the way back, then the mock stops reading, until a send
+/// waits half a second (or fails). Returns the bytes sent by then.
+async fn flood_until_stuck(socket: &mut Socket) -> u64 {
+    let frame = vec![7u8; 64 * 1024];
+    let mut sent = 0u64;
+    for _ in 0..2000 {
+        let sending = socket.send(Message::binary(frame.clone()));
+        match tokio::time::timeout(Duration::from_millis(500), sending).await {
+            Ok(Ok(())) => sent += frame.len() as u64,
+            // Waiting, or already given up on.
+            _ => return sent,
+        }
+    }
+    panic!("the relay never stopped taking frames");
+}
+
+/// The status of `GET /supervisor/ping` on a new connection, if it is
+/// answered within `within` (it waits while `max_connections` are taken).
+async fn ping_within(addr: SocketAddr, within: Duration) -> Option<u16> {
+    let ping = spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes());
+    let answered = tokio::time::timeout(within, ping).await.ok()?;
+    Some(answered.expect("task").status)
 }
