@@ -319,8 +319,12 @@ impl SendWatch {
     }
 
     /// Returns once the client has taken none of what is written to it for
-    /// `timeout`; never while writes go out or none waits.
+    /// `timeout`, counted from no earlier than the call (a send starting
+    /// now); never while writes go out or none waits. (A write that waited
+    /// before, a pong the socket's reading side sent say, may never have
+    /// been tried again since: its time says nothing of this send.)
     pub(crate) async fn stalled(&self, timeout: Duration) {
+        let started = self.activity.now_ms();
         loop {
             let blocked_since = self.activity.write_blocked_since_ms.load(Ordering::Acquire);
             let check_at = if blocked_since == NOT_BLOCKED {
@@ -328,7 +332,7 @@ impl SendWatch {
                 // before its time is up.
                 Instant::now() + timeout
             } else {
-                let until = self.activity.at(blocked_since) + timeout;
+                let until = self.activity.at(blocked_since.max(started)) + timeout;
                 if Instant::now() >= until {
                     return;
                 }
@@ -339,10 +343,15 @@ impl SendWatch {
     }
 
     /// Gives up on the client: its socket is reset when closed, and the
-    /// send timeout is logged and counted as for an HTTP answer.
+    /// send timeout is logged and counted (as `send`, like an HTTP
+    /// answer's).
     pub(crate) fn give_up(&self) {
         self.activity.give_up();
-        Expiry::Send.record(self.peer);
+        tracing::info!(
+            peer = %self.peer,
+            "websocket reset: the client took none of the frames relayed to it for the send timeout"
+        );
+        crate::metrics::client_timeout(Expiry::Send.name());
     }
 }
 

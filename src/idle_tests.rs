@@ -208,3 +208,18 @@ async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
     watch.give_up();
     assert!(activity.given_up.load(Ordering::Acquire));
 }
+
+#[tokio::test]
+async fn a_send_watch_counts_from_its_own_send_not_from_an_older_wait() {
+    let activity = Arc::new(Activity::new());
+    let watch = SendWatch::new(activity.clone(), "127.0.0.1:9".parse().expect("addr"));
+    let timeout = Duration::from_millis(100);
+    // A write waited (a pong, say) and was never tried again.
+    activity.wrote(false);
+    tokio::time::sleep(timeout * 3).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
+        .await
+        .expect("fired once this send had waited");
+    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+}

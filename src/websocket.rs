@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, request, HeaderMap, HeaderValue, Method};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -113,20 +113,25 @@ pub async fn relay(
     let stopping = async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     };
+    // (Fused: it is waited for in two places, and may have ended in the
+    // first without a give-up, when the writer ended otherwise.)
+    let mut given_up = given_up.fuse();
     let ended = {
         let forwarding = upstream_side(&mut sides, &policy, &caller);
         tokio::pin!(forwarding);
         tokio::select! {
             // (First: a client given up on also ends the other branches.)
             biased;
-            Ok(()) = given_up => Ended::ClientGivenUp,
+            Ok(()) = &mut given_up => Ended::ClientGivenUp,
             () = &mut forwarding => Ended::Closed,
             // The upstream closed (its close is on its way to the client)
-            // or went away: the client has a while to answer the close.
-            _ = &mut down => {
-                let _ = tokio::time::timeout(CLOSE_WAIT, &mut forwarding).await;
-                Ended::Closed
-            }
+            // or went away: the client has a while to answer the close,
+            // unless it is given up on meanwhile.
+            _ = &mut down => tokio::select! {
+                biased;
+                Ok(()) = &mut given_up => Ended::ClientGivenUp,
+                _ = tokio::time::timeout(CLOSE_WAIT, &mut forwarding) => Ended::Closed,
+            },
             () = stopping => Ended::Stopping,
         }
     };
@@ -190,6 +195,7 @@ async fn write_all(
         let sent = match &send {
             None => Some(sink.send(message).await),
             Some((watch, timeout)) => tokio::select! {
+                biased;
                 sent = sink.send(message) => Some(sent),
                 () = watch.stalled(*timeout) => None,
             },
