@@ -35,11 +35,14 @@ use crate::idle::{
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
 const UNSENT_LOW_WATER: u32 = 128 * 1024;
 
-/// The most hyper reads from a client at once. Its read buffer starts at
+/// hyper's buffer size for a client connection. Its read buffer starts at
 /// 8 KiB and grows towards this only while reads keep filling it, as a
-/// large upload does; a 32 KiB cap (the head limit, which hyper's buffer
-/// size used to be) cost an upload half again as much CPU. Heads are
-/// bounded apart from it, by `max_header_bytes`.
+/// large upload does (a read takes whatever room the buffer has, which can
+/// be more); it also caps how much of an answer hyper queues before waiting
+/// for the client. At 32 KiB (the head limit, which it used to be) an
+/// upload cost half again as much CPU; the price is memory per busy or
+/// stalled connection (README, "Load"). Heads are bounded apart from it,
+/// by `max_header_bytes`.
 const READ_BUFFER_MAX: usize = 256 * 1024;
 
 thread_local! {
