@@ -556,8 +556,14 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
 
 #[tokio::test]
 async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout() {
-    let gateway = gateway_with_limits("  send_timeout_ms: 1000\n  max_connections: 1\n").await;
-    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = test_config_yaml(mock.addr()).replace(
+        "limits:\n",
+        "limits:\n  send_timeout_ms: 1000\n  max_connections: 1\n",
+    );
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
     let sent = flood_until_stuck(&mut socket).await;
     // The client takes nothing for longer than the send timeout.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -574,8 +580,18 @@ async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout()
     assert_eq!(ending, Ending::Reset, "read {read} of {sent} bytes");
     assert!(read < sent, "read {read} of {sent} bytes");
     // Its place under max_connections is free again.
-    let ping = ping_within(gateway.addr, Duration::from_secs(5)).await;
+    let ping = ping_within(served.addr, Duration::from_secs(5)).await;
     assert_eq!(ping.expect("served once the client was given up on"), 200);
+    let (code, log) = std::thread::spawn(move || served.stop())
+        .join()
+        .expect("stop");
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        log.matches("websocket reset: the client took none").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains(TOK_HA), "{log}");
 }
 
 /// Sends binary frames, which the mock echoes, and reads nothing: the
