@@ -187,23 +187,35 @@ fn bytes_read_ahead_start_the_next_heads_time_at_the_last_requests_end() {
     assert_eq!(activity.head_since_ms.load(Ordering::Acquire), idle_ms);
 }
 
+/// A connection's activity and a send watch on it.
+fn watched() -> (Arc<Activity>, SendWatch) {
+    let activity = Arc::new(Activity::new());
+    let peer = "127.0.0.1:9".parse().expect("addr");
+    (activity.clone(), SendWatch::new(activity, peer))
+}
+
+/// How long `watch` took to fire with `timeout` (at most 10 s).
+async fn fired_after(watch: &SendWatch, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
+        .await
+        .expect("fired within 10 s");
+    started.elapsed()
+}
+
 #[tokio::test]
 async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
-    let activity = Arc::new(Activity::new());
-    let watch = SendWatch::new(activity.clone(), "127.0.0.1:9".parse().expect("addr"));
+    let (activity, watch) = watched();
     let timeout = Duration::from_millis(100);
     // No write waiting, one that went out: nothing to give up on.
     activity.wrote(true);
     let waited = tokio::time::timeout(Duration::from_millis(400), watch.stalled(timeout)).await;
     assert!(waited.is_err(), "fired with no write waiting");
-    // A write waits and nothing goes out: it fires.
+    // A write waits and nothing goes out: it fires. (Its start is kept to
+    // the millisecond, so not quite all of the time need pass.)
     activity.wrote(false);
-    let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
-        .await
-        .expect("fired once the write had waited");
-    // (Its start is kept to the millisecond, so not quite all of it.)
-    assert!(started.elapsed() >= timeout / 2);
+    let fired = fired_after(&watch, timeout).await;
+    assert!(fired >= timeout / 2, "{fired:?}");
     assert!(!activity.given_up.load(Ordering::Acquire));
     watch.give_up();
     assert!(activity.given_up.load(Ordering::Acquire));
@@ -211,15 +223,11 @@ async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
 
 #[tokio::test]
 async fn a_send_watch_counts_from_its_own_send_not_from_an_older_wait() {
-    let activity = Arc::new(Activity::new());
-    let watch = SendWatch::new(activity.clone(), "127.0.0.1:9".parse().expect("addr"));
+    let (activity, watch) = watched();
     let timeout = Duration::from_millis(100);
     // A write waited (a pong, say) and was never tried again.
     activity.wrote(false);
     tokio::time::sleep(timeout * 3).await;
-    let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
-        .await
-        .expect("fired once this send had waited");
-    assert!(started.elapsed() >= timeout / 2, "{:?}", started.elapsed());
+    let fired = fired_after(&watch, timeout).await;
+    assert!(fired >= timeout / 2, "{fired:?}");
 }
