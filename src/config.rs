@@ -1071,6 +1071,9 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
         let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
         (key, "this key is given twice".to_owned())
+    } else if let Some(reason) = not_a_number(message) {
+        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
+        (key, reason)
     } else {
         let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
         (key, redact_values(message))
@@ -1100,6 +1103,25 @@ fn key_on_line(text: &str, line: u64) -> Option<String> {
     let (key, _) = trimmed.split_once(':')?;
     let key = key.trim().trim_matches(['"', '\'']);
     (!key.is_empty() && is_slug(&key.replace(' ', "_"))).then(|| key.to_owned())
+}
+
+/// The parser's "invalid u64 at line 5, column 20" (a scalar that is not
+/// a number of the field's type: a word, a fraction, a negative or too
+/// large a number), said in a user's words.
+fn not_a_number(message: &str) -> Option<String> {
+    let kind = message
+        .strip_prefix("invalid ")?
+        .split_whitespace()
+        .next()?;
+    let bits = kind.strip_prefix('u').or_else(|| kind.strip_prefix('i'))?;
+    let integer = bits == "size" || (!bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit()));
+    if !integer {
+        return None;
+    }
+    Some(match kind.starts_with('u') {
+        true => "not a whole number of 0 or more (or too large)".to_owned(),
+        false => "not a whole number (or too large)".to_owned(),
+    })
 }
 
 fn first_line(message: &str) -> &str {

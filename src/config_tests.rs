@@ -79,6 +79,26 @@ fn parse_errors_name_the_key_on_their_line() {
 }
 
 #[test]
+fn a_limit_that_is_not_a_whole_number_says_so() {
+    for value in ["\"abc\"", "-5", "1.5", "99999999999999999999999"] {
+        let text = format!("upstream: http://127.0.0.1:1\nlimits:\n  send_timeout_ms: {value}\n");
+        let error = error_of(&text);
+        assert_eq!(
+            (error.key.as_str(), error.line),
+            ("send_timeout_ms", 3),
+            "{value}"
+        );
+        assert_eq!(
+            error.reason, "not a whole number of 0 or more (or too large)",
+            "{value}"
+        );
+    }
+    // Other messages are left as they were.
+    assert_eq!(not_a_number("invalid type, expected a boolean"), None);
+    assert_eq!(not_a_number("invalid user"), None);
+}
+
+#[test]
 fn a_shared_token_is_refused_without_showing_it() {
     let text = "upstream: http://127.0.0.1:1\ntokens:\n  cli: s3cr3t-value\naddons:\n  - slug: a\n    token: s3cr3t-value\n";
     let error = error_of(text);
