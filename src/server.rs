@@ -43,7 +43,7 @@ const UNSENT_LOW_WATER: u32 = 128 * 1024;
 /// upload cost half again as much CPU; the price is memory per busy or
 /// stalled connection (README, "Load"). Heads are bounded apart from it,
 /// by `max_header_bytes`.
-const READ_BUFFER_MAX: usize = 256 * 1024;
+const HYPER_BUFFER_SIZE: usize = 256 * 1024;
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -293,7 +293,7 @@ fn hyper_builder(limits: &crate::config::Limits) -> http1::Builder {
     builder
         .header_read_timeout(None)
         .max_header_size(limits.max_header_bytes)
-        .max_buf_size(READ_BUFFER_MAX.max(limits.max_header_bytes))
+        .max_buf_size(HYPER_BUFFER_SIZE.max(limits.max_header_bytes))
         .max_headers(limits.max_headers);
     builder
 }
