@@ -294,7 +294,6 @@ impl Forwarder {
         parts: &mut request::Parts,
         peer: &Peer,
         policy: Arc<Policy>,
-        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Response<Body>, ForwardError> {
         let client_upgrade = parts
             .extensions
@@ -318,17 +317,14 @@ impl Forwarder {
             return Ok(Response::from_parts(head, Body::new(body)));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
-        // (Set by the server for every upgrade request it takes.)
-        let send_watch = parts.extensions.remove::<crate::idle::SendWatch>();
         tokio::spawn(websocket::relay(
             websocket::Ends {
                 client: client_upgrade,
                 upstream: upstream_upgrade,
-                client_send: send_watch.map(|watch| (watch, self.limits.send_timeout)),
+                handover: parts.extensions.remove::<websocket::Handover>(),
             },
             policy,
             caller.clone(),
-            stopping,
         ));
         Ok(switching_protocols(response.headers()))
     }

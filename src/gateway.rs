@@ -43,8 +43,6 @@ pub struct Gateway {
     /// Toggles are forwarded one at a time, so that the state recorded
     /// last is the one the upstream applied last.
     toggles: tokio::sync::Mutex<()>,
-    /// Set when the server stops accepting: WebSocket relays then close.
-    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -177,7 +175,6 @@ impl Gateway {
             audit: None,
             protection,
             toggles: tokio::sync::Mutex::new(()),
-            stopping: tokio::sync::watch::Sender::new(false),
             policy: ArcSwap::from_pointee(Policy {
                 table,
                 callers: config.callers,
@@ -185,12 +182,6 @@ impl Gateway {
             }),
             fixed,
         }
-    }
-
-    /// Says that the server has stopped accepting: open WebSocket relays
-    /// close both sides with 1001 (going away).
-    pub fn begin_shutdown(&self) {
-        self.stopping.send_replace(true);
     }
 
     /// Also writes every decision to `audit`.
@@ -363,10 +354,9 @@ impl Gateway {
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
                 let policy = policy.clone();
-                let stopping = self.stopping.subscribe();
                 let upgraded = self
                     .forwarder
-                    .forward_upgrade(&permit, &caller, parts, peer, policy, stopping);
+                    .forward_upgrade(&permit, &caller, parts, peer, policy);
                 upgraded.await.unwrap_or_else(upstream_failure)
             }
             Some(permit) => {

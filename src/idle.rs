@@ -311,19 +311,29 @@ impl Expiry {
 pub(crate) struct SendWatch {
     activity: Arc<Activity>,
     peer: std::net::SocketAddr,
+    timeout: Duration,
 }
 
 impl SendWatch {
-    pub(crate) fn new(activity: Arc<Activity>, peer: std::net::SocketAddr) -> SendWatch {
-        SendWatch { activity, peer }
+    pub(crate) fn new(
+        activity: Arc<Activity>,
+        peer: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> SendWatch {
+        SendWatch {
+            activity,
+            peer,
+            timeout,
+        }
     }
 
     /// Returns once the client has taken none of what is written to it for
-    /// `timeout`, counted from no earlier than the call (a send starting
+    /// the send timeout, counted from no earlier than the call (a send starting
     /// now); never while writes go out or none waits. (A write that waited
     /// before, a pong the socket's reading side sent say, may never have
     /// been tried again since: its time says nothing of this send.)
-    pub(crate) async fn stalled(&self, timeout: Duration) {
+    pub(crate) async fn stalled(&self) {
+        let timeout = self.timeout;
         let started = self.activity.now_ms();
         loop {
             let blocked_since = self.activity.write_blocked_since_ms.load(Ordering::Acquire);

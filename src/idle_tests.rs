@@ -188,16 +188,16 @@ fn bytes_read_ahead_start_the_next_heads_time_at_the_last_requests_end() {
 }
 
 /// A connection's activity and a send watch on it.
-fn watched() -> (Arc<Activity>, SendWatch) {
+fn watched(timeout: Duration) -> (Arc<Activity>, SendWatch) {
     let activity = Arc::new(Activity::new());
     let peer = "127.0.0.1:9".parse().expect("addr");
-    (activity.clone(), SendWatch::new(activity, peer))
+    (activity.clone(), SendWatch::new(activity, peer, timeout))
 }
 
-/// How long `watch` took to fire with `timeout` (at most 10 s).
-async fn fired_after(watch: &SendWatch, timeout: Duration) -> Duration {
+/// How long `watch` took to fire (at most 10 s).
+async fn fired_after(watch: &SendWatch) -> Duration {
     let started = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), watch.stalled(timeout))
+    tokio::time::timeout(Duration::from_secs(10), watch.stalled())
         .await
         .expect("fired within 10 s");
     started.elapsed()
@@ -205,16 +205,16 @@ async fn fired_after(watch: &SendWatch, timeout: Duration) -> Duration {
 
 #[tokio::test]
 async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
-    let (activity, watch) = watched();
     let timeout = Duration::from_millis(100);
+    let (activity, watch) = watched(timeout);
     // No write waiting, one that went out: nothing to give up on.
     activity.wrote(true);
-    let waited = tokio::time::timeout(Duration::from_millis(400), watch.stalled(timeout)).await;
+    let waited = tokio::time::timeout(Duration::from_millis(400), watch.stalled()).await;
     assert!(waited.is_err(), "fired with no write waiting");
     // A write waits and nothing goes out: it fires. (Its start is kept to
     // the millisecond, so not quite all of the time need pass.)
     activity.wrote(false);
-    let fired = fired_after(&watch, timeout).await;
+    let fired = fired_after(&watch).await;
     assert!(fired >= timeout / 2, "{fired:?}");
     assert!(!activity.given_up.load(Ordering::Acquire));
     watch.give_up();
@@ -223,11 +223,11 @@ async fn a_send_watch_fires_only_once_a_write_has_waited_its_time() {
 
 #[tokio::test]
 async fn a_send_watch_counts_from_its_own_send_not_from_an_older_wait() {
-    let (activity, watch) = watched();
     let timeout = Duration::from_millis(100);
+    let (activity, watch) = watched(timeout);
     // A write waited (a pong, say) and was never tried again.
     activity.wrote(false);
     tokio::time::sleep(timeout * 3).await;
-    let fired = fired_after(&watch, timeout).await;
+    let fired = fired_after(&watch).await;
     assert!(fired >= timeout / 2, "{fired:?}");
 }

@@ -30,6 +30,7 @@ use crate::gateway::Gateway;
 use crate::idle::{
     self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, SendWatch, Timeouts, Warm,
 };
+use crate::websocket::Handover;
 
 /// The most unsent answer bytes the kernel holds for a client before the
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
@@ -168,7 +169,6 @@ pub async fn serve_on(
     drop(listener);
     drop(alive_tx);
     let _ = stop_tx.send(true);
-    gateway.begin_shutdown();
     let grace = gateway.limits().shutdown_grace;
     if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         let grace_ms = grace.as_millis() as u64;
@@ -225,8 +225,9 @@ impl Connection {
         tune(&stream);
         let builder = hyper_builder(gateway.limits());
         let activity = Arc::new(Activity::new());
-        let mut deadlines = Deadlines::new(&activity, Timeouts::of(gateway.limits()));
-        let service = service(gateway, activity.clone(), peer);
+        let timeouts = Timeouts::of(gateway.limits());
+        let mut deadlines = Deadlines::new(&activity, timeouts);
+        let service = service(gateway, activity.clone(), peer, stop.clone(), timeouts.send);
         let mut stop = stop;
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -300,11 +301,14 @@ fn hyper_builder(limits: &crate::config::Limits) -> http1::Builder {
 
 /// The connection's service: each request counted in flight until its
 /// answer is written, and marked for whether the connection may be parked
-/// after it.
+/// after it. An upgrade request carries what a WebSocket relay takes over
+/// from the connection: the server's stop signal and the send timeout.
 fn service(
     gateway: Arc<Gateway>,
     activity: Arc<Activity>,
     addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+    send_timeout: Duration,
 ) -> impl Service<
     http::Request<Incoming>,
     Response = http::Response<Tracked>,
@@ -320,9 +324,11 @@ fn service(
         );
         let mut request = request;
         if !reusable && request.headers().contains_key(http::header::UPGRADE) {
-            // A WebSocket's relay keeps the send timeout (see `websocket`).
-            let watch = SendWatch::new(activity.clone(), addr);
-            request.extensions_mut().insert(watch);
+            let handover = Handover {
+                send: SendWatch::new(activity.clone(), addr, send_timeout),
+                stopping: stop.clone(),
+            };
+            request.extensions_mut().insert(handover);
         }
         let guard = InFlight::start(&activity, reusable);
         let activity = activity.clone();

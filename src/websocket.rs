@@ -68,9 +68,19 @@ pub struct Ends {
     pub client: OnUpgrade,
     /// The upstream's 101 answer.
     pub upstream: OnUpgrade,
-    /// The client connection's writes, and how long the client may take
-    /// none of them (`limits.send_timeout_ms`).
-    pub(crate) client_send: Option<(SendWatch, Duration)>,
+    /// What the client's connection hands over, when a server serves it.
+    pub(crate) handover: Option<Handover>,
+}
+
+/// What a relay takes over from the client's connection; the server puts
+/// it in every upgrade request it takes.
+#[derive(Clone)]
+pub(crate) struct Handover {
+    /// The client connection's writes, watched for the send timeout.
+    pub(crate) send: SendWatch,
+    /// Set when the server stops accepting: the relay then closes both
+    /// sides with 1001 (going away).
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 /// Once both sides have upgraded, relays frames until either side closes.
@@ -78,17 +88,16 @@ pub struct Ends {
 /// add-on. A client that takes none of what is written to it for the send
 /// timeout is given up on at once: its socket is reset, the upstream side
 /// closed.
-pub async fn relay(
-    ends: Ends,
-    policy: Arc<Policy>,
-    caller: Caller,
-    mut stopping: watch::Receiver<bool>,
-) {
+pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
     let Ends {
         client,
         upstream,
-        client_send,
+        handover,
     } = ends;
+    let (send, stopping) = match handover {
+        Some(Handover { send, stopping }) => (Some(send), Some(stopping)),
+        None => (None, None),
+    };
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(error) => {
@@ -103,7 +112,7 @@ pub async fn relay(
     let (to_client, from_relay) = mpsc::channel::<Message>(QUEUE);
     let (gave_up, given_up) = oneshot::channel();
 
-    let mut writer = tokio::spawn(write_all(from_relay, client_sink, client_send, gave_up));
+    let mut writer = tokio::spawn(write_all(from_relay, client_sink, send, gave_up));
     let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
     let mut sides = Sides {
         client: client_stream,
@@ -111,7 +120,12 @@ pub async fn relay(
         to_client,
     };
     let stopping = async move {
-        let _ = stopping.wait_for(|stopping| *stopping).await;
+        match stopping {
+            Some(mut stopping) => {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            }
+            None => std::future::pending().await,
+        }
     };
     // (Fused: it is waited for in two places, and may have ended in the
     // first without a give-up, when the writer ended otherwise.)
@@ -187,23 +201,23 @@ enum Ended {
 async fn write_all(
     mut queue: mpsc::Receiver<Message>,
     mut sink: Sink,
-    send: Option<(SendWatch, Duration)>,
+    send: Option<SendWatch>,
     gave_up: oneshot::Sender<()>,
 ) {
     while let Some(message) = queue.recv().await {
         let closing = message.is_close();
         let sent = match &send {
             None => Some(sink.send(message).await),
-            Some((watch, timeout)) => tokio::select! {
+            Some(watch) => tokio::select! {
                 biased;
                 sent = sink.send(message) => Some(sent),
-                () = watch.stalled(*timeout) => None,
+                () = watch.stalled() => {
+                    watch.give_up();
+                    None
+                }
             },
         };
         let Some(sent) = sent else {
-            if let Some((watch, _)) = &send {
-                watch.give_up();
-            }
             drop(sink);
             let _ = gave_up.send(());
             return;
