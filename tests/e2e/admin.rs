@@ -189,9 +189,8 @@ fn serve_with_admin_and_limits(
     dir: &Path,
     limits: &str,
 ) -> (Served, SocketAddr) {
-    let text = test_config_yaml(mock.addr())
-        .replace("admin_listen: none", "admin_listen: 127.0.0.1:0")
-        .replace("limits:\n", &format!("limits:\n{limits}"));
+    let text = config_with_limits(mock.addr(), limits)
+        .replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
     let path = write(dir, "gateway.yaml", &text);
     let served = spawn_serve(&path, "info");
     assert!(served.wait_for_log("admin=", 1, Duration::from_secs(10)));

@@ -481,12 +481,32 @@ pub(crate) fn spawn_send(addr: SocketAddr, bytes: Vec<u8>) -> tokio::task::JoinH
     tokio::spawn(async move { send_raw(addr, &bytes).await })
 }
 
+/// The test config plus extra `limits` lines.
+pub(crate) fn config_with_limits(upstream: SocketAddr, extra: &str) -> String {
+    test_config_yaml(upstream).replace("limits:\n", &format!("limits:\n{extra}"))
+}
+
 /// A gateway with the test config plus extra `limits` lines.
 pub(crate) async fn gateway_with_limits(extra: &str) -> TestGateway {
     let mock = start_mock().await;
-    let text = test_config_yaml(mock.addr()).replace("limits:\n", &format!("limits:\n{extra}"));
+    let text = config_with_limits(mock.addr(), extra);
     let config = Config::from_yaml(&text, "test config").expect("config with limits");
     TestGateway::with_config(config, mock).await
+}
+
+/// `GET /supervisor/ping` on a new connection, in a task of its own.
+pub(crate) fn spawn_ping(addr: SocketAddr) -> tokio::task::JoinHandle<RawResponse> {
+    spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes())
+}
+
+/// The status of the answer `waiting` gets, if it comes within `within`
+/// (a new connection waits while `max_connections` are taken).
+pub(crate) async fn status_within(
+    waiting: tokio::task::JoinHandle<RawResponse>,
+    within: Duration,
+) -> Option<u16> {
+    let answered = tokio::time::timeout(within, waiting).await.ok()?;
+    Some(answered.expect("task").status)
 }
 
 /// Reads until the peer closes, or gives up after `within`; true if closed.
@@ -594,13 +614,10 @@ impl KeptAlive {
 /// Asserts that a new request waits while every connection slot is taken,
 /// and is served once `free` has given one back.
 pub(crate) async fn served_only_once_freed(addr: SocketAddr, free: impl FnOnce(), case: &str) {
-    let waiting = spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes());
+    let waiting = spawn_ping(addr);
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!waiting.is_finished(), "{case}: served past the limit");
     free();
-    let response = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("served once a slot is free")
-        .expect("task");
-    assert_eq!(response.status, 200, "{case}");
+    let status = status_within(waiting, Duration::from_secs(5)).await;
+    assert_eq!(status.expect("served once a slot is free"), 200, "{case}");
 }

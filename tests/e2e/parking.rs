@@ -156,8 +156,7 @@ async fn a_head_sent_behind_a_request_with_a_body_has_only_its_head_time() {
 async fn shutdown_does_not_wait_past_the_head_time_for_an_unfinished_head() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = test_config_yaml(mock.addr())
-        .replace("limits:\n", "limits:\n  header_read_timeout_ms: 1000\n")
+    let text = config_with_limits(mock.addr(), "  header_read_timeout_ms: 1000\n")
         .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 10000");
     let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
     let mut first = KeptAlive::connect(served.addr).await;

@@ -524,7 +524,7 @@ async fn a_client_that_never_answers_the_upstreams_close_gives_its_place_back() 
     )
     .await;
     // The client reads nothing more, so it never answers the close.
-    let ping = ping_within(gateway.addr, Duration::from_secs(8)).await;
+    let ping = status_within(spawn_ping(gateway.addr), Duration::from_secs(8)).await;
     assert_eq!(
         ping.expect("served once the relay gave up on the close"),
         200
@@ -558,10 +558,8 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
 async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = test_config_yaml(mock.addr()).replace(
-        "limits:\n",
-        "limits:\n  send_timeout_ms: 1000\n  max_connections: 1\n",
-    );
+    let limits = "  send_timeout_ms: 1000\n  max_connections: 1\n";
+    let text = config_with_limits(mock.addr(), limits);
     let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let sent = flood_until_stuck(&mut socket).await;
@@ -580,7 +578,7 @@ async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout()
     assert_eq!(ending, Ending::Reset, "read {read} of {sent} bytes");
     assert!(read < sent, "read {read} of {sent} bytes");
     // Its place under max_connections is free again.
-    let ping = ping_within(served.addr, Duration::from_secs(5)).await;
+    let ping = status_within(spawn_ping(served.addr), Duration::from_secs(5)).await;
     assert_eq!(ping.expect("served once the client was given up on"), 200);
     let (code, log) = std::thread::spawn(move || served.stop())
         .join()
@@ -609,12 +607,4 @@ async fn flood_until_stuck(socket: &mut Socket) -> u64 {
         }
     }
     panic!("the relay never stopped taking frames");
-}
-
-/// The status of `GET /supervisor/ping` on a new connection, if it is
-/// answered within `within` (it waits while `max_connections` are taken).
-async fn ping_within(addr: SocketAddr, within: Duration) -> Option<u16> {
-    let ping = spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes());
-    let answered = tokio::time::timeout(within, ping).await.ok()?;
-    Some(answered.expect("task").status)
 }
