@@ -113,10 +113,7 @@ pub fn nearest(judgement: &Judgement, table: &Table, method: &Method) -> Option<
     let decision = &judgement.decision;
     let path = &judgement.target.as_ref()?.path;
     let flag = match decision.outcome {
-        Outcome::Allowed
-        | Outcome::BadTarget(_)
-        | Outcome::BadHeaders(_)
-        | Outcome::HeadTooLarge => return None,
+        Outcome::Allowed | Outcome::BadTarget(_) | Outcome::BadHeaders(_) => return None,
         Outcome::AlwaysDenied => return Some("nothing: this path is refused to everyone".into()),
         Outcome::CoreOnly => return Some("only the Home Assistant core's token".into()),
         Outcome::NeedsHomeassistantApi => {

@@ -72,8 +72,6 @@ pub enum Outcome {
     BadTarget(TargetError),
     /// The request's headers are ambiguous or hostile.
     BadHeaders(String),
-    /// The request head is larger than the configured limit (431).
-    HeadTooLarge,
     /// Refused for everyone.
     AlwaysDenied,
     /// No token on a path that needs one.
@@ -101,7 +99,6 @@ impl Outcome {
             Outcome::Allowed => StatusCode::OK,
             Outcome::BadTarget(TargetError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
             Outcome::BadTarget(_) | Outcome::BadHeaders(_) => StatusCode::BAD_REQUEST,
-            Outcome::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Outcome::MissingToken | Outcome::NeedsHomeassistantApi | Outcome::BadToken(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -128,7 +125,6 @@ impl Outcome {
             Outcome::Allowed => "allowed".into(),
             Outcome::BadTarget(error) => error.to_string(),
             Outcome::BadHeaders(reason) => reason.clone(),
-            Outcome::HeadTooLarge => "request head too large".into(),
             Outcome::AlwaysDenied => "this path is never forwarded".into(),
             Outcome::MissingToken => "a token is required".into(),
             Outcome::UnknownToken => "unknown token".into(),
@@ -178,11 +174,6 @@ impl Decision {
     /// A refusal for the request's headers.
     pub fn bad_headers(step: Step, reason: impl Into<String>) -> Decision {
         Decision::new(Outcome::BadHeaders(reason.into()), step, None)
-    }
-
-    /// A refusal of a request head over the size limit.
-    pub fn head_too_large() -> Decision {
-        Decision::new(Outcome::HeadTooLarge, Step::CanonicalTarget, None)
     }
 
     /// Whether the request may pass.

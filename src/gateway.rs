@@ -321,12 +321,9 @@ impl Gateway {
         peer: &Peer,
     ) -> Response<Body> {
         let policy = self.policy();
-        let judgement = if head_size(parts) > self.limits.max_header_bytes {
-            // hyper answers 431 itself to a head (request line and line
-            // ends included) over the limit; this count leaves those out,
-            // so it only matters if hyper's bound is ever lifted.
-            judgement(Decision::head_too_large(), Caller::Anonymous, None)
-        } else if parts.version == http::Version::HTTP_11
+        // (Heads over `max_header_bytes` never get here: hyper counts them
+        // as sent and answers 431 itself; see `server::hyper_builder`.)
+        let judgement = if parts.version == http::Version::HTTP_11
             && !parts.headers.contains_key(http::header::HOST)
         {
             // RFC 9112, 3.2: an HTTP/1.1 request without Host gets 400.
@@ -558,18 +555,6 @@ fn close_after(response: &mut Response<Body>) {
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),
     );
-}
-
-/// The size of the request head as sent, near enough: the target and each
-/// header line.
-fn head_size(parts: &request::Parts) -> usize {
-    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    let headers: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    target + headers
 }
 
 /// Whether this decision's event would be written: allowed requests log at
