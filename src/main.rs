@@ -233,9 +233,17 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli.command))
 }
 
+/// Libraries that log what passes through at trace level, WebSocket
+/// messages among it (an add-on's in-band token): held at debug whatever
+/// `RUST_LOG` asks, so that no token is logged at any level.
+const CAPPED_AT_DEBUG: [&str; 2] = ["tungstenite=debug", "tokio_tungstenite=debug"];
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in CAPPED_AT_DEBUG {
+        filter = filter.add_directive(directive.parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

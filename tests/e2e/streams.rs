@@ -608,3 +608,24 @@ async fn flood_until_stuck(socket: &mut Socket) -> u64 {
     }
     panic!("the relay never stopped taking frames");
 }
+
+#[tokio::test]
+async fn the_in_band_token_is_not_logged_even_at_trace_level() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = test_config_yaml(mock.addr());
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "trace");
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+    socket.close(None).await.expect("close");
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.next()).await;
+    let (code, log) = std::thread::spawn(move || served.stop())
+        .join()
+        .expect("stop");
+    assert_eq!(code, Some(0));
+    // The WebSocket library's debug lines are there; its trace lines,
+    // which carry every message, are not.
+    assert!(log.contains("Received close frame"), "{log}");
+    assert!(!log.contains(TOK_HA), "the token was logged");
+}
