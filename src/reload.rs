@@ -15,11 +15,15 @@ pub struct Watcher {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
     seen: Vec<Option<[u8; 32]>>,
+    hangup: Hangup,
 }
 
 impl Watcher {
     /// Takes the files' fingerprint now: create the watcher right after the
     /// gateway has loaded them, so that no change in between goes unseen.
+    /// SIGHUP is taken over now too (on the runtime), before the gateway
+    /// listens: one that came before the watcher's task first ran would
+    /// otherwise end the process, SIGHUP's default.
     pub fn new(gateway: Arc<Gateway>) -> Watcher {
         let files = gateway.watched_files();
         let seen = fingerprint(&files);
@@ -27,16 +31,16 @@ impl Watcher {
             gateway,
             files,
             seen,
+            hangup: Hangup::new(),
         }
     }
 
     /// Reloads on SIGHUP, and every `interval` if a file changed; with no
     /// interval, on SIGHUP only.
     pub async fn run(mut self, interval: Option<Duration>) {
-        let mut hangup = Hangup::new();
         loop {
             let reason = tokio::select! {
-                () = hangup.recv() => "SIGHUP",
+                () = self.hangup.recv() => "SIGHUP",
                 () = tick(interval) => "file changed",
             };
             // The fingerprint is taken before reading the files: a change

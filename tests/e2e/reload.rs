@@ -336,3 +336,20 @@ async fn a_reload_names_each_changed_key_that_needs_a_restart_and_still_swaps_th
         .await;
     assert_eq!(response.status, 200);
 }
+
+#[tokio::test]
+async fn a_sighup_as_soon_as_the_gateway_listens_reloads_it_and_does_not_end_it() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    // (spawn_serve returns once "gateway listening" is logged.)
+    served.signal("HUP");
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    let ping = RawRequest::new("GET", "/supervisor/ping").to_bytes();
+    assert_eq!(send_raw(served.addr, &ping).await.status, 200);
+}
