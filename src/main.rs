@@ -468,7 +468,10 @@ async fn serve(path: PathBuf) -> ExitCode {
         },
         None => Arc::new(gateway),
     };
+    // Both signal handlers are in place before the gateway listens (see
+    // `shutdown_signal`).
     let watcher = reload::Watcher::new(gateway.clone());
+    let shutdown = shutdown_signal();
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
@@ -500,7 +503,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
     };
     let watcher = tokio::spawn(watcher.run(watch));
-    let result = server::serve_on(listener, gateway, shutdown_signal(), &workers).await;
+    let result = server::serve_on(listener, gateway, shutdown, &workers).await;
     watcher.abort();
     if let Some(admin) = admin {
         admin.abort();
@@ -609,24 +612,26 @@ async fn start_admin(
 }
 
 async fn run_demo(listen: SocketAddr) -> ExitCode {
+    let shutdown = shutdown_signal();
     let started = match demo::start(listen).await {
         Ok(started) => started,
         Err(error) => return fail(error),
     };
     let bound = started.listener.local_addr().unwrap_or(listen);
     println!("{}", demo::banner(bound, started.mock.addr()));
-    let result = server::serve(started.listener, started.gateway, shutdown_signal()).await;
+    let result = server::serve(started.listener, started.gateway, shutdown).await;
     started.mock.stop().await;
     finish(result)
 }
 
 async fn run_mock(listen: SocketAddr) -> ExitCode {
+    let shutdown = shutdown_signal();
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
     let state = mock_upstream::MockState::new();
-    finish(mock_upstream::serve(listener, state, shutdown_signal()).await)
+    finish(mock_upstream::serve(listener, state, shutdown).await)
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {
@@ -663,27 +668,52 @@ fn finish(result: std::io::Result<()>) -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed
+/// when this is called, not when the future is first polled: a signal that
+/// came in between would take its default action and end the process at
+/// once, without the graceful shutdown.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let signals = {
+        use tokio::signal::unix::SignalKind;
+        let interrupt = stop_signal(SignalKind::interrupt());
+        let term = stop_signal(SignalKind::terminate());
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(term) => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let signals = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    async move {
+        signals.await;
+        tracing::info!("shutting down");
+    }
+}
+
+/// A stop signal's handler, or none (with a warning) if it cannot be had.
+#[cfg(unix)]
+fn stop_signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot handle a stop signal: it will end the process at once");
+            None
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Resolves when `signal` arrives; never without a handler.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
-    tracing::info!("shutting down");
 }

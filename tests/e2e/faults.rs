@@ -326,6 +326,24 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
 }
 
 #[tokio::test]
+async fn a_sigterm_as_soon_as_the_gateway_listens_shuts_it_down_gracefully() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr()));
+    // (spawn_serve returns once "gateway listening" is logged.)
+    let served = spawn_serve(&path, "info");
+    let (code, log) = tokio::task::spawn_blocking(move || served.stop())
+        .await
+        .expect("stop");
+    assert_eq!(
+        code,
+        Some(0),
+        "ended by the signal's default action, not shut down:\n{log}"
+    );
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+#[tokio::test]
 async fn sigterm_exits_after_the_grace_time_when_a_request_hangs() {
     let upstream = slow_upstream(Duration::from_secs(60)).await;
     let dir = tempfile::tempdir().expect("temp dir");
