@@ -96,6 +96,8 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest request body on upload routes, which stream.
     pub max_upload_bytes: u64,
+    /// Largest WebSocket message (and frame) a client may send.
+    pub max_websocket_message_bytes: usize,
     /// The upload routes: exact canonical paths.
     pub upload_paths: Vec<String>,
     /// Most client connections open at once; more wait to be accepted.
@@ -121,6 +123,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 1 << 40,
+            max_websocket_message_bytes: 16 * 1024 * 1024,
             upload_paths: vec![
                 "/backups/new/upload".to_owned(),
                 "/v2/backups/new/upload".to_owned(),
@@ -379,6 +382,7 @@ struct RawLimits {
     body_idle_timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
+    max_websocket_message_bytes: Option<usize>,
     upload_paths: Option<Vec<String>>,
     max_connections: Option<usize>,
     upstream_pool_size: Option<usize>,
@@ -962,6 +966,9 @@ fn limits(raw: &RawLimits) -> Limits {
         body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
         max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
+        max_websocket_message_bytes: raw
+            .max_websocket_message_bytes
+            .unwrap_or(d.max_websocket_message_bytes),
         upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
         max_connections: raw.max_connections.unwrap_or(d.max_connections),
         upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
@@ -1003,6 +1010,11 @@ fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
             limits.max_headers == 0,
             "limits.max_headers",
             "must be above 0",
+        ),
+        (
+            limits.max_websocket_message_bytes < 1024,
+            "limits.max_websocket_message_bytes",
+            "must be at least 1024 (an auth message must fit)",
         ),
         (
             limits.max_connections == 0,

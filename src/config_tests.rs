@@ -190,6 +190,10 @@ fn limits_that_cannot_work_are_refused() {
         ("send_timeout_ms: 0", "limits.send_timeout_ms"),
         ("max_header_bytes: 100", "limits.max_header_bytes"),
         ("max_connections: 0", "limits.max_connections"),
+        (
+            "max_websocket_message_bytes: 1000",
+            "limits.max_websocket_message_bytes",
+        ),
     ] {
         let text = format!("{MINIMAL}limits:\n  {line}\n");
         assert_eq!(error_of(&text).key, key, "{line}");

@@ -322,6 +322,7 @@ impl Forwarder {
                 client: client_upgrade,
                 upstream: upstream_upgrade,
                 handover: parts.extensions.remove::<websocket::Handover>(),
+                max_client_message: self.limits.max_websocket_message_bytes,
             },
             policy,
             caller.clone(),

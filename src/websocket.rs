@@ -4,6 +4,8 @@
 //! checked like a header token, and its `supervisor/` and `hassio/`
 //! messages are answered with an error instead of being forwarded.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +13,13 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, request, HeaderMap, HeaderValue, Method};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::caller::Caller;
@@ -70,6 +73,8 @@ pub struct Ends {
     pub upstream: OnUpgrade,
     /// What the client's connection hands over, when a server serves it.
     pub(crate) handover: Option<Handover>,
+    /// Largest message (and frame) the client may send.
+    pub max_client_message: usize,
 }
 
 /// What a relay takes over from the client's connection; the server puts
@@ -93,6 +98,7 @@ pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
         client,
         upstream,
         handover,
+        max_client_message,
     } = ends;
     let (send, stopping) = match handover {
         Some(Handover { send, stopping }) => (Some(send), Some(stopping)),
@@ -105,8 +111,14 @@ pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
             return;
         }
     };
-    let client = socket(client, Role::Server).await;
-    let upstream = socket(upstream, Role::Client).await;
+    // The client's messages are held whole to be judged, so they are held
+    // to the limit; the upstream (trusted, and the sender of large state
+    // dumps) keeps the library's defaults.
+    let client_limits = WebSocketConfig::default()
+        .max_message_size(Some(max_client_message))
+        .max_frame_size(Some(max_client_message));
+    let client = socket(client, Role::Server, Some(client_limits)).await;
+    let upstream = socket(upstream, Role::Client, None).await;
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = mpsc::channel::<Message>(QUEUE);
@@ -177,8 +189,12 @@ pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
     }
 }
 
-async fn socket(io: Upgraded, role: Role) -> WebSocketStream<TokioIo<Upgraded>> {
-    WebSocketStream::from_raw_socket(TokioIo::new(io), role, None).await
+async fn socket(
+    io: Upgraded,
+    role: Role,
+    config: Option<WebSocketConfig>,
+) -> WebSocketStream<TokioIo<Upgraded>> {
+    WebSocketStream::from_raw_socket(TokioIo::new(io), role, config).await
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
@@ -265,7 +281,21 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
         to_client,
     } = sides;
     let mut authenticated = false;
-    while let Some(Ok(message)) = client.next().await {
+    loop {
+        let message = match client.next().await {
+            Some(Ok(message)) => message,
+            Some(Err(WsError::Capacity(_))) => {
+                // Over `max_websocket_message_bytes` (or a frame over it):
+                // nothing of it went on.
+                tracing::warn!("websocket closed: a message over max_websocket_message_bytes");
+                let _ = to_client.send(close(CloseCode::Size, TOO_BIG)).await;
+                let _ = upstream
+                    .send(close(CloseCode::Away, "client refused"))
+                    .await;
+                return;
+            }
+            _ => return,
+        };
         let verdict = match &message {
             Message::Text(text) if !authenticated => auth(text, policy, caller),
             Message::Text(text) => judge_message(text),
@@ -278,15 +308,22 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
                 authenticated = true;
                 message
             }
-            Verdict::Instead { forward, answers } => {
-                let mut gone = false;
-                for answer in answers {
-                    gone |= to_client.send(answer).await.is_err();
+            Verdict::Answer(answer) => {
+                if to_client.send(answer).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Verdict::Instead { forward, refused } => {
+                for id in refused {
+                    let answer = result_error(id, "unauthorized", "Unauthorized");
+                    if to_client.send(answer).await.is_err() {
+                        return;
+                    }
                 }
                 match forward {
-                    Some(forward) if !gone => forward,
-                    _ if gone => break,
-                    _ => continue,
+                    Some(forward) => forward,
+                    None => continue,
                 }
             }
             Verdict::Refuse(answer) => {
@@ -302,7 +339,7 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
         };
         let closing = message.is_close();
         if upstream.send(message).await.is_err() || closing {
-            break;
+            return;
         }
     }
 }
@@ -315,6 +352,9 @@ struct Sides {
     to_client: mpsc::Sender<Message>,
 }
 
+/// The close reason a client gets for a message over its limit.
+const TOO_BIG: &str = "message too big";
+
 /// The close reason both sides get when the gateway shuts down.
 const SHUTTING_DOWN: &str = "gateway shutting down";
 
@@ -323,15 +363,18 @@ const SHUTTING_DOWN: &str = "gateway shutting down";
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// What the relay does with one client message.
-enum Verdict {
+enum Verdict<'a> {
     /// Send it on.
     Forward,
     /// Send it on; the auth phase is over.
     Authenticated,
-    /// Answer the client, and send on only what is left of it, if anything.
+    /// Answer the client; nothing goes on.
+    Answer(Message),
+    /// The refused commands (by id, as written) each get an error result;
+    /// what is left of the message, if anything, goes on.
     Instead {
         forward: Option<Message>,
-        answers: Vec<Message>,
+        refused: Vec<Option<&'a RawValue>>,
     },
     /// Answer the client, then close both sides.
     Refuse(Message),
@@ -340,12 +383,10 @@ enum Verdict {
 /// The auth phase: the access token must belong to an add-on with
 /// `homeassistant_api`, as a header token must, and to the add-on that
 /// made the upgrade request.
-fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict {
-    let message: Option<Value> = serde_json::from_str(text).ok();
-    let token = message
-        .as_ref()
-        .filter(|message| message["type"] == "auth")
-        .and_then(|message| message["access_token"].as_str());
+fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
+    let token = read::<AuthMessage>(text)
+        .filter(|message| message.kind.as_deref() == Some("auth"))
+        .and_then(|message| message.access_token);
     let allowed = token.is_some_and(|token| {
         let upgraded_by = match caller {
             Caller::Addon(addon) => Some(addon.slug.as_str()),
@@ -367,81 +408,244 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict {
     }
 }
 
+/// The auth message's two fields; the rest is skipped.
+#[derive(Deserialize)]
+struct AuthMessage<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    access_token: Option<Cow<'a, str>>,
+}
+
+/// The two fields of a command the relay looks at, as written; the rest is
+/// skipped. (A field given twice makes the message unreadable.)
+#[derive(Deserialize)]
+struct Command<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+impl Command<'_> {
+    /// The command's type, when it is a string.
+    fn kind(&self) -> Option<String> {
+        self.kind
+            .and_then(|kind| serde_json::from_str::<String>(kind.get()).ok())
+    }
+}
+
+/// `text` read as `T`, if it is JSON the relay can read (see
+/// [`readable`]) of that shape.
+fn read<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    readable(text)
+        .then(|| serde_json::from_str(text).ok())
+        .flatten()
+}
+
+/// Whether `text` is JSON that `serde_json` reads into a value (numbers in
+/// range, nesting within its limit, escapes valid), checked without
+/// building the value: a message read into `serde_json::Value` takes many
+/// times its own size in memory.
+fn readable(text: &str) -> bool {
+    serde_json::from_str::<Checked>(text).is_ok()
+}
+
+/// Any JSON value, read as `serde_json::Value` would be and dropped as it
+/// is read.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
+/// Calls `each` with every element of the JSON array `text`, as written.
+fn each_element<'a>(
+    text: &'a str,
+    each: impl FnMut(&'a RawValue),
+) -> Result<(), serde_json::Error> {
+    struct Elements<F>(F);
+    impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Elements<F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                (self.0)(element);
+            }
+            Ok(())
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.deserialize_seq(Elements(each))?;
+    deserializer.end()
+}
+
+/// What one command of a message is.
+enum Judged<'a> {
+    Allowed,
+    /// Refused: its id as written, if it has one.
+    Denied(Option<&'a RawValue>),
+    /// An object whose fields cannot be read (a field given twice).
+    Unreadable,
+}
+
+fn judge_command(command: &RawValue) -> Judged<'_> {
+    if !command.get().starts_with('{') {
+        return Judged::Allowed;
+    }
+    let Ok(command) = serde_json::from_str::<Command>(command.get()) else {
+        return Judged::Unreadable;
+    };
+    match command.kind() {
+        Some(kind) if is_denied(&kind) => {
+            tracing::warn!(message_type = %Shortened(&kind), "websocket message refused");
+            Judged::Denied(command.id)
+        }
+        _ => Judged::Allowed,
+    }
+}
+
 /// After auth: an add-on's `supervisor/` and `hassio/` commands never reach
 /// the upstream; the add-on gets an error result for that id instead. Home
 /// Assistant also runs each command of a JSON array, so an array is judged
 /// command by command and only the allowed ones go on. A text message that
 /// is not JSON this parser can read goes nowhere: Home Assistant's parser
 /// might read it (deeper nesting, numbers out of range) and run it.
-fn judge_message(text: &str) -> Verdict {
-    let Ok(message) = serde_json::from_str::<Value>(text) else {
+///
+/// Nothing of the message is copied but the allowed commands of an array
+/// that had some refused, and the refused commands' ids.
+fn judge_message(text: &str) -> Verdict<'_> {
+    if !readable(text) {
         return unreadable();
-    };
-    match message {
-        Value::Array(commands) => {
-            if !commands.iter().any(is_denied) {
-                return Verdict::Forward;
-            }
-            // The allowed commands go on as the client wrote them, cut out
-            // of its text rather than written anew.
-            let Ok(written) = serde_json::from_str::<Vec<&RawValue>>(text) else {
-                return unreadable();
-            };
-            let mut allowed = Vec::new();
-            let mut answers = Vec::new();
-            for (command, written) in commands.iter().zip(written) {
-                match is_denied(command) {
-                    true => answers.push(refusal(command)),
-                    false => allowed.push(written.get()),
-                }
-            }
-            let forward =
-                (!allowed.is_empty()).then(|| Message::text(format!("[{}]", allowed.join(","))));
-            Verdict::Instead { forward, answers }
-        }
-        command if is_denied(&command) => Verdict::Instead {
-            forward: None,
-            answers: vec![refusal(&command)],
-        },
-        _ => Verdict::Forward,
     }
+    let text = text.trim_ascii();
+    if !text.starts_with('[') {
+        let Ok(command) = serde_json::from_str::<&RawValue>(text) else {
+            return unreadable();
+        };
+        return match judge_command(command) {
+            Judged::Allowed => Verdict::Forward,
+            Judged::Denied(id) => Verdict::Instead {
+                forward: None,
+                refused: vec![id],
+            },
+            Judged::Unreadable => unreadable(),
+        };
+    }
+    // First only whether any command is refused, holding nothing: most
+    // arrays go on as they are.
+    let mut any_refused = false;
+    let mut any_unreadable = false;
+    let looked = each_element(text, |command| match judge_command(command) {
+        Judged::Allowed => {}
+        Judged::Denied(_) => any_refused = true,
+        Judged::Unreadable => any_unreadable = true,
+    });
+    if looked.is_err() || any_unreadable {
+        return unreadable();
+    }
+    if !any_refused {
+        return Verdict::Forward;
+    }
+    // The allowed commands go on as the client wrote them, cut out of its
+    // text rather than written anew.
+    let mut allowed = String::with_capacity(text.len());
+    let mut refused = Vec::new();
+    let _ = each_element(text, |command| match judge_command(command) {
+        Judged::Denied(id) => refused.push(id),
+        _ => {
+            allowed.push(if allowed.is_empty() { '[' } else { ',' });
+            allowed.push_str(command.get());
+        }
+    });
+    let forward = (!allowed.is_empty()).then(|| {
+        allowed.push(']');
+        Message::text(allowed)
+    });
+    Verdict::Instead { forward, refused }
 }
 
 /// The answer to text that is not JSON this parser can read.
-fn unreadable() -> Verdict {
+fn unreadable() -> Verdict<'static> {
     tracing::warn!("websocket message refused: not readable JSON");
-    let answer = result_error(
-        &Value::Null,
+    Verdict::Answer(result_error(
+        None,
         "invalid_format",
         "Message incorrectly formatted.",
-    );
-    Verdict::Instead {
-        forward: None,
-        answers: vec![answer],
-    }
+    ))
 }
 
 /// Whether a command's type is one an add-on may not send.
-fn is_denied(command: &Value) -> bool {
-    let kind = command["type"].as_str().unwrap_or_default();
+fn is_denied(kind: &str) -> bool {
     kind.starts_with("supervisor/") || kind.starts_with("hassio/")
 }
 
-/// The error result for a refused command, under its id.
-fn refusal(command: &Value) -> Message {
-    let kind = command["type"].as_str().unwrap_or_default();
-    tracing::warn!(message_type = kind, "websocket message refused");
-    result_error(&command["id"], "unauthorized", "Unauthorized")
+/// The error result for a command, under its id as the client wrote it
+/// (written out as it came, not read into a value).
+fn result_error(id: Option<&RawValue>, code: &str, message: &str) -> Message {
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    Message::text(format!(
+        r#"{{"id":{},"type":"result","success":false,"error":{{"code":{},"message":{}}}}}"#,
+        id.map_or("null", RawValue::get),
+        quoted(code),
+        quoted(message),
+    ))
 }
 
-fn result_error(id: &Value, code: &str, message: &str) -> Message {
-    let answer = serde_json::json!({
-        "id": id,
-        "type": "result",
-        "success": false,
-        "error": { "code": code, "message": message },
-    });
-    Message::text(answer.to_string())
+/// A client's text as logged: at most 100 characters of it.
+struct Shortened<'a>(&'a str);
+
+impl fmt::Display for Shortened<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.chars();
+        let shown: String = chars.by_ref().take(100).collect();
+        write!(f, "{}", shown.escape_debug())?;
+        if chars.next().is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Message {
@@ -453,6 +657,8 @@ fn close(code: CloseCode, reason: &'static str) -> Message {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     fn json(message: &Message) -> Value {
@@ -465,10 +671,14 @@ mod tests {
     /// What goes on and what the client is answered, as JSON.
     fn instead(verdict: Verdict) -> (Option<Value>, Vec<Value>) {
         match verdict {
-            Verdict::Instead { forward, answers } => (
+            Verdict::Instead { forward, refused } => (
                 forward.as_ref().map(json),
-                answers.iter().map(json).collect(),
+                refused
+                    .into_iter()
+                    .map(|id| json(&result_error(id, "unauthorized", "Unauthorized")))
+                    .collect(),
             ),
+            Verdict::Answer(answer) => (None, vec![json(&answer)]),
             _ => panic!("expected the message to be judged"),
         }
     }
@@ -532,6 +742,35 @@ mod tests {
             let (forward, answers) = instead(judge_message(text));
             assert_eq!(forward, None, "{text}");
             assert_eq!(answers[0]["error"]["code"], "invalid_format");
+        }
+    }
+
+    #[test]
+    fn a_refused_command_is_answered_under_its_id_as_written() {
+        for (id, expected) in [
+            (r#""abc""#, serde_json::json!("abc")),
+            (r#"{"n": [1, 2]}"#, serde_json::json!({"n": [1, 2]})),
+            ("null", Value::Null),
+        ] {
+            let text = format!(r#"{{"id":{id},"type":"hassio/x"}}"#);
+            let (_, answers) = instead(judge_message(&text));
+            assert_eq!(answers[0]["id"], expected, "{text}");
+        }
+        let (_, answers) = instead(judge_message(r#"{"type":"hassio/x"}"#));
+        assert_eq!(answers[0]["id"], Value::Null);
+    }
+
+    #[test]
+    fn a_command_that_names_a_field_twice_goes_nowhere() {
+        // Readers disagree on which of the two counts.
+        for text in [
+            r#"{"id":1,"type":"ping","type":"supervisor/api"}"#,
+            r#"[{"id":1,"type":"supervisor/api","type":"ping"}]"#,
+            r#"{"id":1,"id":2,"type":"ping"}"#,
+        ] {
+            let (forward, answers) = instead(judge_message(text));
+            assert_eq!(forward, None, "{text}");
+            assert_eq!(answers[0]["error"]["code"], "invalid_format", "{text}");
         }
     }
 

@@ -449,6 +449,17 @@ impl Served {
             .status();
     }
 
+    /// The process's peak resident memory so far (Linux `VmHWM`), in KiB.
+    pub(crate) fn peak_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("this test needs Linux /proc");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     /// The log so far.
     pub(crate) fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()

@@ -447,6 +447,93 @@ async fn a_websocket_keeps_its_place_under_the_connection_limit() {
     served_only_once_freed(gateway.addr, move || drop(socket), "beside a WebSocket").await;
 }
 
+#[tokio::test]
+async fn a_client_message_over_the_limit_closes_with_1009_and_nothing_of_it_goes_on() {
+    let gateway = gateway_with_limits("  max_websocket_message_bytes: 4096\n").await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    // At the limit: judged and relayed as ever.
+    let padding = "x".repeat(4096 - r#"{"id":1,"type":"ping","pad":""}"#.len());
+    let fits = format!(r#"{{"id":1,"type":"ping","pad":"{padding}"}}"#);
+    assert_eq!(fits.len(), 4096);
+    socket.send(Message::text(fits)).await.expect("send");
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+    // One byte over, sent in two fragments of which neither is over: the
+    // message as a whole is what counts.
+    let over = format!(r#"{{"id":2,"type":"ping","pad":"{padding}x"}}"#);
+    let (first, second) = over.split_at(2048);
+    let _ = socket
+        .send(Message::Frame(
+            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+                first.as_bytes().to_vec(),
+                tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+                    tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+                ),
+                false,
+            ),
+        ))
+        .await;
+    let _ = socket
+        .send(Message::Frame(
+            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+                second.as_bytes().to_vec(),
+                tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+                    tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Continue,
+                ),
+                true,
+            ),
+        ))
+        .await;
+    assert_eq!(close_code(&mut socket).await, CloseCode::Size);
+    let seen = gateway.mock.state().ws_messages();
+    assert!(
+        !seen
+            .iter()
+            .any(|record| matches!(record, WsRecord::Text(text) if text.contains(r#""id":2"#))),
+        "the oversized message reached the upstream: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_large_message_is_judged_without_taking_many_times_its_size() {
+    // 4 MiB of tiny commands with one refused at the end, so that the whole
+    // array is judged and the rest cut out of it to go on. Read into JSON
+    // values such a message took about 17 times its size (a helper
+    // measured a 1 GB peak for 60 MB).
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = spawn_serve(
+        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
+        "info",
+    );
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    let before = served.peak_kib();
+    let mut text = String::with_capacity(4 << 20);
+    text.push('[');
+    while text.len() < (4 << 20) - 64 {
+        text.push_str("0,");
+    }
+    text.push_str(r#"{"id":9,"type":"hassio/x"}]"#);
+    let sent = text.len() as u64;
+    socket.send(Message::text(text)).await.expect("send");
+    // (A debug build takes seconds over it.)
+    let answer = tokio::time::timeout(Duration::from_secs(60), socket.next())
+        .await
+        .expect("an answer within 60 s");
+    let Some(Ok(Message::Text(answer))) = answer else {
+        panic!("expected the refusal, got {answer:?}");
+    };
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(
+        (answer["id"].as_i64(), answer["success"].as_bool()),
+        (Some(9), Some(false))
+    );
+    let grown = served.peak_kib().saturating_sub(before);
+    assert!(
+        grown < 8 * sent / 1024,
+        "peak grew by {grown} KiB for a {sent}-byte message"
+    );
+}
+
 /// Reads until a close frame comes (within 5 s), and returns its code.
 async fn close_code(socket: &mut Socket) -> CloseCode {
     loop {
