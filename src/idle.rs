@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, Version};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
@@ -71,6 +71,9 @@ pub(crate) struct Activity {
     /// The client was given up on for taking none of its answer: its socket
     /// is reset when closed.
     given_up: AtomicBool,
+    /// The connection's task asks its socket wrapper to look, at hyper's
+    /// next flush, whether the client has hung up (see [`HANGUP_CHECK`]).
+    hangup_check: AtomicBool,
 }
 
 impl Activity {
@@ -86,6 +89,7 @@ impl Activity {
             parking: AtomicBool::new(false),
             head_begun: AtomicBool::new(true),
             given_up: AtomicBool::new(false),
+            hangup_check: AtomicBool::new(false),
         }
     }
 
@@ -121,6 +125,12 @@ impl Activity {
         }
     }
 
+    /// Asks the socket wrapper to look whether the client has hung up, at
+    /// hyper's next flush.
+    pub(crate) fn check_hangup(&self) {
+        self.hangup_check.store(true, Ordering::Release);
+    }
+
     /// The client took none of its answer for the send time: its socket is
     /// reset when closed, so that the kernel drops the unsent answer.
     pub(crate) fn give_up(&self) {
@@ -150,8 +160,9 @@ impl Activity {
     }
 
     /// What the connection waits for now: a client that takes no bytes of
-    /// an answer for the send time is given up on; nothing else of ours
-    /// runs while a request is in flight; else a head's deadline, or (while
+    /// an answer for the send time is given up on; no deadline runs while a
+    /// request is in flight (only the hangup check, see
+    /// [`Deadlines::poll_hangup_check`]); else a head's deadline, or (while
     /// `serving`, that is while a hyper connection runs) the moment to
     /// park, or the end of the keep-alive time.
     fn wait(&self, timeouts: &Timeouts, serving: bool) -> Wait {
@@ -260,6 +271,9 @@ impl Timeouts {
 pub(crate) enum Next {
     /// End the hyper connection and keep the socket.
     Park,
+    /// A request has been in flight a while: look whether the client is
+    /// still there ([`Activity::check_hangup`]), and go on.
+    CheckHangup,
     /// A head took too long, the connection sat idle too long, or the
     /// client stopped taking its answer: close it.
     Expired(Expiry),
@@ -369,6 +383,9 @@ impl SendWatch {
 pub(crate) struct Deadlines {
     timeouts: Timeouts,
     sleep: Pin<Box<Sleep>>,
+    /// The timer is set for the next hangup check (a request is in
+    /// flight), not for one of the idle connection's deadlines.
+    hangup_armed: bool,
 }
 
 impl Deadlines {
@@ -378,6 +395,7 @@ impl Deadlines {
             sleep: Box::pin(tokio::time::sleep_until(
                 (activity.opened + timeouts.head).into(),
             )),
+            hangup_armed: false,
         }
     }
 
@@ -409,6 +427,7 @@ impl Deadlines {
     ) -> Poll<Next> {
         loop {
             let (deadline, next) = match activity.wait(&self.timeouts, serving) {
+                Wait::Busy if serving => return self.poll_hangup_check(cx),
                 Wait::Busy => return Poll::Pending,
                 Wait::Now(next) => return Poll::Ready(next),
                 Wait::Until(deadline, next) => (deadline, next),
@@ -420,6 +439,7 @@ impl Deadlines {
             let armed = self.sleep.deadline().into_std();
             if self.sleep.is_elapsed() || armed > deadline {
                 self.sleep.as_mut().reset(deadline.into());
+                self.hangup_armed = false;
             }
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
@@ -427,6 +447,36 @@ impl Deadlines {
         }
     }
 }
+
+impl Deadlines {
+    /// While a request is in flight: every [`HANGUP_CHECK`], says to look
+    /// whether the client is still there. The timer is set once per check
+    /// and left as it is while requests come and go, so a busy connection
+    /// pays for one timer setting a second, not one a request; a deadline
+    /// set while idle is replaced.
+    fn poll_hangup_check(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        if !self.hangup_armed {
+            let due = Instant::now() + HANGUP_CHECK;
+            self.sleep.as_mut().reset(due.into());
+            self.hangup_armed = true;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.hangup_armed = false;
+                Poll::Ready(Next::CheckHangup)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// How often a connection with a request in flight looks whether its
+/// client has hung up. hyper notices a client's end of the connection
+/// itself, but only when it holds none of the client's bytes unread: the
+/// first bytes of a next request sent behind this one (pipelining) hide
+/// it, and the connection would be held until the upstream answers or
+/// writes again.
+const HANGUP_CHECK: Duration = Duration::from_secs(1);
 
 /// Whether a request leaves the connection reusable once answered: see
 /// [`Activity::reusable`].
@@ -536,6 +586,15 @@ impl ClientIo {
         }
     }
 
+    /// Whether the client has ended its side of the connection (or reset
+    /// it), as the socket's last readiness says: the runtime records that
+    /// when it happens whether anyone reads or not, and never forgets it.
+    /// No system call; bytes still unread do not hide it.
+    fn client_hung_up(&self, cx: &mut Context<'_>) -> bool {
+        let ready = std::pin::pin!(self.stream.ready(Interest::READABLE));
+        matches!(ready.poll(cx), Poll::Ready(Ok(ready)) if ready.is_read_closed())
+    }
+
     fn note_write<T>(&self, polled: &Poll<std::io::Result<T>>) {
         self.activity.wrote(polled.is_ready());
     }
@@ -600,6 +659,19 @@ impl AsyncWrite for ClientIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // hyper flushes each time its connection is polled, so a check the
+        // connection's task asked for happens here, in hyper's own poll,
+        // and an error ends the connection as hyper's own finding would.
+        if self.activity.hangup_check.load(Ordering::Acquire)
+            && self.activity.hangup_check.swap(false, Ordering::AcqRel)
+            && self.activity.in_flight.load(Ordering::Acquire) > 0
+            && self.client_hung_up(cx)
+        {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client hung up with a request in flight",
+            )));
+        }
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 

@@ -50,6 +50,7 @@ fn deadline(wait: Wait) -> (Instant, &'static str) {
     match wait {
         Wait::Until(at, Next::Park) => (at, "park"),
         Wait::Until(at, Next::Expired(expiry)) => (at, expiry.name()),
+        Wait::Until(_, Next::CheckHangup) => panic!("a hangup check is never waited for"),
         Wait::Busy => panic!("busy"),
         Wait::Now(_) => panic!("now"),
     }

@@ -246,28 +246,33 @@ impl Connection {
             let mut connection = builder
                 .serve_connection(TokioIo::new(io), service.clone())
                 .with_upgrades();
-            let next = tokio::select! {
-                biased;
-                result = &mut connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
+            io = loop {
+                let next = tokio::select! {
+                    biased;
+                    result = &mut connection => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                        return;
                     }
-                    return;
+                    () = &mut stopped => {
+                        // Shutting down: let the request in flight finish; a
+                        // head on its way still has only its head time.
+                        Pin::new(&mut connection).graceful_shutdown();
+                        return wind_down(connection, &activity, &mut deadlines, peer).await;
+                    }
+                    next = deadlines.next(&activity, true) => next,
+                };
+                match next {
+                    // Looked at when hyper next polls the socket, which the
+                    // loop does first.
+                    Next::CheckHangup => activity.check_hangup(),
+                    Next::Expired(expiry) => return close(expiry, &activity, peer),
+                    Next::Park => match park(connection, &activity, &mut deadlines, peer).await {
+                        Some(parked) => break parked,
+                        None => return,
+                    },
                 }
-                () = &mut stopped => {
-                    // Shutting down: let the request in flight finish; a
-                    // head on its way still has only its head time.
-                    Pin::new(&mut connection).graceful_shutdown();
-                    return wind_down(connection, &activity, &mut deadlines, peer).await;
-                }
-                next = deadlines.next(&activity, true) => next,
-            };
-            io = match next {
-                Next::Expired(expiry) => return close(expiry, &activity, peer),
-                Next::Park => match park(connection, &activity, &mut deadlines, peer).await {
-                    Some(parked) => parked,
-                    None => return,
-                },
             };
         }
     }

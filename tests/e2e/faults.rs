@@ -294,6 +294,100 @@ async fn slow_upstream(delay: Duration) -> SocketAddr {
     addr
 }
 
+/// An upstream that answers `/supervisor/ping` at once and holds every
+/// other request: it never answers (`streaming` false), or answers with the
+/// head of an event stream and one event and then says nothing more.
+async fn holding_upstream(streaming: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                let answer: &[u8] = if head[..n].starts_with(b"GET /supervisor/ping ") {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+                } else if streaming {
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
+                } else {
+                    b""
+                };
+                let _ = stream.write_all(answer).await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway in front of `upstream` that takes one connection at a time
+/// and waits up to a minute for an answer head.
+async fn one_connection_gateway(upstream: SocketAddr) -> TestGateway {
+    let text = config_with_limits(upstream, "  max_connections: 1\n").replace(
+        "upstream_response_timeout_ms: 2000",
+        "upstream_response_timeout_ms: 60000",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    TestGateway::with_config(config, start_mock().await).await
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_behind_a_pipelined_byte_gives_its_place_back() {
+    // hyper notices a client's end of the connection only while it holds
+    // none of its bytes unread; one byte of a next request hides it. The
+    // gateway looks at the socket itself while a request is in flight.
+    let request = RawRequest::new("GET", "/os/info").token(TOK_DEFAULT);
+    for (case, upstream, streaming) in [
+        (
+            "waiting for the answer head",
+            holding_upstream(false).await,
+            false,
+        ),
+        (
+            "while a silent event stream runs",
+            holding_upstream(true).await,
+            true,
+        ),
+    ] {
+        let gateway = one_connection_gateway(upstream).await;
+        let mut client = TcpStream::connect(gateway.addr).await.expect("connect");
+        let mut bytes = request.to_bytes();
+        bytes.push(b'G');
+        client.write_all(&bytes).await.expect("request");
+        if streaming {
+            let mut first = [0u8; 64];
+            let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut first)).await;
+            assert!(
+                matches!(read, Ok(Ok(n)) if n > 0),
+                "{case}: the stream began"
+            );
+        }
+        drop(client);
+        let status = status_within(spawn_ping(gateway.addr), Duration::from_secs(5)).await;
+        assert_eq!(status, Some(200), "{case}: the place was not given back");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stays_is_answered_past_several_hangup_checks() {
+    let upstream = slow_upstream(Duration::from_millis(3500)).await;
+    let gateway = one_connection_gateway(upstream).await;
+    let mut client = TcpStream::connect(gateway.addr).await.expect("connect");
+    let mut bytes = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    // The start of a next request, still to come.
+    bytes.extend_from_slice(b"GET /supervisor/ping HTTP/1.1\r\n");
+    client.write_all(&bytes).await.expect("request");
+    let mut answer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read(&mut answer)).await;
+    let Ok(Ok(n)) = read else {
+        panic!("no answer: {read:?}");
+    };
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     let upstream = slow_upstream(Duration::from_millis(800)).await;
