@@ -451,13 +451,22 @@ impl Served {
 
     /// The process's peak resident memory so far (Linux `VmHWM`), in KiB.
     pub(crate) fn peak_kib(&self) -> u64 {
+        self.memory_kib("VmHWM:")
+    }
+
+    /// The process's resident memory now (Linux `VmRSS`), in KiB.
+    pub(crate) fn resident_kib(&self) -> u64 {
+        self.memory_kib("VmRSS:")
+    }
+
+    fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("this test needs Linux /proc");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+            .expect("the field in /proc/PID/status")
     }
 
     /// The log so far.

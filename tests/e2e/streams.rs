@@ -534,6 +534,27 @@ async fn a_large_message_is_judged_without_taking_many_times_its_size() {
     );
 }
 
+#[tokio::test]
+async fn an_idle_websocket_costs_the_gateway_little_memory() {
+    // With the library's 128 KiB read buffers on both sides, allocated up
+    // front, each cost about 273 KiB; with 32 KiB, about 73.
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = spawn_serve(
+        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
+        "info",
+    );
+    // One first, so that what every relay sets up once is counted before.
+    let mut sockets = vec![authenticated(served.addr, "/core/websocket").await];
+    let before = served.resident_kib();
+    for _ in 0..20 {
+        sockets.push(authenticated(served.addr, "/core/websocket").await);
+    }
+    let each = served.resident_kib().saturating_sub(before) / 20;
+    assert!(each < 150, "{each} KiB per idle WebSocket");
+    drop(sockets);
+}
+
 /// Reads until a close frame comes (within 5 s), and returns its code.
 async fn close_code(socket: &mut Socket) -> CloseCode {
     loop {
