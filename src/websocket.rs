@@ -392,7 +392,12 @@ enum Verdict<'a> {
 /// `homeassistant_api`, as a header token must, and to the add-on that
 /// made the upgrade request.
 fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
-    let token = read::<AuthMessage>(text)
+    // Only an object: serde would also fill the fields from an array, by
+    // position, which is not an auth message to Home Assistant.
+    let object = text.trim_ascii_start().starts_with('{');
+    let token = object
+        .then(|| read::<AuthMessage>(text))
+        .flatten()
         .filter(|message| message.kind.as_deref() == Some("auth"))
         .and_then(|message| message.access_token);
     let allowed = token.is_some_and(|token| {
@@ -532,8 +537,8 @@ fn each_element<'a>(
 /// What one command of a message is.
 enum Judged<'a> {
     Allowed,
-    /// Refused: its id as written, if it has one.
-    Denied(Option<&'a RawValue>),
+    /// Refused: its id as written, if it has one, and its type.
+    Denied(Option<&'a RawValue>, String),
     /// An object whose fields cannot be read (a field given twice).
     Unreadable,
 }
@@ -546,10 +551,7 @@ fn judge_command(command: &RawValue) -> Judged<'_> {
         return Judged::Unreadable;
     };
     match command.kind() {
-        Some(kind) if is_denied(&kind) => {
-            tracing::warn!(message_type = %Shortened(&kind), "websocket message refused");
-            Judged::Denied(command.id)
-        }
+        Some(kind) if is_denied(&kind) => Judged::Denied(command.id, kind),
         _ => Judged::Allowed,
     }
 }
@@ -574,10 +576,13 @@ fn judge_message(text: &str) -> Verdict<'_> {
         };
         return match judge_command(command) {
             Judged::Allowed => Verdict::Forward,
-            Judged::Denied(id) => Verdict::Instead {
-                forward: None,
-                refused: vec![id],
-            },
+            Judged::Denied(id, kind) => {
+                log_refused(1, &kind);
+                Verdict::Instead {
+                    forward: None,
+                    refused: vec![id],
+                }
+            }
             Judged::Unreadable => unreadable(),
         };
     }
@@ -587,7 +592,7 @@ fn judge_message(text: &str) -> Verdict<'_> {
     let mut any_unreadable = false;
     let looked = each_element(text, |command| match judge_command(command) {
         Judged::Allowed => {}
-        Judged::Denied(_) => any_refused = true,
+        Judged::Denied(..) => any_refused = true,
         Judged::Unreadable => any_unreadable = true,
     });
     if looked.is_err() || any_unreadable {
@@ -600,13 +605,20 @@ fn judge_message(text: &str) -> Verdict<'_> {
     // text rather than written anew.
     let mut allowed = String::with_capacity(text.len());
     let mut refused = Vec::new();
+    let mut first_refused = String::new();
     let _ = each_element(text, |command| match judge_command(command) {
-        Judged::Denied(id) => refused.push(id),
+        Judged::Denied(id, kind) => {
+            if refused.is_empty() {
+                first_refused = kind;
+            }
+            refused.push(id);
+        }
         _ => {
             allowed.push(if allowed.is_empty() { '[' } else { ',' });
             allowed.push_str(command.get());
         }
     });
+    log_refused(refused.len(), &first_refused);
     let forward = (!allowed.is_empty()).then(|| {
         allowed.push(']');
         Message::text(allowed)
@@ -624,18 +636,35 @@ fn unreadable() -> Verdict<'static> {
     ))
 }
 
+/// One warning per message, however many of its commands were refused: a
+/// line per command would let one message write hundreds of megabytes of
+/// log.
+fn log_refused(refused: usize, first: &str) {
+    tracing::warn!(refused, message_type = %Shortened(first), "websocket message refused");
+}
+
 /// Whether a command's type is one an add-on may not send.
 fn is_denied(kind: &str) -> bool {
     kind.starts_with("supervisor/") || kind.starts_with("hassio/")
 }
 
+/// The longest id, as written, an error result repeats; a longer one is
+/// answered as `null`. Home Assistant's ids are integers, and repeating a
+/// message-sized id would let each small refusal cost as much as the
+/// message (a helper filled 600 MB with one socket's queue so).
+const MAX_ECHOED_ID: usize = 64;
+
 /// The error result for a command, under its id as the client wrote it
-/// (written out as it came, not read into a value).
+/// (written out as it came, not read into a value) if that is short.
 fn result_error(id: Option<&RawValue>, code: &str, message: &str) -> Message {
     let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let id = id
+        .map(RawValue::get)
+        .filter(|id| id.len() <= MAX_ECHOED_ID)
+        .unwrap_or("null");
     Message::text(format!(
         r#"{{"id":{},"type":"result","success":false,"error":{{"code":{},"message":{}}}}}"#,
-        id.map_or("null", RawValue::get),
+        id,
         quoted(code),
         quoted(message),
     ))
@@ -766,6 +795,20 @@ mod tests {
         }
         let (_, answers) = instead(judge_message(r#"{"type":"hassio/x"}"#));
         assert_eq!(answers[0]["id"], Value::Null);
+    }
+
+    #[test]
+    fn an_id_longer_than_64_bytes_is_answered_as_null() {
+        let at_limit = format!(r#""{}""#, "a".repeat(MAX_ECHOED_ID - 2));
+        let over = format!(r#""{}""#, "a".repeat(MAX_ECHOED_ID - 1));
+        for (id, expected) in [
+            (&at_limit, Value::String("a".repeat(MAX_ECHOED_ID - 2))),
+            (&over, Value::Null),
+        ] {
+            let text = format!(r#"{{"id":{id},"type":"hassio/x"}}"#);
+            let (_, answers) = instead(judge_message(&text));
+            assert_eq!(answers[0]["id"], expected, "{text}");
+        }
     }
 
     #[test]

@@ -555,6 +555,60 @@ async fn an_idle_websocket_costs_the_gateway_little_memory() {
     drop(sockets);
 }
 
+#[tokio::test]
+async fn an_auth_message_must_be_an_object() {
+    // serde fills a struct from an array by position; Home Assistant does
+    // not take `["auth", token]` for an auth message, nor does the gateway.
+    let gateway = TestGateway::start().await;
+    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let text = serde_json::json!(["auth", TOK_HA]).to_string();
+    socket.send(Message::text(text)).await.expect("send");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
+    // Refused by the gateway, not by the upstream after it went on.
+    let seen = gateway.mock.state().ws_messages();
+    assert!(
+        !seen
+            .iter()
+            .any(|record| matches!(record, WsRecord::Text(text) if text.contains("auth"))),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn refused_commands_are_logged_once_per_message() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = spawn_serve(
+        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
+        "info",
+    );
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    let commands: Vec<serde_json::Value> = (0..200)
+        .map(|id| serde_json::json!({"id": id, "type": "hassio/x"}))
+        .collect();
+    send_json(&mut socket, serde_json::Value::Array(commands)).await;
+    for _ in 0..200 {
+        assert_eq!(next_json(&mut socket).await["success"], false);
+    }
+    send_json(
+        &mut socket,
+        serde_json::json!({"id": 900, "type": "supervisor/api"}),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["id"], 900);
+    assert!(served.wait_for_log("refused=1 ", 1, Duration::from_secs(5)));
+    let log = served.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("websocket message refused"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("refused=200"), "{}", lines[0]);
+}
+
 /// Reads until a close frame comes (within 5 s), and returns its code.
 async fn close_code(socket: &mut Socket) -> CloseCode {
     loop {
