@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -36,6 +36,67 @@ const WEBSOCKET_PATHS: [&str; 4] = [
 
 /// How many frames may wait for a slow receiver before the sender waits.
 const QUEUE: usize = 32;
+
+/// How many bytes of messages may wait for the client before the senders
+/// wait; a larger message waits alone. Counting frames only, 32 large
+/// answers the client asked for and did not read stayed in memory until
+/// the send timeout.
+const QUEUE_BYTES: usize = 4 << 20;
+
+/// The relay's queue of messages for the client, bounded in frames and in
+/// bytes.
+fn client_queue() -> (ToClient, mpsc::Receiver<Queued>) {
+    let (messages, queue) = mpsc::channel(QUEUE);
+    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
+    (ToClient { messages, room }, queue)
+}
+
+/// Where both directions put messages for the client.
+#[derive(Clone)]
+struct ToClient {
+    messages: mpsc::Sender<Queued>,
+    room: Arc<Semaphore>,
+}
+
+/// A message on its way to the client, with the room it takes.
+struct Queued {
+    message: Message,
+    _room: OwnedSemaphorePermit,
+}
+
+/// The client's writer has ended.
+#[derive(Debug)]
+struct WriterGone;
+
+impl ToClient {
+    /// Queues `message`, once there is room for it.
+    async fn send(&self, message: Message) -> Result<(), WriterGone> {
+        let room = self.room.clone().acquire_many_owned(room_for(&message));
+        let room = room.await.map_err(|_| WriterGone)?;
+        let queued = Queued {
+            message,
+            _room: room,
+        };
+        self.messages.send(queued).await.map_err(|_| WriterGone)
+    }
+
+    /// Queues `message` if there is room for it now.
+    fn try_send(&self, message: Message) -> Result<(), WriterGone> {
+        let room = self.room.clone().try_acquire_many_owned(room_for(&message));
+        let room = room.map_err(|_| WriterGone)?;
+        let queued = Queued {
+            message,
+            _room: room,
+        };
+        self.messages.try_send(queued).map_err(|_| WriterGone)
+    }
+}
+
+/// The room a message takes in the queue: its size, at least 1 and at most
+/// the whole queue.
+fn room_for(message: &Message) -> u32 {
+    message.len().clamp(1, QUEUE_BYTES) as u32
+}
 
 /// Bytes each side of a relay reads at once.
 const READ_BUFFER: usize = 32 * 1024;
@@ -129,7 +190,7 @@ pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
     let upstream = socket(upstream, Role::Client, upstream_config).await;
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
-    let (to_client, from_relay) = mpsc::channel::<Message>(QUEUE);
+    let (to_client, from_relay) = client_queue();
     let (gave_up, given_up) = oneshot::channel();
 
     let mut writer = tokio::spawn(write_all(from_relay, client_sink, send, gave_up));
@@ -223,12 +284,13 @@ enum Ended {
 /// client takes none of it for the send timeout, gives it up, lets go of
 /// the socket and says so on `gave_up`.
 async fn write_all(
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: mpsc::Receiver<Queued>,
     mut sink: Sink,
     send: Option<SendWatch>,
     gave_up: oneshot::Sender<()>,
 ) {
-    while let Some(message) = queue.recv().await {
+    // (`_room` goes back to the queue once the message is written.)
+    while let Some(Queued { message, _room }) = queue.recv().await {
         let closing = message.is_close();
         let sent = match &send {
             None => Some(sink.send(message).await),
@@ -263,7 +325,7 @@ async fn close_upstream(mut upstream: Sink) {
 /// on; the other side's pong to the gateway goes no further, so that a ping
 /// gets one pong.) If the upstream goes away without a close, the client is
 /// told so with 1011.
-async fn downstream(mut upstream: Stream, to_client: mpsc::Sender<Message>) {
+async fn downstream(mut upstream: Stream, to_client: ToClient) {
     while let Some(Ok(message)) = upstream.next().await {
         if matches!(message, Message::Pong(_)) {
             continue;
@@ -357,7 +419,7 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
 struct Sides {
     client: Stream,
     upstream: Sink,
-    to_client: mpsc::Sender<Message>,
+    to_client: ToClient,
 }
 
 /// The close reason a client gets for a message over its limit.

@@ -609,6 +609,38 @@ async fn refused_commands_are_logged_once_per_message() {
     assert!(lines[0].contains("refused=200"), "{}", lines[0]);
 }
 
+#[tokio::test]
+async fn what_waits_for_a_client_that_does_not_read_is_bounded_in_bytes() {
+    // The mock echoes binary frames; this client sends 1 MiB ones and reads
+    // nothing, so the echoes pile up in the gateway's queue for it. Counted
+    // in frames only (32), that queue held 32 MiB.
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = spawn_serve(
+        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
+        "info",
+    );
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    let before = served.peak_kib();
+    let sending = tokio::spawn(async move {
+        for _ in 0..96 {
+            if socket
+                .send(Message::binary(vec![7u8; 1 << 20]))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        socket
+    });
+    // Everything that can pile up has, when the sender stops moving.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let grown = served.peak_kib().saturating_sub(before);
+    sending.abort();
+    assert!(grown < 16 * 1024, "the gateway grew by {grown} KiB");
+}
+
 /// Reads until a close frame comes (within 5 s), and returns its code.
 async fn close_code(socket: &mut Socket) -> CloseCode {
     loop {
