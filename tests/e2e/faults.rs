@@ -421,11 +421,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
 
 #[tokio::test]
 async fn a_sigterm_as_soon_as_the_gateway_listens_shuts_it_down_gracefully() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr()));
     // (spawn_serve returns once "gateway listening" is logged.)
-    let served = spawn_serve(&path, "info");
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let (code, log) = tokio::task::spawn_blocking(move || served.stop())
         .await
         .expect("stop");

@@ -506,6 +506,20 @@ pub(crate) fn config_with_limits(upstream: SocketAddr, extra: &str) -> String {
     test_config_yaml(upstream).replace("limits:\n", &format!("limits:\n{extra}"))
 }
 
+/// `serve` as a process in front of a mock of its own, with the test
+/// config plus extra `limits` lines, logging at `rust_log`. The mock and
+/// the config's folder last as long as the values returned.
+pub(crate) async fn serve_with_mock(
+    extra_limits: &str,
+    rust_log: &str,
+) -> (Served, MockHandle, tempfile::TempDir) {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = config_with_limits(mock.addr(), extra_limits);
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), rust_log);
+    (served, mock, dir)
+}
+
 /// A gateway with the test config plus extra `limits` lines.
 pub(crate) async fn gateway_with_limits(extra: &str) -> TestGateway {
     let mock = start_mock().await;

@@ -499,12 +499,7 @@ async fn a_large_message_is_judged_without_taking_many_times_its_size() {
     // array is judged and the rest cut out of it to go on. Read into JSON
     // values such a message took about 17 times its size (a helper
     // measured a 1 GB peak for 60 MB).
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let served = spawn_serve(
-        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
-        "info",
-    );
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let before = served.peak_kib();
     let mut text = String::with_capacity(4 << 20);
@@ -538,12 +533,7 @@ async fn a_large_message_is_judged_without_taking_many_times_its_size() {
 async fn an_idle_websocket_costs_the_gateway_little_memory() {
     // With the library's 128 KiB read buffers on both sides, allocated up
     // front, each cost about 273 KiB; with 32 KiB, about 73.
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let served = spawn_serve(
-        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
-        "info",
-    );
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
     // One first, so that what every relay sets up once is counted before.
     let mut sockets = vec![authenticated(served.addr, "/core/websocket").await];
     let before = served.resident_kib();
@@ -579,12 +569,7 @@ async fn an_auth_message_must_be_an_object() {
 
 #[tokio::test]
 async fn refused_commands_are_logged_once_per_message() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let served = spawn_serve(
-        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
-        "info",
-    );
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let commands: Vec<serde_json::Value> = (0..200)
         .map(|id| serde_json::json!({"id": id, "type": "hassio/x"}))
@@ -614,12 +599,7 @@ async fn what_waits_for_a_client_that_does_not_read_is_bounded_in_bytes() {
     // The mock echoes binary frames; this client sends 1 MiB ones and reads
     // nothing, so the echoes pile up in the gateway's queue for it. Counted
     // in frames only (32), that queue held 32 MiB.
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let served = spawn_serve(
-        &write(dir.path(), "gateway.yaml", &test_config_yaml(mock.addr())),
-        "info",
-    );
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let before = served.peak_kib();
     let sending = tokio::spawn(async move {
@@ -750,11 +730,8 @@ async fn sigterm_ends_a_websocket_relay_that_is_stuck_writing() {
 
 #[tokio::test]
 async fn a_websocket_client_that_takes_nothing_is_reset_after_the_send_timeout() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("dir");
     let limits = "  send_timeout_ms: 1000\n  max_connections: 1\n";
-    let text = config_with_limits(mock.addr(), limits);
-    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let (served, _mock, _dir) = serve_with_mock(limits, "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     let sent = flood_until_stuck(&mut socket).await;
     // The client takes nothing for longer than the send timeout.
@@ -805,10 +782,7 @@ async fn flood_until_stuck(socket: &mut Socket) -> u64 {
 
 #[tokio::test]
 async fn the_in_band_token_is_not_logged_even_at_trace_level() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let text = test_config_yaml(mock.addr());
-    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "trace");
+    let (served, _mock, _dir) = serve_with_mock("", "trace").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
     send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
     assert_eq!(next_json(&mut socket).await["type"], "pong");
