@@ -276,48 +276,57 @@ async fn an_upstream_reset_mid_body_aborts_that_response_only_and_is_not_retried
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
-/// An upstream that answers every request after `delay`.
-async fn slow_upstream(delay: Duration) -> SocketAddr {
+/// A fake upstream on a port of its own: each connection is handed, with
+/// the first bytes read from it (a request head), to `serve` in a task of
+/// its own.
+async fn fake_upstream<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream, Vec<u8>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let serve = Arc::new(serve);
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
+            let serve = serve.clone();
             tokio::spawn(async move {
                 let mut head = vec![0u8; 8192];
-                let _ = stream.read(&mut head).await;
-                tokio::time::sleep(delay).await;
-                let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"result\":\"ok\",\"data\":{}}\n";
-                let _ = stream.write_all(answer).await;
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                head.truncate(n);
+                serve(stream, head).await;
             });
         }
     });
     addr
 }
 
+/// An upstream that answers every request after `delay`.
+async fn slow_upstream(delay: Duration) -> SocketAddr {
+    fake_upstream(move |mut stream, _| async move {
+        tokio::time::sleep(delay).await;
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"result\":\"ok\",\"data\":{}}\n";
+        let _ = stream.write_all(answer).await;
+    })
+    .await
+}
+
 /// An upstream that answers `/supervisor/ping` at once and holds every
 /// other request: it never answers (`streaming` false), or answers with the
 /// head of an event stream and one event and then says nothing more.
 async fn holding_upstream(streaming: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = vec![0u8; 8192];
-                let n = stream.read(&mut head).await.unwrap_or(0);
-                let answer: &[u8] = if head[..n].starts_with(b"GET /supervisor/ping ") {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
-                } else if streaming {
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
-                } else {
-                    b""
-                };
-                let _ = stream.write_all(answer).await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            });
-        }
-    });
-    addr
+    fake_upstream(move |mut stream, head| async move {
+        let answer: &[u8] = if head.starts_with(b"GET /supervisor/ping ") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+        } else if streaming {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
+        } else {
+            b""
+        };
+        let _ = stream.write_all(answer).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await
 }
 
 /// A gateway in front of `upstream` that takes one connection at a time
