@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -461,28 +462,10 @@ async fn a_client_message_over_the_limit_closes_with_1009_and_nothing_of_it_goes
     // message as a whole is what counts.
     let over = format!(r#"{{"id":2,"type":"ping","pad":"{padding}x"}}"#);
     let (first, second) = over.split_at(2048);
-    let _ = socket
-        .send(Message::Frame(
-            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
-                first.as_bytes().to_vec(),
-                tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
-                    tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
-                ),
-                false,
-            ),
-        ))
-        .await;
-    let _ = socket
-        .send(Message::Frame(
-            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
-                second.as_bytes().to_vec(),
-                tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
-                    tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Continue,
-                ),
-                true,
-            ),
-        ))
-        .await;
+    for (part, data, last) in [(first, Data::Text, false), (second, Data::Continue, true)] {
+        let frame = Frame::message(part.as_bytes().to_vec(), OpCode::Data(data), last);
+        let _ = socket.send(Message::Frame(frame)).await;
+    }
     assert_eq!(close_code(&mut socket).await, CloseCode::Size);
     let seen = gateway.mock.state().ws_messages();
     assert!(
