@@ -234,24 +234,44 @@ fn main() -> ExitCode {
 }
 
 /// Libraries that log what passes through at trace level, WebSocket
-/// messages among it (an add-on's in-band token): held at debug whatever
-/// `RUST_LOG` asks, so that no token is logged at any level.
-const CAPPED_AT_DEBUG: [&str; 2] = ["tungstenite=debug", "tokio_tungstenite=debug"];
+/// messages among it (an add-on's in-band token): their trace events are
+/// dropped whatever `RUST_LOG` asks, so that no token is logged at any
+/// level. (Their other levels follow `RUST_LOG` like any target's.)
+const NEVER_AT_TRACE: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// Whether an event or span may be logged at all (see [`NEVER_AT_TRACE`]).
+fn loggable(metadata: &tracing::Metadata<'_>) -> bool {
+    *metadata.level() != tracing::Level::TRACE
+        || !NEVER_AT_TRACE.iter().any(|library| {
+            metadata.target() == *library
+                || metadata
+                    .target()
+                    .strip_prefix(library)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
+}
 
 fn init_logging(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for directive in CAPPED_AT_DEBUG {
-        filter = filter.add_directive(directive.parse().expect("a valid directive"));
-    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let never_at_trace = tracing_subscriber::filter::filter_fn(loggable);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(never_at_trace)
             .init(),
-        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .finish()
+            .with(never_at_trace)
+            .init(),
     }
 }
 

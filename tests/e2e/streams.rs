@@ -765,18 +765,32 @@ async fn flood_until_stuck(socket: &mut Socket) -> u64 {
 
 #[tokio::test]
 async fn the_in_band_token_is_not_logged_even_at_trace_level() {
-    let (served, _mock, _dir) = serve_with_mock("", "trace").await;
-    let mut socket = authenticated(served.addr, "/core/websocket").await;
-    send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
-    assert_eq!(next_json(&mut socket).await["type"], "pong");
-    socket.close(None).await.expect("close");
-    let _ = tokio::time::timeout(Duration::from_secs(2), socket.next()).await;
-    let (code, log) = std::thread::spawn(move || served.stop())
-        .join()
-        .expect("stop");
-    assert_eq!(code, Some(0));
-    // The WebSocket library's debug lines are there; its trace lines,
-    // which carry every message, are not.
-    assert!(log.contains("Received close frame"), "{log}");
-    assert!(!log.contains(TOK_HA), "the token was logged");
+    // (rust_log, whether the WebSocket library's debug lines are wanted)
+    for (rust_log, library_debug) in [
+        ("trace", true),
+        (
+            "info,tungstenite::protocol=trace,tokio_tungstenite=trace",
+            true,
+        ),
+        ("info", false),
+    ] {
+        let (served, _mock, _dir) = serve_with_mock("", rust_log).await;
+        let mut socket = authenticated(served.addr, "/core/websocket").await;
+        send_json(&mut socket, serde_json::json!({"id": 1, "type": "ping"})).await;
+        assert_eq!(next_json(&mut socket).await["type"], "pong");
+        socket.close(None).await.expect("close");
+        let _ = tokio::time::timeout(Duration::from_secs(2), socket.next()).await;
+        let (code, log) = std::thread::spawn(move || served.stop())
+            .join()
+            .expect("stop");
+        assert_eq!(code, Some(0));
+        // The library's trace lines carry every message; its debug lines
+        // show only when asked for, as any target's.
+        assert!(!log.contains(TOK_HA), "{rust_log}: the token was logged");
+        assert_eq!(
+            log.contains("Received close frame"),
+            library_debug,
+            "{rust_log}: {log}"
+        );
+    }
 }
