@@ -457,6 +457,11 @@ fn run_validate(args: ValidateArgs) -> ExitCode {
 }
 
 async fn serve(path: PathBuf) -> ExitCode {
+    // The signals are taken over first thing: until then each of them ends
+    // the process by its default action, and loading the config and
+    // compiling the tables takes a while.
+    let shutdown = shutdown_signal();
+    let hangup = reload::Hangup::take_over();
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(error) => return fail(format!("config error: {error}")),
@@ -488,10 +493,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         },
         None => Arc::new(gateway),
     };
-    // Both signal handlers are in place before the gateway listens (see
-    // `shutdown_signal`).
-    let watcher = reload::Watcher::new(gateway.clone());
-    let shutdown = shutdown_signal();
+    let watcher = reload::Watcher::new(gateway.clone(), hangup);
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),

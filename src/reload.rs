@@ -21,17 +21,16 @@ pub struct Watcher {
 impl Watcher {
     /// Takes the files' fingerprint now: create the watcher right after the
     /// gateway has loaded them, so that no change in between goes unseen.
-    /// SIGHUP is taken over now too (on the runtime), before the gateway
-    /// listens: one that came before the watcher's task first ran would
-    /// otherwise end the process, SIGHUP's default.
-    pub fn new(gateway: Arc<Gateway>) -> Watcher {
+    /// `hangup` is SIGHUP taken over already (see [`Hangup::take_over`]); one that
+    /// came since is a reload as soon as the watcher runs.
+    pub fn new(gateway: Arc<Gateway>, hangup: Hangup) -> Watcher {
         let files = gateway.watched_files();
         let seen = fingerprint(&files);
         Watcher {
             gateway,
             files,
             seen,
-            hangup: Hangup::new(),
+            hangup,
         }
     }
 
@@ -116,13 +115,15 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
 }
 
 /// SIGHUP, where the platform has it.
-struct Hangup {
+pub struct Hangup {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
 }
 
 impl Hangup {
-    fn new() -> Hangup {
+    /// Takes SIGHUP over (on the runtime): do it first thing, since until
+    /// then a SIGHUP ends the process, its default.
+    pub fn take_over() -> Hangup {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};

@@ -443,6 +443,42 @@ async fn a_sigterm_as_soon_as_the_gateway_listens_shuts_it_down_gracefully() {
     assert!(log.contains("shutting down"), "{log}");
 }
 
+#[test]
+fn signals_during_start_up_are_handled_not_fatal() {
+    // Loading the config and compiling the tables takes a while (over
+    // 100 ms in a debug build); a signal then took its default action and
+    // ended the process (143 for SIGTERM, 129 for SIGHUP).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = test_config_yaml("127.0.0.1:9".parse().expect("address"));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    for signal in ["TERM", "HUP"] {
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--config", path.to_str().expect("utf-8 path")])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        std::thread::sleep(Duration::from_millis(50));
+        let pid = child.id().to_string();
+        let kill = |name: &str| {
+            std::process::Command::new("kill")
+                .args([&format!("-{name}"), &pid])
+                .status()
+                .expect("kill")
+        };
+        kill(signal);
+        if signal == "HUP" {
+            // Taken as a reload: the gateway is still there to be stopped.
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(matches!(child.try_wait(), Ok(None)), "SIGHUP ended serve");
+            kill("TERM");
+        }
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {status:?}");
+    }
+}
+
 #[tokio::test]
 async fn sigterm_exits_after_the_grace_time_when_a_request_hangs() {
     let upstream = slow_upstream(Duration::from_secs(60)).await;
