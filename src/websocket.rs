@@ -368,6 +368,8 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
         };
         let verdict = match &message {
             Message::Text(text) if !authenticated => auth(text, policy, caller),
+            // Only a text message can be the auth message.
+            Message::Binary(_) if !authenticated => auth_refused(),
             Message::Text(text) => judge_message(text),
             Message::Pong(_) => continue,
             _ => Verdict::Forward,
@@ -475,12 +477,17 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
     if allowed {
         Verdict::Authenticated
     } else {
-        let refusal = serde_json::json!({
-            "type": "auth_invalid",
-            "message": "Invalid access token or password",
-        });
-        Verdict::Refuse(Message::text(refusal.to_string()))
+        auth_refused()
     }
+}
+
+/// `auth_invalid`, and both sides closed.
+fn auth_refused() -> Verdict<'static> {
+    let refusal = serde_json::json!({
+        "type": "auth_invalid",
+        "message": "Invalid access token or password",
+    });
+    Verdict::Refuse(Message::text(refusal.to_string()))
 }
 
 /// The auth message's two fields; the rest is skipped.

@@ -529,7 +529,7 @@ async fn an_idle_websocket_costs_the_gateway_little_memory() {
 }
 
 #[tokio::test]
-async fn an_auth_message_must_be_an_object() {
+async fn an_auth_message_must_be_a_json_object_in_a_text_message() {
     // serde fills a struct from an array by position; Home Assistant does
     // not take `["auth", token]` for an auth message, nor does the gateway.
     let gateway = TestGateway::start().await;
@@ -540,12 +540,25 @@ async fn an_auth_message_must_be_an_object() {
     let text = serde_json::json!(["auth", TOK_HA]).to_string();
     socket.send(Message::text(text)).await.expect("send");
     assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
+    // Nor is a binary frame, whatever it holds.
+    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let text = serde_json::json!({"type": "auth", "access_token": TOK_HA}).to_string();
+    socket
+        .send(Message::binary(text.into_bytes()))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
     // Refused by the gateway, not by the upstream after it went on.
     let seen = gateway.mock.state().ws_messages();
     assert!(
-        !seen
-            .iter()
-            .any(|record| matches!(record, WsRecord::Text(text) if text.contains("auth"))),
+        !seen.iter().any(|record| match record {
+            WsRecord::Text(text) => text.contains("auth"),
+            WsRecord::Binary(bytes) => !bytes.is_empty(),
+            WsRecord::Close(_) => false,
+        }),
         "{seen:?}"
     );
 }
