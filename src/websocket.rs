@@ -370,15 +370,18 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
             Message::Text(text) if !authenticated => auth(text, policy, caller),
             // Only a text message can be the auth message.
             Message::Binary(_) if !authenticated => auth_refused(),
+            // Answered by the gateway's own end; nothing goes on before
+            // the auth message.
+            Message::Ping(_) if !authenticated => continue,
             Message::Text(text) => judge_message(text),
             Message::Pong(_) => continue,
             _ => Verdict::Forward,
         };
         let message = match verdict {
             Verdict::Forward => message,
-            Verdict::Authenticated => {
+            Verdict::Authenticated(checked) => {
                 authenticated = true;
-                message
+                checked
             }
             Verdict::Answer(answer) => {
                 if to_client.send(answer).await.is_err() {
@@ -438,8 +441,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 enum Verdict<'a> {
     /// Send it on.
     Forward,
-    /// Send it on; the auth phase is over.
-    Authenticated,
+    /// The auth phase is over: send this on instead (the auth message
+    /// with nothing but what was checked).
+    Authenticated(Message),
     /// Answer the client; nothing goes on.
     Answer(Message),
     /// The refused commands (by id, as written) each get an error result;
@@ -464,7 +468,7 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
         .flatten()
         .filter(|message| message.kind.as_deref() == Some("auth"))
         .and_then(|message| message.access_token);
-    let allowed = token.is_some_and(|token| {
+    let allowed = token.as_deref().is_some_and(|token| {
         let upgraded_by = match caller {
             Caller::Addon(addon) => Some(addon.slug.as_str()),
             _ => None,
@@ -474,10 +478,15 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
             Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
         )
     });
-    if allowed {
-        Verdict::Authenticated
-    } else {
-        auth_refused()
+    match token {
+        // The upstream gets only the token checked here: the Supervisor's
+        // own proxy reads `api_password` before `access_token`, so another
+        // field passed on could log in as someone else.
+        Some(token) if allowed => {
+            let checked = serde_json::json!({"type": "auth", "access_token": token});
+            Verdict::Authenticated(Message::text(checked.to_string()))
+        }
+        _ => auth_refused(),
     }
 }
 

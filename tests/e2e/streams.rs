@@ -564,6 +564,38 @@ async fn an_auth_message_must_be_a_json_object_in_a_text_message() {
 }
 
 #[tokio::test]
+async fn the_upstream_gets_only_the_token_that_was_checked() {
+    // The Supervisor's proxy reads `api_password` before `access_token`:
+    // passed on, another add-on's token there would be the one that counts.
+    let gateway = TestGateway::start().await;
+    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let auth = serde_json::json!({
+        "type": "auth",
+        "access_token": TOK_HA,
+        "api_password": TOK_ADMIN,
+        "extra": {"nested": true},
+    });
+    send_json(&mut socket, auth).await;
+    assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
+    let seen = gateway.mock.state().ws_messages();
+    let texts: Vec<serde_json::Value> = seen
+        .iter()
+        .filter_map(|record| match record {
+            WsRecord::Text(text) => serde_json::from_str(text).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [serde_json::json!({"type": "auth", "access_token": TOK_HA})],
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
 async fn refused_commands_are_logged_once_per_message() {
     let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
