@@ -61,6 +61,14 @@ async fn send_json(socket: &mut Socket, value: serde_json::Value) {
         .expect("send");
 }
 
+/// Connects as the homeassistant add-on, up to the upstream's
+/// `auth_required`.
+async fn awaiting_auth(addr: SocketAddr, path: &str) -> Socket {
+    let mut socket = connect(addr, path, TOK_HA).await.expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    socket
+}
+
 /// Connects as the homeassistant add-on and answers the auth phase with
 /// `access_token`; returns the socket and the gateway's or upstream's reply.
 async fn auth_with(
@@ -68,8 +76,7 @@ async fn auth_with(
     path: &str,
     access_token: &str,
 ) -> (Socket, serde_json::Value) {
-    let mut socket = connect(addr, path, TOK_HA).await.expect("upgrade allowed");
-    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let mut socket = awaiting_auth(addr, path).await;
     let auth = serde_json::json!({"type": "auth", "access_token": access_token});
     send_json(&mut socket, auth).await;
     let reply = next_json(&mut socket).await;
@@ -533,18 +540,12 @@ async fn an_auth_message_must_be_a_json_object_in_a_text_message() {
     // serde fills a struct from an array by position; Home Assistant does
     // not take `["auth", token]` for an auth message, nor does the gateway.
     let gateway = TestGateway::start().await;
-    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
-        .await
-        .expect("upgrade allowed");
-    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let mut socket = awaiting_auth(gateway.addr, "/core/websocket").await;
     let text = serde_json::json!(["auth", TOK_HA]).to_string();
     socket.send(Message::text(text)).await.expect("send");
     assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
     // Nor is a binary frame, whatever it holds.
-    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
-        .await
-        .expect("upgrade allowed");
-    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let mut socket = awaiting_auth(gateway.addr, "/core/websocket").await;
     let text = serde_json::json!({"type": "auth", "access_token": TOK_HA}).to_string();
     socket
         .send(Message::binary(text.into_bytes()))
@@ -568,10 +569,7 @@ async fn the_upstream_gets_only_the_token_that_was_checked() {
     // The Supervisor's proxy reads `api_password` before `access_token`:
     // passed on, another add-on's token there would be the one that counts.
     let gateway = TestGateway::start().await;
-    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
-        .await
-        .expect("upgrade allowed");
-    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    let mut socket = awaiting_auth(gateway.addr, "/core/websocket").await;
     let auth = serde_json::json!({
         "type": "auth",
         "access_token": TOK_HA,
