@@ -59,6 +59,7 @@ pub mod reload;
 pub mod responses;
 pub mod routes;
 pub mod server;
+pub mod signals;
 pub mod signed;
 mod spares;
 pub mod table;

@@ -13,7 +13,7 @@ use supervisor_gateway::check::{self, Who};
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
 use supervisor_gateway::table::Table;
-use supervisor_gateway::{cases, demo, mock_upstream, reload, routes, server};
+use supervisor_gateway::{cases, demo, mock_upstream, reload, routes, server, signals};
 
 #[derive(Parser)]
 #[command(
@@ -460,8 +460,8 @@ async fn serve(path: PathBuf) -> ExitCode {
     // The signals are taken over first thing: until then each of them ends
     // the process by its default action, and loading the config and
     // compiling the tables takes a while.
-    let shutdown = shutdown_signal();
-    let hangup = reload::Hangup::take_over();
+    let shutdown = signals::shutdown();
+    let hangup = signals::Signal::hangup();
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(error) => return fail(format!("config error: {error}")),
@@ -634,7 +634,7 @@ async fn start_admin(
 }
 
 async fn run_demo(listen: SocketAddr) -> ExitCode {
-    let shutdown = shutdown_signal();
+    let shutdown = signals::shutdown();
     let started = match demo::start(listen).await {
         Ok(started) => started,
         Err(error) => return fail(error),
@@ -647,7 +647,7 @@ async fn run_demo(listen: SocketAddr) -> ExitCode {
 }
 
 async fn run_mock(listen: SocketAddr) -> ExitCode {
-    let shutdown = shutdown_signal();
+    let shutdown = signals::shutdown();
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
@@ -687,55 +687,5 @@ fn finish(result: std::io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed
-/// when this is called, not when the future is first polled: a signal that
-/// came in between would take its default action and end the process at
-/// once, without the graceful shutdown.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::SignalKind;
-        let interrupt = stop_signal(SignalKind::interrupt());
-        let term = stop_signal(SignalKind::terminate());
-        async move {
-            tokio::select! {
-                () = received(interrupt) => {}
-                () = received(term) => {}
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let signals = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    async move {
-        signals.await;
-        tracing::info!("shutting down");
-    }
-}
-
-/// A stop signal's handler, or none (with a warning) if it cannot be had.
-#[cfg(unix)]
-fn stop_signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
-    match tokio::signal::unix::signal(kind) {
-        Ok(signal) => Some(signal),
-        Err(error) => {
-            tracing::warn!(%error, "cannot handle a stop signal: it will end the process at once");
-            None
-        }
-    }
-}
-
-/// Resolves when `signal` arrives; never without a handler.
-#[cfg(unix)]
-async fn received(signal: Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(mut signal) => {
-            signal.recv().await;
-        }
-        None => std::future::pending().await,
     }
 }

@@ -9,21 +9,22 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::gateway::Gateway;
+use crate::signals::Signal;
 
 /// Watches for reload triggers until its task is dropped.
 pub struct Watcher {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
     seen: Vec<Option<[u8; 32]>>,
-    hangup: Hangup,
+    hangup: Signal,
 }
 
 impl Watcher {
     /// Takes the files' fingerprint now: create the watcher right after the
     /// gateway has loaded them, so that no change in between goes unseen.
-    /// `hangup` is SIGHUP taken over already (see [`Hangup::take_over`]); one that
-    /// came since is a reload as soon as the watcher runs.
-    pub fn new(gateway: Arc<Gateway>, hangup: Hangup) -> Watcher {
+    /// `hangup` is SIGHUP taken over already ([`Signal::hangup`]); one
+    /// that came since is a reload as soon as the watcher runs.
+    pub fn new(gateway: Arc<Gateway>, hangup: Signal) -> Watcher {
         let files = gateway.watched_files();
         let seen = fingerprint(&files);
         Watcher {
@@ -39,7 +40,7 @@ impl Watcher {
     pub async fn run(mut self, interval: Option<Duration>) {
         loop {
             let reason = tokio::select! {
-                () = self.hangup.recv() => "SIGHUP",
+                () = self.hangup.received() => "SIGHUP",
                 () = tick(interval) => "file changed",
             };
             // The fingerprint is taken before reading the files: a change
@@ -112,36 +113,4 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
                 .map(|bytes| Sha256::digest(bytes).into())
         })
         .collect()
-}
-
-/// SIGHUP, where the platform has it.
-pub struct Hangup {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    /// Takes SIGHUP over (on the runtime): do it first thing, since until
-    /// then a SIGHUP ends the process, its default.
-    pub fn take_over() -> Hangup {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            Hangup {
-                signal: signal(SignalKind::hangup()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        Hangup {}
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(signal) = &mut self.signal {
-            if signal.recv().await.is_some() {
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
-    }
 }
