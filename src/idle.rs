@@ -446,9 +446,7 @@ impl Deadlines {
             }
         }
     }
-}
 
-impl Deadlines {
     /// While a request is in flight: every [`HANGUP_CHECK`], says to look
     /// whether the client is still there. The timer is set once per check
     /// and left as it is while requests come and go, so a busy connection

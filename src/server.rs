@@ -321,13 +321,12 @@ fn service(
     Future = impl Future<Output = Result<http::Response<Tracked>, Infallible>> + Send,
 > + Clone {
     let peer = Peer::new(addr);
-    service_fn(move |request: http::Request<Incoming>| {
+    service_fn(move |mut request: http::Request<Incoming>| {
         let reusable = idle::reusable(
             request.version(),
             request.headers(),
             request.body().is_end_stream(),
         );
-        let mut request = request;
         if !reusable && request.headers().contains_key(http::header::UPGRADE) {
             let handover = Handover {
                 send: SendWatch::new(activity.clone(), addr, send_timeout),

@@ -468,21 +468,21 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
         .flatten()
         .filter(|message| message.kind.as_deref() == Some("auth"))
         .and_then(|message| message.access_token);
-    let allowed = token.as_deref().is_some_and(|token| {
-        let upgraded_by = match caller {
-            Caller::Addon(addon) => Some(addon.slug.as_str()),
-            _ => None,
-        };
+    let upgraded_by = match caller {
+        Caller::Addon(addon) => Some(addon.slug.as_str()),
+        _ => None,
+    };
+    let allowed = |token: &str| {
         matches!(
             policy.callers.identify(Some(token.as_bytes())),
             Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
         )
-    });
+    };
     match token {
         // The upstream gets only the token checked here: the Supervisor's
         // own proxy reads `api_password` before `access_token`, so another
         // field passed on could log in as someone else.
-        Some(token) if allowed => {
+        Some(token) if allowed(&token) => {
             let checked = serde_json::json!({"type": "auth", "access_token": token});
             Verdict::Authenticated(Message::text(checked.to_string()))
         }
@@ -621,11 +621,12 @@ enum Judged<'a> {
     Unreadable,
 }
 
-fn judge_command(command: &RawValue) -> Judged<'_> {
-    if !command.get().starts_with('{') {
+/// Judges one command, given as written (JSON already checked readable).
+fn judge_command(command: &str) -> Judged<'_> {
+    if !command.starts_with('{') {
         return Judged::Allowed;
     }
-    let Ok(command) = serde_json::from_str::<Command>(command.get()) else {
+    let Ok(command) = serde_json::from_str::<Command>(command) else {
         return Judged::Unreadable;
     };
     match command.kind() {
@@ -649,10 +650,7 @@ fn judge_message(text: &str) -> Verdict<'_> {
     }
     let text = text.trim_ascii();
     if !text.starts_with('[') {
-        let Ok(command) = serde_json::from_str::<&RawValue>(text) else {
-            return unreadable();
-        };
-        return match judge_command(command) {
+        return match judge_command(text) {
             Judged::Allowed => Verdict::Forward,
             Judged::Denied(id, kind) => {
                 log_refused(1, &kind);
@@ -668,7 +666,7 @@ fn judge_message(text: &str) -> Verdict<'_> {
     // arrays go on as they are.
     let mut any_refused = false;
     let mut any_unreadable = false;
-    let looked = each_element(text, |command| match judge_command(command) {
+    let looked = each_element(text, |command| match judge_command(command.get()) {
         Judged::Allowed => {}
         Judged::Denied(..) => any_refused = true,
         Judged::Unreadable => any_unreadable = true,
@@ -684,7 +682,7 @@ fn judge_message(text: &str) -> Verdict<'_> {
     let mut allowed = String::with_capacity(text.len());
     let mut refused = Vec::new();
     let mut first_refused = String::new();
-    let _ = each_element(text, |command| match judge_command(command) {
+    let _ = each_element(text, |command| match judge_command(command.get()) {
         Judged::Denied(id, kind) => {
             if refused.is_empty() {
                 first_refused = kind;
