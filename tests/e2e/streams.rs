@@ -239,6 +239,64 @@ async fn vanishing_upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// A WebSocket upstream that asks for auth and hands over the first
+/// message it then gets (pings included), answering it with `auth_ok`.
+async fn first_message_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<Message>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        let _ = socket
+            .send(Message::text(r#"{"type":"auth_required"}"#))
+            .await;
+        if let Some(Ok(message)) = socket.next().await {
+            let _ = first_tx.send(message);
+        }
+        let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+    });
+    (addr, first)
+}
+
+#[tokio::test]
+async fn a_ping_before_auth_is_answered_and_not_passed_on() {
+    let (upstream, first) = first_message_upstream().await;
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&test_config_yaml(upstream), "test config")
+            .expect("config");
+    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let mut socket = awaiting_auth(gateway.addr, "/core/websocket").await;
+    socket
+        .send(Message::Ping(b"early".to_vec().into()))
+        .await
+        .expect("ping");
+    assert_eq!(
+        next_frame(&mut socket).await,
+        Message::Pong(b"early".to_vec().into())
+    );
+    send_json(
+        &mut socket,
+        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
+    )
+    .await;
+    let first = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the upstream got a message")
+        .expect("a message");
+    assert!(
+        matches!(&first, Message::Text(text) if text.contains("access_token")),
+        "the upstream's first message: {first:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_upstream_gone_mid_stream_closes_the_client_with_1011() {
     let mock = start_mock().await;
