@@ -888,6 +888,14 @@ mod tests {
     }
 
     #[test]
+    fn a_logged_type_is_cut_to_100_characters_and_escaped() {
+        let long = format!("hassio/{}", "é".repeat(200));
+        let shown = Shortened(&long).to_string();
+        assert_eq!(shown, format!("hassio/{}…", "é".repeat(93)));
+        assert_eq!(Shortened("hassio/\nx").to_string(), "hassio/\\nx");
+    }
+
+    #[test]
     fn a_command_that_names_a_field_twice_goes_nowhere() {
         // Readers disagree on which of the two counts.
         for text in [
