@@ -234,6 +234,12 @@ impl Forwarder {
         tap: Option<Tap>,
         peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
+        let bodiless = matches!(parts.method, http::Method::GET | http::Method::HEAD)
+            && body.is_end_stream()
+            && tap.is_none();
+        if bodiless {
+            return self.forward_bodiless(permit, caller, parts, peer).await;
+        }
         let (body, watch) = self.limited_body(permit, &parts.headers, body, tap).await?;
         // A bodiless GET, HEAD or OPTIONS may go out a second time if the
         // upstream drops the kept-alive connection it was sent on.
@@ -281,6 +287,33 @@ impl Forwarder {
         // is cut off if the upstream then stops taking the body.
         let watched = BodyStillSending::new(body, watch, timeout);
         Ok(Response::from_parts(head, Body::new(watched)))
+    }
+
+    /// Sends an allowed GET or HEAD without a body, the commonest request,
+    /// through the gateway's own client: its head written straight from
+    /// the client's, no request built for hyper (see `exchange.rs`).
+    async fn forward_bodiless(
+        &self,
+        permit: &Permit,
+        caller: &Caller,
+        parts: &request::Parts,
+        peer: &Peer,
+    ) -> Result<Response<Body>, ForwardError> {
+        let head = self.upstream_head(permit, parts, caller, peer)?;
+        let head_only = parts.method == http::Method::HEAD;
+        let sent_at = std::time::Instant::now();
+        let sent = self.connections.send_bodiless(&head, head_only);
+        let response = tokio::time::timeout(self.limits.upstream_response_timeout, sent)
+            .await
+            .map_err(|_| ForwardError::UpstreamTimedOut)?;
+        crate::metrics::upstream_answered(sent_at.elapsed());
+        let mut response = response.map_err(upstream_fault)?;
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // As in `forward`: no upgrade was asked for.
+            return Err(ForwardError::UpstreamFailed);
+        }
+        strip_hop_by_hop(response.headers_mut());
+        Ok(response)
     }
 
     /// Sends an allowed WebSocket upgrade upstream. When the upstream
@@ -392,26 +425,97 @@ impl Forwarder {
     /// The client's headers minus hop-by-hop, `Connection`-named and
     /// reserved ones, plus the gateway's forwarding and identity headers.
     fn upstream_headers(&self, incoming: &HeaderMap, caller: &Caller, peer: &Peer) -> HeaderMap {
-        let named = connection_names(incoming);
         let mut headers = spare_header_map(incoming.len() + 6);
+        self.each_upstream_header(incoming, caller, peer, |name, value| {
+            headers.append(name.clone(), value.clone());
+        });
+        headers
+    }
+
+    /// The head of a bodiless request as it goes on the wire to the
+    /// upstream: the same method, target and headers as
+    /// [`upstream_request`](Self::upstream_request) gives hyper's client,
+    /// written directly (header names in lower case, as hyper writes them).
+    fn upstream_head(
+        &self,
+        permit: &Permit,
+        parts: &request::Parts,
+        caller: &Caller,
+        peer: &Peer,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let target = permit.target();
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.forward_path.as_bytes());
+        if let Some(query) = &target.query {
+            head.push(b'?');
+            head.extend_from_slice(query.as_bytes());
+        }
+        // The target is canonical and the query came through hyper's
+        // parser; a byte that could end the request line is refused all
+        // the same, as a Uri would refuse it.
+        if !head[parts.method.as_str().len() + 1..]
+            .iter()
+            .all(|byte| byte.is_ascii_graphic())
+        {
+            return Err(ForwardError::UpstreamFailed);
+        }
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        self.each_upstream_header(&parts.headers, caller, peer, |name, value| {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        });
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
+    }
+
+    /// Hands each header the upstream gets to `emit`: the client's that
+    /// pass (see [`passes_through`](Self::passes_through)), then the
+    /// gateway's own. None of the gateway's can repeat a client's: those
+    /// are reserved, or (`Authorization` with `upstream_token`, `Host`)
+    /// dropped or checked first.
+    fn each_upstream_header(
+        &self,
+        incoming: &HeaderMap,
+        caller: &Caller,
+        peer: &Peer,
+        mut emit: impl FnMut(&HeaderName, &HeaderValue),
+    ) {
+        let named = connection_names(incoming);
         for (name, value) in incoming {
-            let keep = self.passes_through(name.as_str(), &named);
-            if keep {
-                headers.append(name.clone(), value.clone());
+            if self.passes_through(name.as_str(), &named) {
+                emit(name, value);
             }
         }
         if let Some(authorization) = &self.upstream_authorization {
-            headers.insert(header::AUTHORIZATION, authorization.clone());
+            emit(&header::AUTHORIZATION, authorization);
         }
-        if !headers.contains_key(header::HOST) {
+        if !incoming.contains_key(header::HOST) {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
             if let Some(host) = &self.upstream_host {
-                headers.insert(header::HOST, host.clone());
+                emit(&header::HOST, host);
             }
         }
-        set_forwarded(&mut headers, incoming, peer);
-        set_identity(&mut headers, caller);
-        headers
+        if let Some(ip) = &peer.forwarded_for {
+            emit(&X_FORWARDED_FOR, ip);
+        }
+        emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http"));
+        if let Some(host) = incoming.get(header::HOST) {
+            emit(&X_FORWARDED_HOST, host);
+        }
+        emit(&X_GATEWAY_CALLER, &HeaderValue::from_static(caller.kind()));
+        if let Caller::Addon(addon) = caller {
+            if let Ok(slug) = HeaderValue::from_str(&addon.slug) {
+                emit(&X_GATEWAY_ADDON, &slug);
+            }
+            emit(
+                &X_GATEWAY_ROLE,
+                &HeaderValue::from_static(addon.role.name()),
+            );
+        }
     }
 }
 
@@ -567,26 +671,6 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value
-}
-
-fn set_forwarded(headers: &mut HeaderMap, incoming: &HeaderMap, peer: &Peer) {
-    if let Some(ip) = &peer.forwarded_for {
-        headers.insert(X_FORWARDED_FOR, ip.clone());
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = incoming.get(header::HOST) {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
-}
-
-fn set_identity(headers: &mut HeaderMap, caller: &Caller) {
-    headers.insert(X_GATEWAY_CALLER, HeaderValue::from_static(caller.kind()));
-    if let Caller::Addon(addon) = caller {
-        if let Ok(slug) = HeaderValue::from_str(&addon.slug) {
-            headers.insert(X_GATEWAY_ADDON, slug);
-        }
-        headers.insert(X_GATEWAY_ROLE, HeaderValue::from_static(addon.role.name()));
-    }
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names.

@@ -42,6 +42,7 @@ pub mod check;
 pub mod config;
 pub mod decision;
 pub mod demo;
+mod exchange;
 pub mod files;
 pub mod forwarding;
 pub mod gateway;

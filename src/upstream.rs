@@ -3,6 +3,13 @@
 //! task runs on its own thread. A connection goes back to its pool only once
 //! its request body has been sent and its response body read, both to the
 //! end; anything else closes it, so a reused connection is always idle.
+//!
+//! A bodiless GET or HEAD is exchanged by the gateway's own client
+//! (`exchange.rs`) in the request's task; anything else through hyper's
+//! client, whose connections run as tasks of their own. Both take their
+//! connections from the same pool: a plain connection is handed to hyper
+//! when a request with a body finds no other, and a GET that finds only a
+//! hyper connection goes out on it through hyper.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -22,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
 use crate::body::BodyWatch;
+use crate::exchange::{self, PlainBody, PlainConn};
 
 /// How long an unused connection is kept before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,8 +65,34 @@ struct Pool {
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Pooled,
     since: Instant,
+}
+
+/// Which idle connection a request takes: a bodiless GET or HEAD a plain
+/// one only; anything else one of hyper's, else a plain one, handed to
+/// hyper.
+#[derive(Clone, Copy)]
+enum Kind {
+    Plain,
+    Hyper,
+}
+
+/// An idle connection: a plain one (the gateway's own client) or one run by
+/// hyper's client.
+enum Pooled {
+    Plain(PlainConn),
+    Hyper(Conn),
+}
+
+impl Pooled {
+    /// Whether the connection can still carry a request.
+    fn is_open(&self) -> bool {
+        match self {
+            Pooled::Plain(conn) => conn.is_open(),
+            Pooled::Hyper(conn) => conn.sender.is_ready(),
+        }
+    }
 }
 
 /// One upstream connection: the handle to send on, and its task.
@@ -117,7 +151,7 @@ impl Lease {
         } = self;
         let give_back = move || {
             if let Some(conn) = conn.keep() {
-                pools.give_back(worker, conn);
+                pools.give_back(worker, Pooled::Hyper(conn));
             }
         };
         match request_body {
@@ -200,11 +234,15 @@ impl Upstream {
             loop {
                 let pooled = match fresh_only {
                     true => None,
-                    false => self.pools.checkout(worker),
+                    false => self.pools.checkout(worker, Kind::Hyper),
                 };
-                let (conn, reused) = match pooled {
-                    Some(conn) => (conn, true),
-                    None => (Box::pin(self.connect(worker)).await?, false),
+                let reused = pooled.is_some();
+                let conn = match pooled {
+                    Some(Pooled::Hyper(conn)) => conn,
+                    Some(Pooled::Plain(conn)) => {
+                        Box::pin(self.handshake(conn.into_stream())).await?
+                    }
+                    None => Box::pin(self.handshake(self.open(worker).await?)).await?,
                 };
                 let mut conn = InUse(Some(conn));
                 let mut error = match conn.sender().try_send_request(request).await {
@@ -249,8 +287,58 @@ impl Upstream {
         }
     }
 
-    /// A new connection, its task spawned on this thread.
-    async fn connect(&self, worker: usize) -> Result<Conn, SendError> {
+    /// Sends the `head` of a bodiless GET or HEAD (`head_only`) with the
+    /// gateway's own client and returns the answer's head, its body still
+    /// streaming; the body reads the connection and gives it back to the
+    /// pool when read to its end. Such a request is safe to repeat: one
+    /// that went out on a kept-alive connection which then ended without a
+    /// byte of an answer (most often the upstream dropping it as idle just
+    /// then) is sent once more on a new connection.
+    pub(crate) async fn send_bodiless(
+        &self,
+        head: &[u8],
+        head_only: bool,
+    ) -> Result<Response<Body>, SendError> {
+        let worker = crate::server::current_worker() % self.pools.per_worker.len();
+        let mut fresh_only = false;
+        loop {
+            let pooled = match fresh_only {
+                true => None,
+                false => self.pools.checkout(worker, Kind::Plain),
+            };
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(Pooled::Plain(conn)) => conn,
+                _ => PlainConn::new(Box::pin(self.open(worker)).await?),
+            };
+            let answer = match conn.exchange(head, head_only).await {
+                Ok(answer) => answer,
+                Err(exchange::Failure::NoAnswer) if reused => {
+                    tracing::debug!(
+                        "a kept-alive upstream connection gave no answer; sending again"
+                    );
+                    fresh_only = true;
+                    continue;
+                }
+                Err(failure) => {
+                    tracing::debug!(?failure, "upstream exchange failed");
+                    return Err(SendError::Failed);
+                }
+            };
+            let pools = self.pools.clone();
+            let body = PlainBody::new(conn, answer.framing, answer.keep_alive, move |conn| {
+                pools.give_back(worker, Pooled::Plain(conn));
+            });
+            let body = match http_body::Body::is_end_stream(&body) {
+                true => Body::empty(),
+                false => Body::new(body),
+            };
+            return Ok(answer.response.map(|()| body));
+        }
+    }
+
+    /// A new connection to the upstream.
+    async fn open(&self, worker: usize) -> Result<TcpStream, SendError> {
         let address = (self.host.as_str(), self.port);
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
@@ -265,6 +353,13 @@ impl Upstream {
                 }
             };
         let _ = stream.set_nodelay(true);
+        self.pools.start_reaper(worker);
+        Ok(stream)
+    }
+
+    /// Hands a connection to hyper's client, its task spawned on this
+    /// thread.
+    async fn handshake(&self, stream: TcpStream) -> Result<Conn, SendError> {
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -274,7 +369,6 @@ impl Upstream {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
         });
-        self.pools.start_reaper(worker);
         Ok(Conn {
             sender,
             task: task.abort_handle(),
@@ -283,25 +377,35 @@ impl Upstream {
 }
 
 impl Pools {
-    /// The most recently used idle connection of `worker` that is open and
-    /// ready for a request now. A pooled connection has finished its
-    /// exchange, so one that is not ready is closing: it is dropped rather
-    /// than waited for.
-    fn checkout(&self, worker: usize) -> Option<Conn> {
+    /// The most recently used idle connection of `worker` for `kind` that is
+    /// open and ready for a request now. A pooled connection has finished
+    /// its exchange, so one that is not ready is closing: it is dropped
+    /// rather than waited for.
+    fn checkout(&self, worker: usize, kind: Kind) -> Option<Pooled> {
+        let mut idle = self.per_worker[worker].lock();
         loop {
-            let idle = self.per_worker[worker].lock().pop_back()?;
-            if idle.conn.sender.is_ready() && idle.since.elapsed() < self.idle_timeout {
-                return Some(idle.conn);
+            let plain = |idle: &Idle| matches!(idle.conn, Pooled::Plain(_));
+            let at = match kind {
+                Kind::Plain => idle.iter().rposition(plain),
+                Kind::Hyper => (idle.iter().rposition(|idle| !plain(idle)))
+                    .or_else(|| idle.len().checked_sub(1)),
+            }?;
+            let entry = idle.remove(at)?;
+            if entry.since.elapsed() < self.idle_timeout && entry.conn.is_open() {
+                return Some(entry.conn);
             }
         }
     }
 
     /// Puts a connection whose exchange is complete back, unless the pool
     /// is full or the connection closed. (A dropped idle connection closes
-    /// by itself: its task ends when the last sender is gone.)
-    fn give_back(&self, worker: usize, conn: Conn) {
-        if conn.sender.is_closed() {
-            return;
+    /// by itself: a plain one with its socket, hyper's when its task sees
+    /// the last sender gone.)
+    fn give_back(&self, worker: usize, conn: Pooled) {
+        if let Pooled::Hyper(conn) = &conn {
+            if conn.sender.is_closed() {
+                return;
+            }
         }
         let pool = &self.per_worker[worker];
         let mut idle = pool.lock();
@@ -335,7 +439,7 @@ impl Pools {
                 let timeout = pools.idle_timeout;
                 pools.per_worker[worker]
                     .lock()
-                    .retain(|idle| !idle.conn.sender.is_closed() && idle.since.elapsed() < timeout);
+                    .retain(|idle| idle.since.elapsed() < timeout && idle.conn.is_open());
             }
         });
     }

@@ -1,0 +1,607 @@
+//! The gateway's own HTTP/1.1 client for the commonest upstream exchange: a
+//! GET or HEAD without a body and without an upgrade.
+//!
+//! Hyper's client runs every upstream connection as a task of its own and
+//! hands each request, answer and piece of body between that task and the
+//! request's through channels; for a small GET that was a quarter of the
+//! gateway's instructions. Here the request's own task writes the head and
+//! reads the answer, and the answer's body reads the socket as the client
+//! takes it. Heads are parsed by `httparse` (the parser hyper uses); this
+//! module adds the framing of RFC 9112, section 6, strictly: an answer
+//! whose length cannot be trusted is refused, and a connection goes back to
+//! the pool only after an answer read to its exact end with nothing after it.
+//! Requests with a body and upgrades go through hyper's client
+//! (`upstream.rs`), which shares the pool.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Most bytes of an answer's head (status line and headers).
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header lines in an answer's head (hyper's client allows as many).
+const MAX_HEADERS: usize = 100;
+/// Room asked for each read of a head.
+const HEAD_READ: usize = 8 * 1024;
+/// Largest read of a body.
+const BODY_READ: usize = 64 * 1024;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 1024;
+/// Most bytes of trailer fields after the last chunk (they are dropped).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Why an exchange gave no usable answer.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Failure {
+    /// The connection failed or closed before a single byte of an answer:
+    /// on a kept-alive connection, most likely the upstream dropping it as
+    /// idle while the request was on its way.
+    NoAnswer,
+    /// The answer broke off or could not be read (bad head, untrustworthy
+    /// length, head too large).
+    Broken,
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Framing {
+    /// No body: HEAD, 1xx, 204, 304.
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding` ending in chunked.
+    Chunked,
+    /// Read until the upstream closes (no length given, or a transfer
+    /// coding other than chunked last).
+    UntilClose,
+}
+
+/// An answer's head as read, its body still on the connection.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) response: Response<()>,
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another exchange after this body.
+    pub(crate) keep_alive: bool,
+}
+
+/// An upstream connection this module exchanges on, and the bytes read
+/// from it that are not yet used. Pooled only with nothing unread.
+#[derive(Debug)]
+pub(crate) struct PlainConn {
+    stream: TcpStream,
+    unread: BytesMut,
+    /// Whether the last read took less than it had room for, and so left
+    /// the socket with nothing more to read.
+    drained: bool,
+}
+
+impl PlainConn {
+    pub(crate) fn new(stream: TcpStream) -> PlainConn {
+        PlainConn {
+            stream,
+            unread: BytesMut::new(),
+            drained: false,
+        }
+    }
+
+    /// The connection's socket, for handing it to hyper's client.
+    pub(crate) fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Whether an idle connection is still open and has sent nothing
+    /// unasked. If the runtime has seen nothing to read on it since it was
+    /// pooled ([`pool`](Self::pool)), it is taken as open without a system
+    /// call (as hyper's client takes its connections: a hang-up not yet
+    /// seen shows as no answer, and a bodiless request goes out again);
+    /// otherwise one non-blocking read decides: anything but "nothing to
+    /// read yet" (the upstream closed it, or wrote out of turn) makes it
+    /// unusable.
+    pub(crate) fn is_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        matches!(self.stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Readies a connection whose answer was read to its end for the pool:
+    /// when its last read left the socket empty, the runtime's note that it
+    /// was readable is cleared (no system call), so that [`is_open`]
+    /// (Self::is_open) sees only what comes after. (No runtime turn can come
+    /// between that read and this, which run in one poll of one task.)
+    fn pool(&self) {
+        if self.drained {
+            let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+    }
+
+    /// Sends a request `head` (as it goes on the wire) and reads the answer's
+    /// head, skipping interim (1xx) answers other than 101. `head_only`
+    /// says the request was a HEAD, whose answer has no body whatever its
+    /// headers say.
+    pub(crate) async fn exchange(&mut self, head: &[u8], head_only: bool) -> Result<Head, Failure> {
+        if self.stream.write_all(head).await.is_err() {
+            return Err(Failure::NoAnswer);
+        }
+        let mut answered = false;
+        loop {
+            if !self.unread.is_empty() {
+                match read_head(&mut self.unread, head_only)? {
+                    Some(Parsed::Interim) => continue,
+                    Some(Parsed::Final(head)) => return Ok(head),
+                    None if self.unread.len() > MAX_HEAD_BYTES => return Err(Failure::Broken),
+                    None => {}
+                }
+            }
+            match std::future::poll_fn(|cx| self.poll_fill(cx, HEAD_READ)).await {
+                Ok(0) | Err(_) if answered => return Err(Failure::Broken),
+                Ok(0) | Err(_) => return Err(Failure::NoAnswer),
+                Ok(_) => answered = true,
+            }
+        }
+    }
+
+    /// Reads what the socket has, with room for at least `room` more bytes;
+    /// `Ok(0)` is the end of the connection.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
+        self.unread.reserve(room);
+        let spare = self.unread.capacity() - self.unread.len();
+        loop {
+            match self.stream.try_read_buf(&mut self.unread) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.stream.poll_read_ready(cx))?;
+                }
+                read => {
+                    self.drained = read.as_ref().is_ok_and(|read| *read < spare);
+                    return Poll::Ready(read);
+                }
+            }
+        }
+    }
+}
+
+enum Parsed {
+    /// An interim answer, consumed.
+    Interim,
+    Final(Head),
+}
+
+/// Parses an answer's head from the start of `unread` and takes it out;
+/// `None` while it is incomplete.
+fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Failure> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let length = match parsed.parse(unread) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Failure::Broken),
+    };
+    let status = parsed
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(Failure::Broken)?;
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        unread.advance(length);
+        return Ok(Some(Parsed::Interim));
+    }
+    let version = match parsed.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    // Where each name and value lies in the head, so that the values can be
+    // cut out of it without copying once it is taken out of `unread`.
+    let base = unread.as_ptr() as usize;
+    let spans: Vec<(usize, usize, usize, usize)> = parsed
+        .headers
+        .iter()
+        .map(|header| {
+            let name = header.name.as_ptr() as usize - base;
+            let value = header.value.as_ptr() as usize - base;
+            (name, header.name.len(), value, header.value.len())
+        })
+        .collect();
+    let head = unread.split_to(length).freeze();
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for (name, name_len, value, value_len) in spans {
+        let name =
+            HeaderName::from_bytes(&head[name..name + name_len]).map_err(|_| Failure::Broken)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+            .map_err(|_| Failure::Broken)?;
+        map.append(name, value);
+    }
+    let (framing, keep_alive) = framing(&mut map, status, version, head_only)?;
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = map;
+    Ok(Some(Parsed::Final(Head {
+        response,
+        framing,
+        keep_alive,
+    })))
+}
+
+/// How the body of an answer with `headers` is delimited (RFC 9112,
+/// section 6.3), and whether its connection may be used again. A
+/// `Content-Length` beside a `Transfer-Encoding` is removed, as a
+/// recipient must before passing the answer on.
+fn framing(
+    headers: &mut HeaderMap,
+    status: StatusCode,
+    version: Version,
+    head_only: bool,
+) -> Result<(Framing, bool), Failure> {
+    let mut keep_alive = version == Version::HTTP_11
+        && !headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|value| has_token(value, "close"));
+    let bodiless = head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if version != Version::HTTP_11 {
+            // HTTP/1.0 has no transfer codings: the framing is faulty.
+            return Err(Failure::Broken);
+        }
+        let chunked = headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.rsplit(',').next())
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        if headers.remove(CONTENT_LENGTH).is_some() {
+            keep_alive = false;
+        }
+        return Ok(match (bodiless, chunked) {
+            (true, _) => (Framing::Empty, keep_alive),
+            (false, true) => (Framing::Chunked, keep_alive),
+            (false, false) => (Framing::UntilClose, false),
+        });
+    }
+    let length = content_length(headers)?;
+    if let Some(length) = length {
+        // Several equal values are one length: pass it on once.
+        if headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some() || !is_digits(headers) {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+    }
+    Ok(match (bodiless, length) {
+        (true, _) => (Framing::Empty, keep_alive),
+        (false, Some(length)) => (Framing::Length(length), keep_alive),
+        (false, None) => (Framing::UntilClose, false),
+    })
+}
+
+/// The one length every `Content-Length` value (and every item of a
+/// comma-separated one) gives; an error if any is not a decimal number or
+/// they differ.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Failure> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|byte| *byte == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                return Err(Failure::Broken);
+            }
+            let parsed = item
+                .iter()
+                .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+            if length.is_some_and(|length| length != parsed) {
+                return Err(Failure::Broken);
+            }
+            length = Some(parsed);
+        }
+    }
+    Ok(length)
+}
+
+/// Whether the one `Content-Length` value is plain digits (not a list).
+fn is_digits(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|value| value.as_bytes().iter().all(u8::is_ascii_digit))
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|value| {
+        value
+            .split(',')
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+/// Where a chunked body's reading is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Chunk {
+    /// At a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this much still to come.
+    Data(u64),
+    /// After a chunk's data, at its CRLF.
+    DataEnd,
+    /// After the last chunk, in the trailer fields; this many bytes of them
+    /// read so far.
+    Trailers(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+/// The body of an answer that broke off or was badly framed.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's answer broke off or its body was badly framed")]
+pub(crate) struct BrokenBody;
+
+/// An answer's body, read from its connection as it is polled. Read to its
+/// exact end on a connection that may be kept, the connection is handed to
+/// `keep`; dropped before that, or after anything unexpected, the
+/// connection is closed.
+pub(crate) struct PlainBody<K: FnOnce(PlainConn)> {
+    conn: Option<PlainConn>,
+    state: State,
+    keep_alive: bool,
+    keep: Option<K>,
+}
+
+impl<K: FnOnce(PlainConn) + Unpin> PlainBody<K> {
+    pub(crate) fn new(
+        conn: PlainConn,
+        framing: Framing,
+        keep_alive: bool,
+        keep: K,
+    ) -> PlainBody<K> {
+        let state = match framing {
+            Framing::Empty => State::Length(0),
+            Framing::Length(length) => State::Length(length),
+            Framing::Chunked => State::Chunked(Chunk::Size),
+            Framing::UntilClose => State::UntilClose,
+        };
+        let mut body = PlainBody {
+            conn: Some(conn),
+            state,
+            keep_alive,
+            keep: Some(keep),
+        };
+        if body.state == State::Length(0) {
+            body.finish();
+        }
+        body
+    }
+
+    /// The body has been read to its end: the connection goes back if it
+    /// may and nothing more came on it.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        let conn = self.conn.take();
+        if let (Some(conn), Some(keep)) = (conn, self.keep.take()) {
+            if self.keep_alive && conn.unread.is_empty() {
+                conn.pool();
+                keep(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self) -> Poll<Option<Result<Frame<Bytes>, BrokenBody>>> {
+        self.state = State::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(BrokenBody)))
+    }
+}
+
+impl<K: FnOnce(PlainConn) + Unpin> http_body::Body for PlainBody<K> {
+    type Data = Bytes;
+    type Error = BrokenBody;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BrokenBody>>> {
+        let this = self.get_mut();
+        loop {
+            if this.state == State::Done {
+                return Poll::Ready(None);
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return this.fail();
+            };
+            let room = match this.state {
+                State::Length(left) | State::Chunked(Chunk::Data(left))
+                    if left > 0 && !conn.unread.is_empty() =>
+                {
+                    let unread = &mut conn.unread;
+                    let take =
+                        usize::try_from(left).map_or(unread.len(), |left| left.min(unread.len()));
+                    let data = unread.split_to(take).freeze();
+                    let left = left - take as u64;
+                    if let State::Length(_) = this.state {
+                        this.state = State::Length(left);
+                        if left == 0 {
+                            this.finish();
+                        }
+                    } else {
+                        this.state = State::Chunked(Chunk::Data(left));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Length(left) | State::Chunked(Chunk::Data(left)) if left > 0 => left,
+                State::Length(_) | State::Done => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                State::Chunked(Chunk::Data(_)) => {
+                    this.state = State::Chunked(Chunk::DataEnd);
+                    continue;
+                }
+                State::UntilClose if !conn.unread.is_empty() => {
+                    let data = conn.unread.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::UntilClose => BODY_READ as u64,
+                State::Chunked(chunk) => match step_chunked(&mut conn.unread, chunk) {
+                    Step::Next(next) => {
+                        this.state = State::Chunked(next);
+                        continue;
+                    }
+                    Step::NeedMore => HEAD_READ as u64,
+                    Step::End => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Step::Bad => return this.fail(),
+                },
+            };
+            let room = usize::try_from(room).unwrap_or(BODY_READ).min(BODY_READ);
+            match ready!(conn.poll_fill(cx, room)) {
+                Ok(0) if this.state == State::UntilClose => {
+                    this.state = State::Done;
+                    this.conn = None;
+                    return Poll::Ready(None);
+                }
+                Ok(0) | Err(_) => return this.fail(),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// What reading a chunked body's framing from `unread` gave.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// A piece of framing was read and taken out: go on from here.
+    Next(Chunk),
+    /// Not enough bytes yet.
+    NeedMore,
+    /// The end of the body (last chunk and trailer fields) was read.
+    End,
+    /// The framing is broken.
+    Bad,
+}
+
+/// Reads the framing at `chunk` (not a chunk's data) from `unread`.
+/// Strict on purpose: lines end in CRLF and nothing else, a chunk size is
+/// 1 to 16 hex digits, and extensions and trailers are bounded and
+/// dropped.
+fn step_chunked(unread: &mut BytesMut, chunk: Chunk) -> Step {
+    match chunk {
+        Chunk::Size => match line(unread, MAX_CHUNK_LINE) {
+            Line::Incomplete => Step::NeedMore,
+            Line::Bad => Step::Bad,
+            Line::Ends(end) => {
+                let Some(size) = chunk_size(&unread[..end]) else {
+                    return Step::Bad;
+                };
+                unread.advance(end + 2);
+                match size {
+                    0 => Step::Next(Chunk::Trailers(0)),
+                    size => Step::Next(Chunk::Data(size)),
+                }
+            }
+        },
+        Chunk::DataEnd => match unread.get(..2) {
+            None if unread.first().is_none_or(|byte| *byte == b'\r') => Step::NeedMore,
+            Some(b"\r\n") => {
+                unread.advance(2);
+                Step::Next(Chunk::Size)
+            }
+            _ => Step::Bad,
+        },
+        Chunk::Trailers(seen) => match line(unread, MAX_TRAILER_BYTES.saturating_sub(seen)) {
+            Line::Incomplete => Step::NeedMore,
+            Line::Bad => Step::Bad,
+            Line::Ends(0) => {
+                unread.advance(2);
+                Step::End
+            }
+            Line::Ends(end) => {
+                unread.advance(end + 2);
+                Step::Next(Chunk::Trailers(seen + end + 2))
+            }
+        },
+        Chunk::Data(_) => Step::Bad,
+    }
+}
+
+/// The line at the start of some bytes.
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// It ends in CRLF at this offset.
+    Ends(usize),
+    /// Its end has not been read yet.
+    Incomplete,
+    /// Longer than allowed, or a CR or LF stands alone in it.
+    Bad,
+}
+
+/// The line at the start of `unread`, which with its CRLF may take no more
+/// than `limit` bytes.
+fn line(unread: &[u8], limit: usize) -> Line {
+    let window = &unread[..unread.len().min(limit)];
+    match window
+        .iter()
+        .position(|byte| *byte == b'\r' || *byte == b'\n')
+    {
+        None if unread.len() >= limit => Line::Bad,
+        None => Line::Incomplete,
+        Some(at) => match window.get(at..at + 2) {
+            Some(b"\r\n") => Line::Ends(at),
+            None if window[at] == b'\r' && unread.len() < limit => Line::Incomplete,
+            _ => Line::Bad,
+        },
+    }
+}
+
+/// A chunk-size line's size: 1 to 16 hex digits, then nothing, or
+/// optional spaces and a `;` that starts extensions (ignored).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line
+        .iter()
+        .take_while(|byte| byte.is_ascii_hexdigit())
+        .count();
+    if digits == 0 || digits > 16 {
+        return None;
+    }
+    let rest = line[digits..].trim_ascii_start();
+    if !(rest.is_empty() || rest.starts_with(b";")) {
+        return None;
+    }
+    line[..digits].iter().try_fold(0u64, |size, digit| {
+        let value = char::from(*digit).to_digit(16)?;
+        Some(size << 4 | u64::from(value))
+    })
+}
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;

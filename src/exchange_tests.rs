@@ -1,0 +1,343 @@
+use std::sync::{Arc, Mutex};
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// The head of `answer` as this module reads it (`None`: incomplete).
+fn head_of(answer: &str, head_only: bool) -> Result<Option<Head>, Failure> {
+    let mut unread = BytesMut::from(answer.as_bytes());
+    loop {
+        match read_head(&mut unread, head_only)? {
+            Some(Parsed::Interim) => continue,
+            Some(Parsed::Final(head)) => return Ok(Some(head)),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Framing and keep-alive of a complete head.
+fn framed(answer: &str) -> Result<(Framing, bool), Failure> {
+    let head = head_of(answer, false)?.expect("a complete head");
+    Ok((head.framing, head.keep_alive))
+}
+
+#[test]
+fn a_length_is_trusted_only_when_every_value_agrees() {
+    use Framing::*;
+    let ok = |headers: &str| framed(&format!("HTTP/1.1 200 OK\r\n{headers}\r\n"));
+    assert_eq!(ok("Content-Length: 5\r\n"), Ok((Length(5), true)));
+    assert_eq!(ok("Content-Length: 5, 5\r\n"), Ok((Length(5), true)));
+    assert_eq!(
+        ok("Content-Length: 5\r\nContent-Length: 5\r\n"),
+        Ok((Length(5), true))
+    );
+    for bad in [
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 5, 6\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: -1\r\n",
+        "Content-Length: 5a\r\n",
+        "Content-Length: 0x5\r\n",
+        "Content-Length: \r\n",
+        "Content-Length: 5,\r\n",
+        "Content-Length: 99999999999999999999\r\n",
+    ] {
+        assert_eq!(ok(bad), Err(Failure::Broken), "{bad:?}");
+    }
+}
+
+#[test]
+fn several_equal_lengths_are_passed_on_as_one() {
+    for headers in [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\ncontent-length: 5\r\n",
+    ] {
+        let head = head_of(&format!("HTTP/1.1 200 OK\r\n{headers}\r\n"), false)
+            .expect("read")
+            .expect("complete");
+        let lengths: Vec<_> = head
+            .response
+            .headers()
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .collect();
+        assert_eq!(lengths, [HeaderValue::from_static("5")], "{headers:?}");
+    }
+}
+
+#[test]
+fn transfer_codings_decide_over_a_length_which_is_then_removed() {
+    use Framing::*;
+    let ok = |headers: &str| framed(&format!("HTTP/1.1 200 OK\r\n{headers}\r\n"));
+    assert_eq!(ok("Transfer-Encoding: chunked\r\n"), Ok((Chunked, true)));
+    assert_eq!(
+        ok("Transfer-Encoding: gzip, CHUNKED\r\n"),
+        Ok((Chunked, true))
+    );
+    assert_eq!(
+        ok("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+        Ok((Chunked, true))
+    );
+    // Not chunked last: the body runs to the end of the connection.
+    assert_eq!(
+        ok("Transfer-Encoding: chunked, gzip\r\n"),
+        Ok((UntilClose, false))
+    );
+    assert_eq!(ok("Transfer-Encoding: gzip\r\n"), Ok((UntilClose, false)));
+    // Both: chunked wins, the length goes, and so does the connection.
+    let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = head_of(both, false).expect("read").expect("complete");
+    assert_eq!((head.framing, head.keep_alive), (Chunked, false));
+    assert!(head.response.headers().get(CONTENT_LENGTH).is_none());
+    // HTTP/1.0 has no transfer codings.
+    assert_eq!(
+        framed("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Err(Failure::Broken)
+    );
+}
+
+#[test]
+fn only_an_http_1_1_answer_without_close_keeps_its_connection() {
+    use Framing::*;
+    assert_eq!(
+        framed("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n"),
+        Ok((Length(0), false))
+    );
+    assert_eq!(
+        framed("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n"),
+        Ok((Length(2), false))
+    );
+    assert_eq!(framed("HTTP/1.1 200 OK\r\n\r\n"), Ok((UntilClose, false)));
+}
+
+#[test]
+fn head_204_and_304_answers_have_no_body_but_keep_their_length() {
+    let head = head_of("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true)
+        .expect("read")
+        .expect("complete");
+    assert_eq!((head.framing, head.keep_alive), (Framing::Empty, true));
+    assert_eq!(head.response.headers()[CONTENT_LENGTH], "100");
+    for status in ["204 No Content", "304 Not Modified"] {
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\n\r\n");
+        assert_eq!(framed(&answer), Ok((Framing::Empty, true)), "{status}");
+    }
+}
+
+#[test]
+fn interim_answers_are_skipped_and_heads_read_whole_or_not_at_all() {
+    let answer = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+    let head = head_of(answer, false).expect("read").expect("complete");
+    assert_eq!(head.response.status(), StatusCode::CREATED);
+    assert!(head.response.headers().get("link").is_none());
+    assert!(head_of("HTTP/1.1 200 OK\r\nContent-Le", false)
+        .expect("read")
+        .is_none());
+    // A switch of protocols is final (and refused by the caller).
+    let head = head_of("HTTP/1.1 101 Switching Protocols\r\n\r\n", false)
+        .expect("read")
+        .expect("complete");
+    assert_eq!(head.response.status(), StatusCode::SWITCHING_PROTOCOLS);
+}
+
+#[test]
+fn malformed_heads_are_broken() {
+    for bad in [
+        "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        "ICY 200 OK\r\n\r\n",
+    ] {
+        assert!(
+            matches!(head_of(bad, false), Err(Failure::Broken)),
+            "{bad:?}"
+        );
+    }
+    let many: String = (0..=MAX_HEADERS).map(|n| format!("X-{n}: a\r\n")).collect();
+    let answer = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+    assert!(matches!(head_of(&answer, false), Err(Failure::Broken)));
+}
+
+/// Reads `framing` after a chunk at `chunk` from `bytes`, step by step,
+/// until a step needs more or ends; returns the steps.
+fn steps(bytes: &str, mut chunk: Chunk) -> Vec<Step> {
+    let mut unread = BytesMut::from(bytes.as_bytes());
+    let mut seen = Vec::new();
+    for _ in 0..10_000 {
+        let step = step_chunked(&mut unread, chunk);
+        let next = match step {
+            Step::Next(Chunk::Data(size)) => {
+                let size = usize::try_from(size).expect("small").min(unread.len());
+                unread.advance(size);
+                Some(Chunk::DataEnd)
+            }
+            Step::Next(next) => Some(next),
+            _ => None,
+        };
+        seen.push(step);
+        match next {
+            Some(next) => chunk = next,
+            None => break,
+        }
+    }
+    seen
+}
+
+#[test]
+fn chunk_sizes_are_one_to_sixteen_hex_digits_on_a_crlf_line() {
+    use Step::*;
+    assert_eq!(steps("a\r\n", Chunk::Size)[0], Next(Chunk::Data(10)));
+    assert_eq!(
+        steps("Ff;name=value\r\n", Chunk::Size)[0],
+        Next(Chunk::Data(255))
+    );
+    assert_eq!(steps("1 ;x\r\n", Chunk::Size)[0], Next(Chunk::Data(1)));
+    assert_eq!(
+        steps("ffffffffffffffff\r\n", Chunk::Size)[0],
+        Next(Chunk::Data(u64::MAX))
+    );
+    assert_eq!(steps("0\r\n", Chunk::Size)[0], Next(Chunk::Trailers(0)));
+    for bad in [
+        "\r\n",
+        "g\r\n",
+        "1ffffffffffffffff\r\n",
+        "5\n",
+        "5\rx\r\n",
+        "-5\r\n",
+        "5 x\r\n",
+        "0x5\r\n",
+    ] {
+        assert_eq!(steps(bad, Chunk::Size)[0], Bad, "{bad:?}");
+    }
+    assert_eq!(steps("ff", Chunk::Size)[0], NeedMore);
+    assert_eq!(steps("ff\r", Chunk::Size)[0], NeedMore);
+    let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
+    assert_eq!(steps(&long, Chunk::Size)[0], Bad);
+    assert_eq!(steps(&long[..MAX_CHUNK_LINE], Chunk::Size)[0], Bad);
+}
+
+#[test]
+fn chunk_data_ends_in_crlf_and_the_body_after_its_trailers() {
+    use Step::*;
+    assert_eq!(
+        steps("3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n", Chunk::Size),
+        [
+            Next(Chunk::Data(3)),
+            Next(Chunk::Size),
+            Next(Chunk::Trailers(0)),
+            Next(Chunk::Trailers(10)),
+            End
+        ]
+    );
+    assert_eq!(steps("3\r\nabcX\r\n", Chunk::Size)[1], Bad);
+    assert_eq!(steps("3\r\nabc\n", Chunk::Size)[1], Bad);
+    assert_eq!(steps("3\r\nabc\r", Chunk::Size)[1], NeedMore);
+    assert_eq!(steps("", Chunk::DataEnd), [NeedMore]);
+    assert_eq!(steps("0\r\nX: 1\n\r\n", Chunk::Size)[1], Bad);
+    let many = "X: 1\r\n".repeat(MAX_TRAILER_BYTES / 6 + 1);
+    let seen = steps(&format!("0\r\n{many}\r\n"), Chunk::Size);
+    assert_eq!(seen.last(), Some(&Bad));
+}
+
+/// A connection to a loopback listener whose accepted end writes `pieces`
+/// one after another (pausing between them) and then, if `close`, hangs up.
+async fn connection_sending(pieces: Vec<&'static [u8]>, close: bool) -> PlainConn {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        for piece in pieces {
+            stream.write_all(piece).await.expect("write");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if !close {
+            // Held open until the other end closes.
+            let _ = stream.read(&mut [0u8; 1]).await;
+        }
+    });
+    PlainConn::new(TcpStream::connect(address).await.expect("connect"))
+}
+
+/// Reads an answer's body from `conn`; its bytes (or the error) and whether
+/// the connection was kept.
+async fn body_from(conn: PlainConn, framing: Framing) -> (Result<Vec<u8>, BrokenBody>, bool) {
+    let kept = Arc::new(Mutex::new(false));
+    let mark = kept.clone();
+    let body = PlainBody::new(conn, framing, true, move |_| {
+        *mark.lock().expect("kept") = true
+    });
+    let read = body.collect().await.map(|body| body.to_bytes().to_vec());
+    let kept = *kept.lock().expect("kept");
+    (read, kept)
+}
+
+#[tokio::test]
+async fn a_chunked_body_in_small_pieces_is_decoded_and_its_connection_kept() {
+    let pieces: Vec<&[u8]> = vec![
+        b"5",
+        b"\r",
+        b"\nhel",
+        b"lo\r\n",
+        b"1;x=y\r\n!\r\n0\r",
+        b"\nT: 1\r\n",
+        b"\r\n",
+    ];
+    let conn = connection_sending(pieces, false).await;
+    let (read, kept) = body_from(conn, Framing::Chunked).await;
+    assert_eq!(read.expect("body"), b"hello!");
+    assert!(kept);
+}
+
+#[tokio::test]
+async fn a_length_body_is_read_to_its_end_and_anything_after_it_closes_the_connection() {
+    let conn = connection_sending(vec![b"abc", b"de"], false).await;
+    let (read, kept) = body_from(conn, Framing::Length(5)).await;
+    assert_eq!(read.expect("body"), b"abcde");
+    assert!(kept);
+    let conn = connection_sending(vec![b"abcdeEXTRA"], false).await;
+    let (read, kept) = body_from(conn, Framing::Length(5)).await;
+    assert_eq!(read.expect("body"), b"abcde");
+    assert!(!kept, "a connection with bytes after the answer was kept");
+}
+
+#[tokio::test]
+async fn bodies_that_break_off_or_break_their_framing_fail_and_close() {
+    let cases: Vec<(Vec<&'static [u8]>, Framing)> = vec![
+        (vec![b"abc"], Framing::Length(5)),
+        (vec![b"5\r\nabc"], Framing::Chunked),
+        (vec![b"5\r\nabcde\r\n"], Framing::Chunked),
+        (vec![b"5\r\nabcdeXY0\r\n\r\n"], Framing::Chunked),
+        (vec![b"z\r\n"], Framing::Chunked),
+    ];
+    for (pieces, framing) in cases {
+        let shown = format!("{pieces:?}");
+        let conn = connection_sending(pieces, true).await;
+        let (read, kept) = body_from(conn, framing).await;
+        assert!(read.is_err(), "{shown}: {read:?}");
+        assert!(!kept, "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_without_a_length_runs_to_the_close_and_is_not_kept() {
+    let conn = connection_sending(vec![b"all ", b"of it"], true).await;
+    let (read, kept) = body_from(conn, Framing::UntilClose).await;
+    assert_eq!(read.expect("body"), b"all of it");
+    assert!(!kept);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_open_until_the_upstream_closes_or_writes_unasked() {
+    let conn = connection_sending(vec![], false).await;
+    assert!(conn.is_open());
+    let conn = connection_sending(vec![], true).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!conn.is_open());
+    let conn = connection_sending(vec![b"HTTP/1.1 200 OK\r\n"], false).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!conn.is_open());
+}
