@@ -655,3 +655,28 @@ pub(crate) async fn served_only_once_freed(addr: SocketAddr, free: impl FnOnce()
     let status = status_within(waiting, Duration::from_secs(5)).await;
     assert_eq!(status.expect("served once a slot is free"), 200, "{case}");
 }
+
+/// A fake upstream on a port of its own: each connection is handed, with
+/// the first bytes read from it (a request head), to `serve` in a task of
+/// its own.
+pub(crate) async fn fake_upstream<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream, Vec<u8>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let serve = serve.clone();
+            tokio::spawn(async move {
+                let mut head = vec![0u8; 8192];
+                let n = stream.read(&mut head).await.unwrap_or(0);
+                head.truncate(n);
+                serve(stream, head).await;
+            });
+        }
+    });
+    addr
+}

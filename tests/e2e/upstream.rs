@@ -1,6 +1,10 @@
 //! Upstream failures the gateway answers itself: unreachable (502) and too
-//! slow (504), in the error envelope.
+//! slow (504), in the error envelope; and answers framed every way the
+//! gateway's own client reads, each passed on whole and nothing after one
+//! taken for the next.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -49,4 +53,128 @@ async fn an_upstream_that_never_answers_gives_504() {
         .await;
     assert_refused(&response, 504, "silent upstream");
     hold.abort();
+}
+
+/// Reads request heads from `stream` one at a time and answers each with
+/// `answer(path)`; stops when the client closes, the answer says to
+/// (`None`), or after an answer with `Connection: close`.
+async fn answer_each(
+    mut stream: tokio::net::TcpStream,
+    mut pending: Vec<u8>,
+    answer: impl Fn(&str) -> Option<Vec<u8>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for _ in 0..100 {
+        let end = loop {
+            if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => pending.extend_from_slice(&chunk[..read]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+        pending.drain(..end);
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+        let Some(bytes) = answer(&path) else {
+            return;
+        };
+        // Written in small pieces, so that the gateway reads them apart.
+        for piece in bytes.chunks(7) {
+            if stream.write_all(piece).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if bytes
+            .windows(17)
+            .any(|w| w.eq_ignore_ascii_case(b"connection: close"))
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_framed_every_way_reach_the_client_whole_and_in_turn() {
+    let upstream = fake_upstream(|stream, head| {
+        answer_each(stream, head, |path| {
+            let answer: &[u8] = match path {
+                "/os/info" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
+                "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nfirst",
+                "/supervisor/info" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                "/host/info" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhost",
+                _ => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+            };
+            Some(answer.to_vec())
+        })
+    })
+    .await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
+    // Twice over: the second round reuses the kept connections.
+    for round in 0..2 {
+        let chunked = gateway.send(&get("/os/info")).await;
+        assert_eq!(
+            (chunked.status, chunked.body.as_slice()),
+            (200, &b"hello world"[..]),
+            "round {round}"
+        );
+        let listed = gateway.send(&get("/core/info")).await;
+        assert_eq!(
+            (listed.status, listed.body.as_slice()),
+            (200, &b"first"[..])
+        );
+        assert_eq!(listed.header("content-length"), Some("5"));
+        let unchanged = gateway.send(&get("/supervisor/info")).await;
+        assert_eq!((unchanged.status, unchanged.body.len()), (304, 0));
+        let interim = gateway.send(&get("/host/info")).await;
+        assert_eq!(
+            (interim.status, interim.body.as_slice()),
+            (200, &b"host"[..])
+        );
+        let to_close = gateway.send(&get("/network/info")).await;
+        assert_eq!(
+            (to_close.status, to_close.body.as_slice()),
+            (200, &b"until the end"[..])
+        );
+    }
+}
+
+#[tokio::test]
+async fn bytes_after_an_answer_never_become_the_next_requests_answer() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let upstream = fake_upstream(move |stream, head| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        answer_each(stream, head, |path| {
+            let answer: &[u8] = match path {
+                // A length one short, then a whole forged answer.
+                "/os/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+                // Two lengths that disagree.
+                "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+                _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal",
+            };
+            Some(answer.to_vec())
+        })
+    })
+    .await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
+    for _ in 0..3 {
+        let first = gateway.send(&get("/os/info")).await;
+        assert_eq!((first.status, first.body.as_slice()), (200, &b"ok"[..]));
+        let next = gateway.send(&get("/network/info")).await;
+        assert_eq!((next.status, next.body.as_slice()), (200, &b"real"[..]));
+    }
+    assert_refused(&gateway.send(&get("/core/info")).await, 502, "two lengths");
+    let next = gateway.send(&get("/network/info")).await;
+    assert_eq!((next.status, next.body.as_slice()), (200, &b"real"[..]));
+    // Each answer with bytes after it, and the one refused, cost their
+    // connection: 3 + 1, plus the one the good answers share.
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
 }
