@@ -181,9 +181,16 @@ enum Parsed {
 /// Parses an answer's head from the start of `unread` and takes it out;
 /// `None` while it is incomplete.
 fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Failure> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let length = match parsed.parse(unread) {
+    // Left uninitialised: httparse writes the ones it fills.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        unread,
+        &mut headers,
+    );
+    let length = match parsing {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(Failure::Broken),
@@ -203,25 +210,30 @@ fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, F
     // Where each name and value lies in the head, so that the values can be
     // cut out of it without copying once it is taken out of `unread`.
     let base = unread.as_ptr() as usize;
-    let spans: Vec<(usize, usize, usize, usize)> = parsed
-        .headers
-        .iter()
-        .map(|header| {
-            let name = header.name.as_ptr() as usize - base;
-            let value = header.value.as_ptr() as usize - base;
-            (name, header.name.len(), value, header.value.len())
-        })
-        .collect();
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    for (span, header) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let at = |bytes: &[u8]| (bytes.as_ptr() as usize - base) as u32;
+        *span = (
+            at(header.name.as_bytes()),
+            header.name.len() as u32,
+            at(header.value),
+            header.value.len() as u32,
+        );
+    }
+    let count = parsed.headers.len();
     let head = unread.split_to(length).freeze();
-    let mut map = HeaderMap::with_capacity(spans.len());
-    for (name, name_len, value, value_len) in spans {
-        let name =
-            HeaderName::from_bytes(&head[name..name + name_len]).map_err(|_| Failure::Broken)?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+    let mut map = HeaderMap::with_capacity(count);
+    let mut seen = Seen::default();
+    for &(name, name_len, value, value_len) in &spans[..count] {
+        let (name, value) = (name as usize, value as usize);
+        let name = HeaderName::from_bytes(&head[name..name + name_len as usize])
             .map_err(|_| Failure::Broken)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len as usize))
+            .map_err(|_| Failure::Broken)?;
+        seen.note(&name, &value)?;
         map.append(name, value);
     }
-    let (framing, keep_alive) = framing(&mut map, status, version, head_only)?;
+    let (framing, keep_alive) = framing(&mut map, &seen, status, version, head_only)?;
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
@@ -233,88 +245,97 @@ fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, F
     })))
 }
 
-/// How the body of an answer with `headers` is delimited (RFC 9112,
-/// section 6.3), and whether its connection may be used again. A
-/// `Content-Length` beside a `Transfer-Encoding` is removed, as a
-/// recipient must before passing the answer on.
+/// What an answer's headers say about its framing, noted as they are read.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The length every `Content-Length` value agrees on.
+    length: Option<u64>,
+    /// `Content-Length` lines, and whether any was a list.
+    length_lines: usize,
+    length_listed: bool,
+    /// Whether there is a `Transfer-Encoding`, and whether its last coding
+    /// (of its last line) is chunked.
+    codings: bool,
+    chunked_last: bool,
+    /// Whether `Connection` says close.
+    close: bool,
+}
+
+impl Seen {
+    /// Notes one header; an error if it is a `Content-Length` that is not a
+    /// decimal number or disagrees with an earlier one.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), Failure> {
+        if *name == CONTENT_LENGTH {
+            self.length_lines += 1;
+            for item in value.as_bytes().split(|byte| *byte == b',') {
+                self.length_listed |= item.len() != value.len();
+                let item = item.trim_ascii();
+                if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                    return Err(Failure::Broken);
+                }
+                let length = item
+                    .iter()
+                    .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+                if self.length.is_some_and(|seen| seen != length) {
+                    return Err(Failure::Broken);
+                }
+                self.length = Some(length);
+            }
+        } else if *name == TRANSFER_ENCODING {
+            self.codings = true;
+            self.chunked_last = value
+                .as_bytes()
+                .rsplit(|byte| *byte == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if *name == CONNECTION {
+            self.close |= has_token(value, "close");
+        }
+        Ok(())
+    }
+}
+
+/// How the body of an answer is delimited (RFC 9112, section 6.3), from
+/// what its headers said (`seen`), and whether its connection may be used
+/// again. A `Content-Length` beside a `Transfer-Encoding` is removed, as a
+/// recipient must before passing the answer on, and several equal ones are
+/// passed on as one.
 fn framing(
     headers: &mut HeaderMap,
+    seen: &Seen,
     status: StatusCode,
     version: Version,
     head_only: bool,
 ) -> Result<(Framing, bool), Failure> {
-    let mut keep_alive = version == Version::HTTP_11
-        && !headers
-            .get_all(CONNECTION)
-            .iter()
-            .any(|value| has_token(value, "close"));
+    let mut keep_alive = version == Version::HTTP_11 && !seen.close;
     let bodiless = head_only
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if seen.codings {
         if version != Version::HTTP_11 {
             // HTTP/1.0 has no transfer codings: the framing is faulty.
             return Err(Failure::Broken);
         }
-        let chunked = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
         if headers.remove(CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
-        return Ok(match (bodiless, chunked) {
+        return Ok(match (bodiless, seen.chunked_last) {
             (true, _) => (Framing::Empty, keep_alive),
             (false, true) => (Framing::Chunked, keep_alive),
             (false, false) => (Framing::UntilClose, false),
         });
     }
-    let length = content_length(headers)?;
-    if let Some(length) = length {
-        // Several equal values are one length: pass it on once.
-        if headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some() || !is_digits(headers) {
+    if let Some(length) = seen.length {
+        if seen.length_lines > 1 || seen.length_listed {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
         }
     }
-    Ok(match (bodiless, length) {
+    Ok(match (bodiless, seen.length) {
         (true, _) => (Framing::Empty, keep_alive),
         (false, Some(length)) => (Framing::Length(length), keep_alive),
         (false, None) => (Framing::UntilClose, false),
     })
-}
-
-/// The one length every `Content-Length` value (and every item of a
-/// comma-separated one) gives; an error if any is not a decimal number or
-/// they differ.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Failure> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|byte| *byte == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(Failure::Broken);
-            }
-            let parsed = item
-                .iter()
-                .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
-            if length.is_some_and(|length| length != parsed) {
-                return Err(Failure::Broken);
-            }
-            length = Some(parsed);
-        }
-    }
-    Ok(length)
-}
-
-/// Whether the one `Content-Length` value is plain digits (not a list).
-fn is_digits(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_LENGTH)
-        .is_some_and(|value| value.as_bytes().iter().all(u8::is_ascii_digit))
 }
 
 fn has_token(value: &HeaderValue, token: &str) -> bool {

@@ -485,7 +485,11 @@ impl Forwarder {
         mut emit: impl FnMut(&HeaderName, &HeaderValue),
     ) {
         let named = connection_names(incoming);
+        let mut client_host = None;
         for (name, value) in incoming {
+            if *name == header::HOST {
+                client_host = Some(value);
+            }
             if self.passes_through(name.as_str(), &named) {
                 emit(name, value);
             }
@@ -493,7 +497,7 @@ impl Forwarder {
         if let Some(authorization) = &self.upstream_authorization {
             emit(&header::AUTHORIZATION, authorization);
         }
-        if !incoming.contains_key(header::HOST) {
+        if client_host.is_none() {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.
             if let Some(host) = &self.upstream_host {
                 emit(&header::HOST, host);
@@ -503,7 +507,7 @@ impl Forwarder {
             emit(&X_FORWARDED_FOR, ip);
         }
         emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http"));
-        if let Some(host) = incoming.get(header::HOST) {
+        if let Some(host) = client_host {
             emit(&X_FORWARDED_HOST, host);
         }
         emit(&X_GATEWAY_CALLER, &HeaderValue::from_static(caller.kind()));
