@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Most bytes of an answer's head (status line and headers).
@@ -78,9 +78,6 @@ pub(crate) struct Head {
 pub(crate) struct PlainConn {
     stream: TcpStream,
     unread: BytesMut,
-    /// Whether the last read took less than it had room for, and so left
-    /// the socket with nothing more to read.
-    drained: bool,
 }
 
 impl PlainConn {
@@ -88,7 +85,6 @@ impl PlainConn {
         PlainConn {
             stream,
             unread: BytesMut::new(),
-            drained: false,
         }
     }
 
@@ -98,8 +94,8 @@ impl PlainConn {
     }
 
     /// Whether an idle connection is still open and has sent nothing
-    /// unasked. If the runtime has seen nothing to read on it since it was
-    /// pooled ([`pool`](Self::pool)), it is taken as open without a system
+    /// unasked. If the runtime has seen nothing to read on it since its
+    /// last read left it empty, it is taken as open without a system
     /// call (as hyper's client takes its connections: a hang-up not yet
     /// seen shows as no answer, and a bodiless request goes out again);
     /// otherwise one non-blocking read decides: anything but "nothing to
@@ -112,19 +108,6 @@ impl PlainConn {
         }
         let mut byte = [0u8; 1];
         matches!(self.stream.try_read(&mut byte), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
-    }
-
-    /// Readies a connection whose answer was read to its end for the pool:
-    /// when its last read left the socket empty, the runtime's note that it
-    /// was readable is cleared (no system call), so that [`is_open`]
-    /// (Self::is_open) sees only what comes after. (No runtime turn can come
-    /// between that read and this, which run in one poll of one task.)
-    fn pool(&self) {
-        if self.drained {
-            let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-            });
-        }
     }
 
     /// Sends a request `head` (as it goes on the wire) and reads the answer's
@@ -158,15 +141,30 @@ impl PlainConn {
     fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
         self.unread.reserve(room);
         let spare = self.unread.capacity() - self.unread.len();
+        let (stream, unread) = (&self.stream, &mut self.unread);
         loop {
-            match self.stream.try_read_buf(&mut self.unread) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.stream.poll_read_ready(cx))?;
+            // A read that takes less than it had room for left the socket
+            // empty: it then reports "would block" to the runtime, which
+            // forgets that the socket was readable (unless it noted more
+            // since the read began), so that the next read waits for new
+            // bytes instead of making a system call to find none, as
+            // tokio's own reads do.
+            let mut taken = None;
+            let read = stream.try_io(Interest::READABLE, || {
+                let read = stream.try_read_buf(unread)?;
+                taken = Some(read);
+                match read {
+                    0 => Ok(0),
+                    read if read < spare => Err(io::ErrorKind::WouldBlock.into()),
+                    read => Ok(read),
                 }
-                read => {
-                    self.drained = read.as_ref().is_ok_and(|read| *read < spare);
-                    return Poll::Ready(read);
+            });
+            match (taken, read) {
+                (Some(read), _) => return Poll::Ready(Ok(read)),
+                (None, Err(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(stream.poll_read_ready(cx))?;
                 }
+                (None, read) => return Poll::Ready(read),
             }
         }
     }
@@ -416,7 +414,6 @@ impl<K: FnOnce(PlainConn) + Unpin> PlainBody<K> {
         let conn = self.conn.take();
         if let (Some(conn), Some(keep)) = (conn, self.keep.take()) {
             if self.keep_alive && conn.unread.is_empty() {
-                conn.pool();
                 keep(conn);
             }
         }
