@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 
 /// Most bytes of an answer's head (status line and headers).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most interim (1xx) answers before the final one.
+const MAX_INTERIM: usize = 16;
 /// Most header lines in an answer's head (hyper's client allows as many).
 const MAX_HEADERS: usize = 100;
 /// Room asked for each read of a head.
@@ -119,10 +121,15 @@ impl PlainConn {
             return Err(Failure::NoAnswer);
         }
         let mut answered = false;
+        let mut interim = 0;
         loop {
             if !self.unread.is_empty() {
                 match read_head(&mut self.unread, head_only)? {
-                    Some(Parsed::Interim) => continue,
+                    Some(Parsed::Interim) if interim < MAX_INTERIM => {
+                        interim += 1;
+                        continue;
+                    }
+                    Some(Parsed::Interim) => return Err(Failure::Broken),
                     Some(Parsed::Final(head)) => return Ok(head),
                     None if self.unread.len() > MAX_HEAD_BYTES => return Err(Failure::Broken),
                     None => {}
@@ -193,6 +200,9 @@ fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, F
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(Failure::Broken),
     };
+    if length > MAX_HEAD_BYTES {
+        return Err(Failure::Broken);
+    }
     let status = parsed
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
@@ -281,11 +291,13 @@ impl Seen {
             }
         } else if *name == TRANSFER_ENCODING {
             self.codings = true;
+            // Empty list elements are ignored (RFC 9110, section 5.6.1).
             self.chunked_last = value
                 .as_bytes()
                 .rsplit(|byte| *byte == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                .map(<[u8]>::trim_ascii)
+                .find(|coding| !coding.is_empty())
+                .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
         } else if *name == CONNECTION {
             self.close |= has_token(value, "close");
         }
@@ -305,7 +317,9 @@ fn framing(
     version: Version,
     head_only: bool,
 ) -> Result<(Framing, bool), Failure> {
-    let mut keep_alive = version == Version::HTTP_11 && !seen.close;
+    // After 101 the connection speaks another protocol: never reused.
+    let mut keep_alive =
+        version == Version::HTTP_11 && !seen.close && status != StatusCode::SWITCHING_PROTOCOLS;
     let bodiless = head_only
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -600,23 +614,28 @@ fn line(unread: &[u8], limit: usize) -> Line {
     }
 }
 
-/// A chunk-size line's size: 1 to 16 hex digits, then nothing, or
-/// optional spaces and a `;` that starts extensions (ignored).
+/// A chunk-size line's size: hex digits (leading zeros allowed, the value
+/// within 64 bits), then nothing, or spaces or tabs and a `;` that starts
+/// extensions (ignored).
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line
         .iter()
         .take_while(|byte| byte.is_ascii_hexdigit())
         .count();
-    if digits == 0 || digits > 16 {
+    if digits == 0 {
         return None;
     }
-    let rest = line[digits..].trim_ascii_start();
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|byte| matches!(byte, b' ' | b'\t'))
+        .count()..];
     if !(rest.is_empty() || rest.starts_with(b";")) {
         return None;
     }
     line[..digits].iter().try_fold(0u64, |size, digit| {
         let value = char::from(*digit).to_digit(16)?;
-        Some(size << 4 | u64::from(value))
+        size.checked_mul(16)?.checked_add(u64::from(value))
     })
 }
 

@@ -77,6 +77,8 @@ fn transfer_codings_decide_over_a_length_which_is_then_removed() {
         ok("Transfer-Encoding: gzip, CHUNKED\r\n"),
         Ok((Chunked, true))
     );
+    // Empty list elements do not count.
+    assert_eq!(ok("Transfer-Encoding: chunked, \r\n"), Ok((Chunked, true)));
     assert_eq!(
         ok("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
         Ok((Chunked, true))
@@ -135,11 +137,16 @@ fn interim_answers_are_skipped_and_heads_read_whole_or_not_at_all() {
     assert!(head_of("HTTP/1.1 200 OK\r\nContent-Le", false)
         .expect("read")
         .is_none());
-    // A switch of protocols is final (and refused by the caller).
-    let head = head_of("HTTP/1.1 101 Switching Protocols\r\n\r\n", false)
-        .expect("read")
-        .expect("complete");
+    // A switch of protocols is final (and refused by the caller), and its
+    // connection now speaks another protocol: never kept.
+    let head = head_of(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+        false,
+    )
+    .expect("read")
+    .expect("complete");
     assert_eq!(head.response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert!(!head.keep_alive);
 }
 
 #[test]
@@ -157,6 +164,10 @@ fn malformed_heads_are_broken() {
             "{bad:?}"
         );
     }
+    // A head over the limit, even when it arrived whole.
+    let large = format!("X: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
+    let answer = format!("HTTP/1.1 200 OK\r\n{large}Content-Length: 0\r\n\r\n");
+    assert!(matches!(head_of(&answer, false), Err(Failure::Broken)));
     let many: String = (0..=MAX_HEADERS).map(|n| format!("X-{n}: a\r\n")).collect();
     let answer = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
     assert!(matches!(head_of(&answer, false), Err(Failure::Broken)));
@@ -188,7 +199,7 @@ fn steps(bytes: &str, mut chunk: Chunk) -> Vec<Step> {
 }
 
 #[test]
-fn chunk_sizes_are_one_to_sixteen_hex_digits_on_a_crlf_line() {
+fn chunk_sizes_are_hex_digits_within_64_bits_on_a_crlf_line() {
     use Step::*;
     assert_eq!(steps("a\r\n", Chunk::Size)[0], Next(Chunk::Data(10)));
     assert_eq!(
@@ -201,7 +212,14 @@ fn chunk_sizes_are_one_to_sixteen_hex_digits_on_a_crlf_line() {
         Next(Chunk::Data(u64::MAX))
     );
     assert_eq!(steps("0\r\n", Chunk::Size)[0], Next(Chunk::Trailers(0)));
+    assert_eq!(
+        steps("0000000000000000000a\r\n", Chunk::Size)[0],
+        Next(Chunk::Data(10))
+    );
+    assert_eq!(steps("1\t;x\r\n", Chunk::Size)[0], Next(Chunk::Data(1)));
     for bad in [
+        "0\x0c\r\n",
+        "1\x0b;x\r\n",
         "\r\n",
         "g\r\n",
         "1ffffffffffffffff\r\n",
@@ -340,4 +358,57 @@ async fn an_idle_connection_is_open_until_the_upstream_closes_or_writes_unasked(
     let conn = connection_sending(vec![b"HTTP/1.1 200 OK\r\n"], false).await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!conn.is_open());
+}
+
+#[tokio::test]
+async fn an_endless_run_of_interim_answers_is_broken_off() {
+    let interim: &'static [u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut conn = connection_sending(vec![interim; MAX_INTERIM + 1], false).await;
+    assert_eq!(
+        conn.exchange(b"GET / HTTP/1.1\r\n\r\n", false).await.err(),
+        Some(Failure::Broken)
+    );
+    let mut pieces = vec![interim; MAX_INTERIM];
+    pieces.push(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let mut conn = connection_sending(pieces, false).await;
+    let head = conn
+        .exchange(b"GET / HTTP/1.1\r\n\r\n", false)
+        .await
+        .expect("answer");
+    assert_eq!(head.response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bytes_that_come_after_the_last_read_of_a_body_make_its_connection_unusable() {
+    // The whole chunked body comes in one read; more bytes come after it,
+    // while the body's end is still to be taken from what was read.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (more, send_more) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        stream
+            .write_all(b"5\r\nhello\r\n0\r\n\r\n")
+            .await
+            .expect("write");
+        let _ = send_more.await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\n")
+            .await
+            .expect("write");
+        let _ = stream.read(&mut [0u8; 1]).await;
+    });
+    let conn = PlainConn::new(TcpStream::connect(address).await.expect("connect"));
+    let kept = Arc::new(Mutex::new(None));
+    let keep = kept.clone();
+    let mut body = PlainBody::new(conn, Framing::Chunked, true, move |conn| {
+        *keep.lock().expect("kept") = Some(conn);
+    });
+    let first = body.frame().await.expect("a frame").expect("data");
+    assert_eq!(first.into_data().expect("data"), "hello");
+    more.send(()).expect("upstream");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(body.frame().await.is_none());
+    let conn = kept.lock().expect("kept").take().expect("kept at the end");
+    assert!(!conn.is_open(), "bytes after the answer went unnoticed");
 }

@@ -6,10 +6,11 @@
 //!
 //! A bodiless GET or HEAD is exchanged by the gateway's own client
 //! (`exchange.rs`) in the request's task; anything else through hyper's
-//! client, whose connections run as tasks of their own. Both take their
-//! connections from the same pool: a plain connection is handed to hyper
-//! when a request with a body finds no other, and a GET that finds only a
-//! hyper connection goes out on it through hyper.
+//! client, whose connections run as tasks of their own. Both keep their
+//! idle connections in the same pool, within its one size: a request for
+//! hyper takes one of hyper's, else a plain one, which is handed to hyper
+//! for good; a bodiless GET or HEAD takes only a plain one (hyper keeps
+//! the socket of its connections), else opens a new connection.
 
 use std::collections::VecDeque;
 use std::future::Future;

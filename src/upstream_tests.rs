@@ -395,3 +395,38 @@ fn a_request_without_a_copy_the_upstream_hung_up_on_is_not_sent_again() {
     // Read once, on the first connection, and never sent again.
     assert_eq!((connections, requests), (1, 2));
 }
+
+#[tokio::test]
+async fn a_connection_switched_to_another_protocol_is_never_used_again() {
+    // Every connection's first answer is a 101; what the switched stream
+    // says after it looks like an answer to the next request.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let answers: [&[u8]; 2] = [
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+                ];
+                for answer in answers {
+                    if read_head(&mut stream, &mut pending).await.is_none()
+                        || stream.write_all(answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = stream.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    let authority = format!("127.0.0.1:{port}").parse().expect("authority");
+    let upstream = Upstream::new(&authority, Duration::from_secs(2), 4, 1);
+    for _ in 0..2 {
+        let switched = sent_get(&upstream, "/os/info").await;
+        assert_eq!(switched.status(), http::StatusCode::SWITCHING_PROTOCOLS);
+        drop(switched);
+        assert_eq!(upstream.pools.per_worker[0].lock().len(), 0);
+    }
+}
