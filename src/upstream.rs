@@ -230,13 +230,10 @@ impl Upstream {
         again: &'a (dyn Fn() -> Option<Request<Body>> + Sync),
     ) -> impl Future<Output = Result<Response<Body>, SendError>> + Send + 'a {
         async move {
-            let worker = crate::server::current_worker() % self.pools.per_worker.len();
+            let worker = self.worker();
             let mut fresh_only = false;
             loop {
-                let pooled = match fresh_only {
-                    true => None,
-                    false => self.pools.checkout(worker, Kind::Hyper),
-                };
+                let pooled = self.idle(worker, Kind::Hyper, fresh_only);
                 let reused = pooled.is_some();
                 let conn = match pooled {
                     Some(Pooled::Hyper(conn)) => conn,
@@ -300,13 +297,10 @@ impl Upstream {
         head: &[u8],
         head_only: bool,
     ) -> Result<Response<Body>, SendError> {
-        let worker = crate::server::current_worker() % self.pools.per_worker.len();
+        let worker = self.worker();
         let mut fresh_only = false;
         loop {
-            let pooled = match fresh_only {
-                true => None,
-                false => self.pools.checkout(worker, Kind::Plain),
-            };
+            let pooled = self.idle(worker, Kind::Plain, fresh_only);
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(Pooled::Plain(conn)) => conn,
@@ -335,6 +329,20 @@ impl Upstream {
                 false => Body::new(body),
             };
             return Ok(answer.response.map(|()| body));
+        }
+    }
+
+    /// The pool of the worker this runs on.
+    fn worker(&self) -> usize {
+        crate::server::current_worker() % self.pools.per_worker.len()
+    }
+
+    /// An idle connection of `worker`'s pool for `kind`, unless only a new
+    /// connection will do.
+    fn idle(&self, worker: usize, kind: Kind, fresh_only: bool) -> Option<Pooled> {
+        match fresh_only {
+            true => None,
+            false => self.pools.checkout(worker, kind),
         }
     }
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use supervisor_gateway::config::Config;
 
@@ -56,14 +57,14 @@ async fn an_upstream_that_never_answers_gives_504() {
 }
 
 /// Reads request heads from `stream` one at a time and answers each with
-/// `answer(path)`; stops when the client closes, the answer says to
-/// (`None`), or after an answer with `Connection: close`.
+/// `answer(path)`, written in small pieces so that the gateway reads them
+/// apart; stops when the client closes, or after an answer with
+/// `Connection: close`.
 async fn answer_each(
-    mut stream: tokio::net::TcpStream,
+    mut stream: TcpStream,
     mut pending: Vec<u8>,
-    answer: impl Fn(&str) -> Option<Vec<u8>>,
+    answer: fn(&str) -> &'static [u8],
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for _ in 0..100 {
         let end = loop {
             if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -77,11 +78,7 @@ async fn answer_each(
         };
         let head = String::from_utf8_lossy(&pending[..end]).into_owned();
         pending.drain(..end);
-        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-        let Some(bytes) = answer(&path) else {
-            return;
-        };
-        // Written in small pieces, so that the gateway reads them apart.
+        let bytes = answer(head.split(' ').nth(1).unwrap_or(""));
         for piece in bytes.chunks(7) {
             if stream.write_all(piece).await.is_err() {
                 return;
@@ -97,23 +94,31 @@ async fn answer_each(
     }
 }
 
-#[tokio::test]
-async fn answers_framed_every_way_reach_the_client_whole_and_in_turn() {
-    let upstream = fake_upstream(|stream, head| {
-        answer_each(stream, head, |path| {
-            let answer: &[u8] = match path {
-                "/os/info" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
-                "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nfirst",
-                "/supervisor/info" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
-                "/host/info" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhost",
-                _ => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
-            };
-            Some(answer.to_vec())
-        })
+/// A gateway in front of an upstream that answers each request by its path
+/// with `answer`, and the count of connections the upstream took.
+async fn gateway_answering(answer: fn(&str) -> &'static [u8]) -> (TestGateway, Arc<AtomicUsize>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let upstream = fake_upstream(move |stream, head| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        answer_each(stream, head, answer)
     })
     .await;
     let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
     let gateway = TestGateway::with_config(config, start_mock().await).await;
+    (gateway, connections)
+}
+
+#[tokio::test]
+async fn answers_framed_every_way_reach_the_client_whole_and_in_turn() {
+    let (gateway, _) = gateway_answering(|path| match path {
+        "/os/info" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
+        "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nfirst",
+        "/supervisor/info" => b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        "/host/info" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhost",
+        _ => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end",
+    })
+    .await;
     let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
     // Twice over: the second round reuses the kept connections.
     for round in 0..2 {
@@ -146,24 +151,14 @@ async fn answers_framed_every_way_reach_the_client_whole_and_in_turn() {
 
 #[tokio::test]
 async fn bytes_after_an_answer_never_become_the_next_requests_answer() {
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    let upstream = fake_upstream(move |stream, head| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        answer_each(stream, head, |path| {
-            let answer: &[u8] = match path {
-                // A length one short, then a whole forged answer.
-                "/os/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
-                // Two lengths that disagree.
-                "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
-                _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal",
-            };
-            Some(answer.to_vec())
-        })
+    let (gateway, connections) = gateway_answering(|path| match path {
+        // A length one short, then a whole forged answer.
+        "/os/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+        // Two lengths that disagree.
+        "/core/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+        _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal",
     })
     .await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, start_mock().await).await;
     let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
     for _ in 0..3 {
         let first = gateway.send(&get("/os/info")).await;
