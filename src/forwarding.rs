@@ -453,12 +453,11 @@ impl Forwarder {
             head.extend_from_slice(query.as_bytes());
         }
         // The target is canonical and the query came through hyper's
-        // parser; a byte that could end the request line is refused all
+        // parser (which lets UTF-8 through, as a Uri does); a space or a
+        // control byte, which could end the request line, is refused all
         // the same, as a Uri would refuse it.
-        if !head[parts.method.as_str().len() + 1..]
-            .iter()
-            .all(|byte| byte.is_ascii_graphic())
-        {
+        let target = &head[parts.method.as_str().len() + 1..];
+        if target.iter().any(|byte| *byte <= b' ' || *byte == 0x7f) {
             return Err(ForwardError::UpstreamFailed);
         }
         head.extend_from_slice(b" HTTP/1.1\r\n");

@@ -368,10 +368,20 @@ impl Gateway {
                 // A toggle's body is kept, so that a success can be recorded
                 // with the state it asked for.
                 let tap = toggled.as_ref().map(|_| Tap::default());
+                let had_body = !body.is_end_stream();
                 let forwarded =
                     self.forwarder
                         .forward(&permit, &caller, parts, body, tap.clone(), peer);
-                let response = forwarded.await.unwrap_or_else(upstream_failure);
+                let response = forwarded.await.unwrap_or_else(|error| {
+                    let mut response = upstream_failure(error);
+                    // The body may not have been read to its end (the
+                    // upstream was unreachable before it was): hyper then
+                    // closes the connection, so the client is told.
+                    if had_body {
+                        close_after(&mut response);
+                    }
+                    response
+                });
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
                     self.note_toggle(&response, &caller, &named, &tap);

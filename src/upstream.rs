@@ -406,10 +406,12 @@ impl Pools {
         }
     }
 
-    /// Puts a connection whose exchange is complete back, unless the pool
-    /// is full or the connection closed. (A dropped idle connection closes
-    /// by itself: a plain one with its socket, hyper's when its task sees
-    /// the last sender gone.)
+    /// Puts a connection whose exchange is complete back, unless it
+    /// closed; a full pool makes room by closing its longest-idle
+    /// connection, whatever its kind, so that a run of requests with bodies
+    /// cannot leave GETs without pooled connections until hyper's are
+    /// reaped. (A dropped idle connection closes by itself: a plain one
+    /// with its socket, hyper's when its task sees the last sender gone.)
     fn give_back(&self, worker: usize, conn: Pooled) {
         if let Pooled::Hyper(conn) = &conn {
             if conn.sender.is_closed() {
@@ -417,14 +419,21 @@ impl Pools {
             }
         }
         let pool = &self.per_worker[worker];
-        let mut idle = pool.lock();
-        if idle.len() >= pool.max_idle {
+        if pool.max_idle == 0 {
             return;
         }
+        let mut idle = pool.lock();
+        let longest_idle = match idle.len() >= pool.max_idle {
+            true => idle.pop_front(),
+            false => None,
+        };
         idle.push_back(Idle {
             conn,
             since: Instant::now(),
         });
+        drop(idle);
+        // Closed outside the lock.
+        drop(longest_idle);
     }
 
     /// Closes, every so often, the connections of `worker` that have been

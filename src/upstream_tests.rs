@@ -430,3 +430,26 @@ async fn a_connection_switched_to_another_protocol_is_never_used_again() {
         assert_eq!(upstream.pools.per_worker[0].lock().len(), 0);
     }
 }
+
+#[tokio::test]
+async fn a_full_pool_makes_room_for_a_get_by_closing_its_longest_idle_connection() {
+    let test = TestUpstream::start(Manner::KeepAlive, b"ok".to_vec()).await;
+    let upstream = test.upstream(1);
+    // A request for hyper's client leaves one of hyper's connections idle.
+    let post = Request::builder()
+        .method("POST")
+        .uri("/supervisor/reload")
+        .header(http::header::HOST, "supervisor")
+        .body(Body::empty())
+        .expect("request");
+    let answer = upstream.send(post, None, &no_copy).await.expect("sent");
+    assert_eq!(body_of(answer).await, b"ok");
+    // GETs take only plain connections: the first opens one, which then
+    // takes the pool's one place; the rest reuse it.
+    for _ in 0..3 {
+        let response = sent_get(&upstream, "/os/info").await;
+        assert_eq!(body_of(response).await, b"ok");
+    }
+    assert_eq!(test.accepted(), 2);
+    assert_eq!(test.requests(), 4);
+}

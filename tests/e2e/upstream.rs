@@ -173,3 +173,37 @@ async fn bytes_after_an_answer_never_become_the_next_requests_answer() {
     // connection: 3 + 1, plus the one the good answers share.
     assert_eq!(connections.load(Ordering::SeqCst), 5);
 }
+
+#[tokio::test]
+async fn a_get_with_utf8_in_its_query_reaches_the_upstream_as_other_methods_do() {
+    let gateway = TestGateway::start().await;
+    for method in ["GET", "HEAD"] {
+        let request =
+            RawRequest::new(method, "/addons/self/options/config?name=café").token(TOK_DEFAULT);
+        let response = gateway.send(&request).await;
+        assert_ne!(response.status, 502, "{method}");
+        let seen = gateway.upstream_saw();
+        let last = seen.last().expect("the upstream saw it");
+        assert_eq!(
+            (last.method.as_str(), last.query.as_deref()),
+            (method, Some("name=café"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_failure_before_the_body_was_read_says_the_connection_closes() {
+    let mock = start_mock().await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let config = Config::from_yaml(&test_config_yaml(dead), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    // The head alone: the body is never sent.
+    let head = format!(
+        "POST /backups/new/full HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: 7\r\n\r\n"
+    );
+    let response = send_raw(gateway.addr, head.as_bytes()).await;
+    assert_refused(&response, 502, "unreachable upstream");
+    assert_eq!(response.header("connection"), Some("close"));
+}
