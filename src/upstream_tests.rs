@@ -114,6 +114,16 @@ fn get(path: &str) -> Request<Body> {
         .expect("request")
 }
 
+/// A bodiless POST for `path`, for hyper's client.
+fn post(path: &str) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(http::header::HOST, "supervisor")
+        .body(Body::empty())
+        .expect("request")
+}
+
 /// The head of a bodiless GET for `path`, as the gateway's own client
 /// sends it.
 fn get_head(path: &str) -> Vec<u8> {
@@ -176,14 +186,10 @@ async fn a_request_the_upstream_has_read_is_never_sent_again() {
     let upstream = test.upstream(4);
     let first = sent_get(&upstream, "/os/info").await;
     assert_eq!(body_of(first).await, b"ok");
-    let post = Request::builder()
-        .method("POST")
-        .uri("/backups/new/full")
-        .header(http::header::HOST, "supervisor")
-        .body(Body::empty())
-        .expect("request");
     assert!(matches!(
-        upstream.send(post, None, &no_copy).await,
+        upstream
+            .send(post("/backups/new/full"), None, &no_copy)
+            .await,
         Err(SendError::Failed)
     ));
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -436,13 +442,10 @@ async fn a_full_pool_makes_room_for_a_get_by_closing_its_longest_idle_connection
     let test = TestUpstream::start(Manner::KeepAlive, b"ok".to_vec()).await;
     let upstream = test.upstream(1);
     // A request for hyper's client leaves one of hyper's connections idle.
-    let post = Request::builder()
-        .method("POST")
-        .uri("/supervisor/reload")
-        .header(http::header::HOST, "supervisor")
-        .body(Body::empty())
-        .expect("request");
-    let answer = upstream.send(post, None, &no_copy).await.expect("sent");
+    let answer = upstream
+        .send(post("/supervisor/reload"), None, &no_copy)
+        .await
+        .expect("sent");
     assert_eq!(body_of(answer).await, b"ok");
     // GETs take only plain connections: the first opens one, which then
     // takes the pool's one place; the rest reuse it.

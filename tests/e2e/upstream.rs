@@ -14,14 +14,18 @@ use supervisor_gateway::config::Config;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn an_unreachable_upstream_gives_502_quickly() {
-    let mock = start_mock().await;
+/// A gateway whose upstream address has nothing listening.
+async fn gateway_before_nothing() -> TestGateway {
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let dead = closed.local_addr().expect("addr");
     drop(closed);
     let config = Config::from_yaml(&test_config_yaml(dead), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    TestGateway::with_config(config, start_mock().await).await
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502_quickly() {
+    let gateway = gateway_before_nothing().await;
 
     let started = Instant::now();
     let response = gateway
@@ -193,12 +197,7 @@ async fn a_get_with_utf8_in_its_query_reaches_the_upstream_as_other_methods_do()
 
 #[tokio::test]
 async fn an_upstream_failure_before_the_body_was_read_says_the_connection_closes() {
-    let mock = start_mock().await;
-    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let dead = closed.local_addr().expect("addr");
-    drop(closed);
-    let config = Config::from_yaml(&test_config_yaml(dead), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = gateway_before_nothing().await;
     // The head alone: the body is never sent.
     let head = format!(
         "POST /backups/new/full HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: 7\r\n\r\n"
