@@ -18,6 +18,7 @@
 //! - `body`: request body limits, and when a body has been sent in full.
 //! - [`forwarding`]: headers in and out, streaming to the upstream, 502 and 504.
 //! - `upstream`: the pooled keep-alive connections to the upstream.
+//! - `exchange`: the gateway's own HTTP/1.1 client for bodiless GET and HEAD.
 //! - [`websocket`]: the WebSocket relay on the core proxy paths.
 //! - [`responses`]: the error envelope the gateway writes itself.
 //! - [`gateway`]: one request from judgement to answer, and its log event.
