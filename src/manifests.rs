@@ -44,32 +44,32 @@ pub struct Manifest {
     pub path: Option<PathBuf>,
     /// `slug`.
     pub slug: String,
-    /// `hassio_api` [false].
+    /// `hassio_api` (default: false).
     pub hassio_api: bool,
-    /// `hassio_role` [default].
+    /// `hassio_role` (default: default).
     pub role: Role,
-    /// `homeassistant_api` [false].
+    /// `homeassistant_api` (default: false).
     pub homeassistant_api: bool,
-    /// `auth_api` [false].
+    /// `auth_api` (default: false).
     pub auth_api: bool,
-    /// `apparmor` [true], and whether the folder holds its own
+    /// `apparmor` (default: true), and whether the folder holds its own
     /// `apparmor.txt`.
     pub apparmor: AppArmor,
-    /// `ingress` [false].
+    /// `ingress` (default: false).
     pub ingress: bool,
-    /// `host_network` [false].
+    /// `host_network` (default: false).
     pub host_network: bool,
-    /// `host_pid` [false].
+    /// `host_pid` (default: false).
     pub host_pid: bool,
-    /// `host_uts` [false].
+    /// `host_uts` (default: false).
     pub host_uts: bool,
-    /// `privileged` [empty]: capabilities.
+    /// `privileged` (default: empty): capabilities.
     pub privileged: Vec<String>,
-    /// `full_access` [false].
+    /// `full_access` (default: false).
     pub full_access: bool,
-    /// `docker_api` [false].
+    /// `docker_api` (default: false).
     pub docker_api: bool,
-    /// `kernel_modules` [false].
+    /// `kernel_modules` (default: false).
     pub kernel_modules: bool,
     /// Whether the image is signed (`codenotary` set).
     pub signed: bool,
