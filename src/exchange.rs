@@ -25,7 +25,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Most bytes of an answer's head (status line and headers).
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most interim (1xx) answers before the final one.
 const MAX_INTERIM: usize = 16;
 /// Most header lines in an answer's head (hyper's client allows as many).
@@ -299,7 +299,7 @@ impl Seen {
                 .find(|coding| !coding.is_empty())
                 .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
         } else if *name == CONNECTION {
-            self.close |= has_token(value, "close");
+            self.close |= crate::forwarding::value_lists(value, "close");
         }
         Ok(())
     }
@@ -347,14 +347,6 @@ fn framing(
         (true, _) => (Framing::Empty, keep_alive),
         (false, Some(length)) => (Framing::Length(length), keep_alive),
         (false, None) => (Framing::UntilClose, false),
-    })
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|value| {
-        value
-            .split(',')
-            .any(|item| item.trim().eq_ignore_ascii_case(token))
     })
 }
 
@@ -543,7 +535,7 @@ enum Step {
 
 /// Reads the framing at `chunk` (not a chunk's data) from `unread`.
 /// Strict on purpose: lines end in CRLF and nothing else, a chunk size is
-/// 1 to 16 hex digits, and extensions and trailers are bounded and
+/// hex digits within 64 bits, and extensions and trailers are bounded and
 /// dropped.
 fn step_chunked(unread: &mut BytesMut, chunk: Chunk) -> Step {
     match chunk {

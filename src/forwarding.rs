@@ -170,6 +170,25 @@ fn names_a_protected_header(value: &HeaderValue) -> bool {
     })
 }
 
+/// Whether any `name` header lists `token` (case-insensitively) in its
+/// comma-separated value.
+pub(crate) fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|value| value_lists(value, token))
+}
+
+/// Whether a comma-separated header value lists `token`
+/// (case-insensitively).
+pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|value| {
+        value
+            .split(',')
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    })
+}
+
 /// The header names listed in `Connection`, lower-cased.
 fn connection_names(headers: &HeaderMap) -> Vec<String> {
     headers

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::caller::Caller;
+use crate::forwarding;
 use crate::gateway::Policy;
 use crate::idle::SendWatch;
 
@@ -106,18 +107,8 @@ pub fn is_upgrade(parts: &request::Parts, path: &str) -> bool {
     let path = path.strip_prefix("/v2").unwrap_or(path);
     parts.method == Method::GET
         && WEBSOCKET_PATHS.contains(&path)
-        && lists(&parts.headers, header::UPGRADE, "websocket")
-        && lists(&parts.headers, header::CONNECTION, "upgrade")
-}
-
-/// Whether a comma-separated header lists `token` (case-insensitively).
-fn lists(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+        && forwarding::lists(&parts.headers, header::UPGRADE, "websocket")
+        && forwarding::lists(&parts.headers, header::CONNECTION, "upgrade")
 }
 
 /// The headers the upstream needs to switch protocols, which the ordinary
