@@ -292,13 +292,7 @@ impl Forwarder {
             Ok(response) => response,
             Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(error))),
         };
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // No upgrade was asked for (`Upgrade` is never forwarded), so an
-            // upstream that switches protocols is broken.
-            return Err(ForwardError::UpstreamFailed);
-        }
-        let (mut head, body) = response.into_parts();
-        strip_hop_by_hop(&mut head.headers);
+        let (head, body) = passed_on(response)?.into_parts();
         if watch.is_finished() {
             return Ok(Response::from_parts(head, body));
         }
@@ -326,13 +320,7 @@ impl Forwarder {
             .await
             .map_err(|_| ForwardError::UpstreamTimedOut)?;
         crate::metrics::upstream_answered(sent_at.elapsed());
-        let mut response = response.map_err(upstream_fault)?;
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // As in `forward`: no upgrade was asked for.
-            return Err(ForwardError::UpstreamFailed);
-        }
-        strip_hop_by_hop(response.headers_mut());
-        Ok(response)
+        passed_on(response.map_err(upstream_fault)?)
     }
 
     /// Sends an allowed WebSocket upgrade upstream. When the upstream
@@ -693,6 +681,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value
+}
+
+/// An ordinary request's answer as the client gets it: without its
+/// hop-by-hop headers, and refused if it switches protocols (no upgrade was
+/// asked for: `Upgrade` is never forwarded, so such an upstream is broken).
+fn passed_on(mut response: Response<Body>) -> Result<Response<Body>, ForwardError> {
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ForwardError::UpstreamFailed);
+    }
+    strip_hop_by_hop(response.headers_mut());
+    Ok(response)
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names.

@@ -354,7 +354,9 @@ impl Gateway {
                 let upgraded = self
                     .forwarder
                     .forward_upgrade(&permit, &caller, parts, peer, policy);
-                upgraded.await.unwrap_or_else(upstream_failure)
+                upgraded
+                    .await
+                    .unwrap_or_else(|error| upstream_failure(error, false))
             }
             Some(permit) => {
                 let toggled = (parts.method == http::Method::POST)
@@ -372,16 +374,9 @@ impl Gateway {
                 let forwarded =
                     self.forwarder
                         .forward(&permit, &caller, parts, body, tap.clone(), peer);
-                let response = forwarded.await.unwrap_or_else(|error| {
-                    let mut response = upstream_failure(error);
-                    // The body may not have been read to its end (the
-                    // upstream was unreachable before it was): hyper then
-                    // closes the connection, so the client is told.
-                    if had_body {
-                        close_after(&mut response);
-                    }
-                    response
-                });
+                let response = forwarded
+                    .await
+                    .unwrap_or_else(|error| upstream_failure(error, had_body));
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
                     self.note_toggle(&response, &caller, &named, &tap);
@@ -545,14 +540,18 @@ fn judgement(decision: Decision, caller: Caller, target: Option<Target>) -> Judg
     }
 }
 
-fn upstream_failure(error: ForwardError) -> Response<Body> {
+/// The answer to a request whose forwarding failed. It closes the
+/// connection when the client was at fault, or when the request had a body
+/// (`had_body`), which may not have been read to its end: hyper then
+/// closes the connection, so the client is told.
+fn upstream_failure(error: ForwardError, had_body: bool) -> Response<Body> {
     metrics::upstream_error(error);
     let client_fault = error.status().is_client_error();
     if !client_fault {
         tracing::warn!(error = %error, "upstream request failed");
     }
     let mut response = responses::error(error.status(), &error.to_string());
-    if client_fault {
+    if client_fault || had_body {
         close_after(&mut response);
     }
     response

@@ -240,7 +240,10 @@ impl Upstream {
                     Some(Pooled::Plain(conn)) => {
                         Box::pin(self.handshake(conn.into_stream())).await?
                     }
-                    None => Box::pin(self.handshake(self.open(worker).await?)).await?,
+                    None => {
+                        let stream = Box::pin(self.open(worker)).await?;
+                        Box::pin(self.handshake(stream)).await?
+                    }
                 };
                 let mut conn = InUse(Some(conn));
                 let mut error = match conn.sender().try_send_request(request).await {
@@ -391,9 +394,9 @@ impl Pools {
     /// its exchange, so one that is not ready is closing: it is dropped
     /// rather than waited for.
     fn checkout(&self, worker: usize, kind: Kind) -> Option<Pooled> {
+        let plain = |idle: &Idle| matches!(idle.conn, Pooled::Plain(_));
         let mut idle = self.per_worker[worker].lock();
         loop {
-            let plain = |idle: &Idle| matches!(idle.conn, Pooled::Plain(_));
             let at = match kind {
                 Kind::Plain => idle.iter().rposition(plain),
                 Kind::Hyper => (idle.iter().rposition(|idle| !plain(idle)))
