@@ -348,6 +348,7 @@ impl Gateway {
             None => parts.uri.path().to_owned(),
         });
         let method = parts.method.clone();
+        let had_body = !body.is_end_stream();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
                 let policy = policy.clone();
@@ -356,7 +357,7 @@ impl Gateway {
                     .forward_upgrade(&permit, &caller, parts, peer, policy);
                 upgraded
                     .await
-                    .unwrap_or_else(|error| upstream_failure(error, false))
+                    .unwrap_or_else(|error| upstream_failure(error, had_body))
             }
             Some(permit) => {
                 let toggled = (parts.method == http::Method::POST)
@@ -370,7 +371,6 @@ impl Gateway {
                 // A toggle's body is kept, so that a success can be recorded
                 // with the state it asked for.
                 let tap = toggled.as_ref().map(|_| Tap::default());
-                let had_body = !body.is_end_stream();
                 let forwarded =
                     self.forwarder
                         .forward(&permit, &caller, parts, body, tap.clone(), peer);
@@ -390,7 +390,7 @@ impl Gateway {
                 // A refused request's body is never read, so the connection
                 // cannot carry another request: say so, rather than let the
                 // client find a closed socket. Malformed requests close too.
-                if status == StatusCode::BAD_REQUEST || !body.is_end_stream() {
+                if status == StatusCode::BAD_REQUEST || had_body {
                     close_after(&mut response);
                 }
                 if let Outcome::BadToken(_) = decision.outcome {

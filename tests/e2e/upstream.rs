@@ -206,3 +206,45 @@ async fn an_upstream_failure_before_the_body_was_read_says_the_connection_closes
     assert_refused(&response, 502, "unreachable upstream");
     assert_eq!(response.header("connection"), Some("close"));
 }
+
+/// The answer to `request`, read by its length (a JSON envelope), not to
+/// the connection's close: hyper leaves a connection that asked for an
+/// upgrade open after a refusal.
+async fn answer_read_whole(addr: std::net::SocketAddr, request: &[u8]) -> RawResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut received = Vec::new();
+    let read_whole = async {
+        while !received.ends_with(b"}") {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => received.extend_from_slice(&chunk[..read]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_whole)
+        .await
+        .expect("an answer within 10 s");
+    parse_response(&received)
+}
+
+#[tokio::test]
+async fn a_failed_websocket_upgrade_with_a_body_says_the_connection_closes() {
+    let gateway = gateway_before_nothing().await;
+    let upgrade = |length: &str| {
+        format!(
+            "GET /core/websocket HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\n\
+             Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{length}\r\n"
+        )
+    };
+    // The head alone: the body is never sent.
+    let with_body =
+        answer_read_whole(gateway.addr, upgrade("Content-Length: 7\r\n").as_bytes()).await;
+    assert_refused(&with_body, 502, "unreachable upstream");
+    assert_eq!(with_body.header("connection"), Some("close"));
+    let without = answer_read_whole(gateway.addr, upgrade("").as_bytes()).await;
+    assert_refused(&without, 502, "unreachable upstream");
+    assert_eq!(without.header("connection"), None);
+}
