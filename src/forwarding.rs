@@ -160,14 +160,24 @@ pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
 /// Whether a `Connection` value lists a credential, forwarding or gateway
 /// header, or `Host`.
 fn names_a_protected_header(value: &HeaderValue) -> bool {
-    let Ok(value) = value.to_str() else {
-        return false;
-    };
-    value.split(',').map(str::trim).any(|name| {
-        is_reserved_header(name)
-            || TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
+    list_items(value).any(|name| {
+        let name = String::from_utf8_lossy(name);
+        is_reserved_header(&name)
+            || TOKEN_HEADERS.contains(&normalized_name(&name).as_ref())
             || name.eq_ignore_ascii_case("host")
     })
+}
+
+/// The items of a comma-separated header value, trimmed, empty ones left
+/// out. Read as bytes: a value may hold bytes over 0x7F (obs-text), and an
+/// item with them must not hide the others, as it would if the whole value
+/// were dropped for not being ASCII.
+fn list_items(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|byte| *byte == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
 }
 
 /// Whether any `name` header lists `token` (case-insensitively) in its
@@ -182,11 +192,7 @@ pub(crate) fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool 
 /// Whether a comma-separated header value lists `token`
 /// (case-insensitively).
 pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|value| {
-        value
-            .split(',')
-            .any(|item| item.trim().eq_ignore_ascii_case(token))
-    })
+    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// The header names listed in `Connection`, lower-cased.
@@ -194,10 +200,8 @@ fn connection_names(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        .flat_map(list_items)
+        .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
         .collect()
 }
 
@@ -779,6 +783,22 @@ mod tests {
         strip_hop_by_hop(&mut map);
         assert_eq!(map.len(), 1);
         assert!(map.contains_key("content-type"));
+    }
+
+    #[test]
+    fn an_item_with_bytes_over_0x7f_does_not_hide_the_rest_of_a_list() {
+        let value = |text: &str| HeaderValue::from_str(text).expect("value");
+        assert!(value_lists(&value("close, café"), "close"));
+        let named = headers(&[("connection", "keep-alive, x-forwarded-for, café")]);
+        assert!(header_problem(&named).is_some());
+        let mut answer = headers(&[
+            ("connection", "x-secret-hop, café"),
+            ("x-secret-hop", "1"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut answer);
+        assert_eq!(answer.len(), 1);
+        assert!(answer.contains_key("content-type"));
     }
 
     #[test]
