@@ -230,7 +230,7 @@ fn read_head(unread: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, F
     }
     let count = parsed.headers.len();
     let head = unread.split_to(length).freeze();
-    let mut map = HeaderMap::with_capacity(count);
+    let mut map = crate::forwarding::spare_header_map(count);
     let mut seen = Seen::default();
     for &(name, name_len, value, value_len) in &spans[..count] {
         let (name, value) = (name as usize, value as usize);

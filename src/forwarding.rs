@@ -320,9 +320,9 @@ impl Forwarder {
         let head_only = parts.method == http::Method::HEAD;
         let sent_at = std::time::Instant::now();
         let sent = self.connections.send_bodiless(&head, head_only);
-        let response = tokio::time::timeout(self.limits.upstream_response_timeout, sent)
-            .await
-            .map_err(|_| ForwardError::UpstreamTimedOut)?;
+        let response = tokio::time::timeout(self.limits.upstream_response_timeout, sent).await;
+        keep_spare_head(head);
+        let response = response.map_err(|_| ForwardError::UpstreamTimedOut)?;
         crate::metrics::upstream_answered(sent_at.elapsed());
         passed_on(response.map_err(upstream_fault)?)
     }
@@ -426,8 +426,8 @@ impl Forwarder {
     fn upstream_uri(&self, permit: &Permit) -> Result<Uri, ForwardError> {
         let target = permit.target();
         let path_and_query = match &target.query {
-            Some(query) => format!("{}?{}", target.forward_path, query),
-            None => target.forward_path.clone(),
+            Some(query) => format!("{}?{}", target.forward_path(), query),
+            None => target.forward_path().to_owned(),
         };
         // Origin form: the connection is to the upstream already.
         Uri::try_from(path_and_query).map_err(|_| ForwardError::UpstreamFailed)
@@ -455,10 +455,10 @@ impl Forwarder {
         peer: &Peer,
     ) -> Result<Vec<u8>, ForwardError> {
         let target = permit.target();
-        let mut head = Vec::with_capacity(512);
+        let mut head = spare_head();
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
-        head.extend_from_slice(target.forward_path.as_bytes());
+        head.extend_from_slice(target.forward_path().as_bytes());
         if let Some(query) = &target.query {
             head.push(b'?');
             head.extend_from_slice(query.as_bytes());
@@ -546,11 +546,41 @@ impl Forwarder {
 
 thread_local! {
     /// Header maps of requests already forwarded, emptied, for the next
-    /// requests' upstream headers: hyper hands each parsed request a map
-    /// it kept from an earlier exchange, and keeping this one in turn
-    /// spares every request a new map.
+    /// requests' upstream headers (hyper's client) or answer heads (the
+    /// gateway's own): hyper parses each request into the map of the
+    /// answer it wrote last, and keeping the request's map in turn for the
+    /// next answer spares every request a new map.
     static SPARE_HEADER_MAPS: std::cell::RefCell<Vec<HeaderMap>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+thread_local! {
+    /// Buffers of upstream heads already sent, emptied, for the next
+    /// bodiless requests' heads.
+    static SPARE_HEADS: std::cell::RefCell<Vec<Vec<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most head buffers kept per thread, and the largest kept (in bytes): a
+/// head near `max_header_bytes` is rare and not worth holding on to.
+const SPARE_HEADS_KEPT: usize = 16;
+const SPARE_HEAD_CAPACITY: usize = 8192;
+
+/// An empty buffer for an upstream head, one kept if there is one.
+fn spare_head() -> Vec<u8> {
+    let mut head = spares::take(&SPARE_HEADS, |_| true).unwrap_or_default();
+    head.reserve(512);
+    head
+}
+
+/// Empties `head` and keeps it for the next request's upstream head, unless
+/// enough are kept or it is unusually large.
+fn keep_spare_head(mut head: Vec<u8>) {
+    if head.capacity() > SPARE_HEAD_CAPACITY {
+        return;
+    }
+    head.clear();
+    spares::keep(&SPARE_HEADS, head, SPARE_HEADS_KEPT);
 }
 
 /// Most maps kept per thread, and the largest kept (in headers).
@@ -558,7 +588,7 @@ const SPARE_HEADER_MAPS_KEPT: usize = 16;
 const SPARE_HEADER_MAP_CAPACITY: usize = 128;
 
 /// An empty header map with room for `capacity` headers.
-fn spare_header_map(capacity: usize) -> HeaderMap {
+pub(crate) fn spare_header_map(capacity: usize) -> HeaderMap {
     match spares::take(&SPARE_HEADER_MAPS, |_| true) {
         Some(mut map) => {
             map.reserve(capacity);
@@ -816,6 +846,24 @@ mod tests {
         assert!(
             next.capacity() < SPARE_HEADER_MAP_CAPACITY,
             "the huge map was kept"
+        );
+    }
+
+    #[test]
+    fn a_kept_head_buffer_comes_back_empty_and_a_huge_one_is_not_kept() {
+        let mut used = Vec::with_capacity(1024);
+        used.extend_from_slice(b"GET /os/info HTTP/1.1\r\n\r\n");
+        let at = used.as_ptr();
+        keep_spare_head(used);
+        let spare = spare_head();
+        assert!(spare.is_empty());
+        assert_eq!(spare.as_ptr(), at, "the kept buffer was not the one given");
+        assert!(spare.capacity() >= 1024);
+        keep_spare_head(vec![b'x'; SPARE_HEAD_CAPACITY * 2]);
+        let next = spare_head();
+        assert!(
+            next.capacity() <= SPARE_HEAD_CAPACITY,
+            "the huge buffer was kept"
         );
     }
 

@@ -27,11 +27,19 @@ pub const FORWARDED_METHODS: [Method; 7] = [
 pub struct Target {
     /// The decoded, canonical path: what the policy decides on.
     pub path: String,
-    /// The same path percent-encoded canonically: what the upstream receives.
-    /// Decoding it once gives back `path` exactly.
-    pub forward_path: String,
+    /// The same path percent-encoded canonically, when that differs from
+    /// `path` (most paths need no encoding, and then share it).
+    encoded_path: Option<String>,
     /// The query string as the client sent it, without the `?`.
     pub query: Option<String>,
+}
+
+impl Target {
+    /// The path percent-encoded canonically: what the upstream receives.
+    /// Decoding it once gives back `path` exactly.
+    pub fn forward_path(&self) -> &str {
+        self.encoded_path.as_deref().unwrap_or(&self.path)
+    }
 }
 
 /// Why a request target was refused at step 1 or 2 (always 400, or 405 for
@@ -110,7 +118,7 @@ pub fn parse(method: &Method, uri: &Uri) -> Result<Target, TargetError> {
 
     let path = canonical_path(raw_path)?;
     Ok(Target {
-        forward_path: encode_path(&path),
+        encoded_path: needs_encoding(&path).then(|| encode_path(&path)),
         path,
         query: uri.query().map(str::to_owned),
     })
@@ -282,7 +290,7 @@ fn hex_pair(raw: &[u8], at: usize) -> Option<u8> {
 /// Percent-encodes a decoded path so that it decodes back to itself exactly:
 /// unreserved characters, sub-delimiters, `:`, `@` and `/` stay as they are.
 pub fn encode_path(path: &str) -> String {
-    if path.bytes().all(stays_as_is) {
+    if !needs_encoding(path) {
         return path.to_owned();
     }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -297,6 +305,11 @@ pub fn encode_path(path: &str) -> String {
         }
     }
     out
+}
+
+/// Whether the canonical encoding of a decoded path differs from it.
+fn needs_encoding(path: &str) -> bool {
+    !path.bytes().all(stays_as_is)
 }
 
 /// Whether a byte of a decoded path is written as it is in the canonical
