@@ -21,6 +21,10 @@ pub(crate) struct BodyWatch {
     client_failed: AtomicBool,
     stalled: AtomicBool,
     finished: AtomicBool,
+    /// The body will not be sent in full: it failed (over its limit, the
+    /// client's fault or stall) or was dropped unfinished.
+    broken: AtomicBool,
+    /// Woken when the body is finished or broken.
     notify: Notify,
     /// When hyper last asked for more of the body (in milliseconds after
     /// `since`), and whether the body is waiting for its client.
@@ -36,6 +40,7 @@ impl Default for BodyWatch {
             client_failed: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             notify: Notify::new(),
             since: std::time::Instant::now(),
             asked_ms: AtomicU64::new(0),
@@ -61,18 +66,22 @@ impl BodyWatch {
         self.stalled.load(Ordering::Acquire)
     }
 
-    /// Resolves once the body has been read to its end.
-    pub(crate) async fn finished(&self) {
-        if self.is_finished() {
+    /// Resolves once the body has been read to its end, or will never be.
+    async fn ended(&self) {
+        if self.has_ended() {
             // Every bodiless request: no waiter to register.
             return;
         }
         let notified = self.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if !self.finished.load(Ordering::Acquire) {
+        if !self.has_ended() {
             notified.await;
         }
+    }
+
+    fn has_ended(&self) -> bool {
+        self.is_finished() || self.broken.load(Ordering::Acquire)
     }
 
     /// Whether the body has been read to its end without fault.
@@ -90,20 +99,23 @@ impl BodyWatch {
             && self.since.elapsed().saturating_sub(asked) >= timeout
     }
 
-    /// Waits until the body has been sent in full (true), or until the
-    /// upstream has stopped taking it for `timeout` (false).
-    pub(crate) async fn sent(&self, timeout: Duration) -> bool {
-        if self.is_finished() {
-            return true;
-        }
+    /// Waits until the body has been sent in full, has broken off, or the
+    /// upstream has stopped taking it for `timeout`, and says which.
+    pub(crate) async fn sent(&self, timeout: Duration) -> Sent {
         let tick = check_every(timeout);
         loop {
+            if self.is_finished() {
+                return Sent::Whole;
+            }
+            if self.broken.load(Ordering::Acquire) {
+                return Sent::Broken;
+            }
             tokio::select! {
-                () = self.finished() => return true,
+                () = self.ended() => {}
                 () = tokio::time::sleep(tick) => {
                     if self.upstream_stopped_reading(timeout) {
                         tracing::debug!("the upstream stopped reading the request body");
-                        return false;
+                        return Sent::UpstreamStopped;
                     }
                 }
             }
@@ -120,6 +132,25 @@ impl BodyWatch {
             self.notify.notify_waiters();
         }
     }
+
+    /// The body will not be sent in full.
+    fn break_off(&self) {
+        if !self.is_finished() && !self.broken.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// How a request body's sending ended; see [`BodyWatch::sent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Read to its end and handed on whole.
+    Whole,
+    /// The upstream took none of it for the timeout.
+    UpstreamStopped,
+    /// It failed (over its limit, the client's fault or stall) or was
+    /// dropped unfinished, with the connection it was going out on.
+    Broken,
 }
 
 /// How often a body still going out is checked for an upstream that
@@ -204,6 +235,14 @@ impl LimitedBody {
     }
 }
 
+impl Drop for LimitedBody {
+    /// A body dropped before its end (its upstream connection closed or
+    /// failed) will never be sent in full: whoever waits on it is told.
+    fn drop(&mut self) {
+        self.watch.break_off();
+    }
+}
+
 impl Body for LimitedBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -220,6 +259,7 @@ impl Body for LimitedBody {
             }
             Poll::Ready(Some(Err(error))) => {
                 self.watch.client_failed.store(true, Ordering::Release);
+                self.watch.break_off();
                 return Poll::Ready(Some(Err(error.into())));
             }
             Poll::Ready(None) => {
@@ -234,6 +274,7 @@ impl Body for LimitedBody {
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_limit)));
                 if idle.as_mut().poll(cx).is_ready() {
                     self.watch.stalled.store(true, Ordering::Release);
+                    self.watch.break_off();
                     return Poll::Ready(Some(Err(BodyStalled.into())));
                 }
                 return Poll::Pending;
@@ -248,6 +289,7 @@ impl Body for LimitedBody {
         let length = frame.data_ref().map_or(0, |data| data.len() as u64);
         let Some(left) = self.remaining.checked_sub(length) else {
             self.watch.exceeded.store(true, Ordering::Release);
+            self.watch.break_off();
             return Poll::Ready(Some(Err(BodyLimitExceeded.into())));
         };
         self.remaining = left;
@@ -266,5 +308,136 @@ impl Body for LimitedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// A body waiting on its client, as after an early answer from an
+    /// upstream that goes on reading.
+    fn waiting_on_its_client() -> BodyWatch {
+        let watch = BodyWatch::default();
+        watch.waiting_on_client.store(true, Ordering::Release);
+        watch
+    }
+
+    #[tokio::test]
+    async fn the_wait_for_a_body_ends_when_the_body_breaks_off() {
+        let watch = waiting_on_its_client();
+        let sent = watch.sent(Duration::from_millis(40));
+        tokio::pin!(sent);
+        // A body waiting on its client is not the upstream's stopping.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut sent).await;
+        assert!(early.is_err(), "ended while the body was still coming");
+        // The client's body fails (or stalls, or goes over its limit).
+        watch.client_failed.store(true, Ordering::Release);
+        watch.break_off();
+        let ended = tokio::time::timeout(Duration::from_secs(2), sent).await;
+        assert_eq!(ended.ok(), Some(Sent::Broken));
+    }
+
+    /// A request body as hyper's server hands it over, from a client that
+    /// sends `sent` after a head announcing 100 bytes, then hangs up if
+    /// `hang_up` (else it stays connected, sending nothing more).
+    async fn body_from_a_client(
+        sent: &'static [u8],
+        hang_up: bool,
+    ) -> (Incoming, tokio::task::JoinHandle<()>) {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            let head =
+                b"POST /backups/new/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+            stream.write_all(head).await.expect("head");
+            stream.write_all(sent).await.expect("body");
+            if !hang_up {
+                std::future::pending::<()>().await;
+            }
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (hand_over, handed) = tokio::sync::oneshot::channel();
+        let hand_over = std::sync::Mutex::new(Some(hand_over));
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            if let Some(hand_over) = hand_over.lock().expect("lock").take() {
+                let _ = hand_over.send(request.into_body());
+            }
+            async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(
+                    http_body_util::Empty::<Bytes>::new(),
+                ))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+        );
+        (handed.await.expect("a request"), client)
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_client_hangs_up_early_is_broken_for_whoever_waits() {
+        let (incoming, _client) = body_from_a_client(b"0123456789", true).await;
+        let (mut body, watch) = LimitedBody::new(incoming, 1000, Duration::from_secs(10));
+        let waiter = tokio::spawn(async move { watch.sent(Duration::from_millis(40)).await });
+        let mut read = 0;
+        let failed = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) => break true,
+                None => break false,
+            }
+        };
+        assert!(failed && read == 10, "read {read} bytes, failed: {failed}");
+        let ended = tokio::time::timeout(Duration::from_secs(2), waiter).await;
+        assert_eq!(ended.ok().and_then(Result::ok), Some(Sent::Broken));
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unfinished_is_broken_for_whoever_waits() {
+        let (incoming, _client) = body_from_a_client(b"0123456789", false).await;
+        let (mut body, watch) = LimitedBody::new(incoming, 1000, Duration::from_secs(10));
+        let waiter = tokio::spawn({
+            let watch = watch.clone();
+            async move { watch.sent(Duration::from_millis(40)).await }
+        });
+        assert!(matches!(body.frame().await, Some(Ok(_))));
+        // Waiting on a client that sends nothing more: not the upstream's
+        // stopping, so the wait goes on.
+        let next = tokio::time::timeout(Duration::from_millis(300), body.frame()).await;
+        assert!(next.is_err());
+        assert!(
+            !waiter.is_finished(),
+            "the wait ended with the body still coming"
+        );
+        drop(body);
+        let ended = tokio::time::timeout(Duration::from_secs(2), waiter).await;
+        assert_eq!(ended.ok().and_then(Result::ok), Some(Sent::Broken));
+    }
+
+    #[tokio::test]
+    async fn a_finished_body_is_whole_and_stays_so() {
+        let watch = waiting_on_its_client();
+        watch.finish();
+        watch.break_off();
+        assert_eq!(watch.sent(Duration::from_millis(40)).await, Sent::Whole);
+    }
+
+    #[tokio::test]
+    async fn a_body_the_upstream_stops_taking_is_told_apart() {
+        let watch = BodyWatch::default();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(2),
+            watch.sent(Duration::from_millis(40)),
+        );
+        assert_eq!(ended.await.ok(), Some(Sent::UpstreamStopped));
     }
 }

@@ -18,7 +18,7 @@ use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{BodyWatch, LimitedBody, Tap};
+use crate::body::{BodyWatch, LimitedBody, Sent, Tap};
 use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
@@ -282,8 +282,12 @@ impl Forwarder {
         // goes out, an upstream that stops taking it for as long times out.
         let timeout = self.limits.upstream_response_timeout;
         let deadline = async {
-            if watch.sent(timeout).await {
-                tokio::time::sleep(timeout).await;
+            match watch.sent(timeout).await {
+                Sent::Whole => tokio::time::sleep(timeout).await,
+                Sent::UpstreamStopped => {}
+                // The send fails with the body's fault; that says what
+                // went wrong.
+                Sent::Broken => std::future::pending().await,
             }
         };
         let sent_at = std::time::Instant::now();
@@ -615,7 +619,7 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
 struct BodyStillSending {
     inner: Body,
     /// [`BodyWatch::sent`] for the request body, until it has resolved.
-    sending: Option<Pin<Box<dyn Future<Output = bool> + Send>>>,
+    sending: Option<Pin<Box<dyn Future<Output = Sent> + Send>>>,
 }
 
 /// The error a [`BodyStillSending`] ends with.
@@ -649,7 +653,10 @@ impl http_body::Body for BodyStillSending {
                 .map(|sending| sending.as_mut().poll(cx))
             {
                 self.sending = None;
-                if !sent {
+                // A body that broke off is the client's doing: its answer,
+                // already on its way, goes on (its upstream connection is
+                // not reused).
+                if sent == Sent::UpstreamStopped {
                     return Poll::Ready(Some(Err(axum::Error::new(UpstreamStoppedReading))));
                 }
             }

@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 
-use crate::body::BodyWatch;
+use crate::body::{BodyWatch, Sent};
 use crate::exchange::{self, PlainBody, PlainConn};
 
 /// How long an unused connection is kept before it is closed.
@@ -158,7 +158,7 @@ impl Lease {
         match request_body {
             Some((body, timeout)) if !body.is_finished() => {
                 tokio::spawn(async move {
-                    if body.sent(timeout).await {
+                    if body.sent(timeout).await == Sent::Whole {
                         give_back();
                     }
                 });
