@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{BodyWatch, LimitedBody, Sent, Tap};
-use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
+use crate::caller::{normalized_name, presented_token, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
-use crate::gateway::Policy;
+use crate::gateway::LivePolicy;
 use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
@@ -214,6 +214,8 @@ pub struct Forwarder {
     /// `Authorization` with the gateway's own credential, when
     /// `upstream_token` is set.
     upstream_authorization: Option<HeaderValue>,
+    /// The gateway's own credential alone, for WebSocket auth messages.
+    upstream_token: Option<Arc<str>>,
     limits: Limits,
 }
 
@@ -235,6 +237,10 @@ impl Forwarder {
             connections,
             upstream_host: HeaderValue::from_str(config.upstream.as_str()).ok(),
             upstream_authorization,
+            upstream_token: config
+                .upstream_token
+                .as_ref()
+                .map(|token| token.0.as_str().into()),
             limits: config.limits.clone(),
         }
     }
@@ -341,7 +347,7 @@ impl Forwarder {
         caller: &Caller,
         parts: &mut request::Parts,
         peer: &Peer,
-        policy: Arc<Policy>,
+        policy: LivePolicy,
     ) -> Result<Response<Body>, ForwardError> {
         let client_upgrade = parts
             .extensions
@@ -365,6 +371,17 @@ impl Forwarder {
             return Ok(Response::from_parts(head, Body::new(body)));
         }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let access = websocket::Access {
+            policy,
+            caller: caller.clone(),
+            token: presented_token(&parts.headers)
+                .ok()
+                .flatten()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+            path: permit.target().path.clone(),
+            upstream_token: self.upstream_token.clone(),
+        };
         tokio::spawn(websocket::relay(
             websocket::Ends {
                 client: client_upgrade,
@@ -372,8 +389,7 @@ impl Forwarder {
                 handover: parts.extensions.remove::<websocket::Handover>(),
                 max_client_message: self.limits.max_websocket_message_bytes,
             },
-            policy,
-            caller.clone(),
+            access,
         ));
         Ok(switching_protocols(response.headers()))
     }

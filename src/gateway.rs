@@ -28,7 +28,7 @@ use crate::websocket;
 
 /// Everything a running gateway needs to decide and forward.
 pub struct Gateway {
-    policy: ArcSwap<Policy>,
+    policy: LivePolicy,
     forwarder: Forwarder,
     limits: Limits,
     fixed: Fixed,
@@ -55,6 +55,45 @@ pub struct Policy {
     pub callers: Callers,
     /// A table decided alongside the active one and never enforced.
     pub shadow: Option<Table>,
+}
+
+/// The policy in force, for what outlives the request it was decided for
+/// (a WebSocket relay): it reads the policy when it needs it, and learns of
+/// every reload.
+#[derive(Clone)]
+pub struct LivePolicy(Arc<Live>);
+
+struct Live {
+    current: ArcSwap<Policy>,
+    reloaded: tokio::sync::watch::Sender<()>,
+}
+
+impl LivePolicy {
+    /// `policy` in force, until replaced.
+    pub fn new(policy: Policy) -> LivePolicy {
+        LivePolicy(Arc::new(Live {
+            current: ArcSwap::from_pointee(policy),
+            reloaded: tokio::sync::watch::Sender::new(()),
+        }))
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<Policy> {
+        self.0.current.load_full()
+    }
+
+    /// Puts `policy` in force, tells whoever watches, and gives back the
+    /// one it replaced.
+    fn replace(&self, policy: Policy) -> Arc<Policy> {
+        let old = self.0.current.swap(Arc::new(policy));
+        self.0.reloaded.send_replace(());
+        old
+    }
+
+    /// Changes each time a new policy is put in force (from now on).
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<()> {
+        self.0.reloaded.subscribe()
+    }
 }
 
 /// The settings a reload cannot change (they need a restart).
@@ -175,7 +214,7 @@ impl Gateway {
             audit: None,
             protection,
             toggles: tokio::sync::Mutex::new(()),
-            policy: ArcSwap::from_pointee(Policy {
+            policy: LivePolicy::new(Policy {
                 table,
                 callers: config.callers,
                 shadow,
@@ -224,7 +263,7 @@ impl Gateway {
 
     /// The policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        self.policy.current()
     }
 
     /// The limits in force.
@@ -286,7 +325,7 @@ impl Gateway {
             callers: config.callers,
             shadow,
         };
-        let old = self.policy.swap(Arc::new(policy));
+        let old = self.policy.replace(policy);
         Ok(Reloaded {
             old_digest: old.table.digest.clone(),
             new_digest,
@@ -351,10 +390,10 @@ impl Gateway {
         let had_body = !body.is_end_stream();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
-                let policy = policy.clone();
+                let live = self.policy.clone();
                 let upgraded = self
                     .forwarder
-                    .forward_upgrade(&permit, &caller, parts, peer, policy);
+                    .forward_upgrade(&permit, &caller, parts, peer, live);
                 upgraded
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body))

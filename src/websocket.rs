@@ -23,8 +23,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::caller::Caller;
+use crate::decision::decide;
 use crate::forwarding;
-use crate::gateway::Policy;
+use crate::gateway::{LivePolicy, Policy};
 use crate::idle::SendWatch;
 
 /// The paths that carry the Home Assistant WebSocket API (v1 and v2).
@@ -143,12 +144,51 @@ pub(crate) struct Handover {
     pub(crate) stopping: watch::Receiver<bool>,
 }
 
+/// Who a relay serves, and what it checks them against.
+pub struct Access {
+    /// The policy in force: the auth message is checked against the one in
+    /// force when it comes, and after every reload the socket is judged
+    /// again.
+    pub policy: LivePolicy,
+    /// Who made the upgrade request; the in-band auth must name the same
+    /// add-on.
+    pub caller: Caller,
+    /// The upgrade request's token, as presented.
+    pub token: Vec<u8>,
+    /// The path the upgrade request was decided on.
+    pub path: String,
+    /// The gateway's own credential (`upstream_token`): the upstream's
+    /// auth message carries it instead of the add-on's token.
+    pub upstream_token: Option<Arc<str>>,
+}
+
+impl Access {
+    /// The in-band auth: `token` must belong to an add-on with
+    /// `homeassistant_api`, as a header token must, and to the add-on that
+    /// made the upgrade request.
+    fn admits(&self, policy: &Policy, token: &str) -> bool {
+        let upgraded_by = self.caller.slug();
+        matches!(
+            policy.callers.identify(Some(token.as_bytes())),
+            Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
+        )
+    }
+
+    /// After a reload: whether the upgrade request would still be allowed
+    /// and its auth token (once one was taken) still accepted.
+    fn still_allowed(&self, authenticated_with: Option<&str>) -> bool {
+        let policy = self.policy.current();
+        let caller = policy.callers.identify(Some(&self.token));
+        let upgrade_allowed = caller.slug() == self.caller.slug()
+            && decide(&policy.table, &caller, &Method::GET, &self.path).allowed();
+        upgrade_allowed && authenticated_with.is_none_or(|token| self.admits(&policy, token))
+    }
+}
+
 /// Once both sides have upgraded, relays frames until either side closes.
-/// `caller` made the upgrade request; the in-band auth must name the same
-/// add-on. A client that takes none of what is written to it for the send
-/// timeout is given up on at once: its socket is reset, the upstream side
-/// closed.
-pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
+/// A client that takes none of what is written to it for the send timeout
+/// is given up on at once: its socket is reset, the upstream side closed.
+pub async fn relay(ends: Ends, access: Access) {
     let Ends {
         client,
         upstream,
@@ -203,7 +243,7 @@ pub async fn relay(ends: Ends, policy: Arc<Policy>, caller: Caller) {
     // first without a give-up, when the writer ended otherwise.)
     let mut given_up = given_up.fuse();
     let ended = {
-        let forwarding = upstream_side(&mut sides, &policy, &caller);
+        let forwarding = upstream_side(&mut sides, &access);
         tokio::pin!(forwarding);
         tokio::select! {
             // (First: a client given up on also ends the other branches.)
@@ -333,17 +373,38 @@ async fn downstream(mut upstream: Stream, to_client: ToClient) {
 
 /// Client to upstream: the auth message is checked, then each message is
 /// judged; pings, binary frames and closes pass, pongs stop (see
-/// [`downstream`]). Returns when the client closes or goes away, or is
-/// refused; the relay closes the upstream side after.
-async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
+/// [`downstream`]). Returns when the client closes or goes away, is
+/// refused, or is no longer allowed after a reload; the relay closes the
+/// upstream side after.
+async fn upstream_side(sides: &mut Sides, access: &Access) {
     let Sides {
         client,
         upstream,
         to_client,
     } = sides;
-    let mut authenticated = false;
+    let mut reloads = access.policy.reloads();
+    // The token the in-band auth was accepted with.
+    let mut authenticated_with: Option<String> = None;
     loop {
-        let message = match client.next().await {
+        let next = tokio::select! {
+            next = client.next() => next,
+            Ok(()) = reloads.changed() => {
+                if access.still_allowed(authenticated_with.as_deref()) {
+                    continue;
+                }
+                tracing::info!(
+                    slug = access.caller.slug().unwrap_or("-"),
+                    "websocket closed: after a reload its token no longer allows it"
+                );
+                let _ = to_client.send(close(CloseCode::Policy, NO_LONGER_ALLOWED)).await;
+                let _ = upstream
+                    .send(close(CloseCode::Away, "client refused"))
+                    .await;
+                return;
+            }
+        };
+        let authenticated = authenticated_with.is_some();
+        let message = match next {
             Some(Ok(message)) => message,
             Some(Err(WsError::Capacity(_))) => {
                 // Over `max_websocket_message_bytes` (or a frame over it):
@@ -358,7 +419,7 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
             _ => return,
         };
         let verdict = match &message {
-            Message::Text(text) if !authenticated => auth(text, policy, caller),
+            Message::Text(text) if !authenticated => auth(text, access),
             // Only a text message can be the auth message.
             Message::Binary(_) if !authenticated => auth_refused(),
             // Answered by the gateway's own end; nothing goes on before
@@ -370,9 +431,9 @@ async fn upstream_side(sides: &mut Sides, policy: &Policy, caller: &Caller) {
         };
         let message = match verdict {
             Verdict::Forward => message,
-            Verdict::Authenticated(checked) => {
-                authenticated = true;
-                checked
+            Verdict::Authenticated { token, message } => {
+                authenticated_with = Some(token);
+                message
             }
             Verdict::Answer(answer) => {
                 if to_client.send(answer).await.is_err() {
@@ -421,6 +482,10 @@ struct Sides {
 /// The close reason a client gets for a message over its limit.
 const TOO_BIG: &str = "message too big";
 
+/// The close reason a client gets when a reload no longer allows its
+/// socket.
+const NO_LONGER_ALLOWED: &str = "no longer allowed";
+
 /// The close reason both sides get when the gateway shuts down.
 const SHUTTING_DOWN: &str = "gateway shutting down";
 
@@ -432,9 +497,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 enum Verdict<'a> {
     /// Send it on.
     Forward,
-    /// The auth phase is over: send this on instead (the auth message
-    /// with nothing but what was checked).
-    Authenticated(Message),
+    /// The auth phase is over, with `token`: send `message` on instead
+    /// (an auth message with nothing but the token the upstream gets).
+    Authenticated { token: String, message: Message },
     /// Answer the client; nothing goes on.
     Answer(Message),
     /// The refused commands (by id, as written) each get an error result;
@@ -447,10 +512,8 @@ enum Verdict<'a> {
     Refuse(Message),
 }
 
-/// The auth phase: the access token must belong to an add-on with
-/// `homeassistant_api`, as a header token must, and to the add-on that
-/// made the upgrade request.
-fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
+/// The auth phase: see [`Access::admits`], under the policy in force now.
+fn auth(text: &str, access: &Access) -> Verdict<'static> {
     // Only an object: serde would also fill the fields from an array, by
     // position, which is not an auth message to Home Assistant.
     let object = text.trim_ascii_start().starts_with('{');
@@ -459,23 +522,20 @@ fn auth(text: &str, policy: &Policy, caller: &Caller) -> Verdict<'static> {
         .flatten()
         .filter(|message| message.kind.as_deref() == Some("auth"))
         .and_then(|message| message.access_token);
-    let upgraded_by = match caller {
-        Caller::Addon(addon) => Some(addon.slug.as_str()),
-        _ => None,
-    };
-    let allowed = |token: &str| {
-        matches!(
-            policy.callers.identify(Some(token.as_bytes())),
-            Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
-        )
-    };
+    let policy = access.policy.current();
     match token {
-        // The upstream gets only the token checked here: the Supervisor's
-        // own proxy reads `api_password` before `access_token`, so another
-        // field passed on could log in as someone else.
-        Some(token) if allowed(&token) => {
-            let checked = serde_json::json!({"type": "auth", "access_token": token});
-            Verdict::Authenticated(Message::text(checked.to_string()))
+        // The upstream gets only the token checked here (or the gateway's
+        // own credential, as in the upgrade request's headers): the
+        // Supervisor's own proxy reads `api_password` before
+        // `access_token`, so another field passed on could log in as
+        // someone else.
+        Some(token) if access.admits(&policy, &token) => {
+            let sent = access.upstream_token.as_deref().unwrap_or(&token);
+            let checked = serde_json::json!({"type": "auth", "access_token": sent});
+            Verdict::Authenticated {
+                token: token.into_owned(),
+                message: Message::text(checked.to_string()),
+            }
         }
         _ => auth_refused(),
     }

@@ -895,3 +895,118 @@ async fn the_in_band_token_is_not_logged_even_at_trace_level() {
         );
     }
 }
+
+/// Sends a `ping` command and expects its `pong`: the socket is relayed.
+async fn still_relayed(socket: &mut Socket, id: u64) {
+    send_json(socket, serde_json::json!({"id": id, "type": "ping"})).await;
+    assert_eq!(
+        next_json(socket).await,
+        serde_json::json!({"id": id, "type": "pong"})
+    );
+}
+
+#[tokio::test]
+async fn a_reload_that_takes_the_add_ons_token_away_closes_its_websocket_and_refuses_its_auth() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let gateway = TestGateway::from_file(&path, mock).await;
+    let mut open = authenticated(gateway.addr, "/core/websocket").await;
+    let mut waiting = awaiting_auth(gateway.addr, "/core/websocket").await;
+
+    // A reload that leaves the add-on as it was leaves its sockets alone.
+    let other_changed = text.replace("hassio_role: backup", "hassio_role: manager");
+    std::fs::write(&path, &other_changed).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    still_relayed(&mut open, 1).await;
+
+    // The add-on's token is rotated: the old one names no one now.
+    let rotated = other_changed.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
+    std::fs::write(&path, rotated).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    assert_eq!(close_code(&mut open).await, CloseCode::Policy);
+    // The socket still in its auth phase was upgraded with the old token:
+    // it is closed as well, and an auth message with it is not taken.
+    let auth = serde_json::json!({"type": "auth", "access_token": TOK_HA});
+    let _ = waiting.send(Message::text(auth.to_string())).await;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), waiting.next())
+            .await
+            .expect("a frame within 5 s");
+        match next {
+            Some(Ok(Message::Text(text))) => assert_ne!(
+                serde_json::from_str::<serde_json::Value>(&text).expect("json")["type"],
+                "auth_ok"
+            ),
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.expect("a close code").code, CloseCode::Policy);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            // Closed before the auth message could be sent.
+            _ => break,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_in_band_token_revoked_before_its_auth_message_is_refused_and_after_it_closes_the_socket(
+) {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = crate::tokens::signing_config(dir.path(), mock.addr());
+    let served = spawn_serve(std::path::Path::new(&config), "info");
+    let signed =
+        crate::tokens::token_command(&["issue", "--config", &config, "--addon", "local_ha"]);
+    let jti = crate::tokens::jti_of(&signed);
+    // Both upgraded with the add-on's static header token; one passes its
+    // auth phase with the signed token, the other waits.
+    let (mut authenticated, reply) = auth_with(served.addr, "/core/websocket", &signed).await;
+    assert_eq!(reply["type"], "auth_ok");
+    let mut waiting = awaiting_auth(served.addr, "/core/websocket").await;
+
+    crate::tokens::token_command(&["revoke", "--config", &config, "--jti", &jti]);
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    // Its upgrade token is still good, but its auth token is not.
+    assert_eq!(close_code(&mut authenticated).await, CloseCode::Policy);
+    // The static upgrade token still allows the waiting socket; its auth
+    // message is checked against the policy in force now.
+    let auth = serde_json::json!({"type": "auth", "access_token": signed});
+    send_json(&mut waiting, auth).await;
+    assert_eq!(next_json(&mut waiting).await["type"], "auth_invalid");
+    let (_, log) = served.stop();
+    assert!(
+        log.contains("after a reload its token no longer allows it"),
+        "{log}"
+    );
+    assert!(!log.contains(&signed), "a token was logged");
+}
+
+#[tokio::test]
+async fn with_an_upstream_token_the_upstreams_auth_message_carries_the_gateways_credential() {
+    let mock = start_mock().await;
+    let own = "gateway-own-credential-0123456789abcdef";
+    let text = format!("{}upstream_token: {own}\n", test_config_yaml(mock.addr()));
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let _socket = authenticated(gateway.addr, "/core/websocket").await;
+    let seen = gateway.mock.state().ws_messages();
+    let texts: Vec<serde_json::Value> = seen
+        .iter()
+        .filter_map(|record| match record {
+            WsRecord::Text(text) => serde_json::from_str(text).ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [serde_json::json!({"type": "auth", "access_token": own})],
+        "{seen:?}"
+    );
+}

@@ -7,13 +7,13 @@ use std::time::Duration;
 use crate::helpers::*;
 
 /// `supervisor-gateway token ARGS...`, which must succeed; its output.
-fn token_command(args: &[&str]) -> String {
+pub(crate) fn token_command(args: &[&str]) -> String {
     succeeded(&run_bin(&[&["token"][..], args].concat()))
 }
 
 /// A config with an Ed25519 key made by `token keygen`, an HMAC key that
 /// may no longer sign, a revocation file and no clock leeway.
-fn signing_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
+pub(crate) fn signing_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
     let prefix = dir.join("ed-2026");
     let made = run_bin(&["token", "keygen", "--out", prefix.to_str().expect("utf-8")]);
     assert!(succeeded(&made).contains("ed-2026.pub.pem"));
@@ -29,6 +29,17 @@ fn signing_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
     );
     let path = write(dir, "gateway.yaml", &text);
     path.to_str().expect("utf-8").to_owned()
+}
+
+/// The `jti` of a signed token, as `token inspect` shows it.
+pub(crate) fn jti_of(token: &str) -> String {
+    let shown = token_command(&["inspect", token]);
+    shown
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("\"jti\": \""))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a jti line")
+        .to_owned()
 }
 
 fn get(path: &str, token: &str) -> Vec<u8> {
@@ -88,12 +99,7 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
     assert!(shown.starts_with("NOT VERIFIED"), "{shown}");
     assert!(shown.contains("\"sub\": \"local_backup\""), "{shown}");
     assert!(shown.contains("\"kid\": \"ed-2026\""), "{shown}");
-    let jti = shown
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("\"jti\": \""))
-        .and_then(|rest| rest.split('"').next())
-        .expect("a jti line")
-        .to_owned();
+    let jti = jti_of(&token);
     assert!(!shown.contains(token.split('.').nth(2).expect("signature")));
 
     // Revoke by jti: the running gateway reloads the list and refuses it.
