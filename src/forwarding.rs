@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{BodyWatch, LimitedBody, Sent, Tap};
-use crate::caller::{normalized_name, presented_token, Caller, TOKEN_HEADERS};
+use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
-use crate::gateway::LivePolicy;
+use crate::gateway::Grant;
 use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
@@ -344,11 +344,11 @@ impl Forwarder {
     pub async fn forward_upgrade(
         &self,
         permit: &Permit,
-        caller: &Caller,
+        grant: Grant,
         parts: &mut request::Parts,
         peer: &Peer,
-        policy: LivePolicy,
     ) -> Result<Response<Body>, ForwardError> {
+        let caller = grant.caller();
         let client_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -372,14 +372,7 @@ impl Forwarder {
         }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let access = websocket::Access {
-            policy,
-            caller: caller.clone(),
-            token: presented_token(&parts.headers)
-                .ok()
-                .flatten()
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default(),
-            path: permit.target().path.clone(),
+            grant,
             upstream_token: self.upstream_token.clone(),
         };
         tokio::spawn(websocket::relay(

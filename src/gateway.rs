@@ -1,9 +1,12 @@
 //! One request's way through the gateway: judge it (steps 1 to 9), record
 //! the decision, then answer it ourselves or forward it.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -93,6 +96,136 @@ impl LivePolicy {
     /// Changes each time a new policy is put in force (from now on).
     pub fn reloads(&self) -> tokio::sync::watch::Receiver<()> {
         self.0.reloaded.subscribe()
+    }
+}
+
+/// A request that was allowed and goes on after its answer began (a
+/// WebSocket, an event stream): after every reload it is decided again,
+/// under the new policy, with the token it presented.
+pub struct Grant {
+    policy: LivePolicy,
+    caller: Caller,
+    token: Vec<u8>,
+    method: http::Method,
+    path: String,
+}
+
+impl Grant {
+    /// The grant of a request decided for `caller` on `path`, with the
+    /// token headers in `headers`.
+    pub fn new(policy: LivePolicy, caller: &Caller, parts: &request::Parts, path: &str) -> Grant {
+        let token = presented_token(&parts.headers).ok().flatten();
+        Grant {
+            policy,
+            caller: caller.clone(),
+            token: token.map(<[u8]>::to_vec).unwrap_or_default(),
+            method: parts.method.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    /// Who the request was allowed for.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.current()
+    }
+
+    /// Whether the request would still be allowed now: its token names the
+    /// same caller, and the table still lets that caller make it.
+    pub fn still_allowed(&self) -> bool {
+        let policy = self.policy.current();
+        let caller = policy.callers.identify(Some(&self.token));
+        caller.kind() == self.caller.kind()
+            && caller.slug() == self.caller.slug()
+            && decide(&policy.table, &caller, &self.method, &self.path).allowed()
+    }
+
+    /// Changes each time a new policy is put in force (from now on).
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<()> {
+        self.policy.reloads()
+    }
+
+    /// Resolves once a reload no longer allows the request.
+    pub async fn revoked(&self) {
+        let mut reloads = self.reloads();
+        while reloads.changed().await.is_ok() {
+            if !self.still_allowed() {
+                return;
+            }
+        }
+        // The gateway is gone: nothing will be reloaded.
+        std::future::pending().await
+    }
+}
+
+/// Whether an answer is an event stream, which may go on for as long as
+/// the client stays.
+fn is_event_stream(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.as_bytes().split(|byte| *byte == b';').next())
+        .is_some_and(|kind| kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream"))
+}
+
+/// An answer that streams on (an event stream), cut off when a reload no
+/// longer allows its request.
+struct Revocable {
+    inner: Body,
+    /// Resolves when the grant is revoked; gone once it has.
+    revoked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+/// The error a [`Revocable`] answer ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request is no longer allowed")]
+struct NoLongerAllowed;
+
+impl Revocable {
+    fn new(inner: Body, grant: Grant) -> Revocable {
+        let revoked = Box::pin(async move {
+            grant.revoked().await;
+            tracing::info!(
+                caller = grant.caller().kind(),
+                slug = grant.caller().slug().unwrap_or("-"),
+                "event stream cut off: after a reload its token no longer allows it"
+            );
+        });
+        Revocable {
+            inner,
+            revoked: Some(revoked),
+        }
+    }
+}
+
+impl http_body::Body for Revocable {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let Some(revoked) = self.revoked.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if revoked.as_mut().poll(cx).is_ready() {
+            self.revoked = None;
+            return Poll::Ready(Some(Err(axum::Error::new(NoLongerAllowed))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -390,10 +523,8 @@ impl Gateway {
         let had_body = !body.is_end_stream();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
-                let live = self.policy.clone();
-                let upgraded = self
-                    .forwarder
-                    .forward_upgrade(&permit, &caller, parts, peer, live);
+                let grant = Grant::new(self.policy.clone(), &caller, parts, &permit.target().path);
+                let upgraded = self.forwarder.forward_upgrade(&permit, grant, parts, peer);
                 upgraded
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body))
@@ -413,9 +544,14 @@ impl Gateway {
                 let forwarded =
                     self.forwarder
                         .forward(&permit, &caller, parts, body, tap.clone(), peer);
-                let response = forwarded
+                let mut response = forwarded
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
+                if is_event_stream(&response) {
+                    let grant =
+                        Grant::new(self.policy.clone(), &caller, parts, &permit.target().path);
+                    response = response.map(|body| Body::new(Revocable::new(body, grant)));
+                }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
                     self.note_toggle(&response, &caller, &named, &tap);

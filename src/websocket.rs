@@ -23,9 +23,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::caller::Caller;
-use crate::decision::decide;
 use crate::forwarding;
-use crate::gateway::{LivePolicy, Policy};
+use crate::gateway::{Grant, Policy};
 use crate::idle::SendWatch;
 
 /// The paths that carry the Home Assistant WebSocket API (v1 and v2).
@@ -146,17 +145,10 @@ pub(crate) struct Handover {
 
 /// Who a relay serves, and what it checks them against.
 pub struct Access {
-    /// The policy in force: the auth message is checked against the one in
-    /// force when it comes, and after every reload the socket is judged
-    /// again.
-    pub policy: LivePolicy,
-    /// Who made the upgrade request; the in-band auth must name the same
-    /// add-on.
-    pub caller: Caller,
-    /// The upgrade request's token, as presented.
-    pub token: Vec<u8>,
-    /// The path the upgrade request was decided on.
-    pub path: String,
+    /// The upgrade request, decided again after every reload; the in-band
+    /// auth must name the add-on that made it, under the policy in force
+    /// when the auth message comes.
+    pub grant: Grant,
     /// The gateway's own credential (`upstream_token`): the upstream's
     /// auth message carries it instead of the add-on's token.
     pub upstream_token: Option<Arc<str>>,
@@ -167,7 +159,7 @@ impl Access {
     /// `homeassistant_api`, as a header token must, and to the add-on that
     /// made the upgrade request.
     fn admits(&self, policy: &Policy, token: &str) -> bool {
-        let upgraded_by = self.caller.slug();
+        let upgraded_by = self.grant.caller().slug();
         matches!(
             policy.callers.identify(Some(token.as_bytes())),
             Caller::Addon(addon) if addon.homeassistant_api && upgraded_by == Some(addon.slug.as_str())
@@ -177,11 +169,8 @@ impl Access {
     /// After a reload: whether the upgrade request would still be allowed
     /// and its auth token (once one was taken) still accepted.
     fn still_allowed(&self, authenticated_with: Option<&str>) -> bool {
-        let policy = self.policy.current();
-        let caller = policy.callers.identify(Some(&self.token));
-        let upgrade_allowed = caller.slug() == self.caller.slug()
-            && decide(&policy.table, &caller, &Method::GET, &self.path).allowed();
-        upgrade_allowed && authenticated_with.is_none_or(|token| self.admits(&policy, token))
+        self.grant.still_allowed()
+            && authenticated_with.is_none_or(|token| self.admits(&self.grant.policy(), token))
     }
 }
 
@@ -382,7 +371,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
         upstream,
         to_client,
     } = sides;
-    let mut reloads = access.policy.reloads();
+    let mut reloads = access.grant.reloads();
     // The token the in-band auth was accepted with.
     let mut authenticated_with: Option<String> = None;
     loop {
@@ -393,7 +382,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
                     continue;
                 }
                 tracing::info!(
-                    slug = access.caller.slug().unwrap_or("-"),
+                    slug = access.grant.caller().slug().unwrap_or("-"),
                     "websocket closed: after a reload its token no longer allows it"
                 );
                 let _ = to_client.send(close(CloseCode::Policy, NO_LONGER_ALLOWED)).await;
@@ -522,7 +511,7 @@ fn auth(text: &str, access: &Access) -> Verdict<'static> {
         .flatten()
         .filter(|message| message.kind.as_deref() == Some("auth"))
         .and_then(|message| message.access_token);
-    let policy = access.policy.current();
+    let policy = access.grant.policy();
     match token {
         // The upstream gets only the token checked here (or the gateway's
         // own credential, as in the upgrade request's headers): the

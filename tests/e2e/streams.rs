@@ -1010,3 +1010,46 @@ async fn with_an_upstream_token_the_upstreams_auth_message_carries_the_gateways_
         "{seen:?}"
     );
 }
+
+#[tokio::test]
+async fn an_event_stream_is_cut_off_when_a_reload_no_longer_allows_it() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let gateway = TestGateway::from_file(&path, mock).await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("event: ready") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the first event in time")
+            .expect("read");
+        assert!(read > 0, "closed before the first event");
+        received.extend_from_slice(&buffer[..read]);
+    }
+
+    // Another add-on changes: the stream goes on.
+    let other_changed = text.replace("hassio_role: backup", "hassio_role: manager");
+    std::fs::write(&path, &other_changed).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    let quiet = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await;
+    assert!(quiet.is_err(), "the stream ended or sent more: {quiet:?}");
+
+    // The add-on's token is rotated: the stream ends.
+    let rotated = other_changed.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
+    std::fs::write(&path, rotated).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    // (The mock sends its last event only once released, which no test
+    // here does before the end.)
+    let (_, ending) =
+        read_to_close(&mut stream, 4096, Duration::ZERO, Duration::from_secs(5)).await;
+    assert_ne!(
+        ending,
+        Ending::Open,
+        "the stream went on after its token was taken away"
+    );
+}
