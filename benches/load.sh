@@ -29,11 +29,15 @@ esac
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need nginx || ! need wrk || ! need curl; then
+  had_nginx=$(need nginx && echo yes || true)
   echo "== installing nginx-light, wrk and curl (Debian packages)"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk curl >/dev/null
-  # The package starts a default server on port 80; this benchmark runs its own.
-  (service nginx stop || pkill -x nginx || true) >/dev/null 2>&1
+  # A newly installed package starts a default server on port 80; this
+  # benchmark runs its own. An nginx that was there before is left alone.
+  if [ -z "$had_nginx" ]; then
+    service nginx stop >/dev/null 2>&1 || true
+  fi
 fi
 ulimit -n 65536 2>/dev/null || true
 
@@ -129,25 +133,42 @@ BYTES=$((SIZE_MIB * 1024 * 1024))
 # Uploads are sent from a file, with its length, as a client uploads a
 # backup file; and streamed from a pipe, which curl sends chunked.
 head -c "$BYTES" /dev/zero >"$WORK/upload.bin"
-mibps() { python3 -c "print(f'{$SIZE_MIB/$1:.0f}')"; }
+# A transfer counts only if it was answered 200 and moved every byte: a
+# refused or cut-off transfer would otherwise be timed as a fast one.
+timed() { # WHAT "CODE UPLOADED DOWNLOADED SECONDS" FIELD: MiB/s, or fails the run
+  local what=$1 code up down seconds moved
+  read -r code up down seconds <<<"$2"
+  moved=$([ "$3" = up ] && echo "$up" || echo "$down")
+  moved=${moved%.*}
+  # (curl counts a chunked upload's chunk lines as uploaded bytes.)
+  if [ "$code" != 200 ] || [ "$moved" -lt "$BYTES" ] || { [ "$3" = down ] && [ "$moved" != "$BYTES" ]; }; then
+    echo "load.sh: $what answered $code after moving $moved of $BYTES bytes" >&2
+    exit 1
+  fi
+  python3 -c "print(f'{$SIZE_MIB/$seconds:.0f}')"
+}
+CURL_OUT='%{http_code} %{size_upload} %{size_download} %{time_total}'
 upload() { # BASE [curl options]: MiB/s
   local base=$1
   shift
-  mibps "$(curl -s -o /dev/null -w '%{time_total}' "$@" -X POST \
+  timed "upload to $base" "$(curl -s -o /dev/null -w "$CURL_OUT" "$@" -X POST \
         -H "X-Supervisor-Token: $TOKEN" -H 'Content-Type: application/octet-stream' \
-        "$base/backups/new/upload")"
+        "$base/backups/new/upload")" up
 }
 transfer() { # BASE: prints MiB/s for the file upload, the streamed upload, the download
   local base=$1 file streamed down
-  file=$(upload "$base" -T "$WORK/upload.bin")
-  streamed=$(head -c "$BYTES" /dev/zero | upload "$base" -T -)
-  down=$(mibps "$(curl -s -o /dev/null -w '%{time_total}' -H "X-Supervisor-Token: $TOKEN" \
-        "$base/backups/abc123/download?size=$BYTES")")
+  file=$(upload "$base" -T "$WORK/upload.bin") || exit 1
+  streamed=$(head -c "$BYTES" /dev/zero | upload "$base" -T -) || exit 1
+  down=$(timed "download from $base" "$(curl -s -o /dev/null -w "$CURL_OUT" \
+        -H "X-Supervisor-Token: $TOKEN" "$base/backups/abc123/download?size=$BYTES")" down) || exit 1
   echo "$file $streamed $down"
 }
 echo "== ${SIZE_MIB} MiB uploads and download, direct and through the gateway"
-read -r DIRECT_UP DIRECT_STREAM DIRECT_DOWN < <(transfer "http://$UPSTREAM")
-read -r GW_UP GW_STREAM GW_DOWN < <(transfer "http://127.0.0.1:$GATEWAY_PORT")
+# (Assigned first, so that a failed transfer ends the run.)
+DIRECT=$(transfer "http://$UPSTREAM")
+GW=$(transfer "http://127.0.0.1:$GATEWAY_PORT")
+read -r DIRECT_UP DIRECT_STREAM DIRECT_DOWN <<<"$DIRECT"
+read -r GW_UP GW_STREAM GW_DOWN <<<"$GW"
 rm -f "$WORK/upload.bin"
 PEAK_RSS=$(hwm_kib)
 
@@ -171,6 +192,11 @@ run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu", cpu being the
 import re, sys
 text = open(sys.argv[1]).read()
 ticks, per_second, measured = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+# Only answered, successful requests count: wrk counts the others too.
+for failed in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*"):
+    found = re.search(failed, text)
+    if found:
+        sys.exit(f"load.sh: wrk saw failures ({found.group(0)}):\n{text}")
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 cpu_us = ticks / per_second * 1e6 / requests if measured else float("nan")
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
