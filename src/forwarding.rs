@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -310,9 +309,17 @@ impl Forwarder {
         if watch.is_finished() {
             return Ok(Response::from_parts(head, body));
         }
-        // An answer before the whole request body went out: the exchange
-        // is cut off if the upstream then stops taking the body.
-        let watched = BodyStillSending::new(body, watch, timeout);
+        // An answer before the whole request body went out: it fails if the
+        // upstream then stops taking the body for its timeout (an upstream
+        // that neither reads nor answers further would otherwise hold both
+        // forever). A body that broke off is the client's doing: its answer,
+        // already on its way, goes on (its upstream connection is not
+        // reused).
+        let stopped = async move {
+            (watch.sent(timeout).await == Sent::UpstreamStopped)
+                .then(|| axum::Error::new(UpstreamStoppedReading))
+        };
+        let watched = Watched::new(body, stopped, true);
         Ok(Response::from_parts(head, Body::new(watched)))
     }
 
@@ -621,32 +628,42 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
     spares::keep(&SPARE_HEADER_MAPS, map, SPARE_HEADER_MAPS_KEPT);
 }
 
-/// A response body that comes while its request body is still going out,
-/// and fails if the upstream stops taking the request body for its timeout
-/// (an upstream that neither reads nor answers further would otherwise
-/// hold both forever).
-struct BodyStillSending {
+/// An answer's body with a watch beside it that may end it with an error:
+/// the watch resolves to the error, or to `None` (the body then goes on,
+/// no longer watched).
+pub(crate) struct Watched {
     inner: Body,
-    /// [`BodyWatch::sent`] for the request body, until it has resolved.
-    sending: Option<Pin<Box<dyn Future<Output = Sent> + Send>>>,
+    watch: Option<Pin<Box<dyn Future<Output = Option<axum::Error>> + Send>>>,
+    /// The watch is looked at only while the body waits for more (an
+    /// answer that flows is let flow), not before every piece.
+    only_while_waiting: bool,
 }
 
-/// The error a [`BodyStillSending`] ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("the upstream stopped taking the request body")]
-struct UpstreamStoppedReading;
-
-impl BodyStillSending {
-    fn new(inner: Body, watch: Arc<BodyWatch>, timeout: Duration) -> BodyStillSending {
-        let sending = Box::pin(async move { watch.sent(timeout).await });
-        BodyStillSending {
+impl Watched {
+    /// `inner`, ended with the error `watch` gives, if it gives one.
+    pub(crate) fn new(
+        inner: Body,
+        watch: impl Future<Output = Option<axum::Error>> + Send + 'static,
+        only_while_waiting: bool,
+    ) -> Watched {
+        Watched {
             inner,
-            sending: Some(sending),
+            watch: Some(Box::pin(watch)),
+            only_while_waiting,
         }
+    }
+
+    /// The error the watch ends the body with, once it gives one.
+    fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<axum::Error> {
+        let Poll::Ready(ended) = self.watch.as_mut()?.as_mut().poll(cx) else {
+            return None;
+        };
+        self.watch = None;
+        ended
     }
 }
 
-impl http_body::Body for BodyStillSending {
+impl http_body::Body for Watched {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
@@ -654,20 +671,15 @@ impl http_body::Body for BodyStillSending {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        if !self.only_while_waiting {
+            if let Some(error) = self.poll_watch(cx) {
+                return Poll::Ready(Some(Err(error)));
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_pending() {
-            if let Some(Poll::Ready(sent)) = self
-                .sending
-                .as_mut()
-                .map(|sending| sending.as_mut().poll(cx))
-            {
-                self.sending = None;
-                // A body that broke off is the client's doing: its answer,
-                // already on its way, goes on (its upstream connection is
-                // not reused).
-                if sent == Sent::UpstreamStopped {
-                    return Poll::Ready(Some(Err(axum::Error::new(UpstreamStoppedReading))));
-                }
+        if polled.is_pending() && self.only_while_waiting {
+            if let Some(error) = self.poll_watch(cx) {
+                return Poll::Ready(Some(Err(error)));
             }
         }
         polled
@@ -681,6 +693,12 @@ impl http_body::Body for BodyStillSending {
         self.inner.size_hint()
     }
 }
+
+/// The error an answer that came while its request body was still going
+/// out ends with, if the upstream then stops taking the body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream stopped taking the request body")]
+struct UpstreamStoppedReading;
 
 /// The client's part in a failed exchange, if its body was at fault.
 fn body_fault(watch: &BodyWatch) -> Option<ForwardError> {

@@ -1,12 +1,9 @@
 //! One request's way through the gateway: judge it (steps 1 to 9), record
 //! the decision, then answer it ourselves or forward it.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -172,61 +169,24 @@ fn is_event_stream(response: &Response<Body>) -> bool {
         .is_some_and(|kind| kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream"))
 }
 
-/// An answer that streams on (an event stream), cut off when a reload no
-/// longer allows its request.
-struct Revocable {
-    inner: Body,
-    /// Resolves when the grant is revoked; gone once it has.
-    revoked: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-}
-
-/// The error a [`Revocable`] answer ends with.
+/// The error an event stream ends with when a reload no longer allows its
+/// request.
 #[derive(Debug, thiserror::Error)]
 #[error("the request is no longer allowed")]
 struct NoLongerAllowed;
 
-impl Revocable {
-    fn new(inner: Body, grant: Grant) -> Revocable {
-        let revoked = Box::pin(async move {
-            grant.revoked().await;
-            tracing::info!(
-                caller = grant.caller().kind(),
-                slug = grant.caller().slug().unwrap_or("-"),
-                "event stream cut off: after a reload its token no longer allows it"
-            );
-        });
-        Revocable {
-            inner,
-            revoked: Some(revoked),
-        }
-    }
-}
-
-impl http_body::Body for Revocable {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        let Some(revoked) = self.revoked.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if revoked.as_mut().poll(cx).is_ready() {
-            self.revoked = None;
-            return Poll::Ready(Some(Err(axum::Error::new(NoLongerAllowed))));
-        }
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
+/// An event stream, cut off when a reload no longer allows its request.
+fn revocable(body: Body, grant: Grant) -> Body {
+    let revoked = async move {
+        grant.revoked().await;
+        tracing::info!(
+            caller = grant.caller().kind(),
+            slug = grant.caller().slug().unwrap_or("-"),
+            "event stream cut off: after a reload its token no longer allows it"
+        );
+        Some(axum::Error::new(NoLongerAllowed))
+    };
+    Body::new(forwarding::Watched::new(body, revoked, false))
 }
 
 /// The settings a reload cannot change (they need a restart).
@@ -550,7 +510,7 @@ impl Gateway {
                 if is_event_stream(&response) {
                     let grant =
                         Grant::new(self.policy.clone(), &caller, parts, &permit.target().path);
-                    response = response.map(|body| Body::new(Revocable::new(body, grant)));
+                    response = response.map(|body| revocable(body, grant));
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {

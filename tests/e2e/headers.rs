@@ -189,12 +189,8 @@ async fn an_http_1_1_request_without_host_is_refused() {
 
 #[tokio::test]
 async fn with_an_upstream_token_the_upstream_sees_the_gateways_credential_not_the_callers() {
-    let mock = start_mock().await;
     let own = "gateway-own-credential-0123456789abcdef";
-    let text = format!("{}upstream_token: {own}\n", test_config_yaml(mock.addr()));
-    let config =
-        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = gateway_with_upstream_token(own).await;
     let request = RawRequest::new("GET", "/addons/self/info")
         .token(TOK_DEFAULT)
         .header("Authorization", format!("Bearer {TOK_DEFAULT}"));

@@ -528,6 +528,26 @@ pub(crate) async fn gateway_with_limits(extra: &str) -> TestGateway {
     TestGateway::with_config(config, mock).await
 }
 
+/// A gateway with the test config plus `upstream_token: own`.
+pub(crate) async fn gateway_with_upstream_token(own: &str) -> TestGateway {
+    let mock = start_mock().await;
+    let text = format!("{}upstream_token: {own}\n", test_config_yaml(mock.addr()));
+    let config = Config::from_yaml(&text, "test config").expect("config with upstream_token");
+    TestGateway::with_config(config, mock).await
+}
+
+/// A gateway read from a config file (the test config, not watched), to be
+/// rewritten and reloaded: the gateway, the file, its text, and its folder
+/// (which must outlive the test).
+pub(crate) async fn reloadable_gateway() -> (TestGateway, PathBuf, String, tempfile::TempDir) {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let gateway = TestGateway::from_file(&path, mock).await;
+    (gateway, path, text, dir)
+}
+
 /// `GET /supervisor/ping` on a new connection, in a task of its own.
 pub(crate) fn spawn_ping(addr: SocketAddr) -> tokio::task::JoinHandle<RawResponse> {
     spawn_send(addr, RawRequest::new("GET", "/supervisor/ping").to_bytes())

@@ -622,6 +622,17 @@ async fn an_auth_message_must_be_a_json_object_in_a_text_message() {
     );
 }
 
+/// The text messages the mock upstream got on its WebSockets, as JSON.
+fn json_texts_seen(mock: &MockHandle) -> Vec<serde_json::Value> {
+    let seen = mock.state().ws_messages();
+    seen.iter()
+        .filter_map(|record| match record {
+            WsRecord::Text(text) => serde_json::from_str(text).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn the_upstream_gets_only_the_token_that_was_checked() {
     // The Supervisor's proxy reads `api_password` before `access_token`:
@@ -636,18 +647,9 @@ async fn the_upstream_gets_only_the_token_that_was_checked() {
     });
     send_json(&mut socket, auth).await;
     assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
-    let seen = gateway.mock.state().ws_messages();
-    let texts: Vec<serde_json::Value> = seen
-        .iter()
-        .filter_map(|record| match record {
-            WsRecord::Text(text) => serde_json::from_str(text).ok(),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        texts,
-        [serde_json::json!({"type": "auth", "access_token": TOK_HA})],
-        "{seen:?}"
+        json_texts_seen(&gateway.mock),
+        [serde_json::json!({"type": "auth", "access_token": TOK_HA})]
     );
 }
 
@@ -907,11 +909,7 @@ async fn still_relayed(socket: &mut Socket, id: u64) {
 
 #[tokio::test]
 async fn a_reload_that_takes_the_add_ons_token_away_closes_its_websocket_and_refuses_its_auth() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
-    let path = write(dir.path(), "gateway.yaml", &text);
-    let gateway = TestGateway::from_file(&path, mock).await;
+    let (gateway, path, text, _dir) = reloadable_gateway().await;
     let mut open = authenticated(gateway.addr, "/core/websocket").await;
     let mut waiting = awaiting_auth(gateway.addr, "/core/websocket").await;
 
@@ -989,35 +987,18 @@ async fn an_in_band_token_revoked_before_its_auth_message_is_refused_and_after_i
 
 #[tokio::test]
 async fn with_an_upstream_token_the_upstreams_auth_message_carries_the_gateways_credential() {
-    let mock = start_mock().await;
     let own = "gateway-own-credential-0123456789abcdef";
-    let text = format!("{}upstream_token: {own}\n", test_config_yaml(mock.addr()));
-    let config =
-        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = gateway_with_upstream_token(own).await;
     let _socket = authenticated(gateway.addr, "/core/websocket").await;
-    let seen = gateway.mock.state().ws_messages();
-    let texts: Vec<serde_json::Value> = seen
-        .iter()
-        .filter_map(|record| match record {
-            WsRecord::Text(text) => serde_json::from_str(text).ok(),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
-        texts,
-        [serde_json::json!({"type": "auth", "access_token": own})],
-        "{seen:?}"
+        json_texts_seen(&gateway.mock),
+        [serde_json::json!({"type": "auth", "access_token": own})]
     );
 }
 
 #[tokio::test]
 async fn an_event_stream_is_cut_off_when_a_reload_no_longer_allows_it() {
-    let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(mock.addr()));
-    let path = write(dir.path(), "gateway.yaml", &text);
-    let gateway = TestGateway::from_file(&path, mock).await;
+    let (gateway, path, text, _dir) = reloadable_gateway().await;
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("request");
