@@ -101,6 +101,9 @@ impl LivePolicy {
 /// under the new policy, with the token it presented.
 pub struct Grant {
     policy: LivePolicy,
+    /// The policy the request was decided under (held weakly: only its
+    /// address is compared, which the weak reference keeps from reuse).
+    decided_under: std::sync::Weak<Policy>,
     caller: Caller,
     token: Vec<u8>,
     method: http::Method,
@@ -108,12 +111,19 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// The grant of a request decided for `caller` on `path`, with the
-    /// token headers in `headers`.
-    pub fn new(policy: LivePolicy, caller: &Caller, parts: &request::Parts, path: &str) -> Grant {
+    /// The grant of a request decided under `decided_under` for `caller`
+    /// on `path`, with the token headers in `parts`.
+    pub fn new(
+        policy: LivePolicy,
+        decided_under: &Arc<Policy>,
+        caller: &Caller,
+        parts: &request::Parts,
+        path: &str,
+    ) -> Grant {
         let token = presented_token(&parts.headers).ok().flatten();
         Grant {
             policy,
+            decided_under: Arc::downgrade(decided_under),
             caller: caller.clone(),
             token: token.map(<[u8]>::to_vec).unwrap_or_default(),
             method: parts.method.clone(),
@@ -141,9 +151,18 @@ impl Grant {
             && decide(&policy.table, &caller, &self.method, &self.path).allowed()
     }
 
-    /// Changes each time a new policy is put in force (from now on).
+    /// Changes each time a new policy is put in force, and has changed
+    /// already if one was since the request was decided.
     pub fn reloads(&self) -> tokio::sync::watch::Receiver<()> {
-        self.policy.reloads()
+        let mut reloads = self.policy.reloads();
+        // (After subscribing: a reload from now on is seen either way.)
+        if !std::ptr::eq(
+            self.decided_under.as_ptr(),
+            Arc::as_ptr(&self.policy.current()),
+        ) {
+            reloads.mark_changed();
+        }
+        reloads
     }
 
     /// Resolves once a reload no longer allows the request.
@@ -483,7 +502,13 @@ impl Gateway {
         let had_body = !body.is_end_stream();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
-                let grant = Grant::new(self.policy.clone(), &caller, parts, &permit.target().path);
+                let grant = Grant::new(
+                    self.policy.clone(),
+                    &policy,
+                    &caller,
+                    parts,
+                    &permit.target().path,
+                );
                 let upgraded = self.forwarder.forward_upgrade(&permit, grant, parts, peer);
                 upgraded
                     .await
@@ -508,8 +533,13 @@ impl Gateway {
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
                 if is_event_stream(&response) {
-                    let grant =
-                        Grant::new(self.policy.clone(), &caller, parts, &permit.target().path);
+                    let grant = Grant::new(
+                        self.policy.clone(),
+                        &policy,
+                        &caller,
+                        parts,
+                        &permit.target().path,
+                    );
                     response = response.map(|body| revocable(body, grant));
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
@@ -790,5 +820,51 @@ impl std::fmt::Display for RuleLabel<'_> {
             Some(rule) => rule.fmt(f),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            table: Table::builtin().expect("the built-in table"),
+            callers: Callers::default(),
+            shadow: None,
+        }
+    }
+
+    fn grant(live: &LivePolicy, decided_under: &Arc<Policy>) -> Grant {
+        let (parts, ()) = Request::get("/core/api/stream")
+            .body(())
+            .expect("request")
+            .into_parts();
+        Grant::new(
+            live.clone(),
+            decided_under,
+            &Caller::Anonymous,
+            &parts,
+            "/core/api/stream",
+        )
+    }
+
+    #[test]
+    fn a_reload_between_the_decision_and_the_grant_is_seen() {
+        let live = LivePolicy::new(policy());
+        let decided_under = live.current();
+        assert!(!grant(&live, &decided_under)
+            .reloads()
+            .has_changed()
+            .expect("open"));
+        live.replace(policy());
+        let reloads = grant(&live, &decided_under).reloads();
+        assert!(
+            reloads.has_changed().expect("open"),
+            "the reload was missed"
+        );
+        // A grant decided under the policy now in force has seen nothing.
+        let now = live.current();
+        assert!(!grant(&live, &now).reloads().has_changed().expect("open"));
     }
 }
