@@ -105,7 +105,8 @@ pub struct Grant {
     /// address is compared, which the weak reference keeps from reuse).
     decided_under: std::sync::Weak<Policy>,
     caller: Caller,
-    token: Vec<u8>,
+    /// The token presented, if any (a public path needs none).
+    token: Option<Vec<u8>>,
     method: http::Method,
     path: String,
 }
@@ -125,7 +126,7 @@ impl Grant {
             policy,
             decided_under: Arc::downgrade(decided_under),
             caller: caller.clone(),
-            token: token.map(<[u8]>::to_vec).unwrap_or_default(),
+            token: token.map(<[u8]>::to_vec),
             method: parts.method.clone(),
             path: path.to_owned(),
         }
@@ -145,7 +146,7 @@ impl Grant {
     /// same caller, and the table still lets that caller make it.
     pub fn still_allowed(&self) -> bool {
         let policy = self.policy.current();
-        let caller = policy.callers.identify(Some(&self.token));
+        let caller = policy.callers.identify(self.token.as_deref());
         caller.kind() == self.caller.kind()
             && caller.slug() == self.caller.slug()
             && decide(&policy.table, &caller, &self.method, &self.path).allowed()
@@ -847,6 +848,22 @@ mod tests {
             &parts,
             "/core/api/stream",
         )
+    }
+
+    #[test]
+    fn a_request_without_a_token_on_a_public_path_stays_allowed_after_a_reload() {
+        let live = LivePolicy::new(policy());
+        let decided_under = live.current();
+        let path = "/ingress/session/ui/events";
+        let (parts, ()) = Request::get(path).body(()).expect("request").into_parts();
+        let judged = judge(&decided_under, &parts);
+        assert!(judged.decision.allowed(), "the path is not public");
+        let grant = Grant::new(live.clone(), &decided_under, &judged.caller, &parts, path);
+        live.replace(policy());
+        assert!(
+            grant.still_allowed(),
+            "cut off by a reload that changed nothing"
+        );
     }
 
     #[test]

@@ -376,7 +376,8 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
     let mut authenticated_with: Option<String> = None;
     loop {
         let next = tokio::select! {
-            next = client.next() => next,
+            // (A reload first: nothing more goes on once it has been seen.)
+            biased;
             Ok(()) = reloads.changed() => {
                 if access.still_allowed(authenticated_with.as_deref()) {
                     continue;
@@ -391,6 +392,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
                     .await;
                 return;
             }
+            next = client.next() => next,
         };
         let authenticated = authenticated_with.is_some();
         let message = match next {
