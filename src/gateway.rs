@@ -17,7 +17,7 @@ use crate::audit;
 use crate::body::Tap;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
-use crate::decision::{decide, Decision, Outcome, Step};
+use crate::decision::{decide, Decision, Outcome, Permit, Step};
 use crate::forwarding::{self, header_problem, ForwardError, Forwarder, Peer};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
@@ -449,6 +449,19 @@ impl Gateway {
         })
     }
 
+    /// The grant of a request allowed by `permit` under `policy`, for what
+    /// of it goes on after its answer began.
+    fn grant(
+        &self,
+        policy: &Arc<Policy>,
+        caller: &Caller,
+        parts: &request::Parts,
+        permit: &Permit,
+    ) -> Grant {
+        let path = &permit.target().path;
+        Grant::new(self.policy.clone(), policy, caller, parts, path)
+    }
+
     /// Answers one request, from the client's bytes to the response head.
     ///
     /// The request is taken apart here and its head lent to the steps
@@ -503,13 +516,7 @@ impl Gateway {
         let had_body = !body.is_end_stream();
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
-                let grant = Grant::new(
-                    self.policy.clone(),
-                    &policy,
-                    &caller,
-                    parts,
-                    &permit.target().path,
-                );
+                let grant = self.grant(&policy, &caller, parts, &permit);
                 let upgraded = self.forwarder.forward_upgrade(&permit, grant, parts, peer);
                 upgraded
                     .await
@@ -534,13 +541,7 @@ impl Gateway {
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
                 if is_event_stream(&response) {
-                    let grant = Grant::new(
-                        self.policy.clone(),
-                        &policy,
-                        &caller,
-                        parts,
-                        &permit.target().path,
-                    );
+                    let grant = self.grant(&policy, &caller, parts, &permit);
                     response = response.map(|body| revocable(body, grant));
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
