@@ -157,13 +157,17 @@ impl Grant {
     pub fn reloads(&self) -> tokio::sync::watch::Receiver<()> {
         let mut reloads = self.policy.reloads();
         // (After subscribing: a reload from now on is seen either way.)
-        if !std::ptr::eq(
-            self.decided_under.as_ptr(),
-            Arc::as_ptr(&self.policy.current()),
-        ) {
+        if self.reloaded_since_decided() {
             reloads.mark_changed();
         }
         reloads
+    }
+
+    /// Whether another policy is in force than the request was decided
+    /// under.
+    pub fn reloaded_since_decided(&self) -> bool {
+        let now = self.policy.current();
+        !std::ptr::eq(self.decided_under.as_ptr(), Arc::as_ptr(&now))
     }
 
     /// Resolves once a reload no longer allows the request.
@@ -542,7 +546,25 @@ impl Gateway {
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
                 if is_event_stream(&response) {
                     let grant = self.grant(&policy, &caller, parts, &permit);
-                    response = response.map(|body| revocable(body, grant));
+                    let now = grant
+                        .reloaded_since_decided()
+                        .then(|| judge(&self.policy(), parts).decision)
+                        .filter(|now| !now.allowed());
+                    response = match now {
+                        // A reload took the request's grant away while the
+                        // upstream was answering: the client gets the answer
+                        // the request gets now, not a stream cut off before
+                        // its head.
+                        Some(now) => {
+                            tracing::info!(
+                                caller = caller.kind(),
+                                slug = caller.slug().unwrap_or("-"),
+                                "event stream refused: a reload took its grant away while the upstream answered"
+                            );
+                            refusal(&now, had_body)
+                        }
+                        None => response.map(|body| revocable(body, grant)),
+                    };
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
@@ -551,20 +573,7 @@ impl Gateway {
                 drop(one_at_a_time);
                 response
             }
-            None => {
-                let status = decision.outcome.status();
-                let mut response = responses::error(status, &decision.outcome.message());
-                // A refused request's body is never read, so the connection
-                // cannot carry another request: say so, rather than let the
-                // client find a closed socket. Malformed requests close too.
-                if status == StatusCode::BAD_REQUEST || had_body {
-                    close_after(&mut response);
-                }
-                if let Outcome::BadToken(_) = decision.outcome {
-                    responses::invalid_token(&mut response);
-                }
-                response
-            }
+            None => refusal(&decision, had_body),
         };
         metrics::request(&decision, &caller, response.status(), decided_in);
         if let (Some(audit), Some(path)) = (&self.audit, &logged_path) {
@@ -705,6 +714,22 @@ fn judgement(decision: Decision, caller: Caller, target: Option<Target>) -> Judg
         caller,
         target,
     }
+}
+
+/// The answer to a refused request.
+fn refusal(decision: &Decision, had_body: bool) -> Response<Body> {
+    let status = decision.outcome.status();
+    let mut response = responses::error(status, &decision.outcome.message());
+    // A refused request's body is never read, so the connection cannot
+    // carry another request: say so, rather than let the client find a
+    // closed socket. Malformed requests close too.
+    if status == StatusCode::BAD_REQUEST || had_body {
+        close_after(&mut response);
+    }
+    if let Outcome::BadToken(_) = decision.outcome {
+        responses::invalid_token(&mut response);
+    }
+    response
 }
 
 /// The answer to a request whose forwarding failed. It closes the

@@ -3,6 +3,7 @@
 //! hash on the other side.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -1033,4 +1034,47 @@ async fn an_event_stream_is_cut_off_when_a_reload_no_longer_allows_it() {
         Ending::Open,
         "the stream went on after its token was taken away"
     );
+}
+
+#[tokio::test]
+async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the_refusal() {
+    // An upstream that answers the event stream only once told to.
+    let asked = Arc::new(tokio::sync::Notify::new());
+    let answer = Arc::new(tokio::sync::Notify::new());
+    let (seen, go) = (asked.clone(), answer.clone());
+    let upstream = fake_upstream(move |mut stream, _head| {
+        let (seen, go) = (seen.clone(), go.clone());
+        async move {
+            seen.notify_one();
+            go.notified().await;
+            let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let _ = stream.write_all(head).await;
+            let _ = stream.write_all(b"e\r\nevent: ready\n\n\r\n").await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(upstream));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let gateway = TestGateway::from_file(&path, start_mock().await).await;
+    let request = RawRequest::new("GET", "/core/api/stream").token(TOK_HA);
+    let answered = spawn_send(gateway.addr, request.to_bytes());
+    tokio::time::timeout(Duration::from_secs(5), asked.notified())
+        .await
+        .expect("the request reached the upstream");
+    let rotated = text.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
+    std::fs::write(&path, rotated).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    answer.notify_one();
+    let answered = tokio::time::timeout(Duration::from_secs(5), answered)
+        .await
+        .expect("an answer in time")
+        .expect("task");
+    // The old token names no one now: the client gets what a request with
+    // it gets now, a refusal, rather than a connection closed before any
+    // head.
+    let now = gateway.send(&request).await;
+    assert!(now.status >= 400, "{now:?}");
+    assert_eq!((answered.status, answered.body), (now.status, now.body));
 }
