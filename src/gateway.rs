@@ -58,8 +58,8 @@ pub struct Policy {
 }
 
 /// The policy in force, for what outlives the request it was decided for
-/// (a WebSocket relay): it reads the policy when it needs it, and learns of
-/// every reload.
+/// (a WebSocket relay, an event stream): it reads the policy when it needs
+/// it, and learns of every reload.
 #[derive(Clone)]
 pub struct LivePolicy(Arc<Live>);
 
