@@ -170,6 +170,9 @@ fn token_in<'a>(name: &str, value: &'a [u8]) -> Result<Option<&'a [u8]>, TokenEr
 }
 
 /// The token of a `Bearer` credential (scheme matched case-insensitively).
+/// The scheme and the token are separated by spaces only (RFC 9110, 11.4):
+/// a tab there stays part of the token, which is then refused as malformed,
+/// rather than read as a separator a server behind might not take it for.
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let value = value.trim_ascii();
     let scheme = value.get(..6)?;
@@ -183,7 +186,8 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     if !rest[0].is_ascii_whitespace() {
         return None;
     }
-    Some(rest.trim_ascii())
+    let spaces = rest.iter().take_while(|byte| **byte == b' ').count();
+    Some(&rest[spaces..])
 }
 
 /// A header that is not a token header but reads as one once `_` and `.`

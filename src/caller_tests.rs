@@ -52,7 +52,7 @@ fn the_same_token_in_two_headers_is_one_token() {
 
 #[test]
 fn conflicting_repeated_and_malformed_tokens_are_refused() {
-    let cases: [(&[Pair], TokenError); 4] = [
+    let cases: [(&[Pair], TokenError); 6] = [
         (
             &[
                 ("x-supervisor-token", b"abc"),
@@ -75,6 +75,8 @@ fn conflicting_repeated_and_malformed_tokens_are_refused() {
             &[("x_supervisor_token", b"abc")],
             TokenError::AmbiguousHeaderName,
         ),
+        (&[("authorization", b"Bearer\tabc")], TokenError::Malformed),
+        (&[("authorization", b"Bearer \tabc")], TokenError::Malformed),
     ];
     for (pairs, expected) in cases {
         assert_eq!(presented_token(&headers(pairs)), Err(expected));
