@@ -118,7 +118,7 @@ pub fn parse(method: &Method, uri: &Uri) -> Result<Target, TargetError> {
 
     let path = canonical_path(raw_path)?;
     Ok(Target {
-        encoded_path: needs_encoding(&path).then(|| encode_path(&path)),
+        encoded_path: encoded(&path),
         path,
         query: uri.query().map(str::to_owned),
     })
@@ -290,8 +290,13 @@ fn hex_pair(raw: &[u8], at: usize) -> Option<u8> {
 /// Percent-encodes a decoded path so that it decodes back to itself exactly:
 /// unreserved characters, sub-delimiters, `:`, `@` and `/` stay as they are.
 pub fn encode_path(path: &str) -> String {
-    if !needs_encoding(path) {
-        return path.to_owned();
+    encoded(path).unwrap_or_else(|| path.to_owned())
+}
+
+/// The canonical encoding of a decoded path, when it differs from the path.
+fn encoded(path: &str) -> Option<String> {
+    if path.bytes().all(stays_as_is) {
+        return None;
     }
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(path.len() + 16);
@@ -304,12 +309,7 @@ pub fn encode_path(path: &str) -> String {
             out.push(HEX[usize::from(byte & 0xf)] as char);
         }
     }
-    out
-}
-
-/// Whether the canonical encoding of a decoded path differs from it.
-fn needs_encoding(path: &str) -> bool {
-    !path.bytes().all(stays_as_is)
+    Some(out)
 }
 
 /// Whether a byte of a decoded path is written as it is in the canonical
