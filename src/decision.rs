@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 
 use crate::caller::Caller;
+use crate::config::Role;
 use crate::signed::Rejection;
 use crate::table::{Gate, Rule, Table};
 use crate::target::{Target, TargetError};
@@ -201,8 +202,63 @@ impl Permit {
     }
 }
 
+/// All that a decision reads of its caller. A decision is a function of the
+/// table, this, the method and the path, and of nothing else, which is what
+/// lets [`crate::decision_cache`] keep one and give it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// No token.
+    Anonymous,
+    /// A token that belongs to nobody.
+    Unknown,
+    /// The Home Assistant core.
+    HomeAssistant,
+    /// The host CLI plugin.
+    Cli,
+    /// The observer plugin.
+    Observer,
+    /// An add-on, by the manifest fields that grant access (not by name).
+    Addon {
+        /// `hassio_api`.
+        hassio_api: bool,
+        /// `hassio_role`.
+        role: Role,
+        /// `homeassistant_api`.
+        homeassistant_api: bool,
+        /// `auth_api`.
+        auth_api: bool,
+    },
+    /// A signed token that failed verification.
+    Rejected(Rejection),
+}
+
+impl Standing {
+    /// The standing of `caller`.
+    pub fn of(caller: &Caller) -> Standing {
+        match caller {
+            Caller::Anonymous => Standing::Anonymous,
+            Caller::Unknown => Standing::Unknown,
+            Caller::HomeAssistant => Standing::HomeAssistant,
+            Caller::Cli => Standing::Cli,
+            Caller::Observer => Standing::Observer,
+            Caller::Addon(addon) => Standing::Addon {
+                hassio_api: addon.hassio_api,
+                role: addon.role,
+                homeassistant_api: addon.homeassistant_api,
+                auth_api: addon.auth_api,
+            },
+            Caller::Rejected(rejection) => Standing::Rejected(*rejection),
+        }
+    }
+}
+
 /// Runs steps 3 to 9 for a canonical path.
 pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> Decision {
+    decide_for(table, Standing::of(caller), method, path)
+}
+
+/// Runs steps 3 to 9 for a canonical path, for a caller of this standing.
+pub fn decide_for(table: &Table, caller: Standing, method: &Method, path: &str) -> Decision {
     let gate = table.gate(path);
     if let Some(rule) = table.always_denied.find_gated(&gate, method, path) {
         return Decision::new(Outcome::AlwaysDenied, Step::AlwaysDenied, Some(rule));
@@ -217,10 +273,10 @@ pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> De
         );
     }
     let decision = match caller {
-        Caller::Anonymous => Decision::new(Outcome::MissingToken, Step::Caller, None),
-        Caller::Unknown => Decision::new(Outcome::UnknownToken, Step::Caller, None),
-        Caller::Rejected(rejection) => {
-            Decision::new(Outcome::BadToken(*rejection), Step::Caller, None)
+        Standing::Anonymous => Decision::new(Outcome::MissingToken, Step::Caller, None),
+        Standing::Unknown => Decision::new(Outcome::UnknownToken, Step::Caller, None),
+        Standing::Rejected(rejection) => {
+            Decision::new(Outcome::BadToken(rejection), Step::Caller, None)
         }
         _ => decide_known(table, &gate, caller, method, path),
     };
@@ -240,57 +296,65 @@ pub fn decide(table: &Table, caller: &Caller, method: &Method, path: &str) -> De
 fn decide_known(
     table: &Table,
     gate: &Gate,
-    caller: &Caller,
+    caller: Standing,
     method: &Method,
     path: &str,
 ) -> Decision {
     if let Some(rule) = table.core_only.find_gated(gate, method, path) {
         let outcome = match caller {
-            Caller::HomeAssistant => Outcome::Allowed,
+            Standing::HomeAssistant => Outcome::Allowed,
             _ => Outcome::CoreOnly,
         };
         return Decision::new(outcome, Step::CoreOnly, Some(rule));
     }
     match caller {
-        Caller::HomeAssistant | Caller::Cli => Decision::new(Outcome::Allowed, Step::Plugins, None),
-        Caller::Observer => match table.observer.find_gated(gate, method, path) {
+        Standing::HomeAssistant | Standing::Cli => {
+            Decision::new(Outcome::Allowed, Step::Plugins, None)
+        }
+        Standing::Observer => match table.observer.find_gated(gate, method, path) {
             Some(rule) => Decision::new(Outcome::Allowed, Step::Plugins, Some(rule)),
             None => Decision::new(Outcome::RouteDenied, Step::Plugins, None),
         },
-        Caller::Addon(addon) => decide_addon(table, gate, addon, method, path),
-        Caller::Anonymous | Caller::Unknown | Caller::Rejected(_) => {
+        Standing::Addon {
+            hassio_api,
+            role,
+            auth_api,
+            ..
+        } => decide_addon(table, gate, (hassio_api, role, auth_api), method, path),
+        Standing::Anonymous | Standing::Unknown | Standing::Rejected(_) => {
             Decision::new(Outcome::MissingToken, Step::Caller, None)
         }
     }
 }
 
-/// Step 8 (and 9) for an add-on.
+/// Step 8 (and 9) for an add-on with these `hassio_api`, role and
+/// `auth_api`.
 fn decide_addon(
     table: &Table,
     gate: &Gate,
-    addon: &crate::config::Addon,
+    (hassio_api, role, auth_api): (bool, Role, bool),
     method: &Method,
     path: &str,
 ) -> Decision {
     let granted = table
         .self_service
         .find_gated(gate, method, path)
-        .or_else(|| match addon.hassio_api {
-            true => table.role(addon.role).find(method, path),
+        .or_else(|| match hassio_api {
+            true => table.role(role).find(method, path),
             false => None,
         });
     let Some(rule) = granted else {
-        let outcome = match addon.hassio_api {
+        let outcome = match hassio_api {
             true => Outcome::RouteDenied,
             false => Outcome::NoHassioApi,
         };
-        let step = match addon.hassio_api {
+        let step = match hassio_api {
             true => Step::DefaultDeny,
             false => Step::Addons,
         };
         return Decision::new(outcome, step, None);
     };
-    if !addon.auth_api {
+    if !auth_api {
         if let Some(needs) = table.needs_auth_api.find_gated(gate, method, path) {
             return Decision::new(Outcome::NeedsAuthApi, Step::Addons, Some(needs));
         }
@@ -299,9 +363,12 @@ fn decide_addon(
 }
 
 /// The core proxy's own check: an add-on with `homeassistant_api`, else 401.
-fn core_proxy_check(caller: &Caller, decision: Decision) -> Decision {
+fn core_proxy_check(caller: Standing, decision: Decision) -> Decision {
     match caller {
-        Caller::Addon(addon) if addon.homeassistant_api => decision,
+        Standing::Addon {
+            homeassistant_api: true,
+            ..
+        } => decision,
         _ => Decision {
             outcome: Outcome::NeedsHomeassistantApi,
             ..decision

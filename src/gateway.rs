@@ -17,7 +17,8 @@ use crate::audit;
 use crate::body::Tap;
 use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
-use crate::decision::{decide, Decision, Outcome, Permit, Step};
+use crate::decision::{decide, Decision, Outcome, Permit, Standing, Step};
+use crate::decision_cache::decide_kept;
 use crate::forwarding::{self, header_problem, ForwardError, Forwarder, Peer};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
@@ -617,7 +618,8 @@ pub fn judge(policy: &Policy, parts: &request::Parts) -> Judgement {
         let decision = Decision::bad_headers(Step::Caller, error.to_string());
         return judgement(decision, caller, Some(target));
     }
-    let decision = decide(&policy.table, &caller, &parts.method, &target.path);
+    let standing = Standing::of(&caller);
+    let decision = decide_kept(&policy.table, standing, &parts.method, &target.path);
     judgement(decision, caller, Some(target))
 }
 

@@ -42,6 +42,7 @@ pub mod cases;
 pub mod check;
 pub mod config;
 pub mod decision;
+pub mod decision_cache;
 pub mod demo;
 mod exchange;
 pub mod files;

@@ -24,7 +24,7 @@ pub const DEFAULT_ISSUER: &str = "supervisor-gateway";
 pub const DEFAULT_AUDIENCE: &str = "supervisor";
 
 /// Why a signed token is refused (401). The reason is all the client learns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {
     /// Past its `exp`, beyond the leeway.
     Expired,

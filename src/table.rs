@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http::Method;
@@ -260,9 +261,17 @@ pub struct Table {
     pub needs_auth_api: RuleSet,
     roles: Vec<(Role, RuleSet)>,
     gate: PathSet,
+    /// This table's number, never given to another table of this process.
+    id: u64,
 }
 
 impl Table {
+    /// A number that tells this table from every other this process loads,
+    /// also from a later one at the same address.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The built-in default table.
     pub fn builtin() -> Result<Table, ConfigError> {
         Table::from_yaml(DEFAULT_TABLE, DEFAULT_TABLE_NAME)
@@ -441,6 +450,9 @@ impl<'de> Visitor<'de> for RuleVisitor {
 
 // ---- compiling ---------------------------------------------------------------
 
+/// Tables compiled so far, for [`Table::id`].
+static TABLES_LOADED: AtomicU64 = AtomicU64::new(0);
+
 struct Compiler {
     file: Arc<str>,
 }
@@ -494,6 +506,7 @@ impl Compiler {
             )?,
             roles,
             gate: PathSet::empty(),
+            id: TABLES_LOADED.fetch_add(1, Ordering::Relaxed),
         };
         table.gate = self.gate(&mut table)?;
         Ok(table)
