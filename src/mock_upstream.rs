@@ -5,7 +5,7 @@
 //! the wrong method 405, both in the error envelope. The core proxy also
 //! speaks WebSocket and an event stream, and backups download at any size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -95,6 +95,11 @@ const AREAS: &[&str] = &[
 /// Plugins that answer `stats` and `logs` like the Supervisor itself.
 const PLUGINS: &[&str] = &["dns", "audio", "cli", "multicast", "observer"];
 
+/// How many requests the mock remembers: the latest, so that a mock
+/// serving a load test for hours keeps a bounded log (each record holds
+/// copies of the request's headers, some hundred bytes).
+pub const RECORDED_LIMIT: usize = 10_000;
+
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -155,7 +160,8 @@ pub struct MockHandle {
 
 #[derive(Debug, Default)]
 struct Shared {
-    log: Mutex<Vec<Recorded>>,
+    /// The latest [`RECORDED_LIMIT`] requests, oldest first.
+    log: Mutex<VecDeque<Recorded>>,
     ws_log: Mutex<Vec<WsRecord>>,
     protection: Mutex<HashMap<String, bool>>,
     backups_made: AtomicU64,
@@ -238,14 +244,15 @@ impl MockState {
         self.inner.addons.clone()
     }
 
-    /// Everything recorded so far, in arrival order.
+    /// Everything recorded so far (the latest [`RECORDED_LIMIT`]), in
+    /// arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.log().clone()
+        self.log().iter().cloned().collect()
     }
 
     /// Returns the log and leaves it empty.
     pub fn take(&self) -> Vec<Recorded> {
-        std::mem::take(&mut *self.log())
+        std::mem::take(&mut *self.log()).into()
     }
 
     /// Empties the log.
@@ -289,7 +296,11 @@ impl MockState {
     }
 
     fn push(&self, recorded: Recorded) {
-        self.log().push(recorded);
+        let mut log = self.log();
+        if log.len() >= RECORDED_LIMIT {
+            log.pop_front();
+        }
+        log.push_back(recorded);
     }
 
     fn push_ws(&self, record: WsRecord) {
@@ -303,7 +314,7 @@ impl MockState {
 
     // A poisoned lock only means a test thread panicked mid-push or mid-clone;
     // the data is still whole, so keep serving rather than panic again.
-    fn log(&self) -> MutexGuard<'_, Vec<Recorded>> {
+    fn log(&self) -> MutexGuard<'_, VecDeque<Recorded>> {
         self.inner
             .log
             .lock()

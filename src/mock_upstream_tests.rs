@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{spawn, MockAddon, MockHandle, MockState};
+use super::{spawn, MockAddon, MockHandle, MockState, Recorded, RECORDED_LIMIT};
 
 #[path = "mock_upstream_route_tests.rs"]
 mod actions;
@@ -650,4 +650,32 @@ async fn ratings_follow_role_and_ingress_for_the_seeds() {
     let own = get(&mock, "/addons/self/info", &admin).await.json();
     assert_eq!(own["data"]["rating"], 3);
     mock.stop().await;
+}
+
+#[test]
+fn the_log_keeps_the_latest_requests_up_to_its_limit() {
+    let state = MockState::default();
+    let record = |n: usize| Recorded {
+        method: "GET".into(),
+        path: format!("/r/{n}"),
+        query: None,
+        headers: Vec::new(),
+        body_len: 0,
+        body_sha256: String::new(),
+        body_head: Vec::new(),
+    };
+    for n in 0..RECORDED_LIMIT + 5 {
+        state.push(record(n));
+    }
+    let kept = state.requests();
+    assert_eq!(kept.len(), RECORDED_LIMIT);
+    assert_eq!(kept[0].path, "/r/5");
+    assert_eq!(
+        kept[RECORDED_LIMIT - 1].path,
+        format!("/r/{}", RECORDED_LIMIT + 4)
+    );
+    let taken = state.take();
+    assert_eq!(taken.len(), RECORDED_LIMIT);
+    assert_eq!(taken[0].path, "/r/5");
+    assert!(state.requests().is_empty());
 }
