@@ -95,10 +95,14 @@ const AREAS: &[&str] = &[
 /// Plugins that answer `stats` and `logs` like the Supervisor itself.
 const PLUGINS: &[&str] = &["dns", "audio", "cli", "multicast", "observer"];
 
-/// How many requests the mock remembers: the latest, so that a mock
-/// serving a load test for hours keeps a bounded log (each record holds
-/// copies of the request's headers, some hundred bytes).
+/// How many requests, and WebSocket messages, the mock remembers: the
+/// latest, so that a mock serving a load test for hours keeps a bounded log.
 pub const RECORDED_LIMIT: usize = 10_000;
+
+/// How many bytes of requests (headers and kept body heads), and of
+/// WebSocket messages, the mock remembers at most: the latest again. A
+/// request's record holds up to 64 KiB of its body.
+pub const RECORDED_BYTES: usize = 32 << 20;
 
 /// One request as the mock received it.
 #[derive(Debug, Clone)]
@@ -160,9 +164,8 @@ pub struct MockHandle {
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// The latest [`RECORDED_LIMIT`] requests, oldest first.
-    log: Mutex<VecDeque<Recorded>>,
-    ws_log: Mutex<Vec<WsRecord>>,
+    log: Mutex<Log<Recorded>>,
+    ws_log: Mutex<Log<WsRecord>>,
     protection: Mutex<HashMap<String, bool>>,
     backups_made: AtomicU64,
     addons: Vec<MockAddon>,
@@ -211,6 +214,78 @@ struct BodyTally {
 
 // --- Recorded, MockState, MockHandle -------------------------------------
 
+/// What a log entry holds, in bytes (roughly: what it points to).
+trait Weighed {
+    fn bytes(&self) -> usize;
+}
+
+impl Weighed for Recorded {
+    fn bytes(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        self.method.len()
+            + self.path.len()
+            + self.query.as_ref().map_or(0, String::len)
+            + headers
+            + self.body_sha256.len()
+            + self.body_head.len()
+    }
+}
+
+impl Weighed for WsRecord {
+    fn bytes(&self) -> usize {
+        match self {
+            WsRecord::Text(text) => text.len(),
+            WsRecord::Binary(bytes) => bytes.len(),
+            WsRecord::Close(_) => 0,
+        }
+    }
+}
+
+/// The latest entries, oldest first: at most [`RECORDED_LIMIT`] of them and
+/// [`RECORDED_BYTES`] bytes (the latest entry is kept whatever its size).
+#[derive(Debug)]
+struct Log<T> {
+    entries: VecDeque<T>,
+    bytes: usize,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Log<T> {
+        Log {
+            entries: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<T: Weighed> Log<T> {
+    fn push(&mut self, entry: T) {
+        let bytes = entry.bytes();
+        while self.entries.len() >= RECORDED_LIMIT
+            || (!self.entries.is_empty() && self.bytes + bytes > RECORDED_BYTES)
+        {
+            if let Some(oldest) = self.entries.pop_front() {
+                self.bytes -= oldest.bytes();
+            }
+        }
+        self.bytes += bytes;
+        self.entries.push_back(entry);
+    }
+
+    fn take(&mut self) -> Vec<T> {
+        self.bytes = 0;
+        std::mem::take(&mut self.entries).into()
+    }
+
+    fn clear(&mut self) {
+        self.take();
+    }
+}
+
 impl Recorded {
     /// First value of header `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
@@ -244,15 +319,15 @@ impl MockState {
         self.inner.addons.clone()
     }
 
-    /// Everything recorded so far (the latest [`RECORDED_LIMIT`]), in
-    /// arrival order.
+    /// Everything recorded so far (the latest [`RECORDED_LIMIT`] requests
+    /// within [`RECORDED_BYTES`]), in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.log().iter().cloned().collect()
+        self.log().entries.iter().cloned().collect()
     }
 
     /// Returns the log and leaves it empty.
     pub fn take(&self) -> Vec<Recorded> {
-        std::mem::take(&mut *self.log()).into()
+        self.log().take()
     }
 
     /// Empties the log.
@@ -260,10 +335,11 @@ impl MockState {
         self.log().clear();
     }
 
-    /// Every WebSocket message received so far, over all sessions, in arrival
-    /// order; `take` and `clear` leave it alone.
+    /// Every WebSocket message received so far (the latest, within the
+    /// same bounds as requests), over all sessions, in arrival order; `take`
+    /// and `clear` leave it alone.
     pub fn ws_messages(&self) -> Vec<WsRecord> {
-        self.ws_log().clone()
+        self.ws_log().entries.iter().cloned().collect()
     }
 
     /// Lets every event stream open now send its `done` event and end; a
@@ -296,11 +372,7 @@ impl MockState {
     }
 
     fn push(&self, recorded: Recorded) {
-        let mut log = self.log();
-        if log.len() >= RECORDED_LIMIT {
-            log.pop_front();
-        }
-        log.push_back(recorded);
+        self.log().push(recorded);
     }
 
     fn push_ws(&self, record: WsRecord) {
@@ -314,14 +386,14 @@ impl MockState {
 
     // A poisoned lock only means a test thread panicked mid-push or mid-clone;
     // the data is still whole, so keep serving rather than panic again.
-    fn log(&self) -> MutexGuard<'_, VecDeque<Recorded>> {
+    fn log(&self) -> MutexGuard<'_, Log<Recorded>> {
         self.inner
             .log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn ws_log(&self) -> MutexGuard<'_, Vec<WsRecord>> {
+    fn ws_log(&self) -> MutexGuard<'_, Log<WsRecord>> {
         self.inner
             .ws_log
             .lock()

@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{spawn, MockAddon, MockHandle, MockState, Recorded, RECORDED_LIMIT};
+use super::{
+    spawn, MockAddon, MockHandle, MockState, Recorded, WsRecord, RECORDED_BYTES, RECORDED_LIMIT,
+};
 
 #[path = "mock_upstream_route_tests.rs"]
 mod actions;
@@ -652,20 +654,23 @@ async fn ratings_follow_role_and_ingress_for_the_seeds() {
     mock.stop().await;
 }
 
-#[test]
-fn the_log_keeps_the_latest_requests_up_to_its_limit() {
-    let state = MockState::default();
-    let record = |n: usize| Recorded {
+fn record(n: usize, body: usize) -> Recorded {
+    Recorded {
         method: "GET".into(),
         path: format!("/r/{n}"),
         query: None,
         headers: Vec::new(),
-        body_len: 0,
+        body_len: body as u64,
         body_sha256: String::new(),
-        body_head: Vec::new(),
-    };
+        body_head: vec![b'x'; body],
+    }
+}
+
+#[test]
+fn the_log_keeps_the_latest_requests_up_to_its_limit() {
+    let state = MockState::default();
     for n in 0..RECORDED_LIMIT + 5 {
-        state.push(record(n));
+        state.push(record(n, 0));
     }
     let kept = state.requests();
     assert_eq!(kept.len(), RECORDED_LIMIT);
@@ -678,4 +683,44 @@ fn the_log_keeps_the_latest_requests_up_to_its_limit() {
     assert_eq!(taken.len(), RECORDED_LIMIT);
     assert_eq!(taken[0].path, "/r/5");
     assert!(state.requests().is_empty());
+}
+
+#[test]
+fn the_log_keeps_the_latest_requests_within_its_bytes() {
+    // Records of 64 KiB bodies: far fewer than the count limit fit.
+    let state = MockState::default();
+    let body = 64 << 10;
+    for n in 0..1000 {
+        state.push(record(n, body));
+    }
+    let kept = state.requests();
+    let bytes: usize = kept
+        .iter()
+        .map(|r| r.body_head.len() + r.path.len() + 3)
+        .sum();
+    assert!(bytes <= RECORDED_BYTES, "{bytes}");
+    assert!(kept.len() >= RECORDED_BYTES / (body + 16), "{}", kept.len());
+    assert_eq!(kept.last().map(|r| r.path.as_str()), Some("/r/999"));
+    // One entry over the whole budget is still kept, alone.
+    state.push(record(1000, RECORDED_BYTES + 1));
+    assert_eq!(state.requests().len(), 1);
+    state.push(record(1001, 0));
+    assert_eq!(state.requests().len(), 1);
+    assert_eq!(state.requests()[0].path, "/r/1001");
+}
+
+#[test]
+fn the_websocket_log_is_bounded_too() {
+    let state = MockState::default();
+    for n in 0..RECORDED_LIMIT + 1 {
+        state.push_ws(WsRecord::Text(n.to_string()));
+    }
+    let kept = state.ws_messages();
+    assert_eq!(kept.len(), RECORDED_LIMIT);
+    assert_eq!(kept[0], WsRecord::Text("1".into()));
+    let big = vec![0; 1 << 20];
+    for _ in 0..40 {
+        state.push_ws(WsRecord::Binary(big.clone()));
+    }
+    assert_eq!(state.ws_messages().len(), RECORDED_BYTES / big.len());
 }
