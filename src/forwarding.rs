@@ -786,6 +786,73 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 mod tests {
     use super::*;
 
+    /// The headers of a head as written on the wire, in order.
+    fn written_headers(head: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut slots);
+        assert!(request.parse(head).expect("a valid head").is_complete());
+        request
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.to_vec()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
+        let config =
+            crate::config::Config::from_yaml("upstream: http://127.0.0.1:8081\n", "test.yaml")
+                .expect("config");
+        let forwarder = Forwarder::new(&config);
+        let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
+        let addon = |slug: &str| {
+            Caller::Addon(Arc::new(crate::config::Addon {
+                slug: slug.into(),
+                hassio_api: true,
+                role: crate::config::Role::Manager,
+                homeassistant_api: false,
+                auth_api: false,
+            }))
+        };
+        let request = http::Request::get("/os/info?x=1")
+            .header("host", "supervisor")
+            .header("x-supervisor-token", "abc")
+            .header("accept", "application/json")
+            .header("connection", "keep-alive, x-drop-me")
+            .header("x-drop-me", "1")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body(())
+            .expect("request");
+        let (parts, ()) = request.into_parts();
+        let target = crate::target::parse(&parts.method, &parts.uri).expect("target");
+        let decision = crate::decision::decide_for(
+            &crate::table::Table::builtin().expect("table"),
+            crate::decision::Standing::Cli,
+            &parts.method,
+            &target.path,
+        );
+        let permit = decision.permit(target).expect("allowed");
+        // A slug that cannot be a header value is left out by both paths.
+        for caller in [addon("bench"), addon("bad\u{1}slug"), Caller::Cli] {
+            let head = forwarder
+                .upstream_head(&permit, &parts, &caller, &peer)
+                .expect("head");
+            let given: Vec<(String, Vec<u8>)> = forwarder
+                .upstream_headers(&parts.headers, &caller, &peer)
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect();
+            let written = written_headers(&head);
+            assert_eq!(written, given, "{:?}", caller.kind());
+            let slug = written.iter().find(|(name, _)| name == "x-gateway-addon");
+            match caller.slug() {
+                Some("bench") => assert_eq!(slug.map(|s| &s.1[..]), Some(&b"bench"[..])),
+                _ => assert!(slug.is_none()),
+            }
+            assert!(written.iter().all(|(name, _)| name != "x-drop-me"));
+        }
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
