@@ -509,11 +509,11 @@ impl Gateway {
         }
 
         let Judgement {
-            decision,
-            caller,
+            mut decision,
+            mut caller,
             target,
         } = judgement;
-        let logged_path = (logged(&decision) || self.audit.is_some()).then(|| match &target {
+        let mut logged_path = (logged(&decision) || self.audit.is_some()).then(|| match &target {
             Some(target) => target.path.clone(),
             None => parts.uri.path().to_owned(),
         });
@@ -549,20 +549,26 @@ impl Gateway {
                     let grant = self.grant(&policy, &caller, parts, &permit);
                     let now = grant
                         .reloaded_since_decided()
-                        .then(|| judge(&self.policy(), parts).decision)
-                        .filter(|now| !now.allowed());
+                        .then(|| judge(&self.policy(), parts))
+                        .filter(|now| !now.decision.allowed());
                     response = match now {
                         // A reload took the request's grant away while the
                         // upstream was answering: the client gets the answer
                         // the request gets now, not a stream cut off before
-                        // its head.
+                        // its head; the metrics, the audit and the log say
+                        // so too.
                         Some(now) => {
                             tracing::info!(
                                 caller = caller.kind(),
                                 slug = caller.slug().unwrap_or("-"),
                                 "event stream refused: a reload took its grant away while the upstream answered"
                             );
-                            refusal(&now, had_body)
+                            (decision, caller) = (now.decision, now.caller);
+                            if logged(&decision) {
+                                let path = &permit.target().path;
+                                logged_path.get_or_insert_with(|| path.clone());
+                            }
+                            refusal(&decision, had_body)
                         }
                         None => response.map(|body| revocable(body, grant)),
                     };

@@ -97,9 +97,16 @@ impl TestGateway {
     }
 
     /// Starts a gateway from a configuration file, as `serve` does.
+    /// The gateway of a config file, with its audit log if it names one
+    /// (as `serve` opens it).
     pub(crate) async fn from_file(path: &Path, mock: MockHandle) -> TestGateway {
         let config = Config::load(path).expect("the test config loads");
-        let gateway = Gateway::from_config(config).expect("the test tables load");
+        let audit_log = config.audit_log.clone();
+        let mut gateway = Gateway::from_config(config).expect("the test tables load");
+        if let Some(audit_log) = audit_log {
+            let audit = supervisor_gateway::audit::Audit::open(&audit_log).expect("audit log");
+            gateway = gateway.with_audit(audit);
+        }
         TestGateway::serving(gateway, mock).await
     }
 

@@ -1055,7 +1055,10 @@ async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let text = format!("{}watch_interval_ms: 0\n", test_config_yaml(upstream));
+    let text = format!(
+        "{}watch_interval_ms: 0\naudit_log: audit.jsonl\n",
+        test_config_yaml(upstream)
+    );
     let path = write(dir.path(), "gateway.yaml", &text);
     let gateway = TestGateway::from_file(&path, start_mock().await).await;
     let request = RawRequest::new("GET", "/core/api/stream").token(TOK_HA);
@@ -1077,4 +1080,28 @@ async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the
     let now = gateway.send(&request).await;
     assert!(now.status >= 400, "{now:?}");
     assert_eq!((answered.status, answered.body), (now.status, now.body));
+    // The audit records the stream as refused, by the decision it got, as
+    // it records the request sent after it.
+    let audit_path = dir.path().join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let entries = loop {
+        let (entries, bad) = supervisor_gateway::audit::read(&audit_path).unwrap_or_default();
+        assert!(bad.is_empty(), "every audit line is an entry");
+        if entries.len() >= 2 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let seen = |entry: &supervisor_gateway::audit::Entry| {
+        (
+            entry.caller.clone(),
+            entry.decision.clone(),
+            entry.step.clone(),
+            entry.status,
+        )
+    };
+    assert_eq!(seen(&entries[0]), seen(&entries[1]));
+    assert_eq!(entries[0].decision, "denied");
+    assert_eq!(entries[0].path, "/core/api/stream");
 }
