@@ -180,18 +180,23 @@ cpu_ticks() { # PID...: user plus system clock ticks the processes used so far
   done
   echo "$total"
 }
-run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu", cpu being the
-  # microseconds of CPU (user and system) the PIDs spent per request
-  local url=$1 before after
+run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu upstream-cpu", cpu
+  # being the microseconds of CPU (user and system) the PIDs spent per
+  # request, upstream-cpu those the upstream (ours, not one given) spent
+  local url=$1 before after up_before up_after
   shift
   before=$(cpu_ticks "$@")
+  up_before=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
       -H "X-Supervisor-Token: $TOKEN" "$url" >"$WORK/wrk.out"
   after=$(cpu_ticks "$@")
-  python3 - "$WORK/wrk.out" "$((after - before))" "$(getconf CLK_TCK)" "$#" <<'PY'
+  up_after=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+  python3 - "$WORK/wrk.out" "$((after - before))" "$(getconf CLK_TCK)" "$#" \
+      "$((up_after - up_before))" "${#UPSTREAM_PIDS[@]}" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 ticks, per_second, measured = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+up_ticks, up_measured = int(sys.argv[5]), int(sys.argv[6])
 # Only answered, successful requests count: wrk counts the others too.
 for failed in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*"):
     found = re.search(failed, text)
@@ -199,12 +204,13 @@ for failed in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*"):
         sys.exit(f"load.sh: wrk saw failures ({found.group(0)}):\n{text}")
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 cpu_us = ticks / per_second * 1e6 / requests if measured else float("nan")
+up_us = up_ticks / per_second * 1e6 / requests if up_measured else float("nan")
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)
 def pct(p):
     m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     value, unit = float(m.group(1)), m.group(2)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f}")
+print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f}")
 PY
 }
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
@@ -216,19 +222,19 @@ for round in $(seq "$ROUNDS"); do
   run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx.runs"
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway.runs"
 done
-median() { # FILE: "rps p50 p99 cpu (rps of each round)", each the median of its column
+median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round)", each the median of its column
   python3 - "$1" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 columns = list(zip(*rows))
-rps, p50, p99, cpu = (statistics.median(float(v) for v in c) for c in columns[:4])
-cpu = "-" if cpu != cpu else f"{cpu:.1f}"
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {'/'.join(r[0] for r in rows)}")
+rps, p50, p99, cpu, up = (statistics.median(float(v) for v in c) for c in columns[:5])
+cpu, up = ("-" if v != v else f"{v:.1f}" for v in (cpu, up))
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {up} {'/'.join(r[0] for r in rows)}")
 PY
 }
-read -r D_RPS D_P50 D_P99 D_CPU D_RUNS < <(median "$WORK/direct.runs")
-read -r N_RPS N_P50 N_P99 N_CPU N_RUNS < <(median "$WORK/nginx.runs")
-read -r G_RPS G_P50 G_P99 G_CPU G_RUNS < <(median "$WORK/gateway.runs")
+read -r D_RPS D_P50 D_P99 D_CPU D_UP D_RUNS < <(median "$WORK/direct.runs")
+read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS < <(median "$WORK/nginx.runs")
+read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS < <(median "$WORK/gateway.runs")
 
 # ---- idle keep-alive connections -------------------------------------------------
 echo "== ${IDLE} idle keep-alive connections to the gateway"
@@ -258,11 +264,11 @@ read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 cat <<EOF
 
-| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | requests/s in each round |
-| --- | ---: | ---: | ---: | ---: | --- |
-| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_RUNS |
-| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_RUNS |
-| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_RUNS |
+| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round |
+| --- | ---: | ---: | ---: | ---: | ---: | --- |
+| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_UP | $D_RUNS |
+| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS |
+| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS |
 
 | ${SIZE_MIB} MiB transfer | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
