@@ -546,31 +546,34 @@ impl Gateway {
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
                 if is_event_stream(&response) {
-                    let grant = self.grant(&policy, &caller, parts, &permit);
-                    let now = grant
-                        .reloaded_since_decided()
-                        .then(|| judge(&self.policy(), parts))
-                        .filter(|now| !now.decision.allowed());
-                    response = match now {
+                    let mut grant = self.grant(&policy, &caller, parts, &permit);
+                    if grant.reloaded_since_decided() && !grant.still_allowed() {
                         // A reload took the request's grant away while the
                         // upstream was answering: the client gets the answer
                         // the request gets now, not a stream cut off before
-                        // its head; the metrics, the audit and the log say
-                        // so too.
-                        Some(now) => {
-                            tracing::info!(
-                                caller = caller.kind(),
-                                slug = caller.slug().unwrap_or("-"),
-                                "event stream refused: a reload took its grant away while the upstream answered"
-                            );
-                            (decision, caller) = (now.decision, now.caller);
-                            if logged(&decision) {
-                                let path = &permit.target().path;
-                                logged_path.get_or_insert_with(|| path.clone());
-                            }
-                            refusal(&decision, had_body)
+                        // its head, and the metrics, the audit and the log
+                        // say so. Now may allow it: its token names another
+                        // caller, who may make it; the stream is theirs.
+                        let current = self.policy();
+                        let now = judge(&current, parts);
+                        tracing::info!(
+                            caller = caller.kind(),
+                            slug = caller.slug().unwrap_or("-"),
+                            now_caller = now.caller.kind(),
+                            now_slug = now.caller.slug().unwrap_or("-"),
+                            allowed = now.decision.allowed(),
+                            "event stream decided again: a reload took its grant away while the upstream answered"
+                        );
+                        (decision, caller) = (now.decision, now.caller);
+                        if logged(&decision) {
+                            let path = &permit.target().path;
+                            logged_path.get_or_insert_with(|| path.clone());
                         }
-                        None => response.map(|body| revocable(body, grant)),
+                        grant = self.grant(&current, &caller, parts, &permit);
+                    }
+                    response = match decision.allowed() {
+                        true => response.map(|body| revocable(body, grant)),
+                        false => refusal(&decision, had_body),
                     };
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));

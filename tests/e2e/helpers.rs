@@ -96,9 +96,8 @@ impl TestGateway {
         TestGateway::serving(Gateway::new(config, table), mock).await
     }
 
-    /// Starts a gateway from a configuration file, as `serve` does.
-    /// The gateway of a config file, with its audit log if it names one
-    /// (as `serve` opens it).
+    /// Starts a gateway from a configuration file, as `serve` does, with
+    /// the audit log it names, if any.
     pub(crate) async fn from_file(path: &Path, mock: MockHandle) -> TestGateway {
         let config = Config::load(path).expect("the test config loads");
         let audit_log = config.audit_log.clone();

@@ -1036,21 +1036,30 @@ async fn an_event_stream_is_cut_off_when_a_reload_no_longer_allows_it() {
     );
 }
 
-#[tokio::test]
-async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the_refusal() {
-    // An upstream that answers the event stream only once told to.
+/// An event stream asked for with `TOK_HA`, whose answer the upstream holds
+/// until the gateway's config was changed by `change` and reloaded. Gives
+/// the stream's answer, the answer to the same request sent after it, and
+/// the audit entries of both.
+async fn stream_across_a_reload(
+    change: impl Fn(&str) -> String,
+) -> (
+    RawResponse,
+    RawResponse,
+    Vec<supervisor_gateway::audit::Entry>,
+) {
+    // An upstream that answers event streams only once told to (and every
+    // one after that at once).
     let asked = Arc::new(tokio::sync::Notify::new());
-    let answer = Arc::new(tokio::sync::Notify::new());
+    let answer = Arc::new(tokio::sync::Semaphore::new(0));
     let (seen, go) = (asked.clone(), answer.clone());
     let upstream = fake_upstream(move |mut stream, _head| {
         let (seen, go) = (seen.clone(), go.clone());
         async move {
             seen.notify_one();
-            go.notified().await;
+            drop(go.acquire().await);
             let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
             let _ = stream.write_all(head).await;
-            let _ = stream.write_all(b"e\r\nevent: ready\n\n\r\n").await;
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = stream.write_all(b"e\r\nevent: ready\n\n\r\n0\r\n\r\n").await;
         }
     })
     .await;
@@ -1066,22 +1075,16 @@ async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the
     tokio::time::timeout(Duration::from_secs(5), asked.notified())
         .await
         .expect("the request reached the upstream");
-    let rotated = text.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
-    std::fs::write(&path, rotated).expect("write");
+    let changed = change(&text);
+    assert_ne!(changed, text);
+    std::fs::write(&path, changed).expect("write");
     gateway.gateway.reload().expect("reloads");
-    answer.notify_one();
+    answer.add_permits(1);
     let answered = tokio::time::timeout(Duration::from_secs(5), answered)
         .await
         .expect("an answer in time")
         .expect("task");
-    // The old token names no one now: the client gets what a request with
-    // it gets now, a refusal, rather than a connection closed before any
-    // head.
     let now = gateway.send(&request).await;
-    assert!(now.status >= 400, "{now:?}");
-    assert_eq!((answered.status, answered.body), (now.status, now.body));
-    // The audit records the stream as refused, by the decision it got, as
-    // it records the request sent after it.
     let audit_path = dir.path().join("audit.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let entries = loop {
@@ -1093,15 +1096,57 @@ async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(entries.len(), 2, "{entries:?}");
-    let seen = |entry: &supervisor_gateway::audit::Entry| {
-        (
-            entry.caller.clone(),
-            entry.decision.clone(),
-            entry.step.clone(),
-            entry.status,
-        )
-    };
-    assert_eq!(seen(&entries[0]), seen(&entries[1]));
+    (answered, now, entries)
+}
+
+/// An audit entry as the tests compare it.
+fn audited(entry: &supervisor_gateway::audit::Entry) -> (String, String, String, String, u16) {
+    (
+        entry.caller.clone(),
+        entry.slug.clone(),
+        entry.decision.clone(),
+        entry.step.clone(),
+        entry.status,
+    )
+}
+
+#[tokio::test]
+async fn an_event_stream_whose_grant_a_reload_took_away_before_its_head_gets_the_refusal() {
+    let rotate = |text: &str| text.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
+    let (answered, now, entries) = stream_across_a_reload(rotate).await;
+    // The old token names no one now: the client gets what a request with
+    // it gets now, a refusal, rather than a connection closed before any
+    // head; the audit records it as it records the request sent after it.
+    assert!(now.status >= 400, "{now:?}");
+    assert_eq!((answered.status, answered.body), (now.status, now.body));
+    assert_eq!(audited(&entries[0]), audited(&entries[1]));
     assert_eq!(entries[0].decision, "denied");
     assert_eq!(entries[0].path, "/core/api/stream");
+}
+
+#[tokio::test]
+async fn an_event_stream_whose_token_a_reload_gave_to_another_add_on_that_may_ask_is_theirs() {
+    // local_ha's token goes to local_probe, which may now use the core
+    // proxy: the request is allowed now, as local_probe's.
+    let moved = |text: &str| {
+        text.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated")
+            .replace(
+                &format!("slug: local_probe, token: {TOK_DEFAULT}, hassio_api: true"),
+                &format!(
+                    "slug: local_probe, token: {TOK_HA}, hassio_api: true, homeassistant_api: true"
+                ),
+            )
+    };
+    let (answered, now, entries) = stream_across_a_reload(moved).await;
+    assert_eq!(now.status, 200, "{now:?}");
+    assert_eq!(answered.status, 200, "{answered:?}");
+    assert!(
+        String::from_utf8_lossy(&answered.body).contains("event: ready"),
+        "{answered:?}"
+    );
+    assert_eq!(audited(&entries[0]), audited(&entries[1]));
+    assert_eq!(
+        (entries[0].slug.as_str(), entries[0].decision.as_str()),
+        ("local_probe", "allowed")
+    );
 }
