@@ -761,7 +761,10 @@ impl BodyTally {
     }
 
     /// The record of the request in `parts` whose body this tallied.
-    fn finish(self, parts: &Parts) -> Recorded {
+    fn finish(mut self, parts: &Parts) -> Recorded {
+        // The log counts what a record holds, not the room it grew into
+        // (up to twice as much).
+        self.head.shrink_to_fit();
         let headers = parts
             .headers
             .iter()
