@@ -200,12 +200,12 @@ fn may_be_hostile(bytes: &[u8]) -> bool {
 /// Step 2: decode the path once and refuse every spelling that an upstream
 /// could read differently from us.
 fn canonical_path(raw: &str) -> Result<String, TargetError> {
-    let decoded = if raw.contains('%') {
-        decode_path_once(raw.as_bytes())?
-    } else {
-        raw.as_bytes().to_vec()
+    let decoded = match raw.contains('%') {
+        true => Decoded::Bytes(decode_path_once(raw.as_bytes())?),
+        // Already UTF-8: nothing to check again.
+        false => Decoded::Text(raw),
     };
-    for &byte in &decoded {
+    for &byte in decoded.bytes() {
         match byte {
             0x00..=0x1f | 0x7f => return Err(TargetError::ControlByte),
             b'\\' => return Err(TargetError::Backslash),
@@ -213,9 +213,28 @@ fn canonical_path(raw: &str) -> Result<String, TargetError> {
             _ => {}
         }
     }
-    let path = String::from_utf8(decoded).map_err(|_| TargetError::InvalidUtf8)?;
+    let path = match decoded {
+        Decoded::Bytes(bytes) => String::from_utf8(bytes).map_err(|_| TargetError::InvalidUtf8)?,
+        Decoded::Text(text) => text.to_owned(),
+    };
     check_segments(&path)?;
     Ok(path)
+}
+
+/// A path after its one decoding: bytes to check for UTF-8, or the raw
+/// path itself when it had no escape.
+enum Decoded<'a> {
+    Bytes(Vec<u8>),
+    Text(&'a str),
+}
+
+impl Decoded<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Decoded::Bytes(bytes) => bytes,
+            Decoded::Text(text) => text.as_bytes(),
+        }
+    }
 }
 
 /// Refuses dot segments and empty segments; one trailing slash is allowed.
@@ -313,10 +332,29 @@ fn encoded(path: &str) -> Option<String> {
 }
 
 /// Whether a byte of a decoded path is written as it is in the canonical
-/// encoding.
+/// encoding: letters, digits and `-._~!$&'()*+,=:@/`. (Looked up: every
+/// byte of every forwarded path is asked.)
 fn stays_as_is(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&byte)
+    STAYS_AS_IS[usize::from(byte)]
 }
+
+/// The bytes [`stays_as_is`] answers yes for, by value.
+const STAYS_AS_IS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,=:@/";
+    let mut at = 0;
+    while at < others.len() {
+        table[others[at] as usize] = true;
+        at += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 #[path = "target_tests.rs"]

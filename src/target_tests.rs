@@ -119,3 +119,13 @@ fn encoding_round_trips_every_decoded_path() {
         );
     }
 }
+
+#[test]
+fn the_bytes_a_path_keeps_unencoded_are_letters_digits_and_the_listed_marks() {
+    let marks = b"-._~!$&'()*+,=:@/";
+    for byte in 0..=255u8 {
+        let expected = byte.is_ascii_alphanumeric() || marks.contains(&byte);
+        assert_eq!(stays_as_is(byte), expected, "{byte:#04x}");
+    }
+    assert_eq!(encode_path("/a b/ü;%"), "/a%20b/%C3%BC%3B%25");
+}
