@@ -102,3 +102,19 @@ fn a_digest_never_shows_in_debug_output() {
     let digest = TokenDigest::of(b"secret");
     assert!(!format!("{digest:?}").contains(&hex::encode(digest.0)[..8]));
 }
+
+#[test]
+fn each_token_header_has_its_own_slot_and_no_other_header_has_one() {
+    for (slot, name) in TOKEN_HEADERS.iter().enumerate() {
+        assert_eq!(token_header_slot(name), Some(slot), "{name}");
+    }
+    for name in [
+        "x-supervisor_token",
+        "x-hassio-keys",
+        "authorisation",
+        "host",
+        "",
+    ] {
+        assert_eq!(token_header_slot(name), None, "{name}");
+    }
+}

@@ -29,18 +29,23 @@ use crate::websocket;
 /// Headers that describe one connection, never forwarded in either direction.
 /// `content-length` is not one, but the gateway never copies the client's:
 /// the upstream request gets framing of the gateway's own, from the body.
-const HOP_BY_HOP: [&str; 10] = [
-    "content-length",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// (A `match`, not a list searched in turn: every header of every request
+/// and answer is asked.)
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Headers that the gateway sets for the upstream to say who is calling.
 pub const IDENTITY_HEADERS: [&str; 3] = ["x-gateway-caller", "x-gateway-addon", "x-gateway-role"];
@@ -52,12 +57,23 @@ const X_GATEWAY_CALLER: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[0]
 const X_GATEWAY_ADDON: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[1]);
 const X_GATEWAY_ROLE: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[2]);
 
-/// Headers a client may send that would override the method judged.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
+/// Whether a header, its name normalized, would override the method
+/// judged.
+fn is_method_override(normalized: &str) -> bool {
+    matches!(
+        normalized,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    )
+}
+
+/// Whether a header name starts with `x` in either case, as every reserved
+/// and method-override header does but `forwarded`: most headers are
+/// settled by that alone, before their name is normalized.
+fn starts_with_x(name: &str) -> bool {
+    name.as_bytes()
+        .first()
+        .is_some_and(|first| first.eq_ignore_ascii_case(&b'x'))
+}
 
 /// The client at the other end of a connection, as the upstream is told
 /// of it: the `X-Forwarded-For` value, made once for all of the
@@ -117,6 +133,9 @@ impl ForwardError {
 /// Whether a client header carries identity or forwarding information that
 /// only the gateway may set (any case, with `_` or `.` for `-`).
 pub fn is_reserved_header(name: &str) -> bool {
+    if !starts_with_x(name) && !name.eq_ignore_ascii_case("forwarded") {
+        return false;
+    }
     let name = normalized_name(name);
     name.starts_with("x-hass-")
         || name.starts_with("x-remote-user-")
@@ -139,7 +158,7 @@ pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
             "connection" if names_a_protected_header(value) => {
                 return Some("Connection names a header the gateway relies on");
             }
-            other if METHOD_OVERRIDES.contains(&normalized_name(other).as_ref()) => {
+            other if starts_with_x(other) && is_method_override(&normalized_name(other)) => {
                 return Some("method override headers are not accepted");
             }
             _ => {}
@@ -556,7 +575,7 @@ impl Forwarder {
 impl Forwarder {
     /// Whether a client header goes on to the upstream as it is.
     fn passes_through(&self, name: &str, connection_named: &[String]) -> bool {
-        let dropped = HOP_BY_HOP.contains(&name)
+        let dropped = is_hop_by_hop(name)
             || connection_named.iter().any(|named| named == name)
             || is_reserved_header(name)
             || (self.upstream_authorization.is_some() && TOKEN_HEADERS.contains(&name));
@@ -772,7 +791,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .keys()
         .filter(|name| {
             let name = name.as_str();
-            (name != "content-length" && HOP_BY_HOP.contains(&name))
+            (name != "content-length" && is_hop_by_hop(name))
                 || named.iter().any(|named| named == name)
         })
         .cloned()
@@ -873,11 +892,15 @@ mod tests {
             "x-ingress-path",
             "X-Forwarded-For",
             "forwarded",
+            "Forwarded",
+            "FORWARDED",
             "x-real-ip",
             "x_gateway_role",
         ] {
             assert!(is_reserved_header(name), "{name}");
         }
+        assert!(!is_reserved_header("forwarded-by"));
+        assert!(!is_reserved_header("f"));
         assert!(!is_reserved_header("x-hassio-key"));
         assert!(!is_reserved_header("content-type"));
     }
@@ -899,8 +922,16 @@ mod tests {
 
     #[test]
     fn method_override_headers_are_refused() {
-        let map = headers(&[("x-http-method-override", "POST")]);
-        assert!(header_problem(&map).is_some());
+        for name in [
+            "x-http-method-override",
+            "X_HTTP_Method",
+            "x.method.override",
+        ] {
+            let map = headers(&[(name, "POST")]);
+            assert!(header_problem(&map).is_some(), "{name}");
+        }
+        let map = headers(&[("x-http-method-overridden", "POST"), ("method", "POST")]);
+        assert_eq!(header_problem(&map), None);
     }
 
     #[test]
@@ -970,7 +1001,19 @@ mod tests {
 
     #[test]
     fn every_hop_by_hop_header_of_an_answer_goes_but_its_content_length() {
-        let mut pairs: Vec<(&str, &str)> = HOP_BY_HOP.iter().map(|name| (*name, "1")).collect();
+        let hop_by_hop = [
+            "content-length",
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        let mut pairs: Vec<(&str, &str)> = hop_by_hop.iter().map(|name| (*name, "1")).collect();
         pairs.push(("keep-alive", "timeout=9"));
         pairs.push(("x-kept", "yes"));
         let mut map = headers(&pairs);
