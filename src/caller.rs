@@ -202,21 +202,32 @@ fn token_header_slot(name: &str) -> Option<usize> {
 /// become `-`.
 fn is_ambiguous_token_header(name: &http::HeaderName) -> bool {
     let name = name.as_str();
-    name.contains(['_', '.']) && TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
+    name.bytes().any(|b| b == b'_' || b == b'.')
+        && TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
 }
 
 /// A header name lower-cased with `_` and `.` spelled `-`, as some servers
 /// read them; borrowed when it is already in that form (the common case).
 pub fn normalized_name(name: &str) -> Cow<'_, str> {
-    if name
-        .bytes()
-        .any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase())
-    {
+    if name.bytes().any(|b| CHANGED_BY_NORMALIZING[usize::from(b)]) {
         Cow::Owned(name.to_ascii_lowercase().replace(['_', '.'], "-"))
     } else {
         Cow::Borrowed(name)
     }
 }
+
+/// The bytes [`normalized_name`] changes: `_`, `.` and capitals. (Looked
+/// up: the names of most headers of every request are asked.)
+const CHANGED_BY_NORMALIZING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b == b'_' || b == b'.' || b.is_ascii_uppercase();
+        byte += 1;
+    }
+    table
+};
 
 /// The bitwise difference of two digests, folded into one word: zero
 /// exactly when they are equal. Every byte is looked at, with no branch on

@@ -118,3 +118,15 @@ fn each_token_header_has_its_own_slot_and_no_other_header_has_one() {
         assert_eq!(token_header_slot(name), None, "{name}");
     }
 }
+
+#[test]
+fn normalizing_a_name_changes_exactly_underscores_dots_and_capitals() {
+    for byte in 0..=127u8 {
+        let name = format!("x{}y", byte as char);
+        let changed = matches!(normalized_name(&name), Cow::Owned(_));
+        let expected = byte == b'_' || byte == b'.' || byte.is_ascii_uppercase();
+        assert_eq!(changed, expected, "{byte:#04x}");
+    }
+    assert_eq!(normalized_name("X_Hassio.Key"), "x-hassio-key");
+    assert_eq!(normalized_name("x-supervisor-token"), "x-supervisor-token");
+}
