@@ -706,3 +706,20 @@ where
     });
     addr
 }
+
+/// The audit log at `path` once it holds `count` entries (or after 5 s,
+/// whatever it holds then); every line of it must be an entry.
+pub(crate) async fn audit_entries(
+    path: &Path,
+    count: usize,
+) -> Vec<supervisor_gateway::audit::Entry> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (entries, bad) = supervisor_gateway::audit::read(path).unwrap_or_default();
+        assert!(bad.is_empty(), "every audit line is an entry");
+        if entries.len() >= count || std::time::Instant::now() > deadline {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

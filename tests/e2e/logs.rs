@@ -1,7 +1,5 @@
 //! The log as JSON lines, and the audit stream in a file of its own.
 
-use std::time::Duration;
-
 use crate::helpers::*;
 
 #[tokio::test]
@@ -20,15 +18,7 @@ async fn json_logs_and_an_audit_file_with_every_decision_and_no_query() {
     assert_eq!(served.send(&anonymous).await.status, 401);
 
     let audit_path = dir.path().join("audit.jsonl");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let entries = loop {
-        let (entries, bad) = supervisor_gateway::audit::read(&audit_path).unwrap_or_default();
-        assert!(bad.is_empty(), "every audit line is an entry");
-        if entries.len() >= 3 || std::time::Instant::now() > deadline {
-            break entries;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let entries = audit_entries(&audit_path, 3).await;
     assert_eq!(entries.len(), 3);
     let first = &entries[0];
     assert_eq!(

@@ -1086,15 +1086,7 @@ async fn stream_across_a_reload(
         .expect("task");
     let now = gateway.send(&request).await;
     let audit_path = dir.path().join("audit.jsonl");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let entries = loop {
-        let (entries, bad) = supervisor_gateway::audit::read(&audit_path).unwrap_or_default();
-        assert!(bad.is_empty(), "every audit line is an entry");
-        if entries.len() >= 2 || std::time::Instant::now() > deadline {
-            break entries;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let entries = audit_entries(&audit_path, 2).await;
     assert_eq!(entries.len(), 2, "{entries:?}");
     (answered, now, entries)
 }
