@@ -163,12 +163,35 @@ transfer() { # BASE: prints MiB/s for the file upload, the streamed upload, the 
         -H "X-Supervisor-Token: $TOKEN" "$base/backups/abc123/download?size=$BYTES")" down) || exit 1
   echo "$file $streamed $down"
 }
-echo "== ${SIZE_MIB} MiB uploads and download, direct and through the gateway"
-# (Assigned first, so that a failed transfer ends the run.)
-DIRECT=$(transfer "http://$UPSTREAM")
-GW=$(transfer "http://127.0.0.1:$GATEWAY_PORT")
-read -r DIRECT_UP DIRECT_STREAM DIRECT_DOWN <<<"$DIRECT"
-read -r GW_UP GW_STREAM GW_DOWN <<<"$GW"
+echo "== ${SIZE_MIB} MiB uploads and download, direct and through the gateway, ${ROUNDS} rounds"
+# Direct and through the gateway in turn, ROUNDS times over, as the small
+# GETs below; each figure is the median over the rounds. (Assigned first,
+# so that a failed transfer ends the run.)
+for round in $(seq "$ROUNDS"); do
+  DIRECT=$(transfer "http://$UPSTREAM")
+  GW=$(transfer "http://127.0.0.1:$GATEWAY_PORT")
+  echo "$DIRECT" >>"$WORK/direct.transfers"
+  echo "$GW" >>"$WORK/gateway.transfers"
+done
+transfer_medians() { # FILE: the median of each column, then the gateway's
+  # share of direct in each round of each column ("87/90/85%"), if a second
+  # FILE is given
+  python3 - "$@" <<'PY'
+import statistics, sys
+def rows(name):
+    return [[float(v) for v in line.split()] for line in open(name) if line.strip()]
+mine = rows(sys.argv[1])
+medians = [f"{statistics.median(c):.0f}" for c in zip(*mine)]
+if len(sys.argv) > 2:
+    direct = rows(sys.argv[2])
+    shares = ["/".join(f"{g / d * 100:.0f}" for g, d in zip(gc, dc)) + "%"
+              for gc, dc in zip(zip(*mine), zip(*direct))]
+    medians = [f"{m} ({s})" for m, s in zip(medians, shares)]
+print("\t".join(medians))
+PY
+}
+IFS=$'\t' read -r DIRECT_UP DIRECT_STREAM DIRECT_DOWN < <(transfer_medians "$WORK/direct.transfers")
+IFS=$'\t' read -r GW_UP GW_STREAM GW_DOWN < <(transfer_medians "$WORK/gateway.transfers" "$WORK/direct.transfers")
 rm -f "$WORK/upload.bin"
 PEAK_RSS=$(hwm_kib)
 
@@ -270,7 +293,7 @@ cat <<EOF
 | nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS |
 | supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS |
 
-| ${SIZE_MIB} MiB transfer | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
+| ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
 | upstream directly | $DIRECT_UP | $DIRECT_STREAM | $DIRECT_DOWN |
 | through the gateway | $GW_UP | $GW_STREAM | $GW_DOWN |
