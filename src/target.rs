@@ -200,12 +200,22 @@ fn may_be_hostile(bytes: &[u8]) -> bool {
 /// Step 2: decode the path once and refuse every spelling that an upstream
 /// could read differently from us.
 fn canonical_path(raw: &str) -> Result<String, TargetError> {
-    let decoded = match raw.contains('%') {
-        true => Decoded::Bytes(decode_path_once(raw.as_bytes())?),
+    let path = if raw.contains('%') {
+        let decoded = decode_path_once(raw.as_bytes())?;
+        refuse_bytes(&decoded)?;
+        String::from_utf8(decoded).map_err(|_| TargetError::InvalidUtf8)?
+    } else {
         // Already UTF-8: nothing to check again.
-        false => Decoded::Text(raw),
+        refuse_bytes(raw.as_bytes())?;
+        raw.to_owned()
     };
-    for &byte in decoded.bytes() {
+    check_segments(&path)?;
+    Ok(path)
+}
+
+/// Refuses control bytes, backslashes and `;` in a decoded path.
+fn refuse_bytes(decoded: &[u8]) -> Result<(), TargetError> {
+    for &byte in decoded {
         match byte {
             0x00..=0x1f | 0x7f => return Err(TargetError::ControlByte),
             b'\\' => return Err(TargetError::Backslash),
@@ -213,28 +223,7 @@ fn canonical_path(raw: &str) -> Result<String, TargetError> {
             _ => {}
         }
     }
-    let path = match decoded {
-        Decoded::Bytes(bytes) => String::from_utf8(bytes).map_err(|_| TargetError::InvalidUtf8)?,
-        Decoded::Text(text) => text.to_owned(),
-    };
-    check_segments(&path)?;
-    Ok(path)
-}
-
-/// A path after its one decoding: bytes to check for UTF-8, or the raw
-/// path itself when it had no escape.
-enum Decoded<'a> {
-    Bytes(Vec<u8>),
-    Text(&'a str),
-}
-
-impl Decoded<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Decoded::Bytes(bytes) => bytes,
-            Decoded::Text(text) => text.as_bytes(),
-        }
-    }
+    Ok(())
 }
 
 /// Refuses dot segments and empty segments; one trailing slash is allowed.
