@@ -10,6 +10,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use crate::byte_set::byte_set;
 use crate::config::{Addon, Role};
 use crate::signed::{looks_signed, Rejection, SignedTokens};
 
@@ -218,16 +219,7 @@ pub fn normalized_name(name: &str) -> Cow<'_, str> {
 
 /// The bytes [`normalized_name`] changes: `_`, `.` and capitals. (Looked
 /// up: the names of most headers of every request are asked.)
-const CHANGED_BY_NORMALIZING: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b == b'_' || b == b'.' || b.is_ascii_uppercase();
-        byte += 1;
-    }
-    table
-};
+const CHANGED_BY_NORMALIZING: [bool; 256] = byte_set(b"_.ABCDEFGHIJKLMNOPQRSTUVWXYZ");
 
 /// The bitwise difference of two digests, folded into one word: zero
 /// exactly when they are equal. Every byte is looked at, with no branch on

@@ -37,6 +37,7 @@ pub mod advise;
 pub mod audit;
 pub mod automata;
 mod body;
+mod byte_set;
 pub mod caller;
 pub mod cases;
 pub mod check;

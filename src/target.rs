@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use http::{Method, Uri};
 use regex::bytes::Regex;
 
+use crate::byte_set::byte_set;
+
 /// How many decoding rounds the hostile-input filter runs before it calls a
 /// target hostile for being encoded too deeply to judge.
 const MAX_DECODE_ROUNDS: usize = 8;
@@ -327,23 +329,9 @@ fn stays_as_is(byte: u8) -> bool {
     STAYS_AS_IS[usize::from(byte)]
 }
 
-/// The bytes [`stays_as_is`] answers yes for, by value.
-const STAYS_AS_IS: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric();
-        byte += 1;
-    }
-    let others = b"-._~!$&'()*+,=:@/";
-    let mut at = 0;
-    while at < others.len() {
-        table[others[at] as usize] = true;
-        at += 1;
-    }
-    table
-};
+/// The bytes [`stays_as_is`] answers yes for.
+const STAYS_AS_IS: [bool; 256] =
+    byte_set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/");
 
 #[cfg(test)]
 #[path = "target_tests.rs"]
