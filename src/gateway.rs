@@ -467,6 +467,37 @@ impl Gateway {
         Grant::new(self.policy.clone(), policy, caller, parts, path)
     }
 
+    /// An event stream's grant, once the upstream's head came. If a reload
+    /// took the request's grant away while the upstream was answering, the
+    /// request is decided again under the policy now, and that judgement
+    /// given back: the client then gets the answer the request gets now,
+    /// not a stream cut off before its head. It may be allowed: its token
+    /// names another caller, who may make it; the stream is then theirs.
+    fn stream_grant(
+        &self,
+        policy: &Arc<Policy>,
+        caller: &Caller,
+        parts: &request::Parts,
+        permit: &Permit,
+    ) -> (Grant, Option<Judgement>) {
+        let grant = self.grant(policy, caller, parts, permit);
+        if !grant.reloaded_since_decided() || grant.still_allowed() {
+            return (grant, None);
+        }
+        let current = self.policy();
+        let now = judge(&current, parts);
+        tracing::info!(
+            caller = caller.kind(),
+            slug = caller.slug().unwrap_or("-"),
+            now_caller = now.caller.kind(),
+            now_slug = now.caller.slug().unwrap_or("-"),
+            allowed = now.decision.allowed(),
+            "event stream decided again: a reload took its grant away while the upstream answered"
+        );
+        let grant = self.grant(&current, &now.caller, parts, permit);
+        (grant, Some(now))
+    }
+
     /// Answers one request, from the client's bytes to the response head.
     ///
     /// The request is taken apart here and its head lent to the steps
@@ -546,30 +577,14 @@ impl Gateway {
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
                 if is_event_stream(&response) {
-                    let mut grant = self.grant(&policy, &caller, parts, &permit);
-                    if grant.reloaded_since_decided() && !grant.still_allowed() {
-                        // A reload took the request's grant away while the
-                        // upstream was answering: the client gets the answer
-                        // the request gets now, not a stream cut off before
-                        // its head, and the metrics, the audit and the log
-                        // say so. Now may allow it: its token names another
-                        // caller, who may make it; the stream is theirs.
-                        let current = self.policy();
-                        let now = judge(&current, parts);
-                        tracing::info!(
-                            caller = caller.kind(),
-                            slug = caller.slug().unwrap_or("-"),
-                            now_caller = now.caller.kind(),
-                            now_slug = now.caller.slug().unwrap_or("-"),
-                            allowed = now.decision.allowed(),
-                            "event stream decided again: a reload took its grant away while the upstream answered"
-                        );
+                    let (grant, again) = self.stream_grant(&policy, &caller, parts, &permit);
+                    // Decided again: the client's answer, the metrics, the
+                    // audit and the log follow the decision of now.
+                    if let Some(now) = again {
                         (decision, caller) = (now.decision, now.caller);
                         if logged(&decision) {
-                            let path = &permit.target().path;
-                            logged_path.get_or_insert_with(|| path.clone());
+                            logged_path.get_or_insert_with(|| permit.target().path.clone());
                         }
-                        grant = self.grant(&current, &caller, parts, &permit);
                     }
                     response = match decision.allowed() {
                         true => response.map(|body| revocable(body, grant)),
