@@ -1,9 +1,59 @@
-//! Writing the files the gateway keeps: replaced in one step, so that a
-//! reader never sees half of one, and private ones readable by their owner
-//! only.
+//! The files the gateway reads and keeps. It reads only regular files, and
+//! each up to a bound (a FIFO named by mistake would block the reload for
+//! good, `/dev/zero` would fill the memory). It writes its own files in one
+//! step, so that a reader never sees half of one, and private ones readable
+//! by their owner only.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
 use std::path::Path;
+
+/// The most bytes of a configuration, table, secrets, revocation or state
+/// file.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The most bytes of a key file (a PEM key or an HMAC secret).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
+/// The bytes of the regular file at `path` (a symbolic link is followed),
+/// if it holds at most `limit` of them.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    // Asked before opening: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let file = File::open(path)?;
+    // Asked again of what was opened, in case the name changed hands.
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The text of the regular file at `path`, as [`read_bounded`] reads it;
+/// text that is not UTF-8 is an error.
+pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
+    String::from_utf8(read_bounded(path, limit)?).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
 
 /// Replaces `path` with `text` by writing a temporary file beside it and
 /// renaming it over the old one.
@@ -20,4 +70,61 @@ pub fn private() -> OpenOptions {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_within_its_bound_is_read_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").expect("write");
+        assert_eq!(read_bounded(&path, 5).expect("read"), b"12345");
+        assert_eq!(read_text(&path, 5).expect("read"), "12345");
+    }
+
+    #[test]
+    fn a_file_over_its_bound_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"123456").expect("write");
+        let error = read_bounded(&path, 5).expect_err("over the bound");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(error.to_string(), "larger than 5 bytes");
+    }
+
+    #[test]
+    fn a_directory_and_a_device_are_refused_without_reading() {
+        let dir = tempfile::tempdir().expect("dir");
+        for path in [dir.path(), Path::new("/dev/zero")] {
+            let error = read_bounded(path, 5).expect_err("not a regular file");
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{path:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Opening it for reading would wait for a writer forever.
+        let error = read_bounded(&path, 5).expect_err("not a regular file");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"\xff\xfe").expect("write");
+        let error = read_text(&path, 5).expect_err("not UTF-8");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
 }

@@ -34,9 +34,10 @@ pub struct Gateway {
     limits: Limits,
     fixed: Fixed,
     config_path: Option<PathBuf>,
-    /// The table files the configuration named when it was last read, even
-    /// if they could not be loaded: a reload watches for them to appear.
-    named_tables: Mutex<Vec<PathBuf>>,
+    /// The files besides itself that the configuration named when it was
+    /// last read, even if they could not be loaded: a reload watches for
+    /// them to change or appear.
+    named_files: Mutex<Vec<PathBuf>>,
     /// Where decisions are also written, one JSON line each.
     audit: Option<audit::Audit>,
     /// Protection mode as seen through successful toggles.
@@ -328,7 +329,7 @@ impl Gateway {
             forwarder: Forwarder::new(&config),
             limits: config.limits.clone(),
             config_path: config.path.clone(),
-            named_tables: Mutex::new(table_paths(&config)),
+            named_files: Mutex::new(watched_paths(&config)),
             audit: None,
             protection,
             toggles: tokio::sync::Mutex::new(()),
@@ -389,15 +390,16 @@ impl Gateway {
         &self.limits
     }
 
-    /// The files a reload reads: the configuration and the tables it named
-    /// when it was last read.
+    /// The files a reload reads: the configuration and the files it named
+    /// when it was last read (tables, manifests in use, the secrets file,
+    /// signing key files, the revocation list).
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let Some(config) = &self.config_path else {
             return Vec::new();
         };
         let mut files = vec![config.clone()];
         files.extend(
-            self.named_tables
+            self.named_files
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
@@ -421,7 +423,7 @@ impl Gateway {
         let config = Config::load(path).map_err(|error| vec![error])?;
         refuse_lost_revocations(&self.policy(), &config)?;
         warn_manifest_problems(&config);
-        *self.named_tables.lock().unwrap_or_else(|e| e.into_inner()) = table_paths(&config);
+        *self.named_files.lock().unwrap_or_else(|e| e.into_inner()) = watched_paths(&config);
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
         let needs_restart = self.fixed.changed(&Fixed::of(&config));
@@ -709,21 +711,25 @@ fn refuse_lost_revocations(running: &Policy, config: &Config) -> Result<(), Vec<
 }
 
 /// The files besides the configuration whose change reloads it: the
-/// tables, the signing key files and the revocation list.
-fn table_paths(config: &Config) -> Vec<PathBuf> {
-    let revocations = config
+/// tables, the manifests in use and the secrets file, the signing key
+/// files and the revocation list.
+fn watched_paths(config: &Config) -> Vec<PathBuf> {
+    let signing = config
         .callers
         .signed
         .as_ref()
-        .and_then(|signed| signed.revocation_file().map(PathBuf::from));
-    [
-        config.table.clone(),
-        config.shadow_table.clone(),
-        revocations,
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+        .map(|signed| signed.watched_files())
+        .unwrap_or_default();
+    let mut paths: Vec<PathBuf> = [config.table.clone(), config.shadow_table.clone()]
+        .into_iter()
+        .flatten()
+        .chain(config.manifest_files.iter().cloned())
+        .chain(signing)
+        .collect();
+    // One key file may serve two keys: read and compared once.
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|path| seen.insert(path.clone()));
+    paths
 }
 
 fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {

@@ -246,7 +246,7 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
             format!("{size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"),
         ));
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text(path, MAX_MANIFEST_BYTES)
         .map_err(|error| problem("(file)", format!("cannot read: {error}")))?;
     let value: Value = if path.extension().is_some_and(|ext| ext == "json") {
         serde_json::from_str(&text)

@@ -69,7 +69,7 @@ impl ProtectionState {
 
 /// Reads a state file; one that does not exist is empty.
 pub fn read(path: &Path) -> Result<BTreeMap<String, bool>, String> {
-    match std::fs::read_to_string(path) {
+    match crate::files::read_text(path, crate::files::MAX_FILE_BYTES) {
         Ok(text) => serde_json::from_str::<StateFile>(&text)
             .map(|file| file.protected)
             .map_err(|error| format!("{}: not a protection state file: {error}", path.display())),

@@ -1,5 +1,5 @@
-//! Hot reload: on SIGHUP, and when the configuration or a table file it
-//! names changes, the gateway reads them again and swaps the new policy in
+//! Hot reload: on SIGHUP, and when the configuration or a file it names
+//! changes, the gateway reads them again and swaps the new policy in
 //! atomically. A file that fails to load or validate changes nothing.
 
 use std::path::PathBuf;
@@ -16,6 +16,9 @@ pub struct Watcher {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
     seen: Vec<Option<[u8; 32]>>,
+    /// A change seen at the last check and not loaded yet: it is loaded
+    /// once the files still read the same at the next one.
+    changing: Option<Vec<Option<[u8; 32]>>>,
     hangup: Signal,
 }
 
@@ -31,12 +34,15 @@ impl Watcher {
             gateway,
             files,
             seen,
+            changing: None,
             hangup,
         }
     }
 
-    /// Reloads on SIGHUP, and every `interval` if a file changed; with no
-    /// interval, on SIGHUP only.
+    /// Reloads on SIGHUP at once; and, checking every `interval`, when the
+    /// files have changed and then read the same at two checks in a row, so
+    /// that a file caught half-written (an editor or a script writing in
+    /// place) is not loaded as it is then. With no interval, on SIGHUP only.
     pub async fn run(mut self, interval: Option<Duration>) {
         loop {
             let reason = tokio::select! {
@@ -46,9 +52,10 @@ impl Watcher {
             // The fingerprint is taken before reading the files: a change
             // made while the reload runs is seen on the next tick, never lost.
             let before = fingerprint(&self.files);
-            if reason != "SIGHUP" && before == self.seen {
+            if reason != "SIGHUP" && !settled(&self.seen, &mut self.changing, &before) {
                 continue;
             }
+            self.changing = None;
             let gateway = self.gateway.clone();
             let _ = tokio::task::spawn_blocking(move || reload(&gateway, reason)).await;
             let now = self.gateway.watched_files();
@@ -60,6 +67,24 @@ impl Watcher {
             self.files = now;
         }
     }
+}
+
+/// Fingerprints of the watched files, in order.
+type Prints = [Option<[u8; 32]>];
+
+/// Whether the files read now are a change that has settled: different
+/// from what was last loaded (`seen`), and the same as at the check before
+/// (kept in `changing` until then).
+fn settled(seen: &Prints, changing: &mut Option<Vec<Option<[u8; 32]>>>, now: &Prints) -> bool {
+    if now == seen {
+        *changing = None;
+        return false;
+    }
+    if changing.as_deref() == Some(now) {
+        return true;
+    }
+    *changing = Some(now.to_vec());
+    false
 }
 
 /// Reloads once and logs the outcome: the old and new table digests, or
@@ -108,9 +133,50 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
     files
         .iter()
         .map(|file| {
-            std::fs::read(file)
+            crate::files::read_bounded(file, crate::files::MAX_FILE_BYTES)
                 .ok()
                 .map(|bytes| Sha256::digest(bytes).into())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Option<[u8; 32]> = Some([1; 32]);
+    const B: Option<[u8; 32]> = Some([2; 32]);
+    const C: Option<[u8; 32]> = Some([3; 32]);
+
+    #[test]
+    fn a_change_loads_once_two_checks_in_a_row_read_it() {
+        let (seen, mut changing) = (vec![A], None);
+        assert!(!settled(&seen, &mut changing, &[A]), "nothing changed");
+        assert!(!settled(&seen, &mut changing, &[B]), "first seen");
+        assert!(settled(&seen, &mut changing, &[B]), "read the same again");
+    }
+
+    #[test]
+    fn a_file_still_being_written_waits_until_it_stops_changing() {
+        let (seen, mut changing) = (vec![A], None);
+        assert!(!settled(&seen, &mut changing, &[B]));
+        assert!(!settled(&seen, &mut changing, &[C]), "changed again");
+        assert!(
+            !settled(&seen, &mut changing, &[None]),
+            "replaced: gone a moment"
+        );
+        assert!(settled(&seen, &mut changing, &[None]), "and still gone");
+    }
+
+    #[test]
+    fn a_change_undone_before_the_next_check_loads_nothing() {
+        let (seen, mut changing) = (vec![A, B], None);
+        assert!(!settled(&seen, &mut changing, &[A, C]));
+        assert!(!settled(&seen, &mut changing, &[A, B]), "back as loaded");
+        assert_eq!(changing, None);
+        assert!(
+            !settled(&seen, &mut changing, &[A, C]),
+            "a new change starts over"
+        );
+    }
 }

@@ -188,7 +188,7 @@ impl Revocations {
     /// Reads a revocation file. An empty file is an error, not an empty
     /// list: a file truncated by accident must not lift every revocation.
     pub fn load(path: &Path) -> Result<Revocations, RevocationError> {
-        match std::fs::read_to_string(path) {
+        match crate::files::read_text(path, crate::files::MAX_FILE_BYTES) {
             Ok(text) if text.trim().is_empty() => Err(RevocationError::Invalid(
                 "the file is empty (an empty list is `jti: []`)".into(),
             )),

@@ -353,3 +353,108 @@ async fn a_sighup_as_soon_as_the_gateway_listens_reloads_it_and_does_not_end_it(
     let ping = RawRequest::new("GET", "/supervisor/ping").to_bytes();
     assert_eq!(send_raw(served.addr, &ping).await.status, 200);
 }
+
+/// Replaces `name` in `dir` with `text` as an editor does: a new file
+/// renamed over the old one.
+fn replace(dir: &std::path::Path, name: &str, text: &str) {
+    let fresh = dir.join(format!("{name}.new"));
+    std::fs::write(&fresh, text).expect("write");
+    std::fs::rename(&fresh, dir.join(name)).expect("rename");
+}
+
+#[tokio::test]
+async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_signal() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addon = dir.path().join("addons").join("m1");
+    std::fs::create_dir_all(&addon).expect("manifest folder");
+    std::fs::write(
+        addon.join("config.yaml"),
+        "slug: m1\nhassio_api: true\nhassio_role: backup\n",
+    )
+    .expect("manifest");
+    write(dir.path(), "secrets.yaml", "m1: m1-token-first\n");
+    write(
+        dir.path(),
+        "hs.key",
+        "a-first-shared-secret-of-32-bytes-or-more\n",
+    );
+    let text = format!(
+        "listen: 127.0.0.1:0\nupstream: http://{}\nadmin_listen: none\nwatch_interval_ms: 100\n\
+         addon_manifests: addons\naddon_secrets: secrets.yaml\n\
+         addons:\n  - {{ slug: signed, hassio_api: true, hassio_role: backup }}\n\
+         signing:\n  keys:\n    - {{ kid: hs1, algorithm: HS256, secret_file: hs.key }}\n",
+        mock.addr()
+    );
+    let config = write(dir.path(), "gateway.yaml", &text);
+    let signed = crate::tokens::token_command(&[
+        "issue",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--addon",
+        "signed",
+    ]);
+    let signed = signed.trim();
+    let served = spawn_serve(&config, "info");
+    let backups = |token: &str| {
+        RawRequest::new("GET", "/backups")
+            .header("Authorization", format!("Bearer {token}"))
+            .to_bytes()
+    };
+    for token in ["m1-token-first", signed] {
+        assert_eq!(send_raw(served.addr, &backups(token)).await.status, 200);
+    }
+
+    // The secrets file: the add-on's token rotated.
+    replace(dir.path(), "secrets.yaml", "m1: m1-token-second\n");
+    assert!(
+        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    // An unknown token is refused (403, as the SPEC has it).
+    assert_eq!(
+        send_raw(served.addr, &backups("m1-token-first"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        send_raw(served.addr, &backups("m1-token-second"))
+            .await
+            .status,
+        200
+    );
+
+    // The manifest: the add-on no longer asks for the Supervisor API.
+    replace(&addon, "config.yaml", "slug: m1\nhassio_api: false\n");
+    assert!(
+        served.wait_for_log("policy reloaded", 2, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_eq!(
+        send_raw(served.addr, &backups("m1-token-second"))
+            .await
+            .status,
+        403
+    );
+
+    // The key file: a new secret, so tokens signed with the old one fail.
+    replace(
+        dir.path(),
+        "hs.key",
+        "a-second-shared-secret-of-32-bytes-or-more\n",
+    );
+    assert!(
+        served.wait_for_log("policy reloaded", 3, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_eq!(send_raw(served.addr, &backups(signed)).await.status, 401);
+    let log = served.log();
+    assert!(!log.contains("m1-token-"), "no token in the log: {log}");
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+    mock.stop().await;
+}
