@@ -259,7 +259,7 @@ impl Config {
 /// reported as a [`ConfigError`] on the file as a whole.
 pub fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match crate::files::read_text(path, crate::files::MAX_FILE_BYTES) {
         Ok(text) => Ok((text, file)),
         Err(error) => Err(ConfigError {
             file,
@@ -733,12 +733,14 @@ impl Checker<'_> {
         if let Some((raw, name)) = &secrets {
             for (slug, secret) in raw {
                 if !addons.iter().any(|(manifest, _)| &manifest.slug == slug) {
-                    let reason =
-                        format!("{slug} has a token but no manifest in use in addon_manifests");
+                    // Named by its line only: an entry written the wrong way
+                    // round (token: slug) has the token for its key.
                     problems.push(ManifestProblem {
                         path: PathBuf::from(name),
-                        field: slug.clone(),
-                        reason: format!("{reason} (line {})", line_of(secret)),
+                        field: format!("line {}", line_of(secret)),
+                        reason: "a token for a slug with no manifest in use in addon_manifests \
+                                 (the key is not shown: it may be a token)"
+                            .to_owned(),
                     });
                 }
             }
@@ -887,7 +889,7 @@ impl Checker<'_> {
     /// A key file's bytes; the message names the file, never its contents.
     fn read_key_file(&self, file: &Spanned<String>, key: &str) -> Result<Vec<u8>, ConfigError> {
         let path = self.resolve(&file.value);
-        std::fs::read(&path).map_err(|error| {
+        crate::files::read_bounded(&path, crate::files::MAX_KEY_FILE_BYTES).map_err(|error| {
             let reason = format!("cannot read {}: {error}", path.display());
             self.error(line_of(file), key, reason)
         })
@@ -983,6 +985,16 @@ fn limits(raw: &RawLimits) -> Limits {
 
 /// Refuses limits that cannot work, naming the key (the line is that of
 /// `limits`, since the values themselves carry none).
+/// Upper bounds of the limits: above them a value is a mistake (a request
+/// head's header array is allocated at `max_headers`, a semaphore holds
+/// `max_connections` permits), and is refused rather than left to fail at
+/// the first request.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+const MAX_HEADERS: usize = 1000;
+const MAX_WEBSOCKET_MESSAGE_BYTES: usize = 256 << 20;
+const MAX_CONNECTIONS: usize = 1_000_000;
+const MAX_POOL_SIZE: usize = 100_000;
+
 fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
     let zero = Duration::ZERO;
     let problems = [
@@ -1007,9 +1019,19 @@ fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
             "must be at least 8192",
         ),
         (
+            limits.max_header_bytes > MAX_HEADER_BYTES,
+            "limits.max_header_bytes",
+            "must be at most 1048576 (1 MiB)",
+        ),
+        (
             limits.max_headers == 0,
             "limits.max_headers",
             "must be above 0",
+        ),
+        (
+            limits.max_headers > MAX_HEADERS,
+            "limits.max_headers",
+            "must be at most 1000",
         ),
         (
             limits.max_websocket_message_bytes < 1024,
@@ -1017,9 +1039,24 @@ fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
             "must be at least 1024 (an auth message must fit)",
         ),
         (
+            limits.max_websocket_message_bytes > MAX_WEBSOCKET_MESSAGE_BYTES,
+            "limits.max_websocket_message_bytes",
+            "must be at most 268435456 (256 MiB; messages are held whole)",
+        ),
+        (
             limits.max_connections == 0,
             "limits.max_connections",
             "must be above 0",
+        ),
+        (
+            limits.max_connections > MAX_CONNECTIONS,
+            "limits.max_connections",
+            "must be at most 1000000",
+        ),
+        (
+            limits.upstream_pool_size > MAX_POOL_SIZE,
+            "limits.upstream_pool_size",
+            "must be at most 100000",
         ),
         (
             limits.upstream_connect_timeout == zero,
@@ -1079,7 +1116,20 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
             .next()
             .unwrap_or(expected)
             .trim();
-        (field, format!("unknown key; expected {expected}"))
+        match shown_key(&field) {
+            Some(key) => (key, format!("unknown key; expected {expected}")),
+            None => (
+                field
+                    .split(|c: char| !is_key_char(c))
+                    .next()
+                    .filter(|start| !start.is_empty())
+                    .map_or_else(|| "(key)".to_owned(), |start| format!("{start}...")),
+                format!(
+                    "not a key: a space missing after `:`? (the rest is not shown: \
+                     it may be a value); expected {expected}"
+                ),
+            ),
+        }
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
         let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
         (key, "this key is given twice".to_owned())
@@ -1096,6 +1146,18 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
         key,
         reason,
     }
+}
+
+/// A mapping key as it may be shown in a message: one that looks like a
+/// key. A "key" such as `token:s3cr3t` (flow style without a space after
+/// the colon) or `token s3cr3t` holds a value, maybe a secret, and is not
+/// shown.
+fn shown_key(key: &str) -> Option<String> {
+    (!key.is_empty() && key.len() <= 64 && key.chars().all(is_key_char)).then(|| key.to_owned())
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
 /// The text between the first pair of backticks after `prefix`.

@@ -194,10 +194,43 @@ fn limits_that_cannot_work_are_refused() {
             "max_websocket_message_bytes: 1000",
             "limits.max_websocket_message_bytes",
         ),
+        // Too large to work: a semaphore of that many permits panics, a
+        // header array of that many entries is allocated per request.
+        (
+            "max_connections: 18446744073709551615",
+            "limits.max_connections",
+        ),
+        ("max_connections: 1000001", "limits.max_connections"),
+        ("max_headers: 100000000", "limits.max_headers"),
+        ("max_header_bytes: 1048577", "limits.max_header_bytes"),
+        (
+            "max_websocket_message_bytes: 268435457",
+            "limits.max_websocket_message_bytes",
+        ),
+        ("upstream_pool_size: 100001", "limits.upstream_pool_size"),
     ] {
         let text = format!("{MINIMAL}limits:\n  {line}\n");
-        assert_eq!(error_of(&text).key, key, "{line}");
+        let error = error_of(&text);
+        assert_eq!(error.key, key, "{line}");
+        assert_eq!(error.line, 3, "{line}");
     }
+    // The bounds themselves are allowed.
+    let text = format!(
+        "{MINIMAL}limits:\n  max_connections: 1000000\n  max_headers: 1000\n  \
+         max_header_bytes: 1048576\n  max_websocket_message_bytes: 268435456\n  \
+         upstream_pool_size: 100000\n"
+    );
+    let limits = Config::from_yaml(&text, "test.yaml")
+        .expect("config")
+        .limits;
+    assert_eq!(
+        (
+            limits.max_connections,
+            limits.max_headers,
+            limits.upstream_pool_size
+        ),
+        (1_000_000, 1000, 100_000)
+    );
 }
 
 #[test]
@@ -265,7 +298,7 @@ fn a_manifest_left_out_for_its_slug_gives_its_token_nothing() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("secrets.yaml") && p.contains("no manifest in use")),
+            .any(|p| p.contains("secrets.yaml: line 2: ") && p.contains("no manifest in use")),
         "{problems:?}"
     );
     assert!(
@@ -307,4 +340,34 @@ fn a_leeway_over_an_hour_is_refused_not_cut() {
     let text = "upstream: http://127.0.0.1:1\nsigning:\n  leeway_s: 4000\n  keys:\n    - { kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }\n";
     let error = error_of(text);
     assert_eq!(error.key, "signing.leeway_s");
+}
+
+#[test]
+fn a_key_file_that_is_a_device_is_refused_without_reading_it() {
+    let text = "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    hassio_api: true\nsigning:\n  keys:\n    - { kid: k, algorithm: HS256, secret_file: /dev/zero }\n";
+    let error = error_of(text);
+    assert_eq!(error.key, "signing.keys[0].secret_file");
+    assert!(error.reason.contains("not a regular file"), "{error}");
+}
+
+#[test]
+fn a_key_run_into_its_value_is_not_echoed() {
+    // Flow style without a space after the colon makes one long key of
+    // "token:value"; so do `=` and a missing colon.
+    for written in [
+        "token:s3cr3t-value",
+        "token=s3cr3t-value",
+        "token s3cr3t-value",
+    ] {
+        let text = format!("upstream: http://127.0.0.1:1\naddons:\n  - {{ slug: a, {written} }}\n");
+        let error = error_of(&text);
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+        assert_eq!(error.key, "token...", "{error}");
+        assert_eq!(error.line, 3, "{error}");
+        assert!(error.reason.contains("not a key"), "{error}");
+    }
+    // A plain misspelt key is still named.
+    let error = error_of("upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, tokn: x1 }\n");
+    assert_eq!(error.key, "tokn");
+    assert!(error.reason.starts_with("unknown key; expected"), "{error}");
 }
