@@ -102,6 +102,17 @@ struct Conn {
     task: AbortHandle,
 }
 
+impl Conn {
+    /// Lets the connection write what it still holds and close, as it does
+    /// once no handle to send on is left; stops it after `within` if it has
+    /// not closed by then (an upstream that takes nothing more).
+    async fn close_after_flushing(self, within: Duration) {
+        drop(self.sender);
+        tokio::time::sleep(within).await;
+        self.task.abort();
+    }
+}
+
 /// A connection in use. Dropped without being kept (for the pool, or for an
 /// upgrade), it is closed at once, its task stopped: an upstream that stops
 /// reading would otherwise keep the task, the client's request body and so
@@ -135,35 +146,43 @@ struct Lease {
     /// The request body's progress, if it has one, and how long the
     /// upstream may stop taking it.
     request_body: Option<(Arc<BodyWatch>, Duration)>,
+    /// Whether the answer's head came before the request body had gone out
+    /// in full.
+    answered_early: bool,
 }
 
 impl Lease {
-    /// Returns the connection to its pool once its request body has gone
-    /// out in full. An upstream may answer before it has read the whole
-    /// body and go on reading it: the body is then let finish in the
-    /// background, and the connection closed if the upstream stops taking
-    /// it.
+    /// Returns the connection to its pool, unless its answer came before
+    /// its request body had gone out in full. An upstream may answer early
+    /// and go on reading the body: the rest of the body still goes to it, in
+    /// the background, and the connection is then closed, never reused:
+    /// whether the upstream read the rest or left it in its socket buffer
+    /// cannot be told, and a request sent behind bytes it never reads would
+    /// wait for them until its timeout. An upstream that stops taking the
+    /// body has its connection closed at once.
     fn release(self) {
         let Lease {
             conn,
             pools,
             worker,
             request_body,
+            answered_early,
         } = self;
-        let give_back = move || {
-            if let Some(conn) = conn.keep() {
-                pools.give_back(worker, Pooled::Hyper(conn));
-            }
-        };
         match request_body {
-            Some((body, timeout)) if !body.is_finished() => {
+            Some((body, timeout)) if answered_early || !body.is_finished() => {
                 tokio::spawn(async move {
                     if body.sent(timeout).await == Sent::Whole {
-                        give_back();
+                        if let Some(conn) = conn.keep() {
+                            conn.close_after_flushing(timeout).await;
+                        }
                     }
                 });
             }
-            _ => give_back(),
+            _ => {
+                if let Some(conn) = conn.keep() {
+                    pools.give_back(worker, Pooled::Hyper(conn));
+                }
+            }
         }
     }
 }
@@ -254,11 +273,15 @@ impl Upstream {
                         return Ok(response.map(Body::new));
                     }
                     Ok(response) => {
+                        let answered_early = request_body
+                            .as_ref()
+                            .is_some_and(|(body, _)| !body.is_finished());
                         let lease = Lease {
                             conn,
                             pools: self.pools.clone(),
                             worker,
                             request_body,
+                            answered_early,
                         };
                         return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
                     }

@@ -825,3 +825,118 @@ async fn an_upload_the_upstream_answers_early_but_goes_on_reading_arrives_whole(
         "the upload was cut short"
     );
 }
+
+/// An upstream that answers every request as soon as its head has come,
+/// then reads its body (after a pause, so that the answer is back before
+/// the body has gone out) but for the last `unread` bytes, and keeps the
+/// connection open; counts the connections it accepted.
+async fn upstream_that_leaves_bodies_unread(unread: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let end = loop {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => seen.extend_from_slice(&chunk[..read]),
+                    }
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse().ok())
+                    .unwrap_or(0);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut read_so_far = seen.len() - end;
+                let wanted = length.saturating_sub(unread);
+                while read_so_far < wanted {
+                    let room = chunk.len().min(wanted - read_so_far);
+                    match stream.read(&mut chunk[..room]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => read_so_far += read,
+                    }
+                }
+                // Holds the connection, the rest unread, until the test ends.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_connection_answered_before_its_upload_went_out_is_never_reused() {
+    let (upstream, accepted) = upstream_that_leaves_bodies_unread(64 * 1024).await;
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+
+    // The answer comes while the upload is still going out; the last
+    // 64 KiB of it then sit unread in the sockets' buffers.
+    let total = 4 << 20;
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_BACKUP}\r\nContent-Length: {total}\r\n\r\n"
+    );
+    let stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        let _ = writer.write_all(&vec![b'u'; total]).await;
+        writer
+    });
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !received.ends_with(b"early") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), reader.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(read)) => received.extend_from_slice(&chunk[..read]),
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&received).into_owned();
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("early"),
+        "{text}"
+    );
+    // The upload goes out in full, in the background.
+    let writer = tokio::time::timeout(Duration::from_secs(5), sending)
+        .await
+        .expect("the whole upload is taken")
+        .expect("writer");
+
+    // Another add-on's request: on a new connection, answered at once, not
+    // queued behind the bytes the first connection never read.
+    let started = Instant::now();
+    let options = RawRequest::new("POST", "/addons/self/options")
+        .token(TOK_MANAGER)
+        .body(b"{}")
+        .to_bytes();
+    let answer = send_raw(gateway.addr, &options).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    drop(writer);
+}
