@@ -108,6 +108,9 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Time for the upstream to send its response head (504 after).
     pub upstream_response_timeout: Duration,
+    /// Longest the upstream may send nothing of an answer's body before the
+    /// answer is cut off; zero for no limit.
+    pub upstream_body_idle_timeout: Duration,
     /// Time requests in flight get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
 }
@@ -132,6 +135,7 @@ impl Default for Limits {
             upstream_pool_size: 64,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_response_timeout: Duration::from_secs(300),
+            upstream_body_idle_timeout: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -388,6 +392,7 @@ struct RawLimits {
     upstream_pool_size: Option<usize>,
     upstream_connect_timeout_ms: Option<u64>,
     upstream_response_timeout_ms: Option<u64>,
+    upstream_body_idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
 }
 
@@ -979,12 +984,14 @@ fn limits(raw: &RawLimits) -> Limits {
             raw.upstream_response_timeout_ms,
             d.upstream_response_timeout,
         ),
+        upstream_body_idle_timeout: ms(
+            raw.upstream_body_idle_timeout_ms,
+            d.upstream_body_idle_timeout,
+        ),
         shutdown_grace: ms(raw.shutdown_grace_ms, d.shutdown_grace),
     }
 }
 
-/// Refuses limits that cannot work, naming the key (the line is that of
-/// `limits`, since the values themselves carry none).
 /// Upper bounds of the limits: above them a value is a mistake (a request
 /// head's header array is allocated at `max_headers`, a semaphore holds
 /// `max_connections` permits), and is refused rather than left to fail at
@@ -995,6 +1002,8 @@ const MAX_WEBSOCKET_MESSAGE_BYTES: usize = 256 << 20;
 const MAX_CONNECTIONS: usize = 1_000_000;
 const MAX_POOL_SIZE: usize = 100_000;
 
+/// Refuses limits that cannot work, naming the key (the line is that of
+/// `limits`, since the values themselves carry none).
 fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
     let zero = Duration::ZERO;
     let problems = [

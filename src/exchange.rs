@@ -377,6 +377,16 @@ enum State {
 #[error("the upstream's answer broke off or its body was badly framed")]
 pub(crate) struct BrokenBody;
 
+/// Records an answer's body that the upstream broke off or framed
+/// wrongly: its head, with its status, is already with the client (and in
+/// the decision log), which gets a cut-off answer.
+pub(crate) fn broken_body() {
+    tracing::warn!(
+        "an answer's body from the upstream broke off (cut, or framed wrongly); the client's answer is cut off"
+    );
+    crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Broken);
+}
+
 /// An answer's body, read from its connection as it is polled. Read to its
 /// exact end on a connection that may be kept, the connection is handed to
 /// `keep`; dropped before that, or after anything unexpected, the
@@ -428,6 +438,7 @@ impl<K: FnOnce(PlainConn) + Unpin> PlainBody<K> {
     fn fail(&mut self) -> Poll<Option<Result<Frame<Bytes>, BrokenBody>>> {
         self.state = State::Done;
         self.conn = None;
+        broken_body();
         Poll::Ready(Some(Err(BrokenBody)))
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -324,7 +325,7 @@ impl Forwarder {
             Ok(response) => response,
             Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(error))),
         };
-        let (head, body) = passed_on(response)?.into_parts();
+        let (head, body) = self.passed_on(response)?.into_parts();
         if watch.is_finished() {
             return Ok(Response::from_parts(head, body));
         }
@@ -360,7 +361,30 @@ impl Forwarder {
         keep_spare_head(head);
         let response = response.map_err(|_| ForwardError::UpstreamTimedOut)?;
         crate::metrics::upstream_answered(sent_at.elapsed());
-        passed_on(response.map_err(upstream_fault)?)
+        self.passed_on(response.map_err(upstream_fault)?)
+    }
+
+    /// The upstream's answer as it goes to the client: no hop-by-hop
+    /// headers, and its body cut off if the upstream stalls in it for
+    /// `limits.upstream_body_idle_timeout_ms` (when set). A 101 nobody
+    /// asked for is a failed exchange.
+    fn passed_on(&self, mut response: Response<Body>) -> Result<Response<Body>, ForwardError> {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ForwardError::UpstreamFailed);
+        }
+        strip_hop_by_hop(response.headers_mut());
+        let idle = self.limits.upstream_body_idle_timeout;
+        if idle.is_zero() || response.body().is_end_stream() {
+            return Ok(response);
+        }
+        Ok(response.map(|inner| {
+            Body::new(IdleLimited {
+                inner,
+                idle,
+                timer: None,
+                flowed: false,
+            })
+        }))
     }
 
     /// Sends an allowed WebSocket upgrade upstream. When the upstream
@@ -773,13 +797,65 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
 /// An ordinary request's answer as the client gets it: without its
 /// hop-by-hop headers, and refused if it switches protocols (no upgrade was
 /// asked for: `Upgrade` is never forwarded, so such an upstream is broken).
-fn passed_on(mut response: Response<Body>) -> Result<Response<Body>, ForwardError> {
-    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ForwardError::UpstreamFailed);
-    }
-    strip_hop_by_hop(response.headers_mut());
-    Ok(response)
+/// An answer's body that ends with an error when the upstream sends none
+/// of it for `idle` while the gateway waits for more: an upstream that
+/// stalls mid-answer would otherwise hold the client's connection, and
+/// its upstream connection, for as long as the client waits.
+struct IdleLimited {
+    inner: Body,
+    idle: Duration,
+    /// Made when the body first waits (an answer that comes whole never
+    /// needs one).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether a piece came since the timer was last set.
+    flowed: bool,
 }
+
+impl http_body::Body for IdleLimited {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.flowed = true;
+            return polled;
+        }
+        let idle = self.idle;
+        let flowed = std::mem::take(&mut self.flowed);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if flowed {
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        tracing::warn!(
+            idle_ms = idle.as_millis() as u64,
+            "the upstream sent nothing of an answer's body for upstream_body_idle_timeout_ms; the answer is cut off"
+        );
+        crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Stalled);
+        Poll::Ready(Some(Err(axum::Error::new(UpstreamBodyStalled))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The error an answer ends with when its upstream stalls.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing of the answer's body for too long")]
+struct UpstreamBodyStalled;
 
 /// Removes hop-by-hop headers and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

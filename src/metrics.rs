@@ -224,6 +224,25 @@ pub fn upstream_error(error: ForwardError) {
     metrics::counter!(UPSTREAM_ERRORS, "kind" => kind).increment(1);
 }
 
+/// How an upstream failed an answer's body after its head (and status)
+/// had gone to the client.
+#[derive(Debug, Clone, Copy)]
+pub enum BodyFault {
+    /// Cut off, or framed wrongly.
+    Broken,
+    /// Nothing of it for `upstream_body_idle_timeout_ms`.
+    Stalled,
+}
+
+/// Counts an answer whose body the upstream failed; see [`BodyFault`].
+pub fn upstream_body_failed(fault: BodyFault) {
+    let kind = match fault {
+        BodyFault::Broken => "body_broken",
+        BodyFault::Stalled => "body_stalled",
+    };
+    metrics::counter!(UPSTREAM_ERRORS, "kind" => kind).increment(1);
+}
+
 /// A client connection opened (`1.0`) or closed (`-1.0`).
 pub fn connections(change: f64) {
     metrics::gauge!(OPEN_CONNECTIONS).increment(change);

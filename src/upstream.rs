@@ -540,7 +540,10 @@ impl http_body::Body for LeasedBody {
             }
             Poll::Ready(Some(Ok(_))) => self.release_if_done(),
             // A failed body leaves its connection unusable: close it.
-            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Ready(Some(Err(_))) => {
+                self.lease = None;
+                crate::exchange::broken_body();
+            }
             Poll::Pending => {}
         }
         polled

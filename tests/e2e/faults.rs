@@ -940,3 +940,122 @@ async fn a_connection_answered_before_its_upload_went_out_is_never_reused() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
     drop(writer);
 }
+
+/// An upstream that answers every request with a head promising 100 bytes
+/// and sends 10 of them, then nothing more, keeping the connection.
+async fn upstream_that_stalls_mid_body() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                .await;
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// What a client reading `/os/info` through a gateway with `extra_limits`
+/// in front of a stalling upstream got within `within`, and whether the
+/// gateway ended the answer by then.
+async fn read_stalled_answer(extra_limits: &str, within: Duration) -> (String, bool) {
+    let upstream = upstream_that_stalls_mid_body().await;
+    let mock = start_mock().await;
+    let text = test_config_yaml(upstream).replace(
+        "  shutdown_grace_ms: 1000\n",
+        &format!("  shutdown_grace_ms: 1000\n{extra_limits}"),
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = RawRequest::new("GET", "/os/info")
+        .token(TOK_MANAGER)
+        .to_bytes();
+    stream.write_all(&request).await.expect("request");
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(within, stream.read_to_end(&mut received)).await;
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        ended.is_ok(),
+    )
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_mid_answer_is_cut_off_at_the_body_idle_timeout() {
+    let started = Instant::now();
+    let (text, ended) = read_stalled_answer(
+        "  upstream_body_idle_timeout_ms: 300\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ended, "still waiting: {text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0123456789"),
+        "cut off after what came: {text}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_body_idle_timeout_a_stalled_answer_waits_on_the_upstream() {
+    // The default: event streams and log follows may be silent for long.
+    let (text, ended) = read_stalled_answer("", Duration::from_millis(1500)).await;
+    assert!(!ended, "ended: {text}");
+    assert!(text.ends_with("0123456789"), "{text}");
+}
+
+#[test]
+fn an_upstream_that_breaks_off_an_answer_is_logged() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // 10 of 100 bytes, then the upstream closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().take(4).flatten() {
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        }
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write(dir.path(), "gateway.yaml", &test_config_yaml(upstream));
+    let served = spawn_serve(&config, "info");
+    runtime.block_on(async {
+        let request = RawRequest::new("GET", "/os/info")
+            .token(TOK_MANAGER)
+            .to_bytes();
+        let mut stream = TcpStream::connect(served.addr).await.expect("connect");
+        stream.write_all(&request).await.expect("request");
+        // The client's answer is cut off (here before its head went out,
+        // as the head and the ten bytes were still in the gateway's buffer).
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received));
+        assert!(read.await.is_ok(), "the connection still waits");
+        assert!(
+            received.len() < 100,
+            "{}",
+            String::from_utf8_lossy(&received)
+        );
+    });
+    assert!(
+        served.wait_for_log("broke off", 1, Duration::from_secs(5)),
+        "{}",
+        served.log()
+    );
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
