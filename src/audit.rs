@@ -44,26 +44,45 @@ pub struct Entry {
 
 /// The writer's end of the audit file.
 pub struct Audit {
-    lines: SyncSender<String>,
+    lines: SyncSender<Message>,
     dropped: AtomicU64,
+}
+
+/// What the writer thread is given.
+enum Message {
+    Line(String),
+    /// Open the file by its name again (it was moved away to be rotated).
+    Reopen,
+}
+
+/// Opens the audit file for appending, creating it readable by the owner
+/// only.
+fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+    crate::files::private().create(true).append(true).open(path)
 }
 
 impl Audit {
     /// Opens `path` for appending (creating it, readable by the owner only)
     /// and starts the writer thread.
     pub fn open(path: &Path) -> std::io::Result<Audit> {
-        let file = crate::files::private()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        let file = open_file(path)?;
         let (lines, queue) = sync_channel(QUEUE);
+        let path = path.to_owned();
         std::thread::Builder::new()
             .name("gateway-audit".into())
-            .spawn(move || write_lines(file, queue))?;
+            .spawn(move || write_lines(file, &path, queue))?;
         Ok(Audit {
             lines,
             dropped: AtomicU64::new(0),
         })
+    }
+
+    /// Has the writer open the file by its name again, after the lines
+    /// queued so far: for log rotation, which moves the file away and then
+    /// sends SIGHUP. Waits while the queue is full (call it off the
+    /// runtime's threads).
+    pub fn reopen(&self) {
+        let _ = self.lines.send(Message::Reopen);
     }
 
     /// Queues one entry; if the writer is far behind the entry is dropped
@@ -72,9 +91,10 @@ impl Audit {
         let Ok(line) = serde_json::to_string(entry) else {
             return;
         };
-        match self.lines.try_send(line) {
+        match self.lines.try_send(Message::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                crate::metrics::audit_dropped();
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
                     tracing::warn!(dropped, "the audit log is behind; entries were dropped");
@@ -84,13 +104,28 @@ impl Audit {
     }
 }
 
-fn write_lines(file: std::fs::File, queue: Receiver<String>) {
+fn write_lines(file: std::fs::File, path: &Path, queue: Receiver<Message>) {
     let mut out = std::io::BufWriter::new(file);
-    while let Ok(line) = queue.recv() {
-        let mut failed = writeln!(out, "{line}").is_err();
+    while let Ok(first) = queue.recv() {
         // Write what else is waiting, then flush once.
-        while let Ok(line) = queue.try_recv() {
-            failed |= writeln!(out, "{line}").is_err();
+        let mut failed = false;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => failed |= writeln!(out, "{line}").is_err(),
+                Message::Reopen => {
+                    failed |= out.flush().is_err();
+                    match open_file(path) {
+                        Ok(file) => out = std::io::BufWriter::new(file),
+                        Err(error) => tracing::error!(
+                            file = %path.display(),
+                            %error,
+                            "cannot open the audit log again; writing on to the file it was"
+                        ),
+                    }
+                }
+            }
+            next = queue.try_recv().ok();
         }
         failed |= out.flush().is_err();
         if failed {
@@ -164,24 +199,59 @@ mod tests {
         assert_eq!(rfc3339(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
     }
 
-    #[test]
-    fn entries_reach_the_file_and_read_back() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("audit.jsonl");
-        let audit = Audit::open(&path).expect("open");
-        let entry = Entry {
+    fn entry(path: &str) -> Entry {
+        Entry {
             time: now_rfc3339(),
             caller: "addon".into(),
             slug: "example".into(),
             role: "backup".into(),
             method: "GET".into(),
-            path: "/backups".into(),
+            path: path.into(),
             decision: "allowed".into(),
             step: "add-ons".into(),
             rule: "roles.backup[0]".into(),
             status: 200,
             latency_us: 42,
+        }
+    }
+
+    /// The entries of `path` once it holds `count` (or after 5 s).
+    fn entries_once(path: &Path, count: usize) -> Vec<Entry> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let entries = read(path).map(|(entries, _)| entries).unwrap_or_default();
+            if entries.len() >= count || std::time::Instant::now() > deadline {
+                return entries;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_rotated_log_is_written_on_by_its_name_once_reopened() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let rotated = dir.path().join("audit.jsonl.1");
+        let audit = Audit::open(&path).expect("open");
+        audit.record(&entry("/before"));
+        assert_eq!(entries_once(&path, 1).len(), 1);
+        std::fs::rename(&path, &rotated).expect("rotate");
+        audit.record(&entry("/moved"));
+        audit.reopen();
+        audit.record(&entry("/after"));
+        let paths = |entries: Vec<Entry>| -> Vec<String> {
+            entries.into_iter().map(|entry| entry.path).collect()
         };
+        assert_eq!(paths(entries_once(&path, 1)), ["/after"]);
+        assert_eq!(paths(entries_once(&rotated, 2)), ["/before", "/moved"]);
+    }
+
+    #[test]
+    fn entries_reach_the_file_and_read_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path).expect("open");
+        let entry = entry("/backups");
         for _ in 0..3 {
             audit.record(&entry);
         }

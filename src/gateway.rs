@@ -348,6 +348,14 @@ impl Gateway {
         self
     }
 
+    /// Opens the audit log by its name again, if there is one (after log
+    /// rotation moved it away). Blocks while the audit queue is full.
+    pub fn reopen_audit(&self) {
+        if let Some(audit) = &self.audit {
+            audit.reopen();
+        }
+    }
+
     /// Whether protection mode is on for `slug`, as far as the gateway saw.
     pub fn protected(&self, slug: &str) -> bool {
         self.protection.protected(slug)

@@ -479,8 +479,23 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(gateway) => gateway,
         Err(problems) => return table_errors(problems),
     };
-    // Opened once everything else checked out, so a refused start leaves
-    // no file behind.
+    let listener = match TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
+    };
+    let admin_listener = match admin_listen {
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                return fail(format!(
+                    "cannot listen on {address} (admin_listen): {error}"
+                ))
+            }
+        },
+        None => None,
+    };
+    // Opened once everything else checked out and both addresses are
+    // bound, so a refused start leaves no file behind.
     let gateway = match &audit_log {
         Some(path) => match supervisor_gateway::audit::Audit::open(path) {
             Ok(audit) => Arc::new(gateway.with_audit(audit)),
@@ -494,12 +509,8 @@ async fn serve(path: PathBuf) -> ExitCode {
         None => Arc::new(gateway),
     };
     let watcher = reload::Watcher::new(gateway.clone(), hangup);
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
-    };
-    let admin = match admin_listen {
-        Some(address) => match start_admin(address, &gateway, &upstream).await {
+    let admin = match admin_listener {
+        Some(listener) => match start_admin(listener, &gateway, &upstream) {
             Ok(admin) => Some(admin),
             Err(code) => return code,
         },
@@ -610,19 +621,16 @@ async fn run_healthcheck(admin: SocketAddr) -> ExitCode {
 }
 
 /// Installs the metrics recorder and starts the admin listener.
-async fn start_admin(
-    address: SocketAddr,
+fn start_admin(
+    listener: TcpListener,
     gateway: &Arc<Gateway>,
     upstream: &http::uri::Authority,
 ) -> Result<tokio::task::JoinHandle<()>, ExitCode> {
     let metrics = supervisor_gateway::metrics::install()
         .map_err(|error| fail(format!("cannot set up metrics: {error}")))?;
-    let listener = TcpListener::bind(address).await.map_err(|error| {
-        fail(format!(
-            "cannot listen on {address} (admin_listen): {error}"
-        ))
-    })?;
-    let bound = listener.local_addr().unwrap_or(address);
+    let Ok(bound) = listener.local_addr() else {
+        return Err(fail("the admin listener has no address".to_owned()));
+    };
     tracing::info!(admin = %bound, "admin listener: /healthz /readyz /metrics");
     let served =
         supervisor_gateway::admin::serve(listener, gateway.clone(), upstream.clone(), metrics);

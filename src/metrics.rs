@@ -29,6 +29,7 @@ const OPEN_CONNECTIONS: &str = "supervisor_gateway_open_connections";
 const RELOADS: &str = "supervisor_gateway_reloads_total";
 const ACTIVE_CONNECTIONS: &str = "supervisor_gateway_active_connections";
 const CLIENT_TIMEOUTS: &str = "supervisor_gateway_client_timeouts_total";
+const AUDIT_DROPPED: &str = "supervisor_gateway_audit_dropped_total";
 
 /// Latency buckets, in seconds: from 1 µs (a decision) to 30 s (a slow
 /// upstream).
@@ -54,6 +55,10 @@ pub fn install() -> Result<PrometheusHandle, String> {
         CLIENT_TIMEOUTS,
         "Client connections closed by a timeout: head (no whole request head in time) or send (the client took none of its answer)."
     );
+    metrics::describe_counter!(
+        AUDIT_DROPPED,
+        "Audit log lines dropped because the writer was far behind."
+    );
     // Present from the start, so that a scrape before the first event sees 0.
     metrics::gauge!(OPEN_CONNECTIONS).set(0.0);
     for result in ["ok", "refused"] {
@@ -62,6 +67,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     for timeout in ["head", "send"] {
         metrics::counter!(CLIENT_TIMEOUTS, "timeout" => timeout).absolute(0);
     }
+    metrics::counter!(AUDIT_DROPPED).absolute(0);
     Ok(handle)
 }
 
@@ -241,6 +247,11 @@ pub fn upstream_body_failed(fault: BodyFault) {
         BodyFault::Stalled => "body_stalled",
     };
     metrics::counter!(UPSTREAM_ERRORS, "kind" => kind).increment(1);
+}
+
+/// Counts an audit line dropped because the writer was far behind.
+pub fn audit_dropped() {
+    metrics::counter!(AUDIT_DROPPED).increment(1);
 }
 
 /// A client connection opened (`1.0`) or closed (`-1.0`).

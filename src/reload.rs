@@ -57,7 +57,14 @@ impl Watcher {
             }
             self.changing = None;
             let gateway = self.gateway.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&gateway, reason)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if reason == "SIGHUP" {
+                    // What log rotation sends once it moved the file away.
+                    gateway.reopen_audit();
+                }
+                reload(&gateway, reason);
+            })
+            .await;
             let now = self.gateway.watched_files();
             self.seen = if now == self.files {
                 before

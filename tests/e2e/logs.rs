@@ -74,3 +74,53 @@ async fn json_logs_and_an_audit_file_with_every_decision_and_no_query() {
         );
     }
 }
+
+#[tokio::test]
+async fn sighup_reopens_a_rotated_audit_log() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    let backups = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
+    assert_eq!(served.send(&backups).await.status, 200);
+    let audit = dir.path().join("audit.jsonl");
+    let rotated = dir.path().join("audit.jsonl.1");
+    assert_eq!(audit_entries(&audit, 1).await.len(), 1);
+
+    // As logrotate does: move the file away, then SIGHUP.
+    std::fs::rename(&audit, &rotated).expect("rotate");
+    served.signal("HUP");
+    assert!(served.wait_for_log("policy reloaded", 1, std::time::Duration::from_secs(10)));
+    let denied = RawRequest::new("POST", "/os/update").token(TOK_BACKUP);
+    assert_eq!(served.send(&denied).await.status, 403);
+    let entries = audit_entries(&audit, 1).await;
+    assert_eq!(
+        entries.len(),
+        1,
+        "the new file has the line after the SIGHUP"
+    );
+    assert_eq!(
+        (entries[0].path.as_str(), entries[0].status),
+        ("/os/update", 403)
+    );
+    assert_eq!(audit_entries(&rotated, 1).await.len(), 1);
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn a_start_refused_for_a_taken_port_leaves_no_audit_file() {
+    let mock = start_mock().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port();
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()))
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let output = run_bin(&["serve", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!dir.path().join("audit.jsonl").exists());
+}
