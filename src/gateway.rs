@@ -2,7 +2,7 @@
 //! the decision, then answer it ourselves or forward it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -429,7 +429,7 @@ impl Gateway {
             }]
         })?;
         let config = Config::load(path).map_err(|error| vec![error])?;
-        refuse_lost_revocations(&self.policy(), &config)?;
+        refuse_lost_revocations(&self.policy(), &config, path)?;
         warn_manifest_problems(&config);
         *self.named_files.lock().unwrap_or_else(|e| e.into_inner()) = watched_paths(&config);
         let table = Table::load_validated(config.table.as_deref())?;
@@ -698,24 +698,40 @@ pub fn warn_manifest_problems(config: &Config) {
     }
 }
 
-/// A revocation file that was there with revocations in it and is now gone
-/// would lift them all: refuse such a reload. (A file that was never there
-/// is an empty list, so a first `token revoke` can create it.)
-fn refuse_lost_revocations(running: &Policy, config: &Config) -> Result<(), Vec<ConfigError>> {
+/// A revocation file that was there with revocations in it and is now gone,
+/// or no longer named while signed tokens are still accepted, would lift
+/// them all: refuse such a reload (a restart drops them on purpose). A file
+/// that was never there is an empty list, so a first `token revoke` can
+/// create it.
+fn refuse_lost_revocations(
+    running: &Policy,
+    config: &Config,
+    config_file: &Path,
+) -> Result<(), Vec<ConfigError>> {
     let (Some(old), Some(new)) = (&running.callers.signed, &config.callers.signed) else {
         return Ok(());
     };
-    match new.revocation_file() {
-        Some(file) if new.revocations_missing() && old.has_revocations() => {
-            Err(vec![ConfigError {
-                file: file.display().to_string(),
-                line: 0,
-                key: "signing.revocation_file".into(),
-                reason: "the revocation file is gone; the running revocations stay in force".into(),
-            }])
-        }
-        _ => Ok(()),
+    if !old.has_revocations() {
+        return Ok(());
     }
+    let (file, reason) = match new.revocation_file() {
+        Some(file) if new.revocations_missing() => (
+            file.display().to_string(),
+            "the revocation file is gone; the running revocations stay in force",
+        ),
+        Some(_) => return Ok(()),
+        None => (
+            config_file.display().to_string(),
+            "no longer named, which would accept every revoked token again; the running \
+             revocations stay in force (a restart without it drops them)",
+        ),
+    };
+    Err(vec![ConfigError {
+        file,
+        line: 0,
+        key: "signing.revocation_file".into(),
+        reason: reason.into(),
+    }])
 }
 
 /// The files besides the configuration whose change reloads it: the

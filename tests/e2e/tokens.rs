@@ -133,6 +133,25 @@ async fn issue_use_inspect_revoke_through_the_running_gateway() {
         "token revoked",
     );
 
+    // Nor does a config that no longer names it.
+    let original = std::fs::read_to_string(&config).expect("config");
+    let without: String = original
+        .lines()
+        .filter(|line| !line.contains("revocation_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&config, without).expect("config without the list");
+    assert!(
+        served.wait_for_log("no longer named", 1, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_invalid_token(
+        &send_raw(addr, &get("/backups", &token)).await,
+        "token revoked",
+    );
+    std::fs::write(&config, original).expect("config restored");
+
     // Revoke by add-on: every token it held until now is refused.
     let second = token_command(&["issue", "--config", &config, "--addon", "local_backup"]);
     assert_eq!(send_raw(addr, &get("/backups", &second)).await.status, 200);
