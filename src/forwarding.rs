@@ -367,11 +367,16 @@ impl Forwarder {
     /// The upstream's answer as it goes to the client: no hop-by-hop
     /// headers, and its body cut off if the upstream stalls in it for
     /// `limits.upstream_body_idle_timeout_ms` (when set). A 101 nobody
-    /// asked for is a failed exchange.
+    /// asked for, or a status past 599, is a failed exchange (502).
     fn passed_on(&self, mut response: Response<Body>) -> Result<Response<Body>, ForwardError> {
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        let status = response.status().as_u16();
+        // Codes past 599 are no HTTP status a client knows what to do with.
+        if status == 101 || status > 599 {
             return Err(ForwardError::UpstreamFailed);
         }
+        // The client is answered in the gateway's own HTTP/1.1, whatever
+        // the upstream spoke.
+        *response.version_mut() = http::Version::HTTP_11;
         strip_hop_by_hop(response.headers_mut());
         let idle = self.limits.upstream_body_idle_timeout;
         if idle.is_zero() || response.body().is_end_stream() {

@@ -1058,3 +1058,31 @@ fn an_upstream_that_breaks_off_an_answer_is_logged() {
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn a_status_past_599_gives_502_and_an_http_1_0_answer_goes_out_as_http_1_1() {
+    let mock = start_mock().await;
+    let odd = upstream_that_stops_reading(b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n").await;
+    let config = Config::from_yaml(&test_config_yaml(odd), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let response = gateway
+        .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
+        .await;
+    assert_refused(&response, 502, "status 999");
+
+    let mock = start_mock().await;
+    let old = upstream_that_stops_reading(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let config = Config::from_yaml(&test_config_yaml(old), "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    let request = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .header("Connection", "close")
+        .to_bytes();
+    stream.write_all(&request).await.expect("request");
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received)).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+}
