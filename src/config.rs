@@ -274,6 +274,9 @@ pub fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
     }
 }
 
+/// The shortest interval between two checks of the watched files.
+const MIN_WATCH_INTERVAL_MS: u64 = 100;
+
 /// The most worker threads the gateway starts, whatever the file says.
 const MAX_WORKERS: usize = 256;
 
@@ -309,7 +312,7 @@ struct RawConfig {
     upstream: Spanned<String>,
     table: Option<Spanned<String>>,
     shadow_table: Option<Spanned<String>>,
-    watch_interval_ms: Option<u64>,
+    watch_interval_ms: Option<Spanned<u64>>,
     workers: Option<usize>,
     admin_listen: Option<Spanned<String>>,
     audit_log: Option<String>,
@@ -518,10 +521,15 @@ impl Checker<'_> {
             .as_ref()
             .map_or_else(Limits::default, |spanned| limits(&spanned.value));
         check_limits(&limits).map_err(|(key, reason)| self.error(limits_line, key, reason))?;
-        let watch_interval = match raw.watch_interval_ms {
+        let watch_interval = match &raw.watch_interval_ms {
             None => Some(Duration::from_secs(2)),
-            Some(0) => None,
-            Some(ms) => Some(Duration::from_millis(ms)),
+            Some(ms) if ms.value == 0 => None,
+            Some(ms) if ms.value < MIN_WATCH_INTERVAL_MS => {
+                let reason = "at least 100 (every check reads and hashes the watched files), \
+                              or 0 for SIGHUP only";
+                return Err(self.error(line_of(ms), "watch_interval_ms", reason));
+            }
+            Some(ms) => Some(Duration::from_millis(ms.value)),
         };
         Ok(Config {
             source: self.file.to_owned(),
@@ -1139,6 +1147,11 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
                 ),
             ),
         }
+    } else if message.contains("multiple YAML documents") {
+        (
+            "(document)".to_owned(),
+            "a second YAML document (after `---`); the configuration is one document".to_owned(),
+        )
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
         let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
         (key, "this key is given twice".to_owned())

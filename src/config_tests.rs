@@ -371,3 +371,25 @@ fn a_key_run_into_its_value_is_not_echoed() {
     assert_eq!(error.key, "tokn");
     assert!(error.reason.starts_with("unknown key; expected"), "{error}");
 }
+
+#[test]
+fn a_watch_interval_under_100_ms_is_refused_and_0_turns_watching_off() {
+    let error = error_of(&format!("{MINIMAL}watch_interval_ms: 1\n"));
+    assert_eq!((error.key.as_str(), error.line), ("watch_interval_ms", 2));
+    let interval = |ms: u64| {
+        let text = format!("{MINIMAL}watch_interval_ms: {ms}\n");
+        Config::from_yaml(&text, "test.yaml")
+            .expect("config")
+            .watch_interval
+    };
+    assert_eq!(interval(0), None);
+    assert_eq!(interval(100), Some(Duration::from_millis(100)));
+}
+
+#[test]
+fn a_second_yaml_document_is_named_as_such() {
+    let error = error_of(&format!("{MINIMAL}---\nlisten: 127.0.0.1:9\n"));
+    assert_eq!((error.key.as_str(), error.line), ("(document)", 3));
+    assert!(error.reason.contains("one document"), "{error}");
+    assert!(!error.reason.contains("from_str"), "{error}");
+}
