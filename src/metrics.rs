@@ -30,6 +30,7 @@ const RELOADS: &str = "supervisor_gateway_reloads_total";
 const ACTIVE_CONNECTIONS: &str = "supervisor_gateway_active_connections";
 const CLIENT_TIMEOUTS: &str = "supervisor_gateway_client_timeouts_total";
 const AUDIT_DROPPED: &str = "supervisor_gateway_audit_dropped_total";
+const UNPARSED_REQUESTS: &str = "supervisor_gateway_unparsed_requests_total";
 
 /// Latency buckets, in seconds: from 1 µs (a decision) to 30 s (a slow
 /// upstream).
@@ -68,6 +69,13 @@ pub fn install() -> Result<PrometheusHandle, String> {
         metrics::counter!(CLIENT_TIMEOUTS, "timeout" => timeout).absolute(0);
     }
     metrics::counter!(AUDIT_DROPPED).absolute(0);
+    metrics::describe_counter!(
+        UNPARSED_REQUESTS,
+        "Requests the HTTP parser refused before they were decided, by reason (malformed: 400, too_large: 431)."
+    );
+    for reason in ["malformed", "too_large"] {
+        metrics::counter!(UNPARSED_REQUESTS, "reason" => reason).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -247,6 +255,12 @@ pub fn upstream_body_failed(fault: BodyFault) {
         BodyFault::Stalled => "body_stalled",
     };
     metrics::counter!(UPSTREAM_ERRORS, "kind" => kind).increment(1);
+}
+
+/// Counts a request hyper's parser refused before the gateway saw it:
+/// `too_large` (431) or `malformed` (400).
+pub fn unparsed_request(reason: &'static str) {
+    metrics::counter!(UNPARSED_REQUESTS, "reason" => reason).increment(1);
 }
 
 /// Counts an audit line dropped because the writer was far behind.

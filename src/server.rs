@@ -251,7 +251,7 @@ impl Connection {
                     biased;
                     result = &mut connection => {
                         if let Err(error) = result {
-                            tracing::debug!(%error, "connection ended with an error");
+                            connection_failed(&error, peer);
                         }
                         return;
                     }
@@ -373,7 +373,7 @@ where
     match ended {
         Some(Ok(())) => {}
         Some(Err(error)) => {
-            tracing::debug!(%error, "connection ended with an error");
+            connection_failed(&error, peer);
             return None;
         }
         None => {
@@ -444,5 +444,21 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Logs how a client connection failed. A request hyper's parser refused
+/// (answered 400 or 431 by hyper itself, never decided, never in the
+/// decision or audit log) is logged at info and counted; anything else (a
+/// client gone, a reset) at debug.
+fn connection_failed(error: &hyper::Error, peer: SocketAddr) {
+    if error.is_parse_too_large() {
+        tracing::info!(%peer, "a request head over max_header_bytes or max_headers, answered 431 by the HTTP parser");
+        crate::metrics::unparsed_request("too_large");
+    } else if error.is_parse() {
+        tracing::info!(%peer, %error, "a malformed request, answered 400 by the HTTP parser");
+        crate::metrics::unparsed_request("malformed");
+    } else {
+        tracing::debug!(%error, "connection ended with an error");
     }
 }

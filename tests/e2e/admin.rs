@@ -440,3 +440,33 @@ async fn head_and_send_timeouts_are_counted_and_a_send_timeout_is_logged() {
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test]
+async fn requests_the_http_parser_refuses_are_counted_and_logged() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (served, admin) = serve_with_admin(&mock, dir.path());
+    let name = "supervisor_gateway_unparsed_requests_total";
+    let (_, before) = scrape(admin).await;
+    assert_eq!(value(&before, name, &[("reason", "malformed")]), 0.0);
+    assert!(before.iter().any(|sample| sample.name == name));
+
+    // A control byte in a header value; then a head over max_header_bytes.
+    let malformed = b"GET /os/info HTTP/1.1\r\nHost: supervisor\r\nX-Note: a\x01b\r\n\r\n".to_vec();
+    let oversize = format!(
+        "GET /os/info HTTP/1.1\r\nHost: supervisor\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(40 * 1024)
+    )
+    .into_bytes();
+    for (bytes, status) in [(malformed, 400), (oversize, 431)] {
+        assert_eq!(send_raw(served.addr, &bytes).await.status, status);
+    }
+    assert!(served.wait_for_log("answered 400 by the HTTP parser", 1, Duration::from_secs(5)));
+    assert!(served.wait_for_log("answered 431 by the HTTP parser", 1, Duration::from_secs(5)));
+    let (_, after) = scrape(admin).await;
+    assert_eq!(value(&after, name, &[("reason", "malformed")]), 1.0);
+    assert_eq!(value(&after, name, &[("reason", "too_large")]), 1.0);
+    assert_eq!(value(&after, REQUESTS, &[]), 0.0, "never decided");
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
