@@ -149,6 +149,9 @@ struct Lease {
     /// Whether the answer's head came before the request body had gone out
     /// in full.
     answered_early: bool,
+    /// Whether the answer's head lets the connection be used again (see
+    /// [`reusable_after`]).
+    reusable: bool,
 }
 
 impl Lease {
@@ -167,6 +170,7 @@ impl Lease {
             worker,
             request_body,
             answered_early,
+            reusable,
         } = self;
         match request_body {
             Some((body, timeout)) if answered_early || !body.is_finished() => {
@@ -178,6 +182,8 @@ impl Lease {
                     }
                 });
             }
+            // Read to its end, but framed in a way not to trust again.
+            _ if !reusable => drop(conn),
             _ => {
                 if let Some(conn) = conn.keep() {
                     pools.give_back(worker, Pooled::Hyper(conn));
@@ -185,6 +191,18 @@ impl Lease {
             }
         }
     }
+}
+
+/// Whether a connection may be used again after the answer whose head is
+/// `response`: only after HTTP/1.1, as the gateway's own client
+/// (`exchange.rs`) has it; hyper's client also reuses one after an HTTP/1.0
+/// answer that says `Connection: keep-alive`. (The own client also drops a
+/// connection after an answer with both `Content-Length` and
+/// `Transfer-Encoding`; hyper's client frames such an answer by its chunks
+/// and does not show both headers here, so that rule cannot be kept for
+/// requests with a body.)
+fn reusable_after(response: &Response<Incoming>) -> bool {
+    response.version() == http::Version::HTTP_11
 }
 
 impl Upstream {
@@ -273,6 +291,7 @@ impl Upstream {
                         return Ok(response.map(Body::new));
                     }
                     Ok(response) => {
+                        let reusable = reusable_after(&response);
                         let answered_early = request_body
                             .as_ref()
                             .is_some_and(|(body, _)| !body.is_finished());
@@ -282,6 +301,7 @@ impl Upstream {
                             worker,
                             request_body,
                             answered_early,
+                            reusable,
                         };
                         return Ok(response.map(|body| Body::new(LeasedBody::new(body, lease))));
                     }

@@ -1086,3 +1086,86 @@ async fn a_status_past_599_gives_502_and_an_http_1_0_answer_goes_out_as_http_1_1
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\nok"), "{text}");
 }
+
+/// An upstream that answers every request on a connection, in turn, with
+/// `answer` (after reading the request's head and its `Content-Length`
+/// body), keeping the connection for the next; counts connections.
+async fn upstream_answering_each_request_with(
+    answer: &'static [u8],
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = vec![0u8; 4096];
+                loop {
+                    let end = loop {
+                        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => seen.extend_from_slice(&chunk[..read]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .and_then(|value| value.trim().parse().ok())
+                        .unwrap_or(0);
+                    while seen.len() < end + length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => seen.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    seen.drain(..end + length);
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn after_an_http_1_0_answer_the_connection_is_not_reused_with_a_body_either() {
+    for (answer, reused, name) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+            true,
+            "plain",
+        ),
+        (
+            &b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"[..],
+            false,
+            "HTTP/1.0 keep-alive",
+        ),
+    ] {
+        let (upstream, accepted) = upstream_answering_each_request_with(answer).await;
+        let mock = start_mock().await;
+        let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
+        let gateway = TestGateway::with_config(config, mock).await;
+        for _ in 0..2 {
+            let options = RawRequest::new("POST", "/addons/self/options")
+                .token(TOK_MANAGER)
+                .body(b"{}");
+            let response = gateway.send(&options).await;
+            assert_eq!(
+                (response.status, response.body.as_slice()),
+                (200, &b"hello"[..]),
+                "{name}"
+            );
+        }
+        let connections = if reused { 1 } else { 2 };
+        assert_eq!(accepted.load(Ordering::SeqCst), connections, "{name}");
+    }
+}
