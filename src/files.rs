@@ -18,20 +18,15 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 /// The bytes of the regular file at `path` (a symbolic link is followed),
 /// if it holds at most `limit` of them.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
     // Asked before opening: opening a FIFO waits for a writer.
     if !std::fs::metadata(path)?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(not_regular());
     }
     let file = File::open(path)?;
     // Asked again of what was opened, in case the name changed hands.
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(not_regular());
     }
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes)?;

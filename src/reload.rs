@@ -15,10 +15,10 @@ use crate::signals::Signal;
 pub struct Watcher {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
-    seen: Vec<Option<[u8; 32]>>,
+    seen: Vec<Print>,
     /// A change seen at the last check and not loaded yet: it is loaded
     /// once the files still read the same at the next one.
-    changing: Option<Vec<Option<[u8; 32]>>>,
+    changing: Option<Vec<Print>>,
     hangup: Signal,
 }
 
@@ -76,13 +76,14 @@ impl Watcher {
     }
 }
 
-/// Fingerprints of the watched files, in order.
-type Prints = [Option<[u8; 32]>];
+/// A watched file's fingerprint: the SHA-256 of its content, `None` where
+/// it cannot be read.
+type Print = Option<[u8; 32]>;
 
 /// Whether the files read now are a change that has settled: different
 /// from what was last loaded (`seen`), and the same as at the check before
 /// (kept in `changing` until then).
-fn settled(seen: &Prints, changing: &mut Option<Vec<Option<[u8; 32]>>>, now: &Prints) -> bool {
+fn settled(seen: &[Print], changing: &mut Option<Vec<Print>>, now: &[Print]) -> bool {
     if now == seen {
         *changing = None;
         return false;
@@ -136,7 +137,7 @@ async fn tick(interval: Option<Duration>) {
 
 /// The SHA-256 of each file's content (`None` where it cannot be read), so
 /// that an editor's rename-and-replace counts as a change like any other.
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
+fn fingerprint(files: &[PathBuf]) -> Vec<Print> {
     files
         .iter()
         .map(|file| {
@@ -151,9 +152,9 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<[u8; 32]>> {
 mod tests {
     use super::*;
 
-    const A: Option<[u8; 32]> = Some([1; 32]);
-    const B: Option<[u8; 32]> = Some([2; 32]);
-    const C: Option<[u8; 32]> = Some([3; 32]);
+    const A: Print = Some([1; 32]);
+    const B: Print = Some([2; 32]);
+    const C: Print = Some([3; 32]);
 
     #[test]
     fn a_change_loads_once_two_checks_in_a_row_read_it() {
