@@ -826,55 +826,77 @@ async fn an_upload_the_upstream_answers_early_but_goes_on_reading_arrives_whole(
     );
 }
 
-/// An upstream that answers every request as soon as its head has come,
-/// then reads its body (after a pause, so that the answer is back before
-/// the body has gone out) but for the last `unread` bytes, and keeps the
-/// connection open; counts the connections it accepted.
-async fn upstream_that_leaves_bodies_unread(unread: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+/// An upstream on loopback that runs `serve` on each connection it
+/// accepts; counts the connections.
+async fn counting_upstream<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counted = accepted.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                let end = loop {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => seen.extend_from_slice(&chunk[..read]),
-                    }
-                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break end + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| line.strip_prefix("content-length:"))
-                    .and_then(|value| value.trim().parse().ok())
-                    .unwrap_or(0);
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let mut read_so_far = seen.len() - end;
-                let wanted = length.saturating_sub(unread);
-                while read_so_far < wanted {
-                    let room = chunk.len().min(wanted - read_so_far);
-                    match stream.read(&mut chunk[..room]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => read_so_far += read,
-                    }
-                }
-                // Holds the connection, the rest unread, until the test ends.
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            });
+            tokio::spawn(serve(stream));
         }
     });
     (addr, accepted)
+}
+
+/// Reads from `stream` into `seen` until it holds a whole request head;
+/// the head's length and its `Content-Length` (0 if none), or `None` if
+/// the connection ended first.
+async fn request_head(stream: &mut TcpStream, seen: &mut Vec<u8>) -> Option<(usize, usize)> {
+    let mut chunk = vec![0u8; 16 * 1024];
+    let end = loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => seen.extend_from_slice(&chunk[..read]),
+        }
+    };
+    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    Some((end, length))
+}
+
+/// An upstream that answers every request as soon as its head has come,
+/// then reads its body (after a pause, so that the answer is back before
+/// the body has gone out) but for the last `unread` bytes, and keeps the
+/// connection open; counts the connections it accepted.
+async fn upstream_that_leaves_bodies_unread(unread: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    counting_upstream(move |mut stream| async move {
+        let mut seen = Vec::new();
+        let Some((end, length)) = request_head(&mut stream, &mut seen).await else {
+            return;
+        };
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut read_so_far = seen.len() - end;
+        let wanted = length.saturating_sub(unread);
+        while read_so_far < wanted {
+            let room = chunk.len().min(wanted - read_so_far);
+            match stream.read(&mut chunk[..room]).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read_so_far += read,
+            }
+        }
+        // Holds the connection, the rest unread, until the test ends.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1093,47 +1115,23 @@ async fn a_status_past_599_gives_502_and_an_http_1_0_answer_goes_out_as_http_1_1
 async fn upstream_answering_each_request_with(
     answer: &'static [u8],
 ) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counted = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut chunk = vec![0u8; 4096];
-                loop {
-                    let end = loop {
-                        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break end + 4;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => seen.extend_from_slice(&chunk[..read]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|line| line.strip_prefix("content-length:"))
-                        .and_then(|value| value.trim().parse().ok())
-                        .unwrap_or(0);
-                    while seen.len() < end + length {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => seen.extend_from_slice(&chunk[..read]),
-                        }
-                    }
-                    seen.drain(..end + length);
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
+    counting_upstream(move |mut stream| async move {
+        let mut seen = Vec::new();
+        let mut chunk = vec![0u8; 4096];
+        while let Some((end, length)) = request_head(&mut stream, &mut seen).await {
+            while seen.len() < end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => seen.extend_from_slice(&chunk[..read]),
                 }
-            });
+            }
+            seen.drain(..end + length);
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
         }
-    });
-    (addr, accepted)
+    })
+    .await
 }
 
 #[tokio::test]
