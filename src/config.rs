@@ -667,7 +667,17 @@ impl Checker<'_> {
             return Err(self.error(line_of(dir), "addon_manifests", reason));
         }
         let (found, mut problems) = manifests::load_dir(&dir_path);
-        let mut files: Vec<PathBuf> = found.iter().filter_map(|m| m.path.clone()).collect();
+        // Those that could not be used are watched too: mending one reloads.
+        let mut files: Vec<PathBuf> = found
+            .iter()
+            .filter_map(|m| m.path.clone())
+            .chain(
+                problems
+                    .iter()
+                    .map(|p| p.path.clone())
+                    .filter(|p| p.is_file()),
+            )
+            .collect();
         let secrets = match secrets {
             Some(file) => {
                 let path = self.resolve(&file.value);
@@ -679,9 +689,13 @@ impl Checker<'_> {
                         format!("cannot read {}", path.display()),
                     )
                 })?;
+                // An entry is named by its line only: its key is a slug, or,
+                // written the wrong way round, a token.
                 let raw: std::collections::BTreeMap<String, Spanned<RawSecret>> =
-                    serde_saphyr::from_str(&text)
-                        .map_err(|error| yaml_error(&error, &text, &name))?;
+                    serde_saphyr::from_str(&text).map_err(|error| ConfigError {
+                        key: "(entry)".to_owned(),
+                        ..yaml_error(&error, &text, &name)
+                    })?;
                 Some((raw, name))
             }
             None => None,
@@ -1133,19 +1147,29 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
             .next()
             .unwrap_or(expected)
             .trim();
-        match shown_key(&field) {
-            Some(key) => (key, format!("unknown key; expected {expected}")),
-            None => (
-                field
-                    .split(|c: char| !is_key_char(c))
-                    .next()
-                    .filter(|start| !start.is_empty())
-                    .map_or_else(|| "(key)".to_owned(), |start| format!("{start}...")),
+        let known: Vec<&str> = expected
+            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
+            .collect();
+        let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
+        if near_miss(&field, &known) {
+            (field, format!("unknown key; expected {expected}"))
+        } else if start.len() < field.len() && near_miss(start, &known) {
+            (
+                format!("{start}..."),
                 format!(
                     "not a key: a space missing after `:`? (the rest is not shown: \
                      it may be a value); expected {expected}"
                 ),
-            ),
+            )
+        } else {
+            (
+                "(key)".to_owned(),
+                format!(
+                    "an unknown key, not shown: it is no misspelling of a known key, \
+                     and may be a secret (a token pasted without its key?); expected {expected}"
+                ),
+            )
         }
     } else if message.contains("multiple YAML documents") {
         (
@@ -1170,16 +1194,48 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
     }
 }
 
-/// A mapping key as it may be shown in a message: one that looks like a
-/// key. A "key" such as `token:s3cr3t` (flow style without a space after
-/// the colon) or `token s3cr3t` holds a value, maybe a secret, and is not
-/// shown.
-fn shown_key(key: &str) -> Option<String> {
-    (!key.is_empty() && key.len() <= 64 && key.chars().all(is_key_char)).then(|| key.to_owned())
+/// Whether an unknown key may be shown in a message: only as a near miss
+/// of one of the `known` keys: a misspelling (at most two edits away, one
+/// for keys under four characters), or a key made of a known key's words
+/// and others (`listen_on`). Anything else may be a secret: a token pasted
+/// without its key, or `token:s3cr3t` (flow style without a space after the
+/// colon) read as one key.
+fn near_miss(key: &str, known: &[&str]) -> bool {
+    let most = if key.len() < 4 { 1 } else { 2 };
+    let words = |key: &'_ str| {
+        key.split(['_', '-'])
+            .filter(|word| word.len() >= 3)
+            .map(str::to_owned)
+            .collect::<Vec<String>>()
+    };
+    let known_words: Vec<String> = known.iter().flat_map(|known| words(known)).collect();
+    key.len() <= 64
+        && key.chars().all(is_key_char)
+        && (known.iter().any(|known| edits(key, known) <= most)
+            || words(key).iter().any(|word| known_words.contains(word)))
 }
 
 fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// How many single-character insertions, deletions and substitutions turn
+/// `a` into `b` (Levenshtein distance), for short ASCII keys.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(x != y))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The text between the first pair of backticks after `prefix`.

@@ -366,6 +366,16 @@ fn a_key_run_into_its_value_is_not_echoed() {
         assert_eq!(error.line, 3, "{error}");
         assert!(error.reason.contains("not a key"), "{error}");
     }
+    // A token pasted without its key, in any mapping, is not shown either.
+    for text in [
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, S3cr3tZz9876543210abcdef }\n",
+        "upstream: http://127.0.0.1:1\ntokens: { homeassistant: x1, s3cr3t-key: 5 }\n",
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, S3cr3t:abc }\n",
+    ] {
+        let error = error_of(text);
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+        assert_eq!(error.key, "(key)", "{error}");
+    }
     // A plain misspelt key is still named.
     let error = error_of("upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, tokn: x1 }\n");
     assert_eq!(error.key, "tokn");
@@ -392,4 +402,51 @@ fn a_second_yaml_document_is_named_as_such() {
     assert_eq!((error.key.as_str(), error.line), ("(document)", 3));
     assert!(error.reason.contains("one document"), "{error}");
     assert!(!error.reason.contains("from_str"), "{error}");
+}
+
+#[test]
+fn unknown_keys_are_shown_only_as_misspellings_of_known_ones() {
+    let known = ["slug", "token", "hassio_api", "listen"];
+    for (key, shown) in [
+        ("tokn", true),
+        ("listen_on", true),
+        ("api_hassio", true),
+        ("mysecretpassword", false),
+        ("hasio_api", true),
+        ("hassio-api", true),
+        ("slgu", true),
+        ("sl", false),
+        ("a1b2c3d4e5f6a7b8", false),
+        ("token:abc", false),
+    ] {
+        assert_eq!(near_miss(key, &known), shown, "{key}");
+    }
+    assert_eq!(edits("kitten", "sitting"), 3);
+    assert_eq!(edits("", "abc"), 3);
+    assert_eq!(edits("same", "same"), 0);
+}
+
+#[test]
+fn a_secrets_file_entry_is_named_by_its_line_never_its_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let folder = dir.path().join("addons").join("a");
+    std::fs::create_dir_all(&folder).expect("dir");
+    std::fs::write(folder.join("config.yaml"), "slug: a\nhassio_api: true\n").expect("manifest");
+    // A token pasted on a line of its own, with no value.
+    std::fs::write(
+        dir.path().join("secrets.yaml"),
+        "a: a-token\nS3cr3tPasted0123456789: [1]\n",
+    )
+    .expect("secrets");
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &path,
+        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\n",
+    )
+    .expect("config");
+    let Err(error) = Config::load(&path) else {
+        panic!("the config should be refused");
+    };
+    assert!(!error.to_string().contains("3cr3t"), "{error}");
+    assert_eq!((error.key.as_str(), error.line), ("(entry)", 2), "{error}");
 }

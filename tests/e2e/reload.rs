@@ -440,6 +440,36 @@ async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_sign
         403
     );
 
+    // A manifest that cannot be used is left out, and still watched: once
+    // mended, the add-on is back.
+    replace(
+        &addon,
+        "config.yaml",
+        "slug: m1\nhassio_api: true\nhassio_role: root\n",
+    );
+    assert!(
+        served.wait_for_log("policy reloaded", 3, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert!(served.log().contains("add-on manifest left out"));
+    replace(
+        &addon,
+        "config.yaml",
+        "slug: m1\nhassio_api: true\nhassio_role: backup\n",
+    );
+    assert!(
+        served.wait_for_log("policy reloaded", 4, Duration::from_secs(10)),
+        "{}",
+        served.log()
+    );
+    assert_eq!(
+        send_raw(served.addr, &backups("m1-token-second"))
+            .await
+            .status,
+        200
+    );
+
     // The key file: a new secret, so tokens signed with the old one fail.
     replace(
         dir.path(),
@@ -447,7 +477,7 @@ async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_sign
         "a-second-shared-secret-of-32-bytes-or-more\n",
     );
     assert!(
-        served.wait_for_log("policy reloaded", 3, Duration::from_secs(10)),
+        served.wait_for_log("policy reloaded", 5, Duration::from_secs(10)),
         "{}",
         served.log()
     );
