@@ -16,9 +16,9 @@ pub struct Watcher {
     gateway: Arc<Gateway>,
     files: Vec<PathBuf>,
     seen: Vec<Print>,
-    /// A change seen at the last check and not loaded yet: it is loaded
-    /// once the files still read the same at the next one.
-    changing: Option<Vec<Print>>,
+    /// A change seen at the last check and not loaded yet, and at how many
+    /// checks in a row the files have read differently; see [`settled`].
+    changing: Option<(Vec<Print>, u32)>,
     hangup: Signal,
 }
 
@@ -80,19 +80,35 @@ impl Watcher {
 /// it cannot be read.
 type Print = Option<[u8; 32]>;
 
-/// Whether the files read now are a change that has settled: different
-/// from what was last loaded (`seen`), and the same as at the check before
-/// (kept in `changing` until then).
-fn settled(seen: &[Print], changing: &mut Option<Vec<Print>>, now: &[Print]) -> bool {
+/// At how many checks in a row a change may read differently before it is
+/// loaded as it stands: files rewritten at every check (a tool stamping a
+/// table, `token revoke` run in a loop) must not hold every change back,
+/// revocations included.
+const MOST_UNSETTLED_CHECKS: u32 = 4;
+
+/// Whether the files read now are a change to load: different from what
+/// was last loaded (`seen`), and either the same as at the check before (a
+/// file caught half-written in place is not loaded as it stood), or still
+/// changing after [`MOST_UNSETTLED_CHECKS`] checks. `changing` keeps the
+/// change seen last and at how many checks it has read differently.
+fn settled(seen: &[Print], changing: &mut Option<(Vec<Print>, u32)>, now: &[Print]) -> bool {
     if now == seen {
         *changing = None;
         return false;
     }
-    if changing.as_deref() == Some(now) {
-        return true;
+    match changing {
+        Some((last, _)) if last.as_slice() == now => true,
+        Some((_, checks)) if *checks + 1 >= MOST_UNSETTLED_CHECKS => true,
+        Some((last, checks)) => {
+            *last = now.to_vec();
+            *checks += 1;
+            false
+        }
+        None => {
+            *changing = Some((now.to_vec(), 1));
+            false
+        }
     }
-    *changing = Some(now.to_vec());
-    false
 }
 
 /// Reloads once and logs the outcome: the old and new table digests, or
@@ -177,11 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn files_that_change_at_every_check_are_loaded_at_the_fourth() {
+        let (seen, mut changing) = (vec![A], None);
+        let prints = [B, C, B, C, B];
+        let loaded: Vec<bool> = prints
+            .iter()
+            .map(|print| settled(&seen, &mut changing, &[*print]))
+            .collect();
+        assert_eq!(loaded, [false, false, false, true, true]);
+    }
+
+    #[test]
     fn a_change_undone_before_the_next_check_loads_nothing() {
         let (seen, mut changing) = (vec![A, B], None);
         assert!(!settled(&seen, &mut changing, &[A, C]));
         assert!(!settled(&seen, &mut changing, &[A, B]), "back as loaded");
-        assert_eq!(changing, None);
+        assert!(changing.is_none());
         assert!(
             !settled(&seen, &mut changing, &[A, C]),
             "a new change starts over"

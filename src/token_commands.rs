@@ -112,7 +112,7 @@ pub fn revoke(config: &Path, what: Revoke<'_>) -> Result<String, String> {
         }
     };
     Ok(format!(
-        "{done}; written to {} (a running gateway picks it up within its watch interval, or on SIGHUP)",
+        "{done}; written to {} (a running gateway picks it up within two to four watch intervals, or at once on SIGHUP)",
         file.display()
     ))
 }
