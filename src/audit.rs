@@ -5,8 +5,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -46,19 +47,29 @@ pub struct Entry {
 pub struct Audit {
     lines: SyncSender<Message>,
     dropped: AtomicU64,
+    /// Set when the file is to be opened by its name again (log rotation
+    /// moved it away); the writer looks at it after every line.
+    reopen: Arc<AtomicBool>,
 }
 
 /// What the writer thread is given.
 enum Message {
     Line(String),
-    /// Open the file by its name again (it was moved away to be rotated).
-    Reopen,
+    /// Nothing to write: look at the reopen flag now.
+    Wake,
 }
 
 /// Opens the audit file for appending, creating it readable by the owner
-/// only.
+/// only. Anything there that is not a regular file (a FIFO, whose opening
+/// waits for a reader) is refused.
 fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
-    crate::files::private().create(true).append(true).open(path)
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )),
+        _ => crate::files::private().create(true).append(true).open(path),
+    }
 }
 
 impl Audit {
@@ -68,21 +79,26 @@ impl Audit {
         let file = open_file(path)?;
         let (lines, queue) = sync_channel(QUEUE);
         let path = path.to_owned();
+        let reopen = Arc::new(AtomicBool::new(false));
+        let asked = reopen.clone();
         std::thread::Builder::new()
             .name("gateway-audit".into())
-            .spawn(move || write_lines(file, &path, queue))?;
+            .spawn(move || write_lines(file, &path, &queue, &asked))?;
         Ok(Audit {
             lines,
             dropped: AtomicU64::new(0),
+            reopen,
         })
     }
 
-    /// Has the writer open the file by its name again, after the lines
-    /// queued so far: for log rotation, which moves the file away and then
-    /// sends SIGHUP. Waits while the queue is full (call it off the
-    /// runtime's threads).
+    /// Has the writer open the file by its name again, after the line it
+    /// writes now: for log rotation, which moves the file away and then
+    /// sends SIGHUP. Never waits (a writer stuck on its disk does not hold
+    /// up the caller).
     pub fn reopen(&self) {
-        let _ = self.lines.send(Message::Reopen);
+        self.reopen.store(true, Ordering::Release);
+        // Wakes an idle writer; a full queue has it busy already.
+        let _ = self.lines.try_send(Message::Wake);
     }
 
     /// Queues one entry; if the writer is far behind the entry is dropped
@@ -104,25 +120,25 @@ impl Audit {
     }
 }
 
-fn write_lines(file: std::fs::File, path: &Path, queue: Receiver<Message>) {
+fn write_lines(file: std::fs::File, path: &Path, queue: &Receiver<Message>, reopen: &AtomicBool) {
     let mut out = std::io::BufWriter::new(file);
     while let Ok(first) = queue.recv() {
         // Write what else is waiting, then flush once.
         let mut failed = false;
         let mut next = Some(first);
         while let Some(message) = next.take() {
-            match message {
-                Message::Line(line) => failed |= writeln!(out, "{line}").is_err(),
-                Message::Reopen => {
-                    failed |= out.flush().is_err();
-                    match open_file(path) {
-                        Ok(file) => out = std::io::BufWriter::new(file),
-                        Err(error) => tracing::error!(
-                            file = %path.display(),
-                            %error,
-                            "cannot open the audit log again; writing on to the file it was"
-                        ),
-                    }
+            if let Message::Line(line) = message {
+                failed |= writeln!(out, "{line}").is_err();
+            }
+            if reopen.swap(false, Ordering::AcqRel) {
+                failed |= out.flush().is_err();
+                match open_file(path) {
+                    Ok(file) => out = std::io::BufWriter::new(file),
+                    Err(error) => tracing::error!(
+                        file = %path.display(),
+                        %error,
+                        "cannot open the audit log again; writing on to the file it was"
+                    ),
                 }
             }
             next = queue.try_recv().ok();
@@ -244,6 +260,20 @@ mod tests {
         };
         assert_eq!(paths(entries_once(&path, 1)), ["/after"]);
         assert_eq!(paths(entries_once(&rotated, 2)), ["/before", "/moved"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_instead_of_waiting_for_a_reader() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let error = Audit::open(&path).err().expect("refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     }
 
     #[test]

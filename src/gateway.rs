@@ -349,7 +349,7 @@ impl Gateway {
     }
 
     /// Opens the audit log by its name again, if there is one (after log
-    /// rotation moved it away). Blocks while the audit queue is full.
+    /// rotation moved it away); never waits.
     pub fn reopen_audit(&self) {
         if let Some(audit) = &self.audit {
             audit.reopen();
