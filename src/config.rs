@@ -254,7 +254,7 @@ impl Config {
 
     fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig =
-            serde_saphyr::from_str(text).map_err(|error| yaml_error(&error, text, file))?;
+            serde_saphyr::from_str(text).map_err(|error| guarded_yaml_error(&error, text, file))?;
         Checker { file, base }.check(raw)
     }
 }
@@ -694,7 +694,7 @@ impl Checker<'_> {
                 let raw: std::collections::BTreeMap<String, Spanned<RawSecret>> =
                     serde_saphyr::from_str(&text).map_err(|error| ConfigError {
                         key: "(entry)".to_owned(),
-                        ..yaml_error(&error, &text, &name)
+                        ..guarded_yaml_error(&error, &text, &name)
                     })?;
                 Some((raw, name))
             }
@@ -1128,11 +1128,43 @@ fn line_of<T>(spanned: &Spanned<T>) -> u64 {
 
 // ---- YAML errors -------------------------------------------------------------
 
-/// Turns a YAML parse error into a [`ConfigError`]: the line from the parser,
-/// the key read from that line of the file, and a reason with any value the
-/// parser quoted taken out (it might be a token).
+/// Turns a YAML parse error in a file that holds no secrets (a table, policy
+/// cases) into a [`ConfigError`]: the line from the parser, the key read
+/// from that line of the file, and a reason with any value the parser
+/// quoted taken out.
 pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    parse_error(error, text, file, false)
+}
+
+/// The same for a file that may hold secrets (the configuration, the
+/// secrets file, the revocation list): a key is shown only where it cannot
+/// be a secret (see [`near_miss`] and [`looks_like_a_config_key`]), else
+/// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
+/// (flow style without a space after the colon) read as one key, never
+/// reaches the message.
+pub fn guarded_yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    parse_error(error, text, file, true)
+}
+
+fn parse_error(
+    error: &serde_saphyr::Error,
+    text: &str,
+    file: &str,
+    may_hold_secrets: bool,
+) -> ConfigError {
     let line = error.location().map_or(0, |location| location.line());
+    // The key written on the error's line, where it may be shown.
+    let line_key = || {
+        key_on_line(text, line)
+            .map(|key| {
+                if !may_hold_secrets || looks_like_a_config_key(&key) {
+                    key
+                } else {
+                    "(key)".to_owned()
+                }
+            })
+            .unwrap_or_else(|| "(document)".to_owned())
+    };
     let message = error.without_snippet().to_string();
     let message = first_line(&message);
     let (key, reason) = if let Some(field) = quoted_after(message, "missing field") {
@@ -1152,7 +1184,7 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
             .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
             .collect();
         let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
-        if near_miss(&field, &known) {
+        if !may_hold_secrets || near_miss(&field, &known) {
             (field, format!("unknown key; expected {expected}"))
         } else if start.len() < field.len() && near_miss(start, &known) {
             (
@@ -1177,14 +1209,11 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
             "a second YAML document (after `---`); the configuration is one document".to_owned(),
         )
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
-        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
-        (key, "this key is given twice".to_owned())
+        (line_key(), "this key is given twice".to_owned())
     } else if let Some(reason) = not_a_number(message) {
-        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
-        (key, reason)
+        (line_key(), reason)
     } else {
-        let key = key_on_line(text, line).unwrap_or_else(|| "(document)".to_owned());
-        (key, redact_values(message))
+        (line_key(), redact_values(message))
     };
     ConfigError {
         file: file.to_owned(),
@@ -1194,25 +1223,26 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
     }
 }
 
-/// Whether an unknown key may be shown in a message: only as a near miss
-/// of one of the `known` keys: a misspelling (at most two edits away, one
-/// for keys under four characters), or a key made of a known key's words
-/// and others (`listen_on`). Anything else may be a secret: a token pasted
-/// without its key, or `token:s3cr3t` (flow style without a space after the
-/// colon) read as one key.
+/// Whether an unknown key in a file that may hold secrets may be shown: only
+/// as a misspelling of one of the `known` keys (at most two edits away, one
+/// for keys under four characters). A key that merely contains a known
+/// word may be a token (`example-addon-token`).
 fn near_miss(key: &str, known: &[&str]) -> bool {
     let most = if key.len() < 4 { 1 } else { 2 };
-    let words = |key: &'_ str| {
-        key.split(['_', '-'])
-            .filter(|word| word.len() >= 3)
-            .map(str::to_owned)
-            .collect::<Vec<String>>()
-    };
-    let known_words: Vec<String> = known.iter().flat_map(|known| words(known)).collect();
     key.len() <= 64
         && key.chars().all(is_key_char)
-        && (known.iter().any(|known| edits(key, known) <= most)
-            || words(key).iter().any(|word| known_words.contains(word)))
+        && known.iter().any(|known| edits(key, known) <= most)
+}
+
+/// Whether a key read from an error's line may be shown: it has the shape
+/// of the configuration's own keys (lower-case words joined by `_`; or
+/// `sha256`), which no token of letters, digits and `-` has unless it is a
+/// bare lower-case word.
+fn looks_like_a_config_key(key: &str) -> bool {
+    key == "sha256"
+        || (key.len() <= 40
+            && key.starts_with(|c: char| c.is_ascii_lowercase())
+            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
 }
 
 fn is_key_char(c: char) -> bool {

@@ -192,10 +192,15 @@ impl Revocations {
             Ok(text) if text.trim().is_empty() => Err(RevocationError::Invalid(
                 "the file is empty (an empty list is `jti: []`)".into(),
             )),
+            // Said as for the configuration, by line and a key shown only
+            // where it cannot be a token (one pasted here would be a live
+            // credential).
             Ok(text) => serde_saphyr::from_str(&text).map_err(|error| {
-                let line = error.to_string();
-                let first = line.lines().next().unwrap_or("");
-                RevocationError::Invalid(format!("not a revocation list: {first}"))
+                let error = crate::config::guarded_yaml_error(&error, &text, "");
+                RevocationError::Invalid(format!(
+                    "not a revocation list: line {}: {}: {}",
+                    error.line, error.key, error.reason
+                ))
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Err(RevocationError::Missing)

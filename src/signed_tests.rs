@@ -436,3 +436,19 @@ fn concurrent_updates_of_the_revocation_file_all_land() {
     let list = Revocations::load(&path).expect("list");
     assert_eq!(list.jti.len(), 8, "{:?}", list.jti);
 }
+
+#[test]
+fn a_token_pasted_into_the_revocation_file_is_not_echoed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("revoked.yaml");
+    let pasted = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.S3cr3tSignature";
+    std::fs::write(&path, format!("jti: [a]\n{pasted}: 1\n")).expect("write");
+    let Err(RevocationError::Invalid(message)) = Revocations::load(&path) else {
+        panic!("refused as not a revocation list");
+    };
+    assert!(
+        !message.contains("S3cr3t") && !message.contains("eyJ"),
+        "{message}"
+    );
+    assert!(message.contains("line 2"), "{message}");
+}

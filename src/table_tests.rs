@@ -187,3 +187,11 @@ fn every_load_refusal_has_its_exact_message() {
         format!("table.yaml:{line}: version: this gateway reads table version 1")
     );
 }
+
+#[test]
+fn an_unknown_key_in_a_table_is_named_as_written() {
+    // Tables hold no secrets: the key is shown whatever it looks like.
+    let text = DEFAULT_TABLE.replacen("roles:", "my_rules: []\nroles:", 1);
+    let error = refused(&text);
+    assert_eq!(error.key, "my_rules", "{error}");
+}
