@@ -60,16 +60,24 @@ enum Message {
 }
 
 /// Opens the audit file for appending, creating it readable by the owner
-/// only. Anything there that is not a regular file (a FIFO, whose opening
-/// waits for a reader) is refused.
+/// only. A device (`/dev/null`, a terminal) or a pipe with a reader
+/// (`/dev/stdout` piped to a log collector) is written to as it is; a FIFO
+/// nobody reads is refused, since opening it would wait for a reader (at
+/// start, after the ports are bound; or on SIGHUP).
 fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
-    match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )),
-        _ => crate::files::private().create(true).append(true).open(path),
+    #[cfg(unix)]
+    if std::fs::metadata(path)
+        .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()))
+    {
+        let mut probe = std::fs::OpenOptions::new();
+        probe.write(true);
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut probe, libc::O_NONBLOCK);
+        // Fails at once (ENXIO) where nobody reads.
+        probe.open(path).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a FIFO that nobody reads")
+        })?;
     }
+    crate::files::private().create(true).append(true).open(path)
 }
 
 impl Audit {
@@ -264,7 +272,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_fifo_is_refused_instead_of_waiting_for_a_reader() {
+    fn a_fifo_nobody_reads_is_refused_instead_of_waiting_for_a_reader() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("audit.fifo");
         let made = std::process::Command::new("mkfifo")
@@ -274,6 +282,9 @@ mod tests {
         assert!(made.success());
         let error = Audit::open(&path).err().expect("refused");
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        // A device is written to as it is.
+        let null = Audit::open(Path::new("/dev/null")).expect("/dev/null opens");
+        null.record(&entry("/x"));
     }
 
     #[test]
