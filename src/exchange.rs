@@ -381,10 +381,10 @@ pub(crate) struct BrokenBody;
 /// wrongly: its head, with its status, is already with the client (and in
 /// the decision log), which gets a cut-off answer.
 pub(crate) fn broken_body() {
+    crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Broken);
     tracing::warn!(
         "an answer's body from the upstream broke off (cut, or framed wrongly); the client's answer is cut off"
     );
-    crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Broken);
 }
 
 /// An answer's body, read from its connection as it is polled. Read to its

@@ -840,11 +840,11 @@ impl http_body::Body for IdleLimited {
         if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
+        crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Stalled);
         tracing::warn!(
             idle_ms = idle.as_millis() as u64,
             "the upstream sent nothing of an answer's body for upstream_body_idle_timeout_ms; the answer is cut off"
         );
-        crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Stalled);
         Poll::Ready(Some(Err(axum::Error::new(UpstreamBodyStalled))))
     }
 

@@ -452,12 +452,13 @@ impl http_body::Body for Tracked {
 /// decision or audit log) is logged at info and counted; anything else (a
 /// client gone, a reset) at debug.
 fn connection_failed(error: &hyper::Error, peer: SocketAddr) {
+    // Counted first: once the line is out, the count shows it.
     if error.is_parse_too_large() {
-        tracing::info!(%peer, "a request head over max_header_bytes or max_headers, answered 431 by the HTTP parser");
         crate::metrics::unparsed_request("too_large");
+        tracing::info!(%peer, "a request head over max_header_bytes or max_headers, answered 431 by the HTTP parser");
     } else if error.is_parse() {
-        tracing::info!(%peer, %error, "a malformed request, answered 400 by the HTTP parser");
         crate::metrics::unparsed_request("malformed");
+        tracing::info!(%peer, %error, "a malformed request, answered 400 by the HTTP parser");
     } else {
         tracing::debug!(%error, "connection ended with an error");
     }
