@@ -1,0 +1,217 @@
+use super::*;
+
+/// The headers of a head as written on the wire, in order.
+fn written_headers(head: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut slots);
+    assert!(request.parse(head).expect("a valid head").is_complete());
+    request
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
+    let config = crate::config::Config::from_yaml("upstream: http://127.0.0.1:8081\n", "test.yaml")
+        .expect("config");
+    let forwarder = Forwarder::new(&config);
+    let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
+    let addon = |slug: &str| {
+        Caller::Addon(Arc::new(crate::config::Addon {
+            slug: slug.into(),
+            hassio_api: true,
+            role: crate::config::Role::Manager,
+            homeassistant_api: false,
+            auth_api: false,
+        }))
+    };
+    let request = http::Request::get("/os/info?x=1")
+        .header("host", "supervisor")
+        .header("x-supervisor-token", "abc")
+        .header("accept", "application/json")
+        .header("connection", "keep-alive, x-drop-me")
+        .header("x-drop-me", "1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(())
+        .expect("request");
+    let (parts, ()) = request.into_parts();
+    let target = crate::target::parse(&parts.method, &parts.uri).expect("target");
+    let decision = crate::decision::decide_for(
+        &crate::table::Table::builtin().expect("table"),
+        crate::decision::Standing::Cli,
+        &parts.method,
+        &target.path,
+    );
+    let permit = decision.permit(target).expect("allowed");
+    // A slug that cannot be a header value is left out by both paths.
+    for caller in [addon("bench"), addon("bad\u{1}slug"), Caller::Cli] {
+        let head = forwarder
+            .upstream_head(&permit, &parts, &caller, &peer)
+            .expect("head");
+        let given: Vec<(String, Vec<u8>)> = forwarder
+            .upstream_headers(&parts.headers, &caller, &peer)
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect();
+        let written = written_headers(&head);
+        assert_eq!(written, given, "{:?}", caller.kind());
+        let slug = written.iter().find(|(name, _)| name == "x-gateway-addon");
+        match caller.slug() {
+            Some("bench") => assert_eq!(slug.map(|s| &s.1[..]), Some(&b"bench"[..])),
+            _ => assert!(slug.is_none()),
+        }
+        assert!(written.iter().all(|(name, _)| name != "x-drop-me"));
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("test header name"),
+            HeaderValue::from_str(value).expect("test header value"),
+        );
+    }
+    map
+}
+
+#[test]
+fn identity_headers_are_reserved_in_every_spelling() {
+    for name in [
+        "x-hass-is-admin",
+        "X_Hass_User_ID",
+        "x.remote.user.id",
+        "x-ingress-path",
+        "X-Forwarded-For",
+        "forwarded",
+        "Forwarded",
+        "FORWARDED",
+        "x-real-ip",
+        "x_gateway_role",
+    ] {
+        assert!(is_reserved_header(name), "{name}");
+    }
+    assert!(!is_reserved_header("forwarded-by"));
+    assert!(!is_reserved_header("f"));
+    assert!(!is_reserved_header("x-hassio-key"));
+    assert!(!is_reserved_header("content-type"));
+}
+
+#[test]
+fn connection_may_not_name_a_header_the_gateway_relies_on() {
+    for named in [
+        "X-Supervisor-Token",
+        "authorization",
+        "x-forwarded-for",
+        "X-Gateway-Role",
+    ] {
+        let map = headers(&[("connection", &format!("keep-alive, {named}"))]);
+        assert!(header_problem(&map).is_some(), "{named}");
+    }
+    let plain = headers(&[("connection", "keep-alive, x-custom")]);
+    assert_eq!(header_problem(&plain), None);
+}
+
+#[test]
+fn method_override_headers_are_refused() {
+    for name in [
+        "x-http-method-override",
+        "X_HTTP_Method",
+        "x.method.override",
+    ] {
+        let map = headers(&[(name, "POST")]);
+        assert!(header_problem(&map).is_some(), "{name}");
+    }
+    let map = headers(&[("x-http-method-overridden", "POST"), ("method", "POST")]);
+    assert_eq!(header_problem(&map), None);
+}
+
+#[test]
+fn response_hop_by_hop_headers_and_connection_named_ones_are_dropped() {
+    let mut map = headers(&[
+        ("connection", "x-secret-hop"),
+        ("x-secret-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("content-type", "application/json"),
+    ]);
+    strip_hop_by_hop(&mut map);
+    assert_eq!(map.len(), 1);
+    assert!(map.contains_key("content-type"));
+}
+
+#[test]
+fn an_item_with_bytes_over_0x7f_does_not_hide_the_rest_of_a_list() {
+    let value = |text: &str| HeaderValue::from_str(text).expect("value");
+    assert!(value_lists(&value("close, café"), "close"));
+    let named = headers(&[("connection", "keep-alive, x-forwarded-for, café")]);
+    assert!(header_problem(&named).is_some());
+    let mut answer = headers(&[
+        ("connection", "x-secret-hop, café"),
+        ("x-secret-hop", "1"),
+        ("content-type", "application/json"),
+    ]);
+    strip_hop_by_hop(&mut answer);
+    assert_eq!(answer.len(), 1);
+    assert!(answer.contains_key("content-type"));
+}
+
+#[test]
+fn a_kept_header_map_comes_back_empty_and_a_huge_one_is_not_kept() {
+    let used = headers(&[("host", "a"), ("x-one", "1"), ("x-two", "2")]);
+    let room = used.capacity();
+    keep_spare_header_map(used);
+    let spare = spare_header_map(2);
+    assert!(spare.is_empty());
+    assert!(spare.capacity() >= room);
+    let mut huge = HeaderMap::with_capacity(SPARE_HEADER_MAP_CAPACITY * 2);
+    huge.insert("x-big", HeaderValue::from_static("1"));
+    keep_spare_header_map(huge);
+    let next = spare_header_map(2);
+    assert!(
+        next.capacity() < SPARE_HEADER_MAP_CAPACITY,
+        "the huge map was kept"
+    );
+}
+
+#[test]
+fn a_kept_head_buffer_comes_back_empty_and_a_huge_one_is_not_kept() {
+    let mut used = Vec::with_capacity(1024);
+    used.extend_from_slice(b"GET /os/info HTTP/1.1\r\n\r\n");
+    let at = used.as_ptr();
+    keep_spare_head(used);
+    let spare = spare_head();
+    assert!(spare.is_empty());
+    assert_eq!(spare.as_ptr(), at, "the kept buffer was not the one given");
+    assert!(spare.capacity() >= 1024);
+    keep_spare_head(vec![b'x'; SPARE_HEAD_CAPACITY * 2]);
+    let next = spare_head();
+    assert!(
+        next.capacity() <= SPARE_HEAD_CAPACITY,
+        "the huge buffer was kept"
+    );
+}
+
+#[test]
+fn every_hop_by_hop_header_of_an_answer_goes_but_its_content_length() {
+    let hop_by_hop = [
+        "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let mut pairs: Vec<(&str, &str)> = hop_by_hop.iter().map(|name| (*name, "1")).collect();
+    pairs.push(("keep-alive", "timeout=9"));
+    pairs.push(("x-kept", "yes"));
+    let mut map = headers(&pairs);
+    strip_hop_by_hop(&mut map);
+    let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+    assert_eq!(left, ["content-length", "x-kept"]);
+}

@@ -1,0 +1,183 @@
+use serde_json::Value;
+
+use super::*;
+
+fn json(message: &Message) -> Value {
+    match message {
+        Message::Text(text) => serde_json::from_str(text).expect("json"),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// What goes on and what the client is answered, as JSON.
+fn instead(verdict: Verdict) -> (Option<Value>, Vec<Value>) {
+    match verdict {
+        Verdict::Instead { forward, refused } => (
+            forward.as_ref().map(json),
+            refused
+                .into_iter()
+                .map(|id| json(&result_error(id, "unauthorized", "Unauthorized")))
+                .collect(),
+        ),
+        Verdict::Answer(answer) => (None, vec![json(&answer)]),
+        _ => panic!("expected the message to be judged"),
+    }
+}
+
+#[test]
+fn supervisor_and_hassio_messages_are_answered_with_their_id() {
+    for kind in [
+        "supervisor/api",
+        "hassio/addon/info",
+        "supervisor\\u002fapi",
+    ] {
+        let (forward, answers) = instead(judge_message(&format!(r#"{{"id":7,"type":"{kind}"}}"#)));
+        assert_eq!(forward, None);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0]["id"], 7);
+        assert_eq!(answers[0]["success"], false);
+        assert_eq!(answers[0]["error"]["code"], "unauthorized");
+    }
+}
+
+#[test]
+fn an_array_goes_on_without_its_refused_commands() {
+    let text = r#"[{"id":1,"type":"get_states"},{"id":2,"type":"supervisor/api"},{"id":3,"type":"hassio/x"},{"id":4,"type":"ping"}]"#;
+    let (forward, answers) = instead(judge_message(text));
+    let forward = forward.expect("the allowed commands go on");
+    assert_eq!(
+        forward,
+        serde_json::json!([{"id":1,"type":"get_states"},{"id":4,"type":"ping"}])
+    );
+    let ids: Vec<&Value> = answers.iter().map(|answer| &answer["id"]).collect();
+    assert_eq!(ids, [&serde_json::json!(2), &serde_json::json!(3)]);
+    let written = r#"[ {"type":"ping","id":1,"n":123456789012345678901234567890},{"id":2,"type":"hassio/x"}]"#;
+    match judge_message(written) {
+        Verdict::Instead {
+            forward: Some(Message::Text(text)),
+            ..
+        } => assert_eq!(
+            text.as_str(),
+            r#"[{"type":"ping","id":1,"n":123456789012345678901234567890}]"#,
+            "the allowed command was not passed on as written"
+        ),
+        _ => panic!("expected the array to be judged"),
+    }
+    let (forward, answers) = instead(judge_message(r#"[{"id":9,"type":"supervisor/api"}]"#));
+    assert_eq!((forward, answers.len()), (None, 1));
+    assert!(matches!(
+        judge_message(r#"[{"id":1,"type":"ping"}]"#),
+        Verdict::Forward
+    ));
+}
+
+#[test]
+fn text_that_is_not_readable_json_goes_nowhere() {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for text in [
+        "not json",
+        r#"{"id":1,"type":"supervisor/api","n":1e999}"#,
+        deep.as_str(),
+    ] {
+        let (forward, answers) = instead(judge_message(text));
+        assert_eq!(forward, None, "{text}");
+        assert_eq!(answers[0]["error"]["code"], "invalid_format");
+    }
+}
+
+#[test]
+fn a_refused_command_is_answered_under_its_id_as_written() {
+    for (id, expected) in [
+        (r#""abc""#, serde_json::json!("abc")),
+        (r#"{"n": [1, 2]}"#, serde_json::json!({"n": [1, 2]})),
+        ("null", Value::Null),
+    ] {
+        let text = format!(r#"{{"id":{id},"type":"hassio/x"}}"#);
+        let (_, answers) = instead(judge_message(&text));
+        assert_eq!(answers[0]["id"], expected, "{text}");
+    }
+    let (_, answers) = instead(judge_message(r#"{"type":"hassio/x"}"#));
+    assert_eq!(answers[0]["id"], Value::Null);
+}
+
+#[test]
+fn an_id_longer_than_64_bytes_is_answered_as_null() {
+    let at_limit = format!(r#""{}""#, "a".repeat(MAX_ECHOED_ID - 2));
+    let over = format!(r#""{}""#, "a".repeat(MAX_ECHOED_ID - 1));
+    for (id, expected) in [
+        (&at_limit, Value::String("a".repeat(MAX_ECHOED_ID - 2))),
+        (&over, Value::Null),
+    ] {
+        let text = format!(r#"{{"id":{id},"type":"hassio/x"}}"#);
+        let (_, answers) = instead(judge_message(&text));
+        assert_eq!(answers[0]["id"], expected, "{text}");
+    }
+}
+
+#[test]
+fn a_logged_type_is_cut_to_100_characters_and_escaped() {
+    let long = format!("hassio/{}", "é".repeat(200));
+    let shown = Shortened(&long).to_string();
+    assert_eq!(shown, format!("hassio/{}…", "é".repeat(93)));
+    assert_eq!(Shortened("hassio/\nx").to_string(), "hassio/\\nx");
+}
+
+#[test]
+fn a_command_that_names_a_field_twice_goes_nowhere() {
+    // Readers disagree on which of the two counts.
+    for text in [
+        r#"{"id":1,"type":"ping","type":"supervisor/api"}"#,
+        r#"[{"id":1,"type":"supervisor/api","type":"ping"}]"#,
+        r#"{"id":1,"id":2,"type":"ping"}"#,
+    ] {
+        let (forward, answers) = instead(judge_message(text));
+        assert_eq!(forward, None, "{text}");
+        assert_eq!(answers[0]["error"]["code"], "invalid_format", "{text}");
+    }
+}
+
+#[test]
+fn other_messages_pass_unchanged() {
+    for text in [
+        r#"{"id":1,"type":"get_states"}"#,
+        r#"{"id":2,"type":"supervisors"}"#,
+        r#"{"id":3,"type":"Supervisor/api"}"#,
+        "42",
+    ] {
+        assert!(matches!(judge_message(text), Verdict::Forward), "{text}");
+    }
+}
+
+#[test]
+fn an_upgrade_needs_get_both_headers_and_a_websocket_path() {
+    let parts = |method: Method, upgrade: &str, connection: &str| {
+        let request = http::Request::builder()
+            .method(method)
+            .uri("/core/websocket")
+            .header("upgrade", upgrade)
+            .header("connection", connection)
+            .body(())
+            .expect("request");
+        request.into_parts().0
+    };
+    assert!(is_upgrade(
+        &parts(Method::GET, "WebSocket", "keep-alive, Upgrade"),
+        "/core/websocket"
+    ));
+    assert!(is_upgrade(
+        &parts(Method::GET, "websocket", "upgrade"),
+        "/v2/homeassistant/api/websocket"
+    ));
+    assert!(!is_upgrade(
+        &parts(Method::POST, "websocket", "upgrade"),
+        "/core/websocket"
+    ));
+    assert!(!is_upgrade(
+        &parts(Method::GET, "websocket", "keep-alive"),
+        "/core/websocket"
+    ));
+    assert!(!is_upgrade(
+        &parts(Method::GET, "websocket", "upgrade"),
+        "/core/api/states"
+    ));
+}
