@@ -14,7 +14,18 @@ use serde_saphyr::Spanned;
 
 use crate::caller::{Caller, Callers, TokenDigest};
 use crate::manifests::{self, Manifest, ManifestProblem};
-use crate::signed::{self, Key, KeyAlgorithm, RevocationError, Revocations, SignedTokens};
+
+#[path = "config_errors.rs"]
+mod errors;
+#[path = "config_limits.rs"]
+mod limits;
+#[path = "config_signing.rs"]
+mod signing;
+
+pub use errors::{guarded_yaml_error, yaml_error};
+pub use limits::Limits;
+use limits::{check_limits, RawLimits};
+use signing::RawSigning;
 
 /// An add-on's declared role (`hassio_role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -73,88 +84,6 @@ pub struct Addon {
     pub homeassistant_api: bool,
     /// `auth_api`: access to `/auth`.
     pub auth_api: bool,
-}
-
-/// Timeouts and limits; every value has a default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Time a client has to send a request head, counted from when the
-    /// gateway starts waiting for it (so it also bounds keep-alive idle time).
-    pub header_read_timeout: Duration,
-    /// Time a keep-alive connection may sit with no request in flight.
-    pub keep_alive_timeout: Duration,
-    /// Longest a client may take none of an answer being written to it
-    /// (the connection is closed after it).
-    pub send_timeout: Duration,
-    /// Largest request head, in bytes (431 above it; at least 8192).
-    pub max_header_bytes: usize,
-    /// Most header lines in a request head (431 above it).
-    pub max_headers: usize,
-    /// Longest pause a client may make while sending a body (408 after).
-    pub body_idle_timeout: Duration,
-    /// Largest request body on ordinary routes (413 above it).
-    pub max_body_bytes: u64,
-    /// Largest request body on upload routes, which stream.
-    pub max_upload_bytes: u64,
-    /// Largest WebSocket message (and frame) a client may send.
-    pub max_websocket_message_bytes: usize,
-    /// The upload routes: exact canonical paths.
-    pub upload_paths: Vec<String>,
-    /// Most client connections open at once; more wait to be accepted.
-    pub max_connections: usize,
-    /// Idle keep-alive connections kept open to the upstream for reuse.
-    pub upstream_pool_size: usize,
-    /// Time to open a connection to the upstream (502 after).
-    pub upstream_connect_timeout: Duration,
-    /// Time for the upstream to send its response head (504 after).
-    pub upstream_response_timeout: Duration,
-    /// Longest the upstream may send nothing of an answer's body before the
-    /// answer is cut off; zero for no limit.
-    pub upstream_body_idle_timeout: Duration,
-    /// Time requests in flight get to finish after a shutdown signal.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(60),
-            max_header_bytes: 32 * 1024,
-            max_headers: 100,
-            body_idle_timeout: Duration::from_secs(30),
-            max_body_bytes: 16 * 1024 * 1024,
-            max_upload_bytes: 1 << 40,
-            max_websocket_message_bytes: 16 * 1024 * 1024,
-            upload_paths: vec![
-                "/backups/new/upload".to_owned(),
-                "/v2/backups/new/upload".to_owned(),
-            ],
-            max_connections: 4096,
-            upstream_pool_size: 64,
-            upstream_connect_timeout: Duration::from_secs(2),
-            upstream_response_timeout: Duration::from_secs(300),
-            upstream_body_idle_timeout: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Limits {
-    /// Whether a canonical path is an upload route.
-    pub fn is_upload(&self, path: &str) -> bool {
-        self.upload_paths.iter().any(|upload| upload == path)
-    }
-
-    /// The body limit for a canonical path.
-    pub fn body_limit(&self, path: &str) -> u64 {
-        if self.is_upload(path) {
-            self.max_upload_bytes
-        } else {
-            self.max_body_bytes
-        }
-    }
 }
 
 /// A checked configuration.
@@ -328,33 +257,6 @@ struct RawConfig {
     signing: Option<Spanned<RawSigning>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSigning {
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway_s: Option<u64>,
-    revocation_file: Option<Spanned<String>>,
-    keys: Vec<Spanned<RawKey>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKey {
-    kid: Spanned<String>,
-    algorithm: Spanned<String>,
-    #[serde(default = "yes")]
-    sign: bool,
-    public_key: Option<Spanned<String>>,
-    private_key: Option<Spanned<String>>,
-    secret: Option<Spanned<String>>,
-    secret_file: Option<Spanned<String>>,
-}
-
-fn yes() -> bool {
-    true
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTokens {
@@ -376,27 +278,6 @@ struct RawAddon {
     homeassistant_api: bool,
     #[serde(default)]
     auth_api: bool,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    header_read_timeout_ms: Option<u64>,
-    keep_alive_timeout_ms: Option<u64>,
-    send_timeout_ms: Option<u64>,
-    max_header_bytes: Option<usize>,
-    max_headers: Option<usize>,
-    body_idle_timeout_ms: Option<u64>,
-    max_body_bytes: Option<u64>,
-    max_upload_bytes: Option<u64>,
-    max_websocket_message_bytes: Option<usize>,
-    upload_paths: Option<Vec<String>>,
-    max_connections: Option<usize>,
-    upstream_pool_size: Option<usize>,
-    upstream_connect_timeout_ms: Option<u64>,
-    upstream_response_timeout_ms: Option<u64>,
-    upstream_body_idle_timeout_ms: Option<u64>,
-    shutdown_grace_ms: Option<u64>,
 }
 
 /// A token as written in the file: the token itself, or `{sha256: HEX}`.
@@ -519,7 +400,7 @@ impl Checker<'_> {
         let limits = raw
             .limits
             .as_ref()
-            .map_or_else(Limits::default, |spanned| limits(&spanned.value));
+            .map_or_else(Limits::default, |spanned| limits::from_raw(&spanned.value));
         check_limits(&limits).map_err(|(key, reason)| self.error(limits_line, key, reason))?;
         let watch_interval = match &raw.watch_interval_ms {
             None => Some(Duration::from_secs(2)),
@@ -779,131 +660,6 @@ impl Checker<'_> {
         })
     }
 
-    /// The signing keys, claims to expect and revocations.
-    fn signing(
-        &self,
-        raw: &Spanned<RawSigning>,
-        addons: &[Arc<Addon>],
-    ) -> Result<SignedTokens, ConfigError> {
-        let raw_signing = &raw.value;
-        if raw_signing.keys.is_empty() {
-            return Err(self.error(line_of(raw), "signing.keys", "at least one key is needed"));
-        }
-        let mut keys: Vec<Key> = Vec::new();
-        let mut files = Vec::new();
-        for (index, entry) in raw_signing.keys.iter().enumerate() {
-            let at = |field: &str| format!("signing.keys[{index}].{field}");
-            let raw_key = &entry.value;
-            let kid = &raw_key.kid.value;
-            if kid.is_empty() || keys.iter().any(|key| &key.kid == kid) {
-                let reason = "each key needs its own, non-empty kid";
-                return Err(self.error(line_of(&raw_key.kid), &at("kid"), reason));
-            }
-            let algorithm = match raw_key.algorithm.value.as_str() {
-                "EdDSA" => KeyAlgorithm::EdDSA,
-                "HS256" => KeyAlgorithm::HS256,
-                other => {
-                    let reason = format!("{other:?} is not one of EdDSA, HS256");
-                    return Err(self.error(line_of(&raw_key.algorithm), &at("algorithm"), reason));
-                }
-            };
-            let key = match algorithm {
-                KeyAlgorithm::HS256 => {
-                    let secret = match (&raw_key.secret, &raw_key.secret_file) {
-                        (Some(secret), None) => secret.value.clone().into_bytes(),
-                        (None, Some(file)) => {
-                            files.push(self.resolve(&file.value));
-                            self.read_key_file(file, &at("secret_file"))?
-                        }
-                        _ => {
-                            let reason = "an HS256 key needs exactly one of secret, secret_file";
-                            return Err(self.error(line_of(entry), &at("secret"), reason));
-                        }
-                    };
-                    if raw_key.public_key.is_some() || raw_key.private_key.is_some() {
-                        let reason = "an HS256 key takes a secret, not PEM keys";
-                        return Err(self.error(line_of(entry), &at("algorithm"), reason));
-                    }
-                    let secret = trim_newline(secret);
-                    Key::hmac(kid, &secret, raw_key.sign)
-                        .map_err(|reason| self.error(line_of(entry), &at("secret"), reason))?
-                }
-                KeyAlgorithm::EdDSA => {
-                    if raw_key.secret.is_some() || raw_key.secret_file.is_some() {
-                        let reason = "an EdDSA key takes public_key and private_key, not a secret";
-                        return Err(self.error(line_of(entry), &at("algorithm"), reason));
-                    }
-                    let Some(public) = &raw_key.public_key else {
-                        let reason = "an EdDSA key needs public_key (a PEM file)";
-                        return Err(self.error(line_of(entry), &at("public_key"), reason));
-                    };
-                    files.push(self.resolve(&public.value));
-                    let public_pem = self.read_key_file(public, &at("public_key"))?;
-                    let private_pem = match &raw_key.private_key {
-                        Some(file) => {
-                            files.push(self.resolve(&file.value));
-                            Some(self.read_key_file(file, &at("private_key"))?)
-                        }
-                        None => None,
-                    };
-                    Key::ed25519(kid, &public_pem, private_pem.as_deref(), raw_key.sign).map_err(
-                        |(field, reason)| {
-                            let line = match field {
-                                "private_key" => raw_key.private_key.as_ref().map(line_of),
-                                _ => Some(line_of(public)),
-                            };
-                            self.error(line.unwrap_or(line_of(entry)), &at(field), reason)
-                        },
-                    )?
-                }
-            };
-            keys.push(key);
-        }
-        let (revocations, revocation_file) = match &raw_signing.revocation_file {
-            Some(file) => {
-                let path = self.resolve(&file.value);
-                let list = match Revocations::load(&path) {
-                    Ok(list) => Some(list),
-                    Err(RevocationError::Missing) => None,
-                    Err(error) => {
-                        let reason = format!("{}: {error}", path.display());
-                        let key = "signing.revocation_file";
-                        return Err(self.error(line_of(file), key, reason));
-                    }
-                };
-                (list, Some(path))
-            }
-            None => (Some(Revocations::default()), None),
-        };
-        let leeway = match raw_signing.leeway_s {
-            Some(leeway) if leeway > 3600 => {
-                let reason =
-                    "at most 3600 seconds: a larger leeway would keep expired tokens alive";
-                return Err(self.error(line_of(raw), "signing.leeway_s", reason));
-            }
-            leeway => leeway.unwrap_or(30),
-        };
-        let expected = signed::Expected {
-            issuer: raw_signing
-                .issuer
-                .clone()
-                .unwrap_or_else(|| signed::DEFAULT_ISSUER.to_owned()),
-            audience: raw_signing
-                .audience
-                .clone()
-                .unwrap_or_else(|| signed::DEFAULT_AUDIENCE.to_owned()),
-            leeway: Duration::from_secs(leeway),
-        };
-        Ok(SignedTokens::new(
-            keys,
-            expected,
-            revocations,
-            revocation_file,
-            files,
-            addons,
-        ))
-    }
-
     fn resolve(&self, file: &str) -> PathBuf {
         let path = PathBuf::from(file);
         if path.is_relative() {
@@ -983,137 +739,6 @@ impl Checker<'_> {
     }
 }
 
-fn limits(raw: &RawLimits) -> Limits {
-    let d = Limits::default();
-    let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
-    Limits {
-        header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
-        keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
-        send_timeout: ms(raw.send_timeout_ms, d.send_timeout),
-        max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
-        max_headers: raw.max_headers.unwrap_or(d.max_headers),
-        body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
-        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
-        max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
-        max_websocket_message_bytes: raw
-            .max_websocket_message_bytes
-            .unwrap_or(d.max_websocket_message_bytes),
-        upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
-        max_connections: raw.max_connections.unwrap_or(d.max_connections),
-        upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
-        upstream_connect_timeout: ms(raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
-        upstream_response_timeout: ms(
-            raw.upstream_response_timeout_ms,
-            d.upstream_response_timeout,
-        ),
-        upstream_body_idle_timeout: ms(
-            raw.upstream_body_idle_timeout_ms,
-            d.upstream_body_idle_timeout,
-        ),
-        shutdown_grace: ms(raw.shutdown_grace_ms, d.shutdown_grace),
-    }
-}
-
-/// Upper bounds of the limits: above them a value is a mistake (a request
-/// head's header array is allocated at `max_headers`, a semaphore holds
-/// `max_connections` permits), and is refused rather than left to fail at
-/// the first request.
-const MAX_HEADER_BYTES: usize = 1 << 20;
-const MAX_HEADERS: usize = 1000;
-const MAX_WEBSOCKET_MESSAGE_BYTES: usize = 256 << 20;
-const MAX_CONNECTIONS: usize = 1_000_000;
-const MAX_POOL_SIZE: usize = 100_000;
-
-/// Refuses limits that cannot work, naming the key (the line is that of
-/// `limits`, since the values themselves carry none).
-fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
-    let zero = Duration::ZERO;
-    let problems = [
-        (
-            limits.header_read_timeout == zero,
-            "limits.header_read_timeout_ms",
-            "must be above 0",
-        ),
-        (
-            limits.keep_alive_timeout == zero,
-            "limits.keep_alive_timeout_ms",
-            "must be above 0",
-        ),
-        (
-            limits.send_timeout == zero,
-            "limits.send_timeout_ms",
-            "must be above 0",
-        ),
-        (
-            limits.max_header_bytes < 8192,
-            "limits.max_header_bytes",
-            "must be at least 8192",
-        ),
-        (
-            limits.max_header_bytes > MAX_HEADER_BYTES,
-            "limits.max_header_bytes",
-            "must be at most 1048576 (1 MiB)",
-        ),
-        (
-            limits.max_headers == 0,
-            "limits.max_headers",
-            "must be above 0",
-        ),
-        (
-            limits.max_headers > MAX_HEADERS,
-            "limits.max_headers",
-            "must be at most 1000",
-        ),
-        (
-            limits.max_websocket_message_bytes < 1024,
-            "limits.max_websocket_message_bytes",
-            "must be at least 1024 (an auth message must fit)",
-        ),
-        (
-            limits.max_websocket_message_bytes > MAX_WEBSOCKET_MESSAGE_BYTES,
-            "limits.max_websocket_message_bytes",
-            "must be at most 268435456 (256 MiB; messages are held whole)",
-        ),
-        (
-            limits.max_connections == 0,
-            "limits.max_connections",
-            "must be above 0",
-        ),
-        (
-            limits.max_connections > MAX_CONNECTIONS,
-            "limits.max_connections",
-            "must be at most 1000000",
-        ),
-        (
-            limits.upstream_pool_size > MAX_POOL_SIZE,
-            "limits.upstream_pool_size",
-            "must be at most 100000",
-        ),
-        (
-            limits.upstream_connect_timeout == zero,
-            "limits.upstream_connect_timeout_ms",
-            "must be above 0",
-        ),
-        (
-            limits.upstream_response_timeout == zero,
-            "limits.upstream_response_timeout_ms",
-            "must be above 0",
-        ),
-        (
-            limits
-                .upload_paths
-                .iter()
-                .any(|path| !path.starts_with('/')),
-            "limits.upload_paths",
-            "every upload path starts with /",
-        ),
-    ];
-    match problems.into_iter().find(|(bad, _, _)| *bad) {
-        Some((_, key, reason)) => Err((key, reason)),
-        None => Ok(()),
-    }
-}
-
 /// Whether `value` is a slug: letters, digits, `-`, `_` and `.`.
 pub fn is_slug(value: &str) -> bool {
     !value.is_empty()
@@ -1124,218 +749,6 @@ pub fn is_slug(value: &str) -> bool {
 
 fn line_of<T>(spanned: &Spanned<T>) -> u64 {
     spanned.referenced.line()
-}
-
-// ---- YAML errors -------------------------------------------------------------
-
-/// Turns a YAML parse error in a file that holds no secrets (a table, policy
-/// cases) into a [`ConfigError`]: the line from the parser, the key read
-/// from that line of the file, and a reason with any value the parser
-/// quoted taken out.
-pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
-    parse_error(error, text, file, false)
-}
-
-/// The same for a file that may hold secrets (the configuration, the
-/// secrets file, the revocation list): a key is shown only where it cannot
-/// be a secret (see [`near_miss`] and [`looks_like_a_config_key`]), else
-/// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
-/// (flow style without a space after the colon) read as one key, never
-/// reaches the message.
-pub fn guarded_yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
-    parse_error(error, text, file, true)
-}
-
-fn parse_error(
-    error: &serde_saphyr::Error,
-    text: &str,
-    file: &str,
-    may_hold_secrets: bool,
-) -> ConfigError {
-    let line = error.location().map_or(0, |location| location.line());
-    // The key written on the error's line, where it may be shown.
-    let line_key = || {
-        key_on_line(text, line)
-            .map(|key| {
-                if !may_hold_secrets || looks_like_a_config_key(&key) {
-                    key
-                } else {
-                    "(key)".to_owned()
-                }
-            })
-            .unwrap_or_else(|| "(document)".to_owned())
-    };
-    let message = error.without_snippet().to_string();
-    let message = first_line(&message);
-    let (key, reason) = if let Some(field) = quoted_after(message, "missing field") {
-        (
-            field,
-            "required key missing from the mapping that ends here".to_owned(),
-        )
-    } else if let Some(field) = quoted_after(message, "unknown field") {
-        let expected = message.split_once("expected").map_or("", |(_, rest)| rest);
-        let expected = expected
-            .split(" at line ")
-            .next()
-            .unwrap_or(expected)
-            .trim();
-        let known: Vec<&str> = expected
-            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
-            .collect();
-        let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
-        if !may_hold_secrets || near_miss(&field, &known) {
-            (field, format!("unknown key; expected {expected}"))
-        } else if start.len() < field.len() && near_miss(start, &known) {
-            (
-                format!("{start}..."),
-                format!(
-                    "not a key: a space missing after `:`? (the rest is not shown: \
-                     it may be a value); expected {expected}"
-                ),
-            )
-        } else {
-            (
-                "(key)".to_owned(),
-                format!(
-                    "an unknown key, not shown: it is no misspelling of a known key, \
-                     and may be a secret (a token pasted without its key?); expected {expected}"
-                ),
-            )
-        }
-    } else if message.contains("multiple YAML documents") {
-        (
-            "(document)".to_owned(),
-            "a second YAML document (after `---`); the configuration is one document".to_owned(),
-        )
-    } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
-        (line_key(), "this key is given twice".to_owned())
-    } else if let Some(reason) = not_a_number(message) {
-        (line_key(), reason)
-    } else {
-        (line_key(), redact_values(message))
-    };
-    ConfigError {
-        file: file.to_owned(),
-        line,
-        key,
-        reason,
-    }
-}
-
-/// Whether an unknown key in a file that may hold secrets may be shown: only
-/// as a misspelling of one of the `known` keys (at most two edits away, one
-/// for keys under four characters). A key that merely contains a known
-/// word may be a token (`example-addon-token`).
-fn near_miss(key: &str, known: &[&str]) -> bool {
-    let most = if key.len() < 4 { 1 } else { 2 };
-    key.len() <= 64
-        && key.chars().all(is_key_char)
-        && known.iter().any(|known| edits(key, known) <= most)
-}
-
-/// Whether a key read from an error's line may be shown: it has the shape
-/// of the configuration's own keys (lower-case words joined by `_`; or
-/// `sha256`), which no token of letters, digits and `-` has unless it is a
-/// bare lower-case word.
-fn looks_like_a_config_key(key: &str) -> bool {
-    key == "sha256"
-        || (key.len() <= 40
-            && key.starts_with(|c: char| c.is_ascii_lowercase())
-            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-}
-
-fn is_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-/// How many single-character insertions, deletions and substitutions turn
-/// `a` into `b` (Levenshtein distance), for short ASCII keys.
-fn edits(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &y) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(x != y))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-/// The text between the first pair of backticks after `prefix`.
-fn quoted_after(message: &str, prefix: &str) -> Option<String> {
-    let rest = &message[message.find(prefix)? + prefix.len()..];
-    let start = rest.find('`')? + 1;
-    let end = rest[start..].find('`')? + start;
-    Some(rest[start..end].to_owned())
-}
-
-/// The mapping key written on a 1-based line, if the line has one.
-fn key_on_line(text: &str, line: u64) -> Option<String> {
-    let source = text
-        .lines()
-        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
-    let trimmed = source.trim_start().trim_start_matches("- ");
-    let (key, _) = trimmed.split_once(':')?;
-    let key = key.trim().trim_matches(['"', '\'']);
-    (!key.is_empty() && is_slug(&key.replace(' ', "_"))).then(|| key.to_owned())
-}
-
-/// The parser's "invalid u64 at line 5, column 20" (a scalar that is not
-/// a number of the field's type: a word, a fraction, a negative or too
-/// large a number), said in a user's words.
-fn not_a_number(message: &str) -> Option<String> {
-    let kind = message
-        .strip_prefix("invalid ")?
-        .split_whitespace()
-        .next()?;
-    let bits = kind.strip_prefix('u').or_else(|| kind.strip_prefix('i'))?;
-    let integer = bits == "size" || (!bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit()));
-    if !integer {
-        return None;
-    }
-    Some(match kind.starts_with('u') {
-        true => "not a whole number of 0 or more (or too large)".to_owned(),
-        false => "not a whole number (or too large)".to_owned(),
-    })
-}
-
-fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
-}
-
-/// Keeps a parser message but drops the quoted value it complains about:
-/// "invalid type: string \"x\", expected a boolean" becomes
-/// "invalid type, expected a boolean".
-fn redact_values(message: &str) -> String {
-    let mentions_value = [
-        "invalid type",
-        "invalid value",
-        "unknown variant",
-        "invalid length",
-    ]
-    .iter()
-    .any(|kind| message.contains(kind));
-    if !mentions_value {
-        return message.to_owned();
-    }
-    let (head, expected) = match message.find("expected") {
-        Some(at) => message.split_at(at),
-        None => (message, ""),
-    };
-    let kind = head.split([':', '`', '"']).next().unwrap_or(head).trim();
-    let kind = kind.trim_end_matches(',');
-    if expected.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}, {expected}")
-    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use super::errors::{edits, looks_like_a_config_key, near_miss, not_a_number};
 use super::*;
 
 const MINIMAL: &str = "upstream: http://127.0.0.1:8081\n";

@@ -1,0 +1,214 @@
+//! YAML parse errors said in a user's words, with the file, key and line,
+//! and for files that may hold secrets, without any key that could be one.
+
+use super::{is_slug, ConfigError};
+
+/// Turns a YAML parse error in a file that holds no secrets (a table, policy
+/// cases) into a [`ConfigError`]: the line from the parser, the key read
+/// from that line of the file, and a reason with any value the parser
+/// quoted taken out.
+pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    parse_error(error, text, file, false)
+}
+
+/// The same for a file that may hold secrets (the configuration, the
+/// secrets file, the revocation list): a key is shown only where it cannot
+/// be a secret (see [`near_miss`] and [`looks_like_a_config_key`]), else
+/// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
+/// (flow style without a space after the colon) read as one key, never
+/// reaches the message.
+pub fn guarded_yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
+    parse_error(error, text, file, true)
+}
+
+fn parse_error(
+    error: &serde_saphyr::Error,
+    text: &str,
+    file: &str,
+    may_hold_secrets: bool,
+) -> ConfigError {
+    let line = error.location().map_or(0, |location| location.line());
+    // The key written on the error's line, where it may be shown.
+    let line_key = || {
+        key_on_line(text, line)
+            .map(|key| {
+                if !may_hold_secrets || looks_like_a_config_key(&key) {
+                    key
+                } else {
+                    "(key)".to_owned()
+                }
+            })
+            .unwrap_or_else(|| "(document)".to_owned())
+    };
+    let message = error.without_snippet().to_string();
+    let message = first_line(&message);
+    let (key, reason) = if let Some(field) = quoted_after(message, "missing field") {
+        (
+            field,
+            "required key missing from the mapping that ends here".to_owned(),
+        )
+    } else if let Some(field) = quoted_after(message, "unknown field") {
+        let expected = message.split_once("expected").map_or("", |(_, rest)| rest);
+        let expected = expected
+            .split(" at line ")
+            .next()
+            .unwrap_or(expected)
+            .trim();
+        let known: Vec<&str> = expected
+            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
+            .collect();
+        let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
+        if !may_hold_secrets || near_miss(&field, &known) {
+            (field, format!("unknown key; expected {expected}"))
+        } else if start.len() < field.len() && near_miss(start, &known) {
+            (
+                format!("{start}..."),
+                format!(
+                    "not a key: a space missing after `:`? (the rest is not shown: \
+                     it may be a value); expected {expected}"
+                ),
+            )
+        } else {
+            (
+                "(key)".to_owned(),
+                format!(
+                    "an unknown key, not shown: it is no misspelling of a known key, \
+                     and may be a secret (a token pasted without its key?); expected {expected}"
+                ),
+            )
+        }
+    } else if message.contains("multiple YAML documents") {
+        (
+            "(document)".to_owned(),
+            "a second YAML document (after `---`); the configuration is one document".to_owned(),
+        )
+    } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
+        (line_key(), "this key is given twice".to_owned())
+    } else if let Some(reason) = not_a_number(message) {
+        (line_key(), reason)
+    } else {
+        (line_key(), redact_values(message))
+    };
+    ConfigError {
+        file: file.to_owned(),
+        line,
+        key,
+        reason,
+    }
+}
+
+/// Whether an unknown key in a file that may hold secrets may be shown: only
+/// as a misspelling of one of the `known` keys (at most two edits away, one
+/// for keys under four characters). A key that merely contains a known
+/// word may be a token (`example-addon-token`).
+pub(super) fn near_miss(key: &str, known: &[&str]) -> bool {
+    let most = if key.len() < 4 { 1 } else { 2 };
+    key.len() <= 64
+        && key.chars().all(is_key_char)
+        && known.iter().any(|known| edits(key, known) <= most)
+}
+
+/// Whether a key read from an error's line may be shown: it has the shape
+/// of the configuration's own keys (lower-case words joined by `_`; or
+/// `sha256`), which no token of letters, digits and `-` has unless it is a
+/// bare lower-case word.
+pub(super) fn looks_like_a_config_key(key: &str) -> bool {
+    key == "sha256"
+        || (key.len() <= 40
+            && key.starts_with(|c: char| c.is_ascii_lowercase())
+            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// How many single-character insertions, deletions and substitutions turn
+/// `a` into `b` (Levenshtein distance), for short ASCII keys.
+pub(super) fn edits(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(x != y))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The text between the first pair of backticks after `prefix`.
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = &message[message.find(prefix)? + prefix.len()..];
+    let start = rest.find('`')? + 1;
+    let end = rest[start..].find('`')? + start;
+    Some(rest[start..end].to_owned())
+}
+
+/// The mapping key written on a 1-based line, if the line has one.
+fn key_on_line(text: &str, line: u64) -> Option<String> {
+    let source = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let trimmed = source.trim_start().trim_start_matches("- ");
+    let (key, _) = trimmed.split_once(':')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    (!key.is_empty() && is_slug(&key.replace(' ', "_"))).then(|| key.to_owned())
+}
+
+/// The parser's "invalid u64 at line 5, column 20" (a scalar that is not
+/// a number of the field's type: a word, a fraction, a negative or too
+/// large a number), said in a user's words.
+pub(super) fn not_a_number(message: &str) -> Option<String> {
+    let kind = message
+        .strip_prefix("invalid ")?
+        .split_whitespace()
+        .next()?;
+    let bits = kind.strip_prefix('u').or_else(|| kind.strip_prefix('i'))?;
+    let integer = bits == "size" || (!bits.is_empty() && bits.bytes().all(|b| b.is_ascii_digit()));
+    if !integer {
+        return None;
+    }
+    Some(match kind.starts_with('u') {
+        true => "not a whole number of 0 or more (or too large)".to_owned(),
+        false => "not a whole number (or too large)".to_owned(),
+    })
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+/// Keeps a parser message but drops the quoted value it complains about:
+/// "invalid type: string \"x\", expected a boolean" becomes
+/// "invalid type, expected a boolean".
+fn redact_values(message: &str) -> String {
+    let mentions_value = [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "invalid length",
+    ]
+    .iter()
+    .any(|kind| message.contains(kind));
+    if !mentions_value {
+        return message.to_owned();
+    }
+    let (head, expected) = match message.find("expected") {
+        Some(at) => message.split_at(at),
+        None => (message, ""),
+    };
+    let kind = head.split([':', '`', '"']).next().unwrap_or(head).trim();
+    let kind = kind.trim_end_matches(',');
+    if expected.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}, {expected}")
+    }
+}

@@ -1,0 +1,240 @@
+//! The `limits` section: timeouts and sizes, their defaults, and the
+//! bounds a value must keep to be usable.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Timeouts and limits; every value has a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Time a client has to send a request head, counted from when the
+    /// gateway starts waiting for it (so it also bounds keep-alive idle time).
+    pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may sit with no request in flight.
+    pub keep_alive_timeout: Duration,
+    /// Longest a client may take none of an answer being written to it
+    /// (the connection is closed after it).
+    pub send_timeout: Duration,
+    /// Largest request head, in bytes (431 above it; at least 8192).
+    pub max_header_bytes: usize,
+    /// Most header lines in a request head (431 above it).
+    pub max_headers: usize,
+    /// Longest pause a client may make while sending a body (408 after).
+    pub body_idle_timeout: Duration,
+    /// Largest request body on ordinary routes (413 above it).
+    pub max_body_bytes: u64,
+    /// Largest request body on upload routes, which stream.
+    pub max_upload_bytes: u64,
+    /// Largest WebSocket message (and frame) a client may send.
+    pub max_websocket_message_bytes: usize,
+    /// The upload routes: exact canonical paths.
+    pub upload_paths: Vec<String>,
+    /// Most client connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Idle keep-alive connections kept open to the upstream for reuse.
+    pub upstream_pool_size: usize,
+    /// Time to open a connection to the upstream (502 after).
+    pub upstream_connect_timeout: Duration,
+    /// Time for the upstream to send its response head (504 after).
+    pub upstream_response_timeout: Duration,
+    /// Longest the upstream may send nothing of an answer's body before the
+    /// answer is cut off; zero for no limit.
+    pub upstream_body_idle_timeout: Duration,
+    /// Time requests in flight get to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            body_idle_timeout: Duration::from_secs(30),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: 1 << 40,
+            max_websocket_message_bytes: 16 * 1024 * 1024,
+            upload_paths: vec![
+                "/backups/new/upload".to_owned(),
+                "/v2/backups/new/upload".to_owned(),
+            ],
+            max_connections: 4096,
+            upstream_pool_size: 64,
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_response_timeout: Duration::from_secs(300),
+            upstream_body_idle_timeout: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// Whether a canonical path is an upload route.
+    pub fn is_upload(&self, path: &str) -> bool {
+        self.upload_paths.iter().any(|upload| upload == path)
+    }
+
+    /// The body limit for a canonical path.
+    pub fn body_limit(&self, path: &str) -> u64 {
+        if self.is_upload(path) {
+            self.max_upload_bytes
+        } else {
+            self.max_body_bytes
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    header_read_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+    send_timeout_ms: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    body_idle_timeout_ms: Option<u64>,
+    max_body_bytes: Option<u64>,
+    max_upload_bytes: Option<u64>,
+    max_websocket_message_bytes: Option<usize>,
+    upload_paths: Option<Vec<String>>,
+    max_connections: Option<usize>,
+    upstream_pool_size: Option<usize>,
+    upstream_connect_timeout_ms: Option<u64>,
+    upstream_response_timeout_ms: Option<u64>,
+    upstream_body_idle_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+pub(super) fn from_raw(raw: &RawLimits) -> Limits {
+    let d = Limits::default();
+    let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+    Limits {
+        header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
+        keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
+        send_timeout: ms(raw.send_timeout_ms, d.send_timeout),
+        max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
+        max_headers: raw.max_headers.unwrap_or(d.max_headers),
+        body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
+        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
+        max_websocket_message_bytes: raw
+            .max_websocket_message_bytes
+            .unwrap_or(d.max_websocket_message_bytes),
+        upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
+        max_connections: raw.max_connections.unwrap_or(d.max_connections),
+        upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
+        upstream_connect_timeout: ms(raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
+        upstream_response_timeout: ms(
+            raw.upstream_response_timeout_ms,
+            d.upstream_response_timeout,
+        ),
+        upstream_body_idle_timeout: ms(
+            raw.upstream_body_idle_timeout_ms,
+            d.upstream_body_idle_timeout,
+        ),
+        shutdown_grace: ms(raw.shutdown_grace_ms, d.shutdown_grace),
+    }
+}
+
+/// Upper bounds of the limits: above them a value is a mistake (a request
+/// head's header array is allocated at `max_headers`, a semaphore holds
+/// `max_connections` permits), and is refused rather than left to fail at
+/// the first request.
+const MAX_HEADER_BYTES: usize = 1 << 20;
+const MAX_HEADERS: usize = 1000;
+const MAX_WEBSOCKET_MESSAGE_BYTES: usize = 256 << 20;
+const MAX_CONNECTIONS: usize = 1_000_000;
+const MAX_POOL_SIZE: usize = 100_000;
+
+/// Refuses limits that cannot work, naming the key (the line is that of
+/// `limits`, since the values themselves carry none).
+pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
+    let zero = Duration::ZERO;
+    let problems = [
+        (
+            limits.header_read_timeout == zero,
+            "limits.header_read_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.keep_alive_timeout == zero,
+            "limits.keep_alive_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.send_timeout == zero,
+            "limits.send_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.max_header_bytes < 8192,
+            "limits.max_header_bytes",
+            "must be at least 8192",
+        ),
+        (
+            limits.max_header_bytes > MAX_HEADER_BYTES,
+            "limits.max_header_bytes",
+            "must be at most 1048576 (1 MiB)",
+        ),
+        (
+            limits.max_headers == 0,
+            "limits.max_headers",
+            "must be above 0",
+        ),
+        (
+            limits.max_headers > MAX_HEADERS,
+            "limits.max_headers",
+            "must be at most 1000",
+        ),
+        (
+            limits.max_websocket_message_bytes < 1024,
+            "limits.max_websocket_message_bytes",
+            "must be at least 1024 (an auth message must fit)",
+        ),
+        (
+            limits.max_websocket_message_bytes > MAX_WEBSOCKET_MESSAGE_BYTES,
+            "limits.max_websocket_message_bytes",
+            "must be at most 268435456 (256 MiB; messages are held whole)",
+        ),
+        (
+            limits.max_connections == 0,
+            "limits.max_connections",
+            "must be above 0",
+        ),
+        (
+            limits.max_connections > MAX_CONNECTIONS,
+            "limits.max_connections",
+            "must be at most 1000000",
+        ),
+        (
+            limits.upstream_pool_size > MAX_POOL_SIZE,
+            "limits.upstream_pool_size",
+            "must be at most 100000",
+        ),
+        (
+            limits.upstream_connect_timeout == zero,
+            "limits.upstream_connect_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits.upstream_response_timeout == zero,
+            "limits.upstream_response_timeout_ms",
+            "must be above 0",
+        ),
+        (
+            limits
+                .upload_paths
+                .iter()
+                .any(|path| !path.starts_with('/')),
+            "limits.upload_paths",
+            "every upload path starts with /",
+        ),
+    ];
+    match problems.into_iter().find(|(bad, _, _)| *bad) {
+        Some((_, key, reason)) => Err((key, reason)),
+        None => Ok(()),
+    }
+}
