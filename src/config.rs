@@ -561,23 +561,8 @@ impl Checker<'_> {
             .collect();
         let secrets = match secrets {
             Some(file) => {
-                let path = self.resolve(&file.value);
-                files.push(path.clone());
-                let (text, name) = read_file(&path).map_err(|_| {
-                    self.error(
-                        line_of(file),
-                        "addon_secrets",
-                        format!("cannot read {}", path.display()),
-                    )
-                })?;
-                // An entry is named by its line only: its key is a slug, or,
-                // written the wrong way round, a token.
-                let raw: std::collections::BTreeMap<String, Spanned<RawSecret>> =
-                    serde_saphyr::from_str(&text).map_err(|error| ConfigError {
-                        key: "(entry)".to_owned(),
-                        ..guarded_yaml_error(&error, &text, &name)
-                    })?;
-                Some((raw, name))
+                files.push(self.resolve(&file.value));
+                Some(self.secrets_file(file)?)
             }
             None => None,
         };
@@ -587,19 +572,7 @@ impl Checker<'_> {
             let path = manifest.path.clone().unwrap_or_default();
             // A slug already configured (inline, or by an earlier folder) is
             // left out whole: its token must not log in either.
-            let earlier = inline
-                .iter()
-                .any(|slug| slug == &manifest.slug)
-                .then(|| "is also configured inline; the inline entry is used".to_owned())
-                .or_else(|| {
-                    taken
-                        .iter()
-                        .find(|(slug, _)| slug == &manifest.slug)
-                        .map(|(_, other)| {
-                            format!("is also the slug of {}, which is used", other.display())
-                        })
-                });
-            if let Some(reason) = earlier {
+            if let Some(reason) = configured_before(&manifest.slug, inline, &taken) {
                 problems.push(ManifestProblem {
                     path,
                     field: "slug".into(),
@@ -639,25 +612,29 @@ impl Checker<'_> {
             addons.push((manifest, addon));
         }
         if let Some((raw, name)) = &secrets {
-            for (slug, secret) in raw {
-                if !addons.iter().any(|(manifest, _)| &manifest.slug == slug) {
-                    // Named by its line only: an entry written the wrong way
-                    // round (token: slug) has the token for its key.
-                    problems.push(ManifestProblem {
-                        path: PathBuf::from(name),
-                        field: format!("line {}", line_of(secret)),
-                        reason: "a token for a slug with no manifest in use in addon_manifests \
-                                 (the key is not shown: it may be a token)"
-                            .to_owned(),
-                    });
-                }
-            }
+            problems.extend(unused_secrets(raw, name, &addons));
         }
         Ok(LoadedManifests {
             addons,
             problems,
             files,
         })
+    }
+
+    /// The secrets file's entries (slug to token) and its name for messages.
+    /// An entry is named by its line only: its key is a slug, or, written
+    /// the wrong way round, a token.
+    fn secrets_file(&self, file: &Spanned<String>) -> Result<(Secrets, String), ConfigError> {
+        let path = self.resolve(&file.value);
+        let (text, name) = read_file(&path).map_err(|_| {
+            let reason = format!("cannot read {}", path.display());
+            self.error(line_of(file), "addon_secrets", reason)
+        })?;
+        let raw: Secrets = serde_saphyr::from_str(&text).map_err(|error| ConfigError {
+            key: "(entry)".to_owned(),
+            ..guarded_yaml_error(&error, &text, &name)
+        })?;
+        Ok((raw, name))
     }
 
     fn resolve(&self, file: &str) -> PathBuf {
@@ -745,6 +722,41 @@ pub fn is_slug(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The secrets file as read: a token (or its digest) for each slug.
+type Secrets = std::collections::BTreeMap<String, Spanned<RawSecret>>;
+
+/// Why a manifest's slug is left out because it was configured before:
+/// inline (`addons`), or by an earlier manifest (`taken`).
+fn configured_before(slug: &str, inline: &[String], taken: &[(String, PathBuf)]) -> Option<String> {
+    if inline.iter().any(|other| other == slug) {
+        return Some("is also configured inline; the inline entry is used".to_owned());
+    }
+    taken
+        .iter()
+        .find(|(other, _)| other == slug)
+        .map(|(_, path)| format!("is also the slug of {}, which is used", path.display()))
+}
+
+/// A problem for each secrets-file entry whose slug has no manifest in use,
+/// named by its line only: an entry written the wrong way round (token:
+/// slug) has the token for its key.
+fn unused_secrets(
+    raw: &Secrets,
+    name: &str,
+    addons: &[(Manifest, Arc<Addon>)],
+) -> Vec<ManifestProblem> {
+    raw.iter()
+        .filter(|(slug, _)| !addons.iter().any(|(manifest, _)| &manifest.slug == *slug))
+        .map(|(_, secret)| ManifestProblem {
+            path: PathBuf::from(name),
+            field: format!("line {}", line_of(secret)),
+            reason: "a token for a slug with no manifest in use in addon_manifests \
+                     (the key is not shown: it may be a token)"
+                .to_owned(),
+        })
+        .collect()
 }
 
 fn line_of<T>(spanned: &Spanned<T>) -> u64 {
