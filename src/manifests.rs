@@ -239,25 +239,7 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         field: field.to_owned(),
         reason,
     };
-    let size = std::fs::metadata(path).map_or(0, |meta| meta.len());
-    if size > MAX_MANIFEST_BYTES {
-        return Err(problem(
-            "(file)",
-            format!("{size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"),
-        ));
-    }
-    let text = crate::files::read_text(path, MAX_MANIFEST_BYTES)
-        .map_err(|error| problem("(file)", format!("cannot read: {error}")))?;
-    let value: Value = if path.extension().is_some_and(|ext| ext == "json") {
-        serde_json::from_str(&text)
-            .map_err(|error| problem("(file)", format!("not JSON: {error}")))?
-    } else {
-        serde_saphyr::from_str(&text).map_err(|error| {
-            let message = error.to_string();
-            let first = message.lines().next().unwrap_or("").to_owned();
-            problem("(file)", format!("not YAML: {first}"))
-        })?
-    };
+    let value = read_value(path).map_err(|reason| problem("(file)", reason))?;
     let Value::Object(fields) = &value else {
         return Err(problem(
             "(file)",
@@ -277,20 +259,7 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         Some(other) => return Err(problem("slug", format!("not a slug: {other}"))),
         None => return Err(problem("slug", "missing".into())),
     };
-    let role = match fields.get("hassio_role") {
-        None | Some(Value::Null) => Role::Default,
-        Some(Value::String(name)) => Role::from_name(name).ok_or_else(|| {
-            let reason =
-                format!("{name:?} is not one of default, homeassistant, backup, manager, admin");
-            problem("hassio_role", reason)
-        })?,
-        Some(other) => {
-            return Err(problem(
-                "hassio_role",
-                format!("expected a role name, found {other}"),
-            ))
-        }
-    };
+    let role = role(fields.get("hassio_role")).map_err(|reason| problem("hassio_role", reason))?;
     let apparmor = if !flag("apparmor", true)? {
         AppArmor::Disabled
     } else if path.with_file_name("apparmor.txt").is_file() {
@@ -298,42 +267,10 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
     } else {
         AppArmor::Default
     };
-    let privileged = match fields.get("privileged") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut capabilities = Vec::new();
-            for item in items {
-                match item.as_str() {
-                    Some(name) if CAPABILITIES.contains(&name) => {
-                        capabilities.push(name.to_owned())
-                    }
-                    _ => {
-                        return Err(problem(
-                            "privileged",
-                            format!("{item} is not a capability the Supervisor grants"),
-                        ))
-                    }
-                }
-            }
-            capabilities
-        }
-        Some(other) => {
-            return Err(problem(
-                "privileged",
-                format!("expected a list of capabilities, found {other}"),
-            ))
-        }
-    };
-    let signed = match fields.get("codenotary") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(signer)) => !signer.trim().is_empty(),
-        Some(other) => {
-            return Err(problem(
-                "codenotary",
-                format!("expected the signer's address, found {other}"),
-            ))
-        }
-    };
+    let privileged =
+        privileged(fields.get("privileged")).map_err(|reason| problem("privileged", reason))?;
+    let signed =
+        signed(fields.get("codenotary")).map_err(|reason| problem("codenotary", reason))?;
     let read_write_maps =
         read_write_maps(fields.get("map")).map_err(|reason| problem("map", reason))?;
     Ok(Manifest {
@@ -355,6 +292,63 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         signed,
         read_write_maps,
     })
+}
+
+/// A manifest file read and parsed: JSON for a `.json` file, else YAML, up
+/// to [`MAX_MANIFEST_BYTES`].
+fn read_value(path: &Path) -> Result<Value, String> {
+    let size = std::fs::metadata(path).map_or(0, |meta| meta.len());
+    if size > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "{size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"
+        ));
+    }
+    let text = crate::files::read_text(path, MAX_MANIFEST_BYTES)
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if path.extension().is_some_and(|ext| ext == "json") {
+        serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))
+    } else {
+        serde_saphyr::from_str(&text).map_err(|error| {
+            let message = error.to_string();
+            format!("not YAML: {}", message.lines().next().unwrap_or(""))
+        })
+    }
+}
+
+/// The `hassio_role` field; `default` when absent.
+fn role(field: Option<&Value>) -> Result<Role, String> {
+    match field {
+        None | Some(Value::Null) => Ok(Role::Default),
+        Some(Value::String(name)) => Role::from_name(name).ok_or_else(|| {
+            format!("{name:?} is not one of default, homeassistant, backup, manager, admin")
+        }),
+        Some(other) => Err(format!("expected a role name, found {other}")),
+    }
+}
+
+/// The `privileged` field: capabilities the Supervisor grants, none when
+/// absent.
+fn privileged(field: Option<&Value>) -> Result<Vec<String>, String> {
+    match field {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item.as_str() {
+                Some(name) if CAPABILITIES.contains(&name) => Ok(name.to_owned()),
+                _ => Err(format!("{item} is not a capability the Supervisor grants")),
+            })
+            .collect(),
+        Some(other) => Err(format!("expected a list of capabilities, found {other}")),
+    }
+}
+
+/// The `codenotary` field: whether the add-on names a signer.
+fn signed(field: Option<&Value>) -> Result<bool, String> {
+    match field {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::String(signer)) => Ok(!signer.trim().is_empty()),
+        Some(other) => Err(format!("expected the signer's address, found {other}")),
+    }
 }
 
 /// The folders a `map` field mounts read-write: the old form

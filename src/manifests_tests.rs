@@ -81,6 +81,69 @@ fn invalid_fields_are_named() {
 }
 
 #[test]
+fn a_problem_says_what_is_wrong_with_the_value() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (name, text, field, said) in [
+        (
+            "config.yaml",
+            "slug: a\nhassio_role: 7\n",
+            "hassio_role",
+            "expected a role name, found 7",
+        ),
+        (
+            "config.yaml",
+            "slug: a\nhassio_role: root\n",
+            "hassio_role",
+            "\"root\" is not one of",
+        ),
+        (
+            "config.yaml",
+            "slug: a\nprivileged: [NET_RAW, MAKE_COFFEE]\n",
+            "privileged",
+            "\"MAKE_COFFEE\" is not a capability",
+        ),
+        (
+            "config.yaml",
+            "slug: a\nprivileged: {NET_RAW: true}\n",
+            "privileged",
+            "expected a list of capabilities",
+        ),
+        (
+            "config.yaml",
+            "slug: a\ncodenotary: [x]\n",
+            "codenotary",
+            "expected the signer's address",
+        ),
+        ("config.yaml", "slug: [unclosed\n", "(file)", "not YAML: "),
+        ("config.json", "{\"slug\": \"a\",}", "(file)", "not JSON: "),
+    ] {
+        let path = write(dir.path(), "x", name, text);
+        let problem = load_file(&path).expect_err(text);
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(problem.field, field, "{text}");
+        assert!(problem.reason.contains(said), "{text}: {}", problem.reason);
+    }
+    let big = format!("slug: a\n#{}\n", "x".repeat(1 << 20));
+    let path = write(dir.path(), "x", "config.yaml", &big);
+    let problem = load_file(&path).expect_err("too large");
+    assert_eq!(problem.field, "(file)");
+    assert!(
+        problem.reason.contains("a manifest is at most 1048576"),
+        "{}",
+        problem.reason
+    );
+}
+
+#[test]
+fn capabilities_and_a_signer_are_read() {
+    let manifest =
+        parsed("slug: a\nprivileged: [SYS_ADMIN, NET_RAW]\ncodenotary: dev@example.com\n");
+    assert_eq!(manifest.privileged, ["SYS_ADMIN", "NET_RAW"]);
+    assert!(manifest.signed);
+    assert!(!parsed("slug: a\ncodenotary: \"  \"\n").signed);
+}
+
+#[test]
 fn defaults_are_the_supervisors() {
     let manifest = parsed("slug: plain\n");
     assert_eq!(manifest.role, Role::Default);
