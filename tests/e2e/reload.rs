@@ -396,49 +396,34 @@ async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_sign
     ]);
     let signed = signed.trim();
     let served = spawn_serve(&config, "info");
-    let backups = |token: &str| {
-        RawRequest::new("GET", "/backups")
+    let status = |token: &str| {
+        let request = RawRequest::new("GET", "/backups")
             .header("Authorization", format!("Bearer {token}"))
-            .to_bytes()
+            .to_bytes();
+        async move { send_raw(served.addr, &request).await.status }
+    };
+    let reloaded = |times: usize| {
+        assert!(
+            served.wait_for_log("policy reloaded", times, Duration::from_secs(10)),
+            "{}",
+            served.log()
+        );
     };
     for token in ["m1-token-first", signed] {
-        assert_eq!(send_raw(served.addr, &backups(token)).await.status, 200);
+        assert_eq!(status(token).await, 200);
     }
 
     // The secrets file: the add-on's token rotated.
     replace(dir.path(), "secrets.yaml", "m1: m1-token-second\n");
-    assert!(
-        served.wait_for_log("policy reloaded", 1, Duration::from_secs(10)),
-        "{}",
-        served.log()
-    );
+    reloaded(1);
     // An unknown token is refused (403, as the SPEC has it).
-    assert_eq!(
-        send_raw(served.addr, &backups("m1-token-first"))
-            .await
-            .status,
-        403
-    );
-    assert_eq!(
-        send_raw(served.addr, &backups("m1-token-second"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status("m1-token-first").await, 403);
+    assert_eq!(status("m1-token-second").await, 200);
 
     // The manifest: the add-on no longer asks for the Supervisor API.
     replace(&addon, "config.yaml", "slug: m1\nhassio_api: false\n");
-    assert!(
-        served.wait_for_log("policy reloaded", 2, Duration::from_secs(10)),
-        "{}",
-        served.log()
-    );
-    assert_eq!(
-        send_raw(served.addr, &backups("m1-token-second"))
-            .await
-            .status,
-        403
-    );
+    reloaded(2);
+    assert_eq!(status("m1-token-second").await, 403);
 
     // A manifest that cannot be used is left out, and still watched: once
     // mended, the add-on is back.
@@ -447,28 +432,15 @@ async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_sign
         "config.yaml",
         "slug: m1\nhassio_api: true\nhassio_role: root\n",
     );
-    assert!(
-        served.wait_for_log("policy reloaded", 3, Duration::from_secs(10)),
-        "{}",
-        served.log()
-    );
+    reloaded(3);
     assert!(served.log().contains("add-on manifest left out"));
     replace(
         &addon,
         "config.yaml",
         "slug: m1\nhassio_api: true\nhassio_role: backup\n",
     );
-    assert!(
-        served.wait_for_log("policy reloaded", 4, Duration::from_secs(10)),
-        "{}",
-        served.log()
-    );
-    assert_eq!(
-        send_raw(served.addr, &backups("m1-token-second"))
-            .await
-            .status,
-        200
-    );
+    reloaded(4);
+    assert_eq!(status("m1-token-second").await, 200);
 
     // The key file: a new secret, so tokens signed with the old one fail.
     replace(
@@ -476,12 +448,8 @@ async fn a_changed_secrets_file_manifest_or_key_file_is_picked_up_without_a_sign
         "hs.key",
         "a-second-shared-secret-of-32-bytes-or-more\n",
     );
-    assert!(
-        served.wait_for_log("policy reloaded", 5, Duration::from_secs(10)),
-        "{}",
-        served.log()
-    );
-    assert_eq!(send_raw(served.addr, &backups(signed)).await.status, 401);
+    reloaded(5);
+    assert_eq!(status(signed).await, 401);
     let log = served.log();
     assert!(!log.contains("m1-token-"), "no token in the log: {log}");
     let (code, _) = served.stop();
