@@ -4,7 +4,7 @@
 //! step, so that a reader never sees half of one, and private ones readable
 //! by their owner only.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -18,16 +18,21 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 /// The bytes of the regular file at `path` (a symbolic link is followed),
 /// if it holds at most `limit` of them.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-    // Asked before opening: opening a FIFO waits for a writer.
-    if !std::fs::metadata(path)?.is_file() {
-        return Err(not_regular());
-    }
-    let file = File::open(path)?;
-    // Asked again of what was opened, in case the name changed hands.
+    // Opened without waiting (opening a FIFO for reading waits for a
+    // writer, and the name may change hands between any check and the
+    // open), then asked what it is.
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(not_regular());
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
+    // A regular file's reads never wait, whatever the flag says.
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
@@ -109,9 +114,15 @@ mod tests {
             .status()
             .expect("mkfifo runs");
         assert!(made.success());
-        // Opening it for reading would wait for a writer forever.
-        let error = read_bounded(&path, 5).expect_err("not a regular file");
-        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        // Opening it for reading would wait for a writer forever; the type
+        // is asked of what was opened (a check by name before the open can
+        // be raced), so the open itself must not wait.
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(read_bounded(&path, 5).map_err(|e| e.kind())));
+        let outcome = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_bounded returned instead of waiting for a writer");
+        assert_eq!(outcome, Err(io::ErrorKind::InvalidInput));
     }
 
     #[test]
