@@ -64,20 +64,46 @@ enum Message {
 /// (`/dev/stdout` piped to a log collector) is written to as it is; a FIFO
 /// nobody reads is refused, since opening it would wait for a reader (at
 /// start, after the ports are bound; or on SIGHUP).
-fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+fn open_file(path: &Path) -> std::io::Result<Patient> {
+    let mut options = crate::files::private();
+    options.create(true).append(true);
+    // Opened without waiting: a FIFO nobody reads fails at once (ENXIO).
+    // The handle opened is the one kept: opening it again after a probe
+    // would close the probe first, and a reader that ends at that EOF
+    // (`cat fifo | collector`) would leave the second open waiting.
     #[cfg(unix)]
-    if std::fs::metadata(path)
-        .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()))
-    {
-        let mut probe = std::fs::OpenOptions::new();
-        probe.write(true);
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut probe, libc::O_NONBLOCK);
-        // Fails at once (ENXIO) where nobody reads.
-        probe.open(path).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a FIFO that nobody reads")
-        })?;
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    match options.open(path) {
+        Ok(file) => Ok(Patient(file)),
+        #[cfg(unix)]
+        Err(error) if error.raw_os_error() == Some(libc::ENXIO) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a FIFO that nobody reads",
+        )),
+        Err(error) => Err(error),
     }
-    crate::files::private().create(true).append(true).open(path)
+}
+
+/// The audit file, opened without waiting: a write that would wait (a pipe
+/// whose reader is behind) is tried again after a pause, on the writer
+/// thread, as a waiting write would. (A regular file never waits.)
+struct Patient(std::fs::File);
+
+impl Write for Patient {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(bytes) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                written => return written,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 impl Audit {
@@ -128,14 +154,17 @@ impl Audit {
     }
 }
 
-fn write_lines(file: std::fs::File, path: &Path, queue: &Receiver<Message>, reopen: &AtomicBool) {
+fn write_lines(file: Patient, path: &Path, queue: &Receiver<Message>, reopen: &AtomicBool) {
     let mut out = std::io::BufWriter::new(file);
+    let mut failing = false;
     while let Ok(first) = queue.recv() {
         // Write what else is waiting, then flush once.
         let mut failed = false;
+        let mut lines = 0;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             if let Message::Line(line) = message {
+                lines += 1;
                 failed |= writeln!(out, "{line}").is_err();
             }
             if reopen.swap(false, Ordering::AcqRel) {
@@ -153,8 +182,19 @@ fn write_lines(file: std::fs::File, path: &Path, queue: &Receiver<Message>, reop
         }
         failed |= out.flush().is_err();
         if failed {
-            tracing::error!("cannot write the audit log");
+            // The lines of a batch that failed are counted as lost (some
+            // may have reached the file before the error).
+            crate::metrics::audit_lost(lines);
+            if !failing {
+                tracing::error!(
+                    file = %path.display(),
+                    "cannot write the audit log; lines are lost (counted in supervisor_gateway_audit_dropped_total) until it can"
+                );
+            }
+        } else if failing && lines > 0 {
+            tracing::info!(file = %path.display(), "the audit log is written again");
         }
+        failing = failed || (failing && lines == 0);
     }
 }
 
@@ -285,6 +325,51 @@ mod tests {
         // A device is written to as it is.
         let null = Audit::open(Path::new("/dev/null")).expect("/dev/null opens");
         null.record(&entry("/x"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_with_a_reader_gets_every_line_and_its_end_only_at_the_end() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // A collector that reads until its end of file, as `cat fifo` does.
+        let reader_path = path.clone();
+        let (read_all, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let read = std::fs::File::open(&reader_path)
+                .and_then(|mut fifo| fifo.read_to_string(&mut text));
+            read_all.send(read.map(|_| text))
+        });
+        // Its open waits for a writer; the gateway's open finds it there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let audit = loop {
+            match Audit::open(&path) {
+                Ok(audit) => break audit,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(error) => panic!("the reader never came: {error}"),
+            }
+        };
+        audit.record(&entry("/one"));
+        audit.record(&entry("/two"));
+        drop(audit);
+        let text = result
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the reader saw its end")
+            .expect("read");
+        let paths: Vec<String> = text
+            .lines()
+            .map(|line| serde_json::from_str::<Entry>(line).expect("an entry").path)
+            .collect();
+        assert_eq!(paths, ["/one", "/two"]);
     }
 
     #[test]

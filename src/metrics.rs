@@ -58,7 +58,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     );
     metrics::describe_counter!(
         AUDIT_DROPPED,
-        "Audit log lines dropped because the writer was far behind."
+        "Audit log lines lost: dropped because the writer was far behind, or not written because writing failed."
     );
     // Present from the start, so that a scrape before the first event sees 0.
     metrics::gauge!(OPEN_CONNECTIONS).set(0.0);
@@ -265,7 +265,12 @@ pub fn unparsed_request(reason: &'static str) {
 
 /// Counts an audit line dropped because the writer was far behind.
 pub fn audit_dropped() {
-    metrics::counter!(AUDIT_DROPPED).increment(1);
+    audit_lost(1);
+}
+
+/// Audit lines that could not be written (the file or its reader failed).
+pub fn audit_lost(lines: u64) {
+    metrics::counter!(AUDIT_DROPPED).increment(lines);
 }
 
 /// A client connection opened (`1.0`) or closed (`-1.0`).

@@ -189,8 +189,12 @@ fn serve_with_admin_and_limits(
     dir: &Path,
     limits: &str,
 ) -> (Served, SocketAddr) {
-    let text = config_with_limits(mock.addr(), limits)
-        .replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
+    serve_text_with_admin(dir, &config_with_limits(mock.addr(), limits))
+}
+
+/// `serve` with the config `text`, its admin listener on a port of its own.
+fn serve_text_with_admin(dir: &Path, text: &str) -> (Served, SocketAddr) {
+    let text = text.replace("admin_listen: none", "admin_listen: 127.0.0.1:0");
     let path = write(dir, "gateway.yaml", &text);
     let served = spawn_serve(&path, "info");
     assert!(served.wait_for_log("admin=", 1, Duration::from_secs(10)));
@@ -467,6 +471,32 @@ async fn requests_the_http_parser_refuses_are_counted_and_logged() {
     assert_eq!(value(&after, name, &[("reason", "malformed")]), 1.0);
     assert_eq!(value(&after, name, &[("reason", "too_large")]), 1.0);
     assert_eq!(value(&after, REQUESTS, &[]), 0.0, "never decided");
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn audit_lines_that_cannot_be_written_are_counted_and_said_once() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    // Every write to /dev/full fails (no space left on the device).
+    let text = format!("{}audit_log: /dev/full\n", test_config_yaml(mock.addr()));
+    let (served, admin) = serve_text_with_admin(dir.path(), &text);
+    let lost = "supervisor_gateway_audit_dropped_total";
+    assert_eq!(value(&scrape(admin).await.1, lost, &[]), 0.0);
+    for _ in 0..3 {
+        let backups = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
+        assert_eq!(served.send(&backups).await.status, 200);
+    }
+    let samples = scrape_until(admin, lost, 3.0).await;
+    assert_eq!(value(&samples, lost, &[]), 3.0);
+    let log = served.log();
+    assert_eq!(
+        log.matches("cannot write the audit log").count(),
+        1,
+        "{log}"
+    );
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
