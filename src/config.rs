@@ -244,10 +244,10 @@ struct RawConfig {
     watch_interval_ms: Option<Spanned<u64>>,
     workers: Option<usize>,
     admin_listen: Option<Spanned<String>>,
-    audit_log: Option<String>,
+    audit_log: Option<Spanned<String>>,
     addon_manifests: Option<Spanned<String>>,
     addon_secrets: Option<Spanned<String>>,
-    state_file: Option<String>,
+    state_file: Option<Spanned<String>>,
     #[serde(default)]
     tokens: RawTokens,
     #[serde(default)]
@@ -337,6 +337,19 @@ impl Checker<'_> {
     }
 
     fn check(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let files = [
+            (&raw.table, "table"),
+            (&raw.shadow_table, "shadow_table"),
+            (&raw.audit_log, "audit_log"),
+            (&raw.state_file, "state_file"),
+            (&raw.addon_manifests, "addon_manifests"),
+            (&raw.addon_secrets, "addon_secrets"),
+        ];
+        for (file, key) in files {
+            if let Some(file) = file {
+                self.names_a_file(file, key)?;
+            }
+        }
         let listen = match &raw.listen {
             Some(listen) => listen.value.parse().map_err(|_| {
                 self.error(
@@ -421,8 +434,8 @@ impl Checker<'_> {
             shadow_table: raw.shadow_table.map(|table| PathBuf::from(table.value)),
             watch_interval,
             admin_listen,
-            audit_log: raw.audit_log.map(|file| self.resolve(&file)),
-            state_file: raw.state_file.map(|file| self.resolve(&file)),
+            audit_log: raw.audit_log.map(|file| self.resolve(&file.value)),
+            state_file: raw.state_file.map(|file| self.resolve(&file.value)),
             manifests,
             manifest_problems,
             manifest_files,
@@ -637,6 +650,15 @@ impl Checker<'_> {
         Ok((raw, name))
     }
 
+    /// Refuses an empty file name, which would name the config's own folder
+    /// (or nothing) rather than a file.
+    fn names_a_file(&self, file: &Spanned<String>, key: &str) -> Result<(), ConfigError> {
+        if file.value.trim().is_empty() {
+            return Err(self.error(line_of(file), key, "names no file (it is empty)"));
+        }
+        Ok(())
+    }
+
     fn resolve(&self, file: &str) -> PathBuf {
         let path = PathBuf::from(file);
         if path.is_relative() {
@@ -648,6 +670,7 @@ impl Checker<'_> {
 
     /// A key file's bytes; the message names the file, never its contents.
     fn read_key_file(&self, file: &Spanned<String>, key: &str) -> Result<Vec<u8>, ConfigError> {
+        self.names_a_file(file, key)?;
         let path = self.resolve(&file.value);
         crate::files::read_bounded(&path, crate::files::MAX_KEY_FILE_BYTES).map_err(|error| {
             let reason = format!("cannot read {}: {error}", path.display());

@@ -13,7 +13,7 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
 
 /// The same for a file that may hold secrets (the configuration, the
 /// secrets file, the revocation list): a key is shown only where it cannot
-/// be a secret (see [`near_miss`] and [`looks_like_a_config_key`]), else
+/// be a secret (see [`near_miss`] and [`KNOWN_KEYS`]), else
 /// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
 /// (flow style without a space after the colon) read as one key, never
 /// reaches the message.
@@ -32,7 +32,7 @@ fn parse_error(
     let line_key = || {
         key_on_line(text, line)
             .map(|key| {
-                if !may_hold_secrets || looks_like_a_config_key(&key) {
+                if !may_hold_secrets || near_miss(&key, KNOWN_KEYS) {
                     key
                 } else {
                     "(key)".to_owned()
@@ -109,16 +109,68 @@ pub(super) fn near_miss(key: &str, known: &[&str]) -> bool {
         && known.iter().any(|known| edits(key, known) <= most)
 }
 
-/// Whether a key read from an error's line may be shown: it has the shape
-/// of the configuration's own keys (lower-case words joined by `_`; or
-/// `sha256`), which no token of letters, digits and `-` has unless it is a
-/// bare lower-case word.
-pub(super) fn looks_like_a_config_key(key: &str) -> bool {
-    key == "sha256"
-        || (key.len() <= 40
-            && key.starts_with(|c: char| c.is_ascii_lowercase())
-            && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
-}
+/// Every key of the configuration file and of the revocation list. A key
+/// read from an error's line is shown only if it is one of these or a
+/// misspelling of one: a key of any other shape may be a pasted token, even
+/// one of lower-case words.
+pub(super) const KNOWN_KEYS: &[&str] = &[
+    "addon_manifests",
+    "addon_secrets",
+    "addons",
+    "admin_listen",
+    "algorithm",
+    "audience",
+    "audit_log",
+    "auth_api",
+    "body_idle_timeout_ms",
+    "cli",
+    "hassio_api",
+    "hassio_role",
+    "header_read_timeout_ms",
+    "homeassistant",
+    "homeassistant_api",
+    "issued_before",
+    "issuer",
+    "jti",
+    "keep_alive_timeout_ms",
+    "keys",
+    "kid",
+    "leeway_s",
+    "limits",
+    "listen",
+    "max_body_bytes",
+    "max_connections",
+    "max_header_bytes",
+    "max_headers",
+    "max_upload_bytes",
+    "max_websocket_message_bytes",
+    "observer",
+    "private_key",
+    "public_key",
+    "revocation_file",
+    "secret",
+    "secret_file",
+    "send_timeout_ms",
+    "sha256",
+    "shadow_table",
+    "shutdown_grace_ms",
+    "sign",
+    "signing",
+    "slug",
+    "state_file",
+    "table",
+    "token",
+    "tokens",
+    "upload_paths",
+    "upstream",
+    "upstream_body_idle_timeout_ms",
+    "upstream_connect_timeout_ms",
+    "upstream_pool_size",
+    "upstream_response_timeout_ms",
+    "upstream_token",
+    "watch_interval_ms",
+    "workers",
+];
 
 fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'

@@ -23,7 +23,7 @@ pub(super) struct RawSigning {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawKey {
+pub(super) struct RawKey {
     kid: Spanned<String>,
     algorithm: Spanned<String>,
     #[serde(default = "yes")]
@@ -153,6 +153,7 @@ impl Checker<'_> {
         let Some(file) = &raw.revocation_file else {
             return Ok((Some(Revocations::default()), None));
         };
+        self.names_a_file(file, "signing.revocation_file")?;
         let path = self.resolve(&file.value);
         match Revocations::load(&path) {
             Ok(list) => Ok((Some(list), Some(path))),
