@@ -60,8 +60,12 @@ pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
 pub fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, path)
+    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        // Nothing half-done is left beside the file.
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Options that create a file readable and writable by its owner only.
@@ -123,6 +127,21 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("read_bounded returned instead of waiting for a writer");
         assert_eq!(outcome, Err(io::ErrorKind::InvalidInput));
+    }
+
+    #[test]
+    fn a_replace_that_fails_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A directory cannot be replaced by a file.
+        let target = dir.path().join("taken");
+        std::fs::create_dir(&target).expect("dir");
+        std::fs::write(target.join("inside"), b"x").expect("write");
+        assert!(replace(&target, "text").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["taken"]);
     }
 
     #[test]
