@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{BodyWatch, LimitedBody, Sent, Tap};
-use crate::caller::{normalized_name, Caller, TOKEN_HEADERS};
+use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
 use crate::gateway::Grant;
@@ -27,54 +27,15 @@ use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
 
-/// Headers that describe one connection, never forwarded in either direction.
-/// `content-length` is not one, but the gateway never copies the client's:
-/// the upstream request gets framing of the gateway's own, from the body.
-/// (A `match`, not a list searched in turn: every header of every request
-/// and answer is asked.)
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "content-length"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
+#[path = "forwarding_headers.rs"]
+mod headers;
 
-/// Headers that the gateway sets for the upstream to say who is calling.
-pub const IDENTITY_HEADERS: [&str; 3] = ["x-gateway-caller", "x-gateway-addon", "x-gateway-role"];
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_GATEWAY_CALLER: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[0]);
-const X_GATEWAY_ADDON: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[1]);
-const X_GATEWAY_ROLE: HeaderName = HeaderName::from_static(IDENTITY_HEADERS[2]);
-
-/// Whether a header, its name normalized, would override the method
-/// judged.
-fn is_method_override(normalized: &str) -> bool {
-    matches!(
-        normalized,
-        "x-http-method-override" | "x-http-method" | "x-method-override"
-    )
-}
-
-/// Whether a header name starts with `x` in either case, as every reserved
-/// and method-override header does but `forwarded`: most headers are
-/// settled by that alone, before their name is normalized.
-fn starts_with_x(name: &str) -> bool {
-    name.as_bytes()
-        .first()
-        .is_some_and(|first| first.eq_ignore_ascii_case(&b'x'))
-}
+use headers::{
+    connection_names, is_hop_by_hop, strip_hop_by_hop, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO, X_GATEWAY_ADDON, X_GATEWAY_CALLER, X_GATEWAY_ROLE,
+};
+pub use headers::{header_problem, is_reserved_header, IDENTITY_HEADERS};
+pub(crate) use headers::{lists, value_lists};
 
 /// The client at the other end of a connection, as the upstream is told
 /// of it: the `X-Forwarded-For` value, made once for all of the
@@ -129,99 +90,6 @@ impl ForwardError {
             }
         }
     }
-}
-
-/// Whether a client header carries identity or forwarding information that
-/// only the gateway may set (any case, with `_` or `.` for `-`).
-pub fn is_reserved_header(name: &str) -> bool {
-    if !starts_with_x(name) && !name.eq_ignore_ascii_case("forwarded") {
-        return false;
-    }
-    let name = normalized_name(name);
-    name.starts_with("x-hass-")
-        || name.starts_with("x-remote-user-")
-        || name.starts_with("x-forwarded-")
-        || name.starts_with("x-gateway-")
-        || matches!(name.as_ref(), "x-ingress-path" | "forwarded" | "x-real-ip")
-}
-
-/// A reason to refuse the request for its headers alone (400), if any. One
-/// pass over the headers.
-pub fn header_problem(headers: &HeaderMap) -> Option<&'static str> {
-    let (mut hosts, mut codings, mut plain_chunked) = (0, 0, true);
-    for (name, value) in headers {
-        match name.as_str() {
-            "host" => hosts += 1,
-            "transfer-encoding" => {
-                codings += 1;
-                plain_chunked &= value.as_bytes().eq_ignore_ascii_case(b"chunked");
-            }
-            "connection" if names_a_protected_header(value) => {
-                return Some("Connection names a header the gateway relies on");
-            }
-            other if starts_with_x(other) && is_method_override(&normalized_name(other)) => {
-                return Some("method override headers are not accepted");
-            }
-            _ => {}
-        }
-    }
-    if hosts > 1 {
-        return Some("more than one Host header");
-    }
-    if codings > 1 || !plain_chunked {
-        // hyper accepts any list ending in chunked; anything but one plain
-        // chunked would reach the upstream de-chunked but not decoded.
-        return Some("only Transfer-Encoding: chunked is accepted");
-    }
-    None
-}
-
-/// Whether a `Connection` value lists a credential, forwarding or gateway
-/// header, or `Host`.
-fn names_a_protected_header(value: &HeaderValue) -> bool {
-    list_items(value).any(|name| {
-        let name = String::from_utf8_lossy(name);
-        is_reserved_header(&name)
-            || TOKEN_HEADERS.contains(&normalized_name(&name).as_ref())
-            || name.eq_ignore_ascii_case("host")
-    })
-}
-
-/// The items of a comma-separated header value, trimmed, empty ones left
-/// out. Read as bytes: a value may hold bytes over 0x7F (obs-text), and an
-/// item with them must not hide the others, as it would if the whole value
-/// were dropped for not being ASCII.
-fn list_items(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
-    value
-        .as_bytes()
-        .split(|byte| *byte == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|item| !item.is_empty())
-}
-
-/// Whether any `name` header lists `token` (case-insensitively) in its
-/// comma-separated value.
-pub(crate) fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .any(|value| value_lists(value, token))
-}
-
-/// Whether a comma-separated header value lists `token`
-/// (case-insensitively).
-pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {
-    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
-}
-
-/// The header names listed in `Connection`, lower-cased.
-fn connection_names(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(list_items)
-        .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
-        .collect()
 }
 
 /// The client to the upstream, with the gateway's rules for headers.
@@ -861,26 +729,6 @@ impl http_body::Body for IdleLimited {
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream sent nothing of the answer's body for too long")]
 struct UpstreamBodyStalled;
-
-/// Removes hop-by-hop headers and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named = connection_names(headers);
-    // One pass over the names present: most answers have none to remove.
-    // The upstream's own Content-Length describes the body it sends, which
-    // is passed on as it is (a HEAD answer has no body to count).
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            (name != "content-length" && is_hop_by_hop(name))
-                || named.iter().any(|named| named == name)
-        })
-        .cloned()
-        .collect();
-    for name in dropped {
-        headers.remove(name);
-    }
-}
 
 #[cfg(test)]
 #[path = "forwarding_tests.rs"]
