@@ -1,5 +1,6 @@
 use serde_json::Value;
 
+use super::messages::{Shortened, MAX_ECHOED_ID};
 use super::*;
 
 fn json(message: &Message) -> Value {
