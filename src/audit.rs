@@ -314,12 +314,7 @@ mod tests {
     #[test]
     fn a_fifo_nobody_reads_is_refused_instead_of_waiting_for_a_reader() {
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("audit.fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .expect("mkfifo runs");
-        assert!(made.success());
+        let path = crate::files::fifo(dir.path(), "audit.fifo");
         let error = Audit::open(&path).err().expect("refused");
         assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
         // A device is written to as it is.
@@ -332,12 +327,7 @@ mod tests {
     fn a_fifo_with_a_reader_gets_every_line_and_its_end_only_at_the_end() {
         use std::io::Read;
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("audit.fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .expect("mkfifo runs");
-        assert!(made.success());
+        let path = crate::files::fifo(dir.path(), "audit.fifo");
         // A collector that reads until its end of file, as `cat fifo` does.
         let reader_path = path.clone();
         let (read_all, result) = std::sync::mpsc::channel();

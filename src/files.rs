@@ -76,6 +76,19 @@ pub fn private() -> OpenOptions {
     options
 }
 
+/// A new FIFO named `name` in `dir`, for tests of files that are not
+/// regular.
+#[cfg(all(test, unix))]
+pub(crate) fn fifo(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,12 +125,7 @@ mod tests {
     #[test]
     fn a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer() {
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&path)
-            .status()
-            .expect("mkfifo runs");
-        assert!(made.success());
+        let path = fifo(dir.path(), "fifo");
         // Opening it for reading would wait for a writer forever; the type
         // is asked of what was opened (a check by name before the open can
         // be raced), so the open itself must not wait.
