@@ -65,6 +65,9 @@ enum Message {
 /// nobody reads is refused, since opening it would wait for a reader (at
 /// start, after the ports are bound; or on SIGHUP).
 fn open_file(path: &Path) -> std::io::Result<Patient> {
+    if let Some(stream) = standard_stream(path) {
+        return stream.map(Patient);
+    }
     let mut options = crate::files::private();
     options.create(true).append(true);
     // Opened without waiting: a FIFO nobody reads fails at once (ENXIO).
@@ -72,16 +75,37 @@ fn open_file(path: &Path) -> std::io::Result<Patient> {
     // would close the probe first, and a reader that ends at that EOF
     // (`cat fifo | collector`) would leave the second open waiting.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOCTTY,
+    );
     match options.open(path) {
         Ok(file) => Ok(Patient(file)),
         #[cfg(unix)]
-        Err(error) if error.raw_os_error() == Some(libc::ENXIO) => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "a FIFO that nobody reads",
-        )),
+        Err(error) if error.raw_os_error() == Some(libc::ENXIO) && is_fifo(path) => Err(
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a FIFO that nobody reads"),
+        ),
         Err(error) => Err(error),
     }
+}
+
+#[cfg(unix)]
+fn is_fifo(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|meta| std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()))
+}
+
+/// `/dev/stdout` and `/dev/stderr` are the process's own streams, taken as
+/// they are (a copy of the descriptor), not opened by name: under systemd
+/// they are a socket to the journal, which cannot be opened by name.
+fn standard_stream(path: &Path) -> Option<std::io::Result<std::fs::File>> {
+    use std::os::fd::AsFd;
+    let stream = match path.to_str()? {
+        "/dev/stdout" => std::io::stdout().as_fd().try_clone_to_owned(),
+        "/dev/stderr" => std::io::stderr().as_fd().try_clone_to_owned(),
+        _ => return None,
+    };
+    Some(stream.map(std::fs::File::from))
 }
 
 /// The audit file, opened without waiting: a write that would wait (a pipe
@@ -183,7 +207,10 @@ fn write_lines(file: Patient, path: &Path, queue: &Receiver<Message>, reopen: &A
         failed |= out.flush().is_err();
         if failed {
             // The lines of a batch that failed are counted as lost (some
-            // may have reached the file before the error).
+            // may have reached the file before the error), and what is left
+            // of them is dropped, not written later.
+            let (file, _unwritten) = out.into_parts();
+            out = std::io::BufWriter::new(file);
             crate::metrics::audit_lost(lines);
             if !failing {
                 tracing::error!(

@@ -48,7 +48,11 @@ fn parse_error(
             "required key missing from the mapping that ends here".to_owned(),
         )
     } else if let Some(field) = quoted_after(message, "unknown field") {
-        let expected = message.split_once("expected").map_or("", |(_, rest)| rest);
+        // The list after the last ", expected ": the key itself may hold the
+        // word (`unexpected_...`), the list of known keys never does.
+        let expected = message
+            .rsplit_once(", expected ")
+            .map_or("", |(_, rest)| rest);
         let expected = expected
             .split(" at line ")
             .next()

@@ -544,3 +544,22 @@ fn an_empty_file_name_is_refused_with_its_key_and_line() {
         assert!(error.reason.contains("names no file"), "{error}");
     }
 }
+
+#[test]
+fn an_unknown_key_holding_the_word_expected_is_not_echoed() {
+    // The parser's message is "unknown field `KEY`, expected one of ...":
+    // the list is read after the last ", expected ", never inside the key.
+    for key in [
+        "unexpected_purple_monkey_dishwasher",
+        "x, expected one of s3cr3t",
+    ] {
+        let error = error_of(&format!("{MINIMAL}\"{key}\": 1\n"));
+        assert_eq!(error.key, "(key)", "{error}");
+        assert!(!error.to_string().contains("purple"), "{error}");
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+        assert!(
+            error.reason.contains("expected one of listen, upstream"),
+            "{error}"
+        );
+    }
+}

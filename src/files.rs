@@ -5,7 +5,7 @@
 //! by their owner only.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// The most bytes of a configuration, table, secrets, revocation or state
@@ -18,19 +18,25 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 /// The bytes of the regular file at `path` (a symbolic link is followed),
 /// if it holds at most `limit` of them.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    // Opened without waiting (opening a FIFO for reading waits for a
-    // writer, and the name may change hands between any check and the
-    // open), then asked what it is.
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    // Asked by name first, so that nothing else is ever opened (opening a
+    // device may have effects of its own).
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    // The name may change hands before the open: opened without waiting (a
+    // FIFO opened for reading waits for a writer) and without taking a
+    // terminal as the controlling one, then asked again of what was opened.
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOCTTY,
+    );
     let file = options.open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(not_regular());
     }
     // A regular file's reads never wait, whatever the flag says.
     let mut bytes = Vec::new();
@@ -60,7 +66,17 @@ pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
 pub fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
-    let written = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    // Left by an earlier run with this process id, or planted: a link there
+    // would be followed by an ordinary create. Removed (a link, not what it
+    // points to), then created anew or not at all.
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {
         // Nothing half-done is left beside the file.
         let _ = std::fs::remove_file(&temporary);
@@ -150,6 +166,26 @@ mod tests {
             .map(|entry| entry.expect("entry").file_name())
             .collect();
         assert_eq!(left, ["taken"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep me").expect("write");
+        let target = dir.path().join("state.yaml");
+        let planted = dir
+            .path()
+            .join(format!("state.yaml.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).expect("link");
+        replace(&target, "new: text\n").expect("replaced");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"keep me");
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "new: text\n"
+        );
+        assert!(!planted.exists() && std::fs::symlink_metadata(&planted).is_err());
     }
 
     #[test]

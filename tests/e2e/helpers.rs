@@ -398,12 +398,22 @@ pub(crate) fn spawn_serve(config: &Path, rust_log: &str) -> Served {
 
 /// `serve` with extra arguments (such as `--log-format json`).
 pub(crate) fn spawn_serve_with(config: &Path, rust_log: &str, extra: &[&str]) -> Served {
+    spawn_serve_to(config, rust_log, extra, Stdio::null())
+}
+
+/// As [`spawn_serve_with`], with the process's standard output on `stdout`.
+pub(crate) fn spawn_serve_to(
+    config: &Path,
+    rust_log: &str,
+    extra: &[&str],
+    stdout: Stdio,
+) -> Served {
     let mut child = Command::new(BIN)
         .args(extra)
         .args(["serve", "--config", config.to_str().expect("utf-8 path")])
         .env("RUST_LOG", rust_log)
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .spawn()
         .expect("spawn serve");
     let stderr = child.stderr.take().expect("stderr");

@@ -124,3 +124,37 @@ async fn a_start_refused_for_a_taken_port_leaves_no_audit_file() {
     assert!(stderr.contains("cannot listen on"), "{stderr}");
     assert!(!dir.path().join("audit.jsonl").exists());
 }
+
+#[tokio::test]
+async fn an_audit_log_on_stdout_reaches_a_socket_as_under_systemd() {
+    use std::io::BufRead;
+    // systemd gives a service's standard output as a socket to the
+    // journal, which cannot be opened by the name /dev/stdout.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    ours.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!("{}audit_log: /dev/stdout\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let stdout = std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs));
+    let served = spawn_serve_to(&path, "info", &[], stdout);
+    let backups = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
+    assert_eq!(served.send(&backups).await.status, 200);
+    let denied = RawRequest::new("POST", "/os/update").token(TOK_BACKUP);
+    assert_eq!(served.send(&denied).await.status, 403);
+    let mut lines = std::io::BufReader::new(ours).lines();
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("an audit line").expect("read");
+        let entry: supervisor_gateway::audit::Entry =
+            serde_json::from_str(&line).expect("an entry");
+        statuses.push((entry.path, entry.status));
+    }
+    assert_eq!(
+        statuses,
+        [("/backups".to_owned(), 200), ("/os/update".to_owned(), 403)]
+    );
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
