@@ -128,6 +128,10 @@ pub struct Config {
     pub addons: Vec<Arc<Addon>>,
     /// When set, the upstream gets this token instead of the caller's.
     pub upstream_token: Option<UpstreamToken>,
+    /// Whether the upstream is told who calls (`X-Gateway-Caller`,
+    /// `-Addon`, `-Role`): always with `upstream_token`, else only when
+    /// the file asks for it.
+    pub identity_headers: bool,
     /// Timeouts and limits.
     pub limits: Limits,
 }
@@ -253,6 +257,7 @@ struct RawConfig {
     #[serde(default)]
     addons: Vec<Spanned<RawAddon>>,
     upstream_token: Option<Spanned<RawSecret>>,
+    identity_headers: Option<Spanned<bool>>,
     limits: Option<Spanned<RawLimits>>,
     signing: Option<Spanned<RawSigning>>,
 }
@@ -409,6 +414,18 @@ impl Checker<'_> {
             Some(spanned) => Some(self.upstream_token(spanned, &seen)?),
             None => None,
         };
+        // With the gateway's own credential the identity headers are the
+        // upstream's only way to know the caller; without it they are sent
+        // only when asked for (the upstream checks the caller's own token).
+        let identity_headers = match &raw.identity_headers {
+            Some(flag) if !flag.value && upstream_token.is_some() => {
+                let reason = "cannot be false with upstream_token: the upstream would not \
+                              know who is calling";
+                return Err(self.error(line_of(flag), "identity_headers", reason));
+            }
+            Some(flag) => flag.value,
+            None => upstream_token.is_some(),
+        };
         let limits_line = raw.limits.as_ref().map_or(0, line_of);
         let limits = raw
             .limits
@@ -446,6 +463,7 @@ impl Checker<'_> {
             callers,
             addons,
             upstream_token,
+            identity_headers,
             limits,
         })
     }

@@ -133,6 +133,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "header_read_timeout_ms",
     "homeassistant",
     "homeassistant_api",
+    "identity_headers",
     "issued_before",
     "issuer",
     "jti",

@@ -36,6 +36,9 @@ pub fn demo_config(listen: SocketAddr, upstream: SocketAddr) -> Result<Config, C
         r#"
 listen: "{listen}"
 upstream: "http://{upstream}"
+# The mock upstream learns its caller from these (the real Supervisor
+# checks the add-on's own token).
+identity_headers: true
 tokens:
   homeassistant: demo-core
   cli: demo-cli

@@ -103,6 +103,8 @@ pub struct Forwarder {
     upstream_authorization: Option<HeaderValue>,
     /// The gateway's own credential alone, for WebSocket auth messages.
     upstream_token: Option<Arc<str>>,
+    /// Whether the upstream is told who calls (`X-Gateway-*`).
+    identity_headers: bool,
     limits: Limits,
 }
 
@@ -128,6 +130,7 @@ impl Forwarder {
                 .upstream_token
                 .as_ref()
                 .map(|token| token.0.as_str().into()),
+            identity_headers: config.identity_headers,
             limits: config.limits.clone(),
         }
     }
@@ -455,6 +458,9 @@ impl Forwarder {
         emit(&X_FORWARDED_PROTO, &HeaderValue::from_static("http"));
         if let Some(host) = client_host {
             emit(&X_FORWARDED_HOST, host);
+        }
+        if !self.identity_headers {
+            return;
         }
         emit(&X_GATEWAY_CALLER, &HeaderValue::from_static(caller.kind()));
         if let Caller::Addon(addon) = caller {

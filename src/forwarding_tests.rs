@@ -14,8 +14,11 @@ fn written_headers(head: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
-    let config = crate::config::Config::from_yaml("upstream: http://127.0.0.1:8081\n", "test.yaml")
-        .expect("config");
+    let config = crate::config::Config::from_yaml(
+        "upstream: http://127.0.0.1:8081\nidentity_headers: true\n",
+        "test.yaml",
+    )
+    .expect("config");
     let forwarder = Forwarder::new(&config);
     let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
     let addon = |slug: &str| {
@@ -64,6 +67,51 @@ async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
         }
         assert!(written.iter().all(|(name, _)| name != "x-drop-me"));
     }
+}
+
+#[test]
+fn identity_headers_go_out_with_upstream_token_or_when_asked_for_only() {
+    let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
+    let caller = Caller::Addon(Arc::new(crate::config::Addon {
+        slug: "bench".into(),
+        hassio_api: true,
+        role: crate::config::Role::Backup,
+        homeassistant_api: false,
+        auth_api: false,
+    }));
+    let incoming = headers(&[("host", "supervisor")]);
+    for (extra, sent) in [
+        ("", false),
+        ("identity_headers: false\n", false),
+        ("identity_headers: true\n", true),
+        ("upstream_token: own-credential-0123\n", true),
+        (
+            "upstream_token: own-credential-0123\nidentity_headers: true\n",
+            true,
+        ),
+    ] {
+        let text = format!("upstream: http://127.0.0.1:8081\n{extra}");
+        let config = crate::config::Config::from_yaml(&text, "test.yaml").expect("config");
+        let given = Forwarder::new(&config).upstream_headers(&incoming, &caller, &peer);
+        let identity: Vec<&str> = given
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|name| name.starts_with("x-gateway-"))
+            .collect();
+        let expected: &[&str] = if sent { &IDENTITY_HEADERS } else { &[] };
+        assert_eq!(identity, expected, "{extra:?}");
+        assert!(given.contains_key("x-forwarded-for"), "{extra:?}");
+    }
+    let refused = crate::config::Config::from_yaml(
+        "upstream: http://127.0.0.1:8081\nupstream_token: own-credential-0123\nidentity_headers: false\n",
+        "test.yaml",
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        (refused.key.as_str(), refused.line),
+        ("identity_headers", 3)
+    );
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -16,6 +16,7 @@ pub(super) struct Fixed {
     upstream: http::uri::Authority,
     limits: Limits,
     upstream_token: Option<String>,
+    identity_headers: bool,
     admin_listen: Option<SocketAddr>,
     workers: usize,
     audit_log: Option<PathBuf>,
@@ -30,6 +31,7 @@ impl Fixed {
             upstream: config.upstream.clone(),
             limits: config.limits.clone(),
             upstream_token: config.upstream_token.as_ref().map(|token| token.0.clone()),
+            identity_headers: config.identity_headers,
             admin_listen: config.admin_listen,
             workers: config.workers,
             audit_log: config.audit_log.clone(),
@@ -55,6 +57,10 @@ impl Fixed {
             (
                 self.upstream_token != other.upstream_token,
                 "upstream_token",
+            ),
+            (
+                self.identity_headers != other.identity_headers,
+                "identity_headers",
             ),
         ]
         .into_iter()

@@ -67,6 +67,27 @@ async fn the_upstream_sees_only_the_gateways_identity_and_forwarding_headers() {
 }
 
 #[tokio::test]
+async fn without_upstream_token_the_identity_headers_are_sent_only_when_asked_for() {
+    // The test config asks for them (the mock learns its caller from them);
+    // by default the upstream checks the caller's own token and is told
+    // nothing more, as the SPEC has it.
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace("identity_headers: true\n", "");
+    assert!(!text.contains("identity_headers"));
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, mock).await;
+    let request = spoofing(RawRequest::new("GET", "/os/info")).token(TOK_DEFAULT);
+    assert_eq!(gateway.send(&request).await.status, 200);
+    let seen = &gateway.upstream_saw()[0];
+    for name in supervisor_gateway::forwarding::IDENTITY_HEADERS {
+        assert!(values(seen, name).is_empty(), "{name} reached the upstream");
+    }
+    assert_eq!(values(seen, "x-supervisor-token"), [TOK_DEFAULT.as_bytes()]);
+    assert_eq!(values(seen, "x-forwarded-for"), [b"127.0.0.1"]);
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
     let gateway = TestGateway::start().await;
     let request = RawRequest::new("GET", "/addons/self/info")

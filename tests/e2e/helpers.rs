@@ -53,6 +53,7 @@ pub(crate) fn test_config_yaml(upstream: SocketAddr) -> String {
 listen: 127.0.0.1:0
 upstream: http://{upstream}
 admin_listen: none
+identity_headers: true
 tokens:
   homeassistant: {TOK_CORE}
   cli: {TOK_CLI}
