@@ -92,6 +92,15 @@ impl ForwardError {
     }
 }
 
+/// Whether the gateway knows who `caller` is: a token holder, not a request
+/// with no token or an unknown or rejected one.
+fn is_identified(caller: &Caller) -> bool {
+    matches!(
+        caller,
+        Caller::HomeAssistant | Caller::Cli | Caller::Observer | Caller::Addon(_)
+    )
+}
+
 /// The client to the upstream, with the gateway's rules for headers.
 pub struct Forwarder {
     /// The upstream's connections, pooled per worker thread.
@@ -443,8 +452,13 @@ impl Forwarder {
                 emit(name, value);
             }
         }
-        if let Some(authorization) = &self.upstream_authorization {
-            emit(&header::AUTHORIZATION, authorization);
+        // The gateway's credential speaks only for a caller it identified:
+        // a request with no token or an unknown one (which reaches the
+        // upstream only on a public path) goes on with no token at all.
+        if let Some(authorization) = self.upstream_authorization.as_ref() {
+            if is_identified(caller) {
+                emit(&header::AUTHORIZATION, authorization);
+            }
         }
         if client_host.is_none() {
             // An HTTP/1.0 client may send none; HTTP/1.1 requires one.

@@ -114,6 +114,38 @@ fn identity_headers_go_out_with_upstream_token_or_when_asked_for_only() {
     );
 }
 
+#[test]
+fn the_gateways_credential_goes_only_with_a_caller_it_identified() {
+    let config = crate::config::Config::from_yaml(
+        "upstream: http://127.0.0.1:8081\nupstream_token: own-credential-0123\n",
+        "test.yaml",
+    )
+    .expect("config");
+    let forwarder = Forwarder::new(&config);
+    let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
+    let incoming = headers(&[
+        ("host", "supervisor"),
+        ("x-supervisor-token", "nobody-holds-this"),
+    ]);
+    for (caller, credential) in [
+        (Caller::Anonymous, false),
+        (Caller::Unknown, false),
+        (Caller::Cli, true),
+        (Caller::HomeAssistant, true),
+    ] {
+        let given = forwarder.upstream_headers(&incoming, &caller, &peer);
+        let authorization = given.get("authorization").map(HeaderValue::as_bytes);
+        let expected: Option<&[u8]> = credential.then_some(b"Bearer own-credential-0123");
+        assert_eq!(authorization, expected, "{}", caller.kind());
+        // The client's own token never goes on with upstream_token.
+        assert!(
+            !given.contains_key("x-supervisor-token"),
+            "{}",
+            caller.kind()
+        );
+    }
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
