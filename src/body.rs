@@ -159,6 +159,53 @@ fn check_every(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
+/// How long a body may wait for its next piece. The timer is made the
+/// first time the body waits (a body that comes whole, as every GET, never
+/// arms one), and set afresh the first time it waits after a piece came:
+/// time in which its reader did not ask for more (an upstream that stops
+/// taking a request body, a client slow to take an answer) is never counted
+/// against the sender.
+pub(crate) struct IdleLimit {
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether a piece came since the timer was last set.
+    flowed: bool,
+}
+
+impl IdleLimit {
+    pub(crate) fn new(limit: Duration) -> IdleLimit {
+        IdleLimit {
+            limit,
+            timer: None,
+            flowed: false,
+        }
+    }
+
+    /// How long the body may wait.
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// A piece came.
+    pub(crate) fn flowed(&mut self) {
+        self.flowed = true;
+    }
+
+    /// The body waits: whether it has waited `limit` since it last had a
+    /// piece (if not, `cx` is woken when it has).
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.limit;
+        let flowed = std::mem::take(&mut self.flowed);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if flowed {
+            timer.as_mut().reset(Instant::now() + limit);
+        }
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// A request body that fails once more than `limit` bytes have passed and
 /// reports its end through a [`BodyWatch`].
 pub(crate) struct LimitedBody {
@@ -166,10 +213,8 @@ pub(crate) struct LimitedBody {
     tap: Option<Tap>,
     remaining: u64,
     watch: Arc<BodyWatch>,
-    idle_limit: Duration,
-    /// Started the first time the body has to wait for its client, so a
-    /// body that is already complete (every GET) never arms a timer.
-    idle: Option<Pin<Box<Sleep>>>,
+    /// How long the client may pause between pieces.
+    idle: IdleLimit,
 }
 
 /// The error a [`LimitedBody`] ends with when it grows over its limit.
@@ -199,8 +244,7 @@ impl LimitedBody {
             tap: None,
             remaining: limit,
             watch: watch.clone(),
-            idle_limit,
-            idle: None,
+            idle: IdleLimit::new(idle_limit),
         };
         (body, watch)
     }
@@ -255,6 +299,7 @@ impl Body for LimitedBody {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 self.watch.waiting_on_client.store(false, Ordering::Release);
+                self.idle.flowed();
                 frame
             }
             Poll::Ready(Some(Err(error))) => {
@@ -268,11 +313,7 @@ impl Body for LimitedBody {
             }
             Poll::Pending => {
                 self.watch.waiting_on_client.store(true, Ordering::Release);
-                let idle_limit = self.idle_limit;
-                let idle = self
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle_limit)));
-                if idle.as_mut().poll(cx).is_ready() {
+                if self.idle.expired(cx) {
                     self.watch.stalled.store(true, Ordering::Release);
                     self.watch.break_off();
                     return Poll::Ready(Some(Err(BodyStalled.into())));
@@ -280,12 +321,6 @@ impl Body for LimitedBody {
                 return Poll::Pending;
             }
         };
-        if self.idle.is_some() {
-            let deadline = Instant::now() + self.idle_limit;
-            if let Some(idle) = self.idle.as_mut() {
-                idle.as_mut().reset(deadline);
-            }
-        }
         let length = frame.data_ref().map_or(0, |data| data.len() as u64);
         let Some(left) = self.remaining.checked_sub(length) else {
             self.watch.exceeded.store(true, Ordering::Release);
@@ -322,6 +357,20 @@ mod tests {
         let watch = BodyWatch::default();
         watch.waiting_on_client.store(true, Ordering::Release);
         watch
+    }
+
+    #[tokio::test]
+    async fn an_idle_limit_counts_only_the_wait_after_the_last_piece() {
+        let mut idle = IdleLimit::new(Duration::from_millis(200));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(!idle.expired(&mut cx), "armed at the first wait");
+        idle.flowed();
+        // Its reader asks again only 300 ms later (back-pressure): that is
+        // no pause of the sender's.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!idle.expired(&mut cx), "set afresh when it waits again");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(idle.expired(&mut cx), "then the limit holds");
     }
 
     #[tokio::test]

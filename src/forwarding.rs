@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -18,7 +17,7 @@ use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::body::{BodyWatch, LimitedBody, Sent, Tap};
+use crate::body::{BodyWatch, IdleLimit, LimitedBody, Sent, Tap};
 use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
@@ -265,9 +264,7 @@ impl Forwarder {
         Ok(response.map(|inner| {
             Body::new(IdleLimited {
                 inner,
-                idle,
-                timer: None,
-                flowed: false,
+                idle: IdleLimit::new(idle),
             })
         }))
     }
@@ -687,21 +684,13 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value
 }
 
-/// An ordinary request's answer as the client gets it: without its
-/// hop-by-hop headers, and refused if it switches protocols (no upgrade was
-/// asked for: `Upgrade` is never forwarded, so such an upstream is broken).
 /// An answer's body that ends with an error when the upstream sends none
 /// of it for `idle` while the gateway waits for more: an upstream that
 /// stalls mid-answer would otherwise hold the client's connection, and
 /// its upstream connection, for as long as the client waits.
 struct IdleLimited {
     inner: Body,
-    idle: Duration,
-    /// Made when the body first waits (an answer that comes whole never
-    /// needs one).
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether a piece came since the timer was last set.
-    flowed: bool,
+    idle: IdleLimit,
 }
 
 impl http_body::Body for IdleLimited {
@@ -714,23 +703,15 @@ impl http_body::Body for IdleLimited {
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if polled.is_ready() {
-            self.flowed = true;
+            self.idle.flowed();
             return polled;
         }
-        let idle = self.idle;
-        let flowed = std::mem::take(&mut self.flowed);
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-        if flowed {
-            timer.as_mut().reset(tokio::time::Instant::now() + idle);
-        }
-        if timer.as_mut().poll(cx).is_pending() {
+        if !self.idle.expired(cx) {
             return Poll::Pending;
         }
         crate::metrics::upstream_body_failed(crate::metrics::BodyFault::Stalled);
         tracing::warn!(
-            idle_ms = idle.as_millis() as u64,
+            idle_ms = self.idle.limit().as_millis() as u64,
             "the upstream sent nothing of an answer's body for upstream_body_idle_timeout_ms; the answer is cut off"
         );
         Poll::Ready(Some(Err(axum::Error::new(UpstreamBodyStalled))))

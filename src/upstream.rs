@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 
 use crate::body::{BodyWatch, Sent};
 use crate::exchange::{self, PlainBody, PlainConn};
@@ -99,17 +99,18 @@ impl Pooled {
 /// One upstream connection: the handle to send on, and its task.
 struct Conn {
     sender: http1::SendRequest<Body>,
-    task: AbortHandle,
+    task: JoinHandle<()>,
 }
 
 impl Conn {
     /// Lets the connection write what it still holds and close, as it does
     /// once no handle to send on is left; stops it after `within` if it has
     /// not closed by then (an upstream that takes nothing more).
-    async fn close_after_flushing(self, within: Duration) {
+    async fn close_after_flushing(mut self, within: Duration) {
         drop(self.sender);
-        tokio::time::sleep(within).await;
-        self.task.abort();
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
@@ -424,10 +425,7 @@ impl Upstream {
                 tracing::debug!(%error, "upstream connection ended with an error");
             }
         });
-        Ok(Conn {
-            sender,
-            task: task.abort_handle(),
-        })
+        Ok(Conn { sender, task })
     }
 }
 
