@@ -182,29 +182,7 @@ fn write_lines(file: Patient, path: &Path, queue: &Receiver<Message>, reopen: &A
     let mut out = std::io::BufWriter::new(file);
     let mut failing = false;
     while let Ok(first) = queue.recv() {
-        // Write what else is waiting, then flush once.
-        let mut failed = false;
-        let mut lines = 0;
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            if let Message::Line(line) = message {
-                lines += 1;
-                failed |= writeln!(out, "{line}").is_err();
-            }
-            if reopen.swap(false, Ordering::AcqRel) {
-                failed |= out.flush().is_err();
-                match open_file(path) {
-                    Ok(file) => out = std::io::BufWriter::new(file),
-                    Err(error) => tracing::error!(
-                        file = %path.display(),
-                        %error,
-                        "cannot open the audit log again; writing on to the file it was"
-                    ),
-                }
-            }
-            next = queue.try_recv().ok();
-        }
-        failed |= out.flush().is_err();
+        let (lines, failed) = write_batch(&mut out, first, path, queue, reopen);
         if failed {
             // The lines of a batch that failed are counted as lost (some
             // may have reached the file before the error), and what is left
@@ -218,11 +196,46 @@ fn write_lines(file: Patient, path: &Path, queue: &Receiver<Message>, reopen: &A
                     "cannot write the audit log; lines are lost (counted in supervisor_gateway_audit_dropped_total) until it can"
                 );
             }
+            failing = true;
         } else if failing && lines > 0 {
             tracing::info!(file = %path.display(), "the audit log is written again");
+            failing = false;
         }
-        failing = failed || (failing && lines == 0);
     }
+}
+
+/// Writes `first` and whatever else is waiting, reopening the file by its
+/// name where asked, then flushes once: how many lines the batch had, and
+/// whether any of its writing failed.
+fn write_batch(
+    out: &mut std::io::BufWriter<Patient>,
+    first: Message,
+    path: &Path,
+    queue: &Receiver<Message>,
+    reopen: &AtomicBool,
+) -> (u64, bool) {
+    let (mut lines, mut failed) = (0, false);
+    let mut next = Some(first);
+    while let Some(message) = next.take() {
+        if let Message::Line(line) = message {
+            lines += 1;
+            failed |= writeln!(out, "{line}").is_err();
+        }
+        if reopen.swap(false, Ordering::AcqRel) {
+            failed |= out.flush().is_err();
+            match open_file(path) {
+                Ok(file) => *out = std::io::BufWriter::new(file),
+                Err(error) => tracing::error!(
+                    file = %path.display(),
+                    %error,
+                    "cannot open the audit log again; writing on to the file it was"
+                ),
+            }
+        }
+        next = queue.try_recv().ok();
+    }
+    failed |= out.flush().is_err();
+    (lines, failed)
 }
 
 /// Reads an audit log; lines that are not entries are reported by number.
@@ -399,16 +412,9 @@ mod tests {
             audit.record(&entry);
         }
         drop(audit);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let (entries, bad) = read(&path).expect("read");
-            if entries.len() == 3 || std::time::Instant::now() > deadline {
-                assert_eq!(entries, vec![entry.clone(), entry.clone(), entry]);
-                assert!(bad.is_empty());
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let entries = entries_once(&path, 3);
+        assert_eq!(entries, vec![entry.clone(), entry.clone(), entry]);
+        assert!(read(&path).expect("read").1.is_empty());
         std::fs::write(&path, "{\"not\": \"an entry\"}\n").expect("write");
         assert_eq!(read(&path).expect("read").1, vec![1]);
     }
