@@ -12,6 +12,17 @@ fn written_headers(head: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// An add-on with the Supervisor API, of `role`.
+fn addon(slug: &str, role: crate::config::Role) -> Caller {
+    Caller::Addon(Arc::new(crate::config::Addon {
+        slug: slug.into(),
+        hassio_api: true,
+        role,
+        homeassistant_api: false,
+        auth_api: false,
+    }))
+}
+
 #[tokio::test]
 async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
     let config = crate::config::Config::from_yaml(
@@ -21,15 +32,7 @@ async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
     .expect("config");
     let forwarder = Forwarder::new(&config);
     let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
-    let addon = |slug: &str| {
-        Caller::Addon(Arc::new(crate::config::Addon {
-            slug: slug.into(),
-            hassio_api: true,
-            role: crate::config::Role::Manager,
-            homeassistant_api: false,
-            auth_api: false,
-        }))
-    };
+    let addon = |slug: &str| addon(slug, crate::config::Role::Manager);
     let request = http::Request::get("/os/info?x=1")
         .header("host", "supervisor")
         .header("x-supervisor-token", "abc")
@@ -72,13 +75,7 @@ async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
 #[test]
 fn identity_headers_go_out_with_upstream_token_or_when_asked_for_only() {
     let peer = Peer::new("192.0.2.7:4000".parse().expect("address"));
-    let caller = Caller::Addon(Arc::new(crate::config::Addon {
-        slug: "bench".into(),
-        hassio_api: true,
-        role: crate::config::Role::Backup,
-        homeassistant_api: false,
-        auth_api: false,
-    }));
+    let caller = addon("bench", crate::config::Role::Backup);
     let incoming = headers(&[("host", "supervisor")]);
     for (extra, sent) in [
         ("", false),
