@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark, loopback only: the mock upstream (or an upstream given as
-# host:port on loopback), the gateway and a plain nginx reverse proxy in
+# host:port on loopback), the gateway and a plain nginx reverse proxy (and the same nginx sending
+# the three X-Forwarded-* headers the gateway sends) in
 # front of the same upstream, each driven in turn by wrk over keep-alive
 # connections; then 1 GiB transfers through the gateway against the same
 # transfers straight to the upstream, the gateway's memory, and 10,000 idle
@@ -93,6 +94,11 @@ PIDS+=($GATEWAY_PID)
 wait_port "$GATEWAY_PORT"
 
 NGINX_PORT=$(free_port)
+# A second server of the same nginx sends the upstream the three
+# X-Forwarded-* headers the gateway must set (SPEC, "Forwarding"), so that
+# the upstream does the same work behind both; the plain one is the target's
+# comparison.
+NGINX_FWD_PORT=$(free_port)
 cat >"$WORK/nginx.conf" <<EOF
 daemon off;
 worker_processes auto;
@@ -115,12 +121,27 @@ http {
       proxy_buffering off;
     }
   }
+  server {
+    listen 127.0.0.1:$NGINX_FWD_PORT;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://supervisor;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }
+  }
 }
 EOF
 nginx -c "$WORK/nginx.conf" -p "$WORK" &
 NGINX_MASTER=$!
 PIDS+=($NGINX_MASTER)
 wait_port "$NGINX_PORT"
+wait_port "$NGINX_FWD_PORT"
 # The master and its workers, for the CPU they spend.
 NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
 
@@ -237,13 +258,14 @@ print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f}")
 PY
 }
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
-# The three in turn, ROUNDS times over, so that a noisy stretch of the
+# The four in turn, ROUNDS times over, so that a noisy stretch of the
 # machine falls on all of them; each figure is the median over the rounds.
 for round in $(seq "$ROUNDS"); do
   echo "   round $round of $ROUNDS"
   run_wrk "http://$UPSTREAM/os/info" "${UPSTREAM_PIDS[@]}" >>"$WORK/direct.runs"
   run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx.runs"
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway.runs"
+  run_wrk "http://127.0.0.1:$NGINX_FWD_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-fwd.runs"
 done
 median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round)", each the median of its column
   python3 - "$1" <<'PY'
@@ -258,6 +280,8 @@ PY
 read -r D_RPS D_P50 D_P99 D_CPU D_UP D_RUNS < <(median "$WORK/direct.runs")
 read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS < <(median "$WORK/nginx.runs")
 read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS < <(median "$WORK/gateway.runs")
+read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS < <(median "$WORK/nginx-fwd.runs")
+share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
 
 # ---- idle keep-alive connections -------------------------------------------------
 echo "== ${IDLE} idle keep-alive connections to the gateway"
@@ -292,6 +316,9 @@ cat <<EOF
 | upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_UP | $D_RUNS |
 | nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS |
 | supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS |
+| nginx in front, sending the three X-Forwarded-* too | $F_RPS | $F_P50 | $F_P99 | $F_CPU (nginx) | $F_UP | $F_RUNS |
+
+The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers.
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
