@@ -65,6 +65,10 @@ pub enum ForwardError {
     /// The client stopped sending its body for too long (408).
     #[error("request body stalled")]
     ClientBodyStalled,
+    /// A WebSocket upgrade asked for in another HTTP version than 1.1,
+    /// which has no such upgrade (400).
+    #[error("a WebSocket upgrade needs HTTP/1.1")]
+    UpgradeNotHttp11,
     /// No connection could be made (502).
     #[error("upstream unreachable")]
     UpstreamUnreachable,
@@ -81,7 +85,9 @@ impl ForwardError {
     pub fn status(self) -> http::StatusCode {
         match self {
             ForwardError::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
-            ForwardError::ClientBodyFailed => http::StatusCode::BAD_REQUEST,
+            ForwardError::ClientBodyFailed | ForwardError::UpgradeNotHttp11 => {
+                http::StatusCode::BAD_REQUEST
+            }
             ForwardError::ClientBodyStalled => http::StatusCode::REQUEST_TIMEOUT,
             ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
             ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
@@ -280,6 +286,11 @@ impl Forwarder {
         parts: &mut request::Parts,
         peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
+        // (Refused before the upstream hears of it: it would switch
+        // protocols on a connection the client cannot switch.)
+        if parts.version != http::Version::HTTP_11 {
+            return Err(ForwardError::UpgradeNotHttp11);
+        }
         let caller = grant.caller();
         let client_upgrade = parts
             .extensions

@@ -231,6 +231,7 @@ pub fn upstream_error(error: ForwardError) {
         ForwardError::BodyTooLarge => "body_too_large",
         ForwardError::ClientBodyFailed => "client_body_failed",
         ForwardError::ClientBodyStalled => "client_body_stalled",
+        ForwardError::UpgradeNotHttp11 => "upgrade_not_http11",
         ForwardError::UpstreamUnreachable => "unreachable",
         ForwardError::UpstreamTimedOut => "timed_out",
         ForwardError::UpstreamFailed => "failed",

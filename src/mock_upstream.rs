@@ -499,10 +499,14 @@ async fn handle(State(state): State<MockState>, request: Request) -> Response {
         reply => reply.into_response(),
     };
 
+    // (What a body's sender can check against, run standalone: the record
+    // itself is only for tests in the same process.)
     tracing::debug!(
         method = %parts.method,
         path = parts.uri.path(),
         status = response.status().as_u16(),
+        body_bytes = recorded.body_len,
+        body_sha256 = recorded.body_sha256.as_str(),
         "mock upstream answered"
     );
     state.push(recorded);

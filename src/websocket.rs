@@ -99,6 +99,10 @@ fn room_for(message: &Message) -> u32 {
     message.len().clamp(1, QUEUE_BYTES) as u32
 }
 
+/// The largest message, or frame, the gateway takes from the upstream (the
+/// library's own message limit).
+pub const UPSTREAM_MESSAGE_LIMIT: usize = 64 << 20;
+
 /// Bytes each side of a relay reads at once.
 const READ_BUFFER: usize = 32 * 1024;
 
@@ -197,13 +201,17 @@ pub async fn relay(ends: Ends, access: Access) {
     };
     // The client's messages are held whole to be judged, so they are held
     // to the limit; the upstream (trusted, and the sender of large state
-    // dumps) keeps the library's size limits. Both sides read through a
-    // smaller buffer than the library's (128 KiB each, allocated up front),
-    // which made an idle WebSocket cost the gateway 273 KiB; with 32 KiB
-    // it costs 73, and an 8 MB message is relayed as fast (8 KiB: half
-    // again as slow).
-    let upstream_config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let client_config = upstream_config
+    // dumps) has a larger one, for messages and frames alike: Home
+    // Assistant sends each message as one frame, so the library's frame
+    // limit (16 MiB) would have been the real limit on its answers. Both sides read through a smaller buffer than the library's
+    // (128 KiB each, allocated up front), which made an idle WebSocket cost
+    // the gateway 273 KiB; with 32 KiB it costs 73, and an 8 MB message is
+    // relayed as fast (8 KiB: half again as slow).
+    let library = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let upstream_config = library
+        .max_message_size(Some(UPSTREAM_MESSAGE_LIMIT))
+        .max_frame_size(Some(UPSTREAM_MESSAGE_LIMIT));
+    let client_config = library
         .max_message_size(Some(max_client_message))
         .max_frame_size(Some(max_client_message));
     let client = socket(client, Role::Server, client_config).await;
@@ -343,21 +351,40 @@ async fn close_upstream(mut upstream: Sink) {
 /// Upstream to client: everything passes but pongs. (Each side's pings are
 /// answered by the gateway's own end of that side's socket and also passed
 /// on; the other side's pong to the gateway goes no further, so that a ping
-/// gets one pong.) If the upstream goes away without a close, the client is
-/// told so with 1011.
+/// gets one pong.) If the upstream goes away without a close, sends a
+/// message over the library's limit or breaks the protocol, the client is
+/// told so with 1011 and a reason that says which.
 async fn downstream(mut upstream: Stream, to_client: ToClient) {
-    while let Some(Ok(message)) = upstream.next().await {
-        if matches!(message, Message::Pong(_)) {
-            continue;
+    let reason = loop {
+        match upstream.next().await {
+            Some(Ok(Message::Pong(_))) => continue,
+            Some(Ok(message)) => {
+                let closing = message.is_close();
+                if to_client.send(message).await.is_err() || closing {
+                    return;
+                }
+            }
+            Some(Err(WsError::Capacity(_))) => {
+                tracing::warn!(
+                    limit_bytes = UPSTREAM_MESSAGE_LIMIT,
+                    "websocket closed: an upstream message over the limit"
+                );
+                break UPSTREAM_TOO_BIG;
+            }
+            // (A protocol error names the rule broken, never the frame's
+            // bytes; an encoding error would quote them, and is not logged.)
+            Some(Err(WsError::Protocol(error))) => {
+                tracing::warn!(%error, "websocket closed: the upstream broke the protocol");
+                break UPSTREAM_BROKE_PROTOCOL;
+            }
+            Some(Err(WsError::Utf8(_))) => {
+                tracing::warn!("websocket closed: the upstream sent text that is not UTF-8");
+                break UPSTREAM_BROKE_PROTOCOL;
+            }
+            _ => break UPSTREAM_GONE,
         }
-        let closing = message.is_close();
-        if to_client.send(message).await.is_err() || closing {
-            return;
-        }
-    }
-    let _ = to_client
-        .send(close(CloseCode::Error, "upstream gone"))
-        .await;
+    };
+    let _ = to_client.send(close(CloseCode::Error, reason)).await;
 }
 
 /// Client to upstream: the auth message is checked, then each message is
@@ -397,17 +424,19 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
         let authenticated = authenticated_with.is_some();
         let message = match next {
             Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(_))) => {
-                // Over `max_websocket_message_bytes` (or a frame over it):
-                // nothing of it went on.
-                tracing::warn!("websocket closed: a message over max_websocket_message_bytes");
-                let _ = to_client.send(close(CloseCode::Size, TOO_BIG)).await;
+            Some(Err(error)) => {
+                // Nothing of the message went on: the client is told why
+                // (RFC 6455's codes), the upstream that the client went.
+                let Some(refusal) = client_fault(&error) else {
+                    return;
+                };
+                let _ = to_client.send(refusal).await;
                 let _ = upstream
                     .send(close(CloseCode::Away, "client refused"))
                     .await;
                 return;
             }
-            _ => return,
+            None => return,
         };
         let verdict = match &message {
             Message::Text(text) if !authenticated => auth(text, access),
@@ -462,6 +491,28 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
     }
 }
 
+/// The close a client gets for a message the gateway could not take from
+/// it; none if the connection failed rather than the client.
+fn client_fault(error: &WsError) -> Option<Message> {
+    match error {
+        WsError::Capacity(_) => {
+            // Over `max_websocket_message_bytes` (or a frame over it).
+            tracing::warn!("websocket closed: a message over max_websocket_message_bytes");
+            Some(close(CloseCode::Size, TOO_BIG))
+        }
+        WsError::Protocol(error) => {
+            tracing::info!(%error, "websocket closed: the client broke the protocol");
+            Some(close(CloseCode::Protocol, "protocol error"))
+        }
+        // (The error quotes the bytes, which may hold a token: not logged.)
+        WsError::Utf8(_) => {
+            tracing::info!("websocket closed: the client sent text that is not UTF-8");
+            Some(close(CloseCode::Invalid, "text that is not UTF-8"))
+        }
+        _ => None,
+    }
+}
+
 /// The relay's client side and upstream side, as the client-to-upstream
 /// direction holds them.
 struct Sides {
@@ -472,6 +523,12 @@ struct Sides {
 
 /// The close reason a client gets for a message over its limit.
 const TOO_BIG: &str = "message too big";
+
+/// The close reasons a client gets with 1011 when the upstream's side
+/// ends without a close.
+const UPSTREAM_GONE: &str = "upstream gone";
+const UPSTREAM_TOO_BIG: &str = "upstream message too big";
+const UPSTREAM_BROKE_PROTOCOL: &str = "upstream broke the protocol";
 
 /// The close reason a client gets when a reload no longer allows its
 /// socket.

@@ -158,3 +158,59 @@ async fn an_audit_log_on_stdout_reaches_a_socket_as_under_systemd() {
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn the_standalone_mock_logs_each_bodys_length_and_sha256_at_debug() {
+    use sha2::{Digest, Sha256};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let mut mock = Command::new(BIN)
+        .args(["mock-upstream", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the mock starts");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = mock.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let within = std::time::Duration::from_secs(10);
+    // The next line holding `needle`, each waited for at most `within`.
+    let line_with = |needle: &str| {
+        std::iter::from_fn(|| lines.recv_timeout(within).ok()).find(|line| line.contains(needle))
+    };
+    let listening = line_with("mock upstream listening").expect("the mock says where it listens");
+    let addr = listening
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .expect("an address")
+        .to_owned();
+
+    let body = b"a backup's bytes, to be checked on the other side";
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream.set_read_timeout(Some(within)).expect("timeout");
+    let head = format!(
+        "POST /backups/new/upload HTTP/1.1\r\nHost: mock\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(body).expect("body");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    let digest = hex::encode(Sha256::digest(body));
+    let answered = line_with("mock upstream answered");
+    let _ = mock.kill();
+    let _ = mock.wait();
+    let answered = answered.expect("a line for the upload");
+    assert!(
+        answered.contains(&format!("body_bytes={}", body.len())),
+        "{answered}"
+    );
+    assert!(answered.contains(&digest), "{answered}");
+}

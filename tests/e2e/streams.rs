@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -24,6 +24,15 @@ use crate::helpers::*;
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(addr: SocketAddr, path: &str, header_token: &str) -> Result<Socket, String> {
+    connect_with(addr, path, header_token, None).await
+}
+
+async fn connect_with(
+    addr: SocketAddr,
+    path: &str,
+    header_token: &str,
+    config: Option<WebSocketConfig>,
+) -> Result<Socket, String> {
     let mut request = format!("ws://{addr}{path}")
         .into_client_request()
         .map_err(|e| e.to_string())?;
@@ -32,7 +41,8 @@ async fn connect(addr: SocketAddr, path: &str, header_token: &str) -> Result<Soc
         header_token.parse().expect("token header"),
     );
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+    let stream = MaybeTlsStream::Plain(stream);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, config)
         .await
         .map_err(|e| e.to_string())?;
     Ok(socket)
@@ -710,16 +720,143 @@ async fn what_waits_for_a_client_that_does_not_read_is_bounded_in_bytes() {
 
 /// Reads until a close frame comes (within 5 s), and returns its code.
 async fn close_code(socket: &mut Socket) -> CloseCode {
+    close_frame(socket).await.code
+}
+
+/// Reads until a close frame comes (within 5 s), which must carry a code.
+async fn close_frame(socket: &mut Socket) -> CloseFrame {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
             .expect("a frame within 5 s");
         match next {
-            Some(Ok(Message::Close(frame))) => return frame.expect("a close code").code,
+            Some(Ok(Message::Close(frame))) => return frame.expect("a close code"),
             Some(Ok(_)) => continue,
             other => panic!("no close frame: {other:?}"),
         }
     }
+}
+
+/// Whether the mock upstream gets a close with `code` within 3 s.
+async fn upstream_closed_with(mock: &MockHandle, code: u16) -> bool {
+    for _ in 0..30 {
+        if mock
+            .state()
+            .ws_messages()
+            .contains(&WsRecord::Close(Some(code)))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_client_that_breaks_the_protocol_gets_1002_or_1007_and_the_upstream_going_away() {
+    // A continuation frame with no message to continue.
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    let orphan = Frame::message(b"x".to_vec(), OpCode::Data(Data::Continue), true);
+    socket.send(Message::Frame(orphan)).await.expect("send");
+    assert_eq!(close_code(&mut socket).await, CloseCode::Protocol);
+    assert!(upstream_closed_with(&gateway.mock, 1001).await);
+
+    // A text frame that is not UTF-8.
+    let gateway = TestGateway::start().await;
+    let mut socket = authenticated(gateway.addr, "/core/websocket").await;
+    let broken = Frame::message(vec![b'{', 0xff, b'}'], OpCode::Data(Data::Text), true);
+    socket.send(Message::Frame(broken)).await.expect("send");
+    assert_eq!(close_code(&mut socket).await, CloseCode::Invalid);
+    assert!(upstream_closed_with(&gateway.mock, 1001).await);
+}
+
+/// A WebSocket upstream that completes the auth phase, then sends one
+/// binary message of `size` bytes as a single frame (as Home Assistant
+/// sends every message): bytes `i % 251`, or zeros when `zeros`.
+async fn one_frame_upstream(size: usize, zeros: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+            return;
+        };
+        let _ = socket
+            .send(Message::text(r#"{"type":"auth_required"}"#))
+            .await;
+        let _ = socket.next().await;
+        let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+        let message: Vec<u8> = match zeros {
+            true => vec![0; size],
+            false => (0..size).map(|i| (i % 251) as u8).collect(),
+        };
+        let _ = socket.send(Message::Binary(message.into())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+    });
+    addr
+}
+
+/// Through the gateway to `upstream`, authenticated, with a client that
+/// takes frames of up to 128 MiB.
+async fn large_frame_client(upstream: SocketAddr) -> (TestGateway, Socket) {
+    let config =
+        supervisor_gateway::config::Config::from_yaml(&test_config_yaml(upstream), "test config")
+            .expect("config");
+    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let large = WebSocketConfig::default()
+        .max_message_size(Some(128 << 20))
+        .max_frame_size(Some(128 << 20));
+    let mut socket = connect_with(gateway.addr, "/core/websocket", TOK_HA, Some(large))
+        .await
+        .expect("upgrade allowed");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_required");
+    send_json(
+        &mut socket,
+        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
+    (gateway, socket)
+}
+
+#[tokio::test]
+async fn an_upstream_message_in_one_frame_over_16_mib_reaches_the_client_whole() {
+    let size = (16 << 20) + 1;
+    let (_gateway, mut socket) = large_frame_client(one_frame_upstream(size, false).await).await;
+    match next_frame(&mut socket).await {
+        Message::Binary(bytes) => {
+            assert_eq!(bytes.len(), size);
+            assert!(bytes.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        }
+        other => panic!("not the upstream's message: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_message_over_the_limit_closes_the_client_with_1011_saying_so() {
+    let size = supervisor_gateway::websocket::UPSTREAM_MESSAGE_LIMIT + 1;
+    let (_gateway, mut socket) = large_frame_client(one_frame_upstream(size, true).await).await;
+    let frame = close_frame(&mut socket).await;
+    assert_eq!(frame.code, CloseCode::Error);
+    assert_eq!(frame.reason.as_str(), "upstream message too big");
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_in_http_1_0_is_refused_before_the_upstream() {
+    let gateway = TestGateway::start().await;
+    let request = format!(
+        "GET /core/websocket HTTP/1.0\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let response = send_raw(gateway.addr, request.as_bytes()).await;
+    assert_refused(&response, 400, "an HTTP/1.0 upgrade");
+    assert_upstream_silent(&gateway, "an HTTP/1.0 upgrade");
 }
 
 /// `serve` in front of `mock` with a shutdown grace time of 30 s, longer
