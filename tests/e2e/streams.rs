@@ -225,15 +225,21 @@ async fn close_codes_pass_through_in_both_directions() {
         .contains(&WsRecord::Close(Some(4002))));
 }
 
-/// A WebSocket upstream that completes the auth phase and then drops the
-/// connection without a close frame.
-async fn vanishing_upstream() -> std::net::SocketAddr {
+/// A WebSocket upstream on a port of its own: each connection it accepts
+/// is asked for auth (`auth_required`) and handed to `session`.
+async fn ws_upstream<F, Fut>(session: F) -> SocketAddr
+where
+    F: Fn(WebSocketStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let session = Arc::new(session);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let session = session.clone();
             tokio::spawn(async move {
                 let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
                     return;
@@ -241,39 +247,39 @@ async fn vanishing_upstream() -> std::net::SocketAddr {
                 let _ = socket
                     .send(Message::text(r#"{"type":"auth_required"}"#))
                     .await;
-                let _ = socket.next().await;
-                let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
-                drop(socket);
+                session(socket).await;
             });
         }
     });
     addr
 }
 
+/// A WebSocket upstream that completes the auth phase and then drops the
+/// connection without a close frame.
+async fn vanishing_upstream() -> SocketAddr {
+    ws_upstream(|mut socket| async move {
+        let _ = socket.next().await;
+        let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+    })
+    .await
+}
+
 /// A WebSocket upstream that asks for auth and hands over the first
 /// message it then gets (pings included), answering it with `auth_ok`.
 async fn first_message_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<Message>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (first_tx, first) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-            return;
-        };
-        let _ = socket
-            .send(Message::text(r#"{"type":"auth_required"}"#))
-            .await;
-        if let Some(Ok(message)) = socket.next().await {
-            let _ = first_tx.send(message);
+    let first_tx = Arc::new(std::sync::Mutex::new(Some(first_tx)));
+    let addr = ws_upstream(move |mut socket| {
+        let first_tx = first_tx.lock().expect("lock").take();
+        async move {
+            if let (Some(Ok(message)), Some(first_tx)) = (socket.next().await, first_tx) {
+                let _ = first_tx.send(message);
+            }
+            let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
         }
-        let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
-    });
+    })
+    .await;
     (addr, first)
 }
 
@@ -775,20 +781,7 @@ async fn a_client_that_breaks_the_protocol_gets_1002_or_1007_and_the_upstream_go
 /// binary message of `size` bytes as a single frame (as Home Assistant
 /// sends every message): bytes `i % 251`, or zeros when `zeros`.
 async fn one_frame_upstream(size: usize, zeros: bool) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-            return;
-        };
-        let _ = socket
-            .send(Message::text(r#"{"type":"auth_required"}"#))
-            .await;
+    ws_upstream(move |mut socket| async move {
         let _ = socket.next().await;
         let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
         let message: Vec<u8> = match zeros {
@@ -797,8 +790,8 @@ async fn one_frame_upstream(size: usize, zeros: bool) -> SocketAddr {
         };
         let _ = socket.send(Message::Binary(message.into())).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
-    });
-    addr
+    })
+    .await
 }
 
 /// Through the gateway to `upstream`, authenticated, with a client that
