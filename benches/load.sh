@@ -99,6 +99,10 @@ NGINX_PORT=$(free_port)
 # the upstream does the same work behind both; the plain one is the target's
 # comparison.
 NGINX_FWD_PORT=$(free_port)
+# (Neither is bound yet, so both may be the same free port; nginx would then
+# take the second server on it with a warning, and the fourth row would be
+# the plain nginx again.)
+while [ "$NGINX_FWD_PORT" = "$NGINX_PORT" ]; do NGINX_FWD_PORT=$(free_port); done
 cat >"$WORK/nginx.conf" <<EOF
 daemon off;
 worker_processes auto;
@@ -143,6 +147,11 @@ PIDS+=($NGINX_MASTER)
 wait_port "$NGINX_PORT"
 wait_port "$NGINX_FWD_PORT"
 # The master and its workers, for the CPU they spend.
+# (The master may listen before it has started all its workers, one a core.)
+for _ in $(seq 50); do
+  [ "$(pgrep -c -P "$NGINX_MASTER")" -ge "$(nproc)" ] && break
+  sleep 0.1
+done
 NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }

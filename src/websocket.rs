@@ -12,6 +12,7 @@ use http::{header, request, HeaderMap, HeaderValue, Method};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -203,9 +204,10 @@ pub async fn relay(ends: Ends, access: Access) {
     // to the limit; the upstream (trusted, and the sender of large state
     // dumps) has a larger one, for messages and frames alike: Home
     // Assistant sends each message as one frame, so the library's frame
-    // limit (16 MiB) would have been the real limit on its answers. Both sides read through a smaller buffer than the library's
-    // (128 KiB each, allocated up front), which made an idle WebSocket cost
-    // the gateway 273 KiB; with 32 KiB it costs 73, and an 8 MB message is
+    // limit (16 MiB) would have been the real limit on its answers. Both
+    // sides read through a smaller buffer than the library's (128 KiB
+    // each, allocated up front), which made an idle WebSocket cost the
+    // gateway 273 KiB; with 32 KiB it costs 73, and an 8 MB message is
     // relayed as fast (8 KiB: half again as slow).
     let library = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let upstream_config = library
@@ -364,6 +366,7 @@ async fn downstream(mut upstream: Stream, to_client: ToClient) {
                     return;
                 }
             }
+            Some(Err(error)) if went_away(&error) => break UPSTREAM_GONE,
             Some(Err(WsError::Capacity(_))) => {
                 tracing::warn!(
                     limit_bytes = UPSTREAM_MESSAGE_LIMIT,
@@ -491,9 +494,23 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
     }
 }
 
+/// Whether a side's connection ended (or failed) without a close frame:
+/// the library reports a peer that hung up without one as a protocol
+/// error, though it is the ordinary way for a side to go away.
+fn went_away(error: &WsError) -> bool {
+    match error {
+        WsError::Capacity(_) | WsError::Utf8(_) => false,
+        WsError::Protocol(error) => matches!(error, ProtocolError::ResetWithoutClosingHandshake),
+        _ => true,
+    }
+}
+
 /// The close a client gets for a message the gateway could not take from
-/// it; none if the connection failed rather than the client.
+/// it; none if the client went away rather than broke a rule.
 fn client_fault(error: &WsError) -> Option<Message> {
+    if went_away(error) {
+        return None;
+    }
     match error {
         WsError::Capacity(_) => {
             // Over `max_websocket_message_bytes` (or a frame over it).
