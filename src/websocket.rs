@@ -101,7 +101,7 @@ fn room_for(message: &Message) -> u32 {
 }
 
 /// The largest message, or frame, the gateway takes from the upstream (the
-/// library's own message limit).
+/// library's own message limit; its frame limit is smaller).
 pub const UPSTREAM_MESSAGE_LIMIT: usize = 64 << 20;
 
 /// Bytes each side of a relay reads at once.
@@ -354,8 +354,8 @@ async fn close_upstream(mut upstream: Sink) {
 /// answered by the gateway's own end of that side's socket and also passed
 /// on; the other side's pong to the gateway goes no further, so that a ping
 /// gets one pong.) If the upstream goes away without a close, sends a
-/// message over the library's limit or breaks the protocol, the client is
-/// told so with 1011 and a reason that says which.
+/// message over [`UPSTREAM_MESSAGE_LIMIT`] or breaks the protocol, the
+/// client is told so with 1011 and a reason that says which.
 async fn downstream(mut upstream: Stream, to_client: ToClient) {
     let reason = loop {
         match upstream.next().await {
