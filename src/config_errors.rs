@@ -13,7 +13,7 @@ pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> Config
 
 /// The same for a file that may hold secrets (the configuration, the
 /// secrets file, the revocation list): a key is shown only where it cannot
-/// be a secret (see [`near_miss`] and [`KNOWN_KEYS`]), else
+/// be a secret (see `near_miss` and `KNOWN_KEYS`), else
 /// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
 /// (flow style without a space after the colon) read as one key, never
 /// reaches the message.

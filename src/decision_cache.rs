@@ -4,8 +4,8 @@
 //! A decision is a function of the table, the caller's [`Standing`], the
 //! method and the canonical path, and of nothing else ([`decide_for`] takes
 //! only these), so the three and the table's number are the whole key. A
-//! thread keeps at most [`MOST_KEPT`] decisions, for paths of at most
-//! [`LONGEST_PATH`] bytes; it forgets them all when it is full, and when it
+//! thread keeps at most `MOST_KEPT` decisions, for paths of at most
+//! `LONGEST_PATH` bytes; it forgets them all when it is full, and when it
 //! decides under another table than the one it kept them for, so a decision
 //! of a table that a reload replaced is never given again.
 
