@@ -149,6 +149,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "max_headers",
     "max_upload_bytes",
     "max_websocket_message_bytes",
+    "max_websockets_per_addon",
     "observer",
     "private_key",
     "public_key",

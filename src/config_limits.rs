@@ -28,6 +28,9 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Largest WebSocket message (and frame) a client may send.
     pub max_websocket_message_bytes: usize,
+    /// Most WebSockets one add-on may hold open at once (429 above it);
+    /// zero for no cap.
+    pub max_websockets_per_addon: usize,
     /// The upload routes: exact canonical paths.
     pub upload_paths: Vec<String>,
     /// Most client connections open at once; more wait to be accepted.
@@ -57,6 +60,7 @@ impl Default for Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 1 << 40,
             max_websocket_message_bytes: 16 * 1024 * 1024,
+            max_websockets_per_addon: 0,
             upload_paths: vec![
                 "/backups/new/upload".to_owned(),
                 "/v2/backups/new/upload".to_owned(),
@@ -99,6 +103,7 @@ pub(super) struct RawLimits {
     max_body_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
     max_websocket_message_bytes: Option<usize>,
+    max_websockets_per_addon: Option<usize>,
     upload_paths: Option<Vec<String>>,
     max_connections: Option<usize>,
     upstream_pool_size: Option<usize>,
@@ -123,6 +128,9 @@ pub(super) fn from_raw(raw: &RawLimits) -> Limits {
         max_websocket_message_bytes: raw
             .max_websocket_message_bytes
             .unwrap_or(d.max_websocket_message_bytes),
+        max_websockets_per_addon: raw
+            .max_websockets_per_addon
+            .unwrap_or(d.max_websockets_per_addon),
         upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
         max_connections: raw.max_connections.unwrap_or(d.max_connections),
         upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
@@ -198,6 +206,11 @@ pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'stati
             limits.max_websocket_message_bytes > MAX_WEBSOCKET_MESSAGE_BYTES,
             "limits.max_websocket_message_bytes",
             "must be at most 268435456 (256 MiB; messages are held whole)",
+        ),
+        (
+            limits.max_websockets_per_addon > MAX_CONNECTIONS,
+            "limits.max_websockets_per_addon",
+            "must be at most 1000000 (0 for no cap)",
         ),
         (
             limits.max_connections == 0,

@@ -69,6 +69,10 @@ pub enum ForwardError {
     /// which has no such upgrade (400).
     #[error("a WebSocket upgrade needs HTTP/1.1")]
     UpgradeNotHttp11,
+    /// The add-on holds as many WebSockets open as
+    /// `limits.max_websockets_per_addon` allows (429).
+    #[error("too many WebSockets open for this add-on")]
+    TooManyWebSockets,
     /// No connection could be made (502).
     #[error("upstream unreachable")]
     UpstreamUnreachable,
@@ -89,6 +93,7 @@ impl ForwardError {
                 http::StatusCode::BAD_REQUEST
             }
             ForwardError::ClientBodyStalled => http::StatusCode::REQUEST_TIMEOUT,
+            ForwardError::TooManyWebSockets => http::StatusCode::TOO_MANY_REQUESTS,
             ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
             ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
                 http::StatusCode::BAD_GATEWAY
@@ -120,6 +125,8 @@ pub struct Forwarder {
     /// Whether the upstream is told who calls (`X-Gateway-*`).
     identity_headers: bool,
     limits: Limits,
+    /// The WebSockets each add-on holds open.
+    sockets: websocket::OpenSockets,
 }
 
 impl Forwarder {
@@ -146,6 +153,7 @@ impl Forwarder {
                 .map(|token| token.0.as_str().into()),
             identity_headers: config.identity_headers,
             limits: config.limits.clone(),
+            sockets: websocket::OpenSockets::default(),
         }
     }
 
@@ -292,6 +300,21 @@ impl Forwarder {
             return Err(ForwardError::UpgradeNotHttp11);
         }
         let caller = grant.caller();
+        let most = self.limits.max_websockets_per_addon;
+        let slot = match caller.slug() {
+            Some(slug) => match self.sockets.take(slug, most) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::warn!(
+                        slug,
+                        most,
+                        "websocket refused: the add-on holds as many as limits.max_websockets_per_addon allows"
+                    );
+                    return Err(ForwardError::TooManyWebSockets);
+                }
+            },
+            None => None,
+        };
         let client_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -324,6 +347,7 @@ impl Forwarder {
                 upstream: upstream_upgrade,
                 handover: parts.extensions.remove::<websocket::Handover>(),
                 max_client_message: self.limits.max_websocket_message_bytes,
+                slot,
             },
             access,
         ));

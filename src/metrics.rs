@@ -232,6 +232,7 @@ pub fn upstream_error(error: ForwardError) {
         ForwardError::ClientBodyFailed => "client_body_failed",
         ForwardError::ClientBodyStalled => "client_body_stalled",
         ForwardError::UpgradeNotHttp11 => "upgrade_not_http11",
+        ForwardError::TooManyWebSockets => "too_many_websockets",
         ForwardError::UpstreamUnreachable => "unreachable",
         ForwardError::UpstreamTimedOut => "timed_out",
         ForwardError::UpstreamFailed => "failed",

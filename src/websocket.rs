@@ -4,6 +4,7 @@
 //! checked like a header token, and its `supervisor/` and `hassio/`
 //! messages are answered with an error instead of being forwarded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +136,66 @@ pub struct Ends {
     pub(crate) handover: Option<Handover>,
     /// Largest message (and frame) the client may send.
     pub max_client_message: usize,
+    /// The add-on's place under `limits.max_websockets_per_addon`, held
+    /// for as long as the relay runs.
+    pub slot: Option<SocketSlot>,
+}
+
+/// How many WebSockets each add-on holds open, for
+/// `limits.max_websockets_per_addon`. Shared by every worker; taken once
+/// an upgrade is about to go upstream, given back when its relay ends.
+#[derive(Clone, Default)]
+pub struct OpenSockets(Arc<std::sync::Mutex<HashMap<String, usize>>>);
+
+impl OpenSockets {
+    /// A place for one more of `slug`'s sockets, if it holds fewer than
+    /// `most` (zero: no cap).
+    pub fn take(&self, slug: &str, most: usize) -> Option<SocketSlot> {
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let held = open.entry(slug.to_owned()).or_insert(0);
+        if most != 0 && *held >= most {
+            return None;
+        }
+        *held += 1;
+        Some(SocketSlot {
+            open: self.clone(),
+            slug: slug.to_owned(),
+        })
+    }
+
+    /// How many sockets `slug` holds open.
+    pub fn held(&self, slug: &str) -> usize {
+        let open = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        open.get(slug).copied().unwrap_or(0)
+    }
+}
+
+/// One add-on's place for one WebSocket; given back when dropped.
+pub struct SocketSlot {
+    open: OpenSockets,
+    slug: String,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(held) = open.get_mut(&self.slug) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                open.remove(&self.slug);
+            }
+        }
+    }
 }
 
 /// What a relay takes over from the client's connection; the server puts
@@ -183,11 +244,13 @@ impl Access {
 /// A client that takes none of what is written to it for the send timeout
 /// is given up on at once: its socket is reset, the upstream side closed.
 pub async fn relay(ends: Ends, access: Access) {
+    // (`_slot` is held to the end of the relay.)
     let Ends {
         client,
         upstream,
         handover,
         max_client_message,
+        slot: _slot,
     } = ends;
     let (send, stopping) = match handover {
         Some(Handover { send, stopping }) => (Some(send), Some(stopping)),

@@ -567,6 +567,43 @@ async fn a_client_message_over_the_limit_closes_with_1009_and_nothing_of_it_goes
 }
 
 #[tokio::test]
+async fn an_add_on_over_its_websocket_cap_gets_429_until_one_of_its_sockets_closes() {
+    let gateway = gateway_with_limits("  max_websockets_per_addon: 1\n").await;
+    let mut first = authenticated(gateway.addr, "/core/websocket").await;
+    let refused = connect(gateway.addr, "/core/websocket", TOK_HA).await;
+    assert!(
+        refused.as_ref().is_err_and(|error| error.contains("429")),
+        "a second socket over a cap of one: {:?}",
+        refused.map(|_| "upgraded")
+    );
+    // (What reached the upstream since the last look.)
+    let upgrades = |gateway: &TestGateway| {
+        gateway
+            .upstream_saw()
+            .iter()
+            .filter(|seen| seen.path == "/core/websocket")
+            .count()
+    };
+    assert_eq!(
+        upgrades(&gateway),
+        1,
+        "the refused upgrade reached the upstream"
+    );
+    first.close(None).await.expect("close");
+    // The place is given back when the relay has ended.
+    let mut again = None;
+    for _ in 0..30 {
+        if let Ok(socket) = connect(gateway.addr, "/core/websocket", TOK_HA).await {
+            again = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "no socket after the first closed");
+    assert_eq!(upgrades(&gateway), 1);
+}
+
+#[tokio::test]
 async fn a_large_message_is_judged_without_taking_many_times_its_size() {
     // 4 MiB of tiny commands with one refused at the end, so that the whole
     // array is judged and the rest cut out of it to go on. Read into JSON
