@@ -36,6 +36,16 @@ use crate::websocket::Handover;
 /// gateway waits for it (`TCP_NOTSENT_LOWAT`).
 const UNSENT_LOW_WATER: u32 = 128 * 1024;
 
+/// TCP keep-alive for client connections: a client gone without a FIN or
+/// reset (its machine or its network gone) is found after about two
+/// minutes of silence (60 s, then 6 probes 10 s apart), where a quiet
+/// WebSocket or event stream would hold its connection (and its add-on's
+/// place under `max_websockets_per_addon`) for good.
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(60))
+    .with_interval(Duration::from_secs(10))
+    .with_retries(6);
+
 /// hyper's buffer size for a client connection. Its read buffer starts at
 /// 8 KiB and grows towards this only while reads keep filling it, as a
 /// large upload does (a read takes whatever room the buffer has, which can
@@ -146,6 +156,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
     workers: &Workers,
 ) -> std::io::Result<()> {
+    tune_listener(&listener);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(gateway.limits().max_connections));
@@ -275,6 +286,15 @@ impl Connection {
                 }
             };
         }
+    }
+}
+
+/// Sets the listener's options that every socket it accepts inherits
+/// (Linux copies them at accept, so they cost no system call a
+/// connection); one that cannot be set leaves the system's default.
+fn tune_listener(listener: &TcpListener) {
+    if let Err(error) = socket2::SockRef::from(listener).set_tcp_keepalive(&KEEPALIVE) {
+        tracing::warn!(%error, "cannot set TCP keep-alive for client connections");
     }
 }
 
@@ -461,5 +481,30 @@ fn connection_failed(error: &hyper::Error, peer: SocketAddr) {
         tracing::info!(%peer, %error, "a malformed request, answered 400 by the HTTP parser");
     } else {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_the_listeners_keep_alive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        tune_listener(&listener);
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            Duration::from_secs(10)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 6);
     }
 }
