@@ -291,7 +291,10 @@ impl Connection {
 
 /// Sets the listener's options that every socket it accepts inherits
 /// (Linux copies them at accept, so they cost no system call a
-/// connection); one that cannot be set leaves the system's default.
+/// connection; nginx's `so_keepalive` works the same way); one that cannot
+/// be set leaves the system's default. (Not `TCP_NOTSENT_LOWAT`: inherited
+/// so, it reads back the same but a slow reader's waits were not seen at
+/// its grain, and the send timeout cut it off; it is set on each socket.)
 fn tune_listener(listener: &TcpListener) {
     if let Err(error) = socket2::SockRef::from(listener).set_tcp_keepalive(&KEEPALIVE) {
         tracing::warn!(%error, "cannot set TCP keep-alive for client connections");
