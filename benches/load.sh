@@ -10,7 +10,8 @@
 #   bash benches/load.sh [UPSTREAM_HOST:PORT]
 #
 # Knobs: ROUNDS (3), DURATION (s, default 10), CONNECTIONS (64), THREADS (2), SIZE_MIB
-# (1024), IDLE (10000).
+# (1024), IDLE (10000), MAX_HEADER_BYTES (the gateway's limits.max_header_bytes,
+# 32768).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
