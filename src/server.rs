@@ -52,7 +52,7 @@ const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
 /// be more); it also caps how much of an answer hyper queues before waiting
 /// for the client. At 32 KiB (the head limit, which it used to be) an
 /// upload cost half again as much CPU; the price is memory per busy or
-/// stalled connection (README, "Load"). Heads are bounded apart from it,
+/// stalled connection (docs/load-history.md, uploads). Heads are bounded apart from it,
 /// by `max_header_bytes`.
 const HYPER_BUFFER_SIZE: usize = 256 * 1024;
 
