@@ -250,32 +250,43 @@ fn workers_default_to_one_per_cpu_and_are_capped() {
     assert_eq!(error_of(&format!("{MINIMAL}workers: -1\n")).line, 2);
 }
 
-#[test]
-fn a_manifest_left_out_for_its_slug_gives_its_token_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    for (folder, text) in [
-        ("a", "slug: dup\nhassio_api: true\nhassio_role: manager\n"),
-        ("b", "slug: dup\nhassio_api: true\nhassio_role: admin\n"),
-        (
-            "c",
-            "slug: inline_one\nhassio_api: true\nhassio_role: admin\n",
-        ),
-    ] {
-        let folder = dir.path().join("addons").join(folder);
+/// A config in `dir` that reads add-on manifests (`addons/<folder>/config.yaml`
+/// for each of `manifests`) and the secrets file `secrets`, plus `more`.
+fn with_manifests(
+    dir: &std::path::Path,
+    manifests: &[(&str, &str)],
+    secrets: &str,
+    more: &str,
+) -> std::path::PathBuf {
+    for (folder, text) in manifests {
+        let folder = dir.join("addons").join(folder);
         std::fs::create_dir_all(&folder).expect("dir");
         std::fs::write(folder.join("config.yaml"), text).expect("manifest");
     }
-    std::fs::write(
-        dir.path().join("secrets.yaml"),
+    std::fs::write(dir.join("secrets.yaml"), secrets).expect("secrets");
+    let path = dir.join("gateway.yaml");
+    let text =
+        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\n";
+    std::fs::write(&path, format!("{text}{more}")).expect("config");
+    path
+}
+
+#[test]
+fn a_manifest_left_out_for_its_slug_gives_its_token_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = with_manifests(
+        dir.path(),
+        &[
+            ("a", "slug: dup\nhassio_api: true\nhassio_role: manager\n"),
+            ("b", "slug: dup\nhassio_api: true\nhassio_role: admin\n"),
+            (
+                "c",
+                "slug: inline_one\nhassio_api: true\nhassio_role: admin\n",
+            ),
+        ],
         "dup: dup-token\ninline_one: manifest-token\n",
-    )
-    .expect("secrets");
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &path,
-        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\naddons:\n  - { slug: inline_one, token: inline-token }\n",
-    )
-    .expect("config");
+        "addons:\n  - { slug: inline_one, token: inline-token }\n",
+    );
     let config = Config::load(&path).expect("loads, with problems");
     // The inline entry wins and the manifest's token opens nothing.
     assert_eq!(
@@ -432,21 +443,13 @@ fn unknown_keys_are_shown_only_as_misspellings_of_known_ones() {
 #[test]
 fn a_secrets_file_entry_is_named_by_its_line_never_its_key() {
     let dir = tempfile::tempdir().expect("dir");
-    let folder = dir.path().join("addons").join("a");
-    std::fs::create_dir_all(&folder).expect("dir");
-    std::fs::write(folder.join("config.yaml"), "slug: a\nhassio_api: true\n").expect("manifest");
     // A token pasted on a line of its own, with no value.
-    std::fs::write(
-        dir.path().join("secrets.yaml"),
+    let path = with_manifests(
+        dir.path(),
+        &[("a", "slug: a\nhassio_api: true\n")],
         "a: a-token\nS3cr3tPasted0123456789: [1]\n",
-    )
-    .expect("secrets");
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(
-        &path,
-        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\n",
-    )
-    .expect("config");
+        "",
+    );
     let Err(error) = Config::load(&path) else {
         panic!("the config should be refused");
     };
