@@ -69,16 +69,11 @@ fn open_file(path: &Path) -> std::io::Result<Patient> {
         return stream.map(Patient);
     }
     let mut options = crate::files::private();
-    options.create(true).append(true);
     // Opened without waiting: a FIFO nobody reads fails at once (ENXIO).
     // The handle opened is the one kept: opening it again after a probe
     // would close the probe first, and a reader that ends at that EOF
     // (`cat fifo | collector`) would leave the second open waiting.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NONBLOCK | libc::O_NOCTTY,
-    );
+    crate::files::without_waiting(options.create(true).append(true));
     match options.open(path) {
         Ok(file) => Ok(Patient(file)),
         #[cfg(unix)]

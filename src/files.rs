@@ -27,14 +27,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     // The name may change hands before the open: opened without waiting (a
     // FIFO opened for reading waits for a writer) and without taking a
     // terminal as the controlling one, then asked again of what was opened.
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NONBLOCK | libc::O_NOCTTY,
-    );
-    let file = options.open(path)?;
+    let file = without_waiting(OpenOptions::new().read(true)).open(path)?;
     if !file.metadata()?.is_file() {
         return Err(not_regular());
     }
@@ -82,6 +75,14 @@ pub fn replace(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     written
+}
+
+/// `options`, opening without waiting (a FIFO's open waits for its other
+/// end) and without taking a terminal as the process's controlling one.
+pub fn without_waiting(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, libc::O_NONBLOCK | libc::O_NOCTTY);
+    options
 }
 
 /// Options that create a file readable and writable by its owner only.
