@@ -301,20 +301,19 @@ impl Forwarder {
         }
         let caller = grant.caller();
         let most = self.limits.max_websockets_per_addon;
-        let slot = match caller.slug() {
-            Some(slug) => match self.sockets.take(slug, most) {
-                Some(slot) => Some(slot),
-                None => {
+        let slot = caller
+            .slug()
+            .map(|slug| {
+                self.sockets.take(slug, most).ok_or_else(|| {
                     tracing::warn!(
                         slug,
                         most,
                         "websocket refused: the add-on holds as many as limits.max_websockets_per_addon allows"
                     );
-                    return Err(ForwardError::TooManyWebSockets);
-                }
-            },
-            None => None,
-        };
+                    ForwardError::TooManyWebSockets
+                })
+            })
+            .transpose()?;
         let client_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()

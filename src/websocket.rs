@@ -167,7 +167,8 @@ impl OpenSockets {
     }
 
     /// How many sockets `slug` holds open.
-    pub fn held(&self, slug: &str) -> usize {
+    #[cfg(test)]
+    fn held(&self, slug: &str) -> usize {
         let open = self
             .0
             .lock()
