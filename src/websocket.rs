@@ -430,25 +430,8 @@ async fn downstream(mut upstream: Stream, to_client: ToClient) {
                     return;
                 }
             }
-            Some(Err(error)) if went_away(&error) => break UPSTREAM_GONE,
-            Some(Err(WsError::Capacity(_))) => {
-                tracing::warn!(
-                    limit_bytes = UPSTREAM_MESSAGE_LIMIT,
-                    "websocket closed: an upstream message over the limit"
-                );
-                break UPSTREAM_TOO_BIG;
-            }
-            // (A protocol error names the rule broken, never the frame's
-            // bytes; an encoding error would quote them, and is not logged.)
-            Some(Err(WsError::Protocol(error))) => {
-                tracing::warn!(%error, "websocket closed: the upstream broke the protocol");
-                break UPSTREAM_BROKE_PROTOCOL;
-            }
-            Some(Err(WsError::Utf8(_))) => {
-                tracing::warn!("websocket closed: the upstream sent text that is not UTF-8");
-                break UPSTREAM_BROKE_PROTOCOL;
-            }
-            _ => break UPSTREAM_GONE,
+            Some(Err(error)) => break upstream_fault(&error),
+            None => break UPSTREAM_GONE,
         }
     };
     let _ = to_client.send(close(CloseCode::Error, reason)).await;
@@ -558,39 +541,72 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
     }
 }
 
-/// Whether a side's connection ended (or failed) without a close frame:
-/// the library reports a peer that hung up without one as a protocol
-/// error, though it is the ordinary way for a side to go away.
-fn went_away(error: &WsError) -> bool {
+/// How a side's socket failed, as the library reports it.
+enum Fault<'a> {
+    /// The side went without a close frame, or its connection failed.
+    /// (The library reports a peer that hung up without a close as a
+    /// protocol error, though it is the ordinary way for a side to go.)
+    WentAway,
+    /// A message (or frame) over the side's limit.
+    TooBig,
+    /// A rule of the protocol broken; the error names the rule, never the
+    /// frame's bytes.
+    Protocol(&'a ProtocolError),
+    /// Text that is not UTF-8. (The library's error quotes the bytes, which
+    /// may hold a token: it is not logged.)
+    NotUtf8,
+}
+
+fn fault(error: &WsError) -> Fault<'_> {
     match error {
-        WsError::Capacity(_) | WsError::Utf8(_) => false,
-        WsError::Protocol(error) => matches!(error, ProtocolError::ResetWithoutClosingHandshake),
-        _ => true,
+        WsError::Capacity(_) => Fault::TooBig,
+        WsError::Utf8(_) => Fault::NotUtf8,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Fault::WentAway,
+        WsError::Protocol(error) => Fault::Protocol(error),
+        _ => Fault::WentAway,
+    }
+}
+
+/// The reason the client's 1011 gives for the upstream's side failing.
+fn upstream_fault(error: &WsError) -> &'static str {
+    match fault(error) {
+        Fault::WentAway => UPSTREAM_GONE,
+        Fault::TooBig => {
+            tracing::warn!(
+                limit_bytes = UPSTREAM_MESSAGE_LIMIT,
+                "websocket closed: an upstream message over the limit"
+            );
+            UPSTREAM_TOO_BIG
+        }
+        Fault::Protocol(error) => {
+            tracing::warn!(%error, "websocket closed: the upstream broke the protocol");
+            UPSTREAM_BROKE_PROTOCOL
+        }
+        Fault::NotUtf8 => {
+            tracing::warn!("websocket closed: the upstream sent text that is not UTF-8");
+            UPSTREAM_BROKE_PROTOCOL
+        }
     }
 }
 
 /// The close a client gets for a message the gateway could not take from
 /// it; none if the client went away rather than broke a rule.
 fn client_fault(error: &WsError) -> Option<Message> {
-    if went_away(error) {
-        return None;
-    }
-    match error {
-        WsError::Capacity(_) => {
+    match fault(error) {
+        Fault::WentAway => None,
+        Fault::TooBig => {
             // Over `max_websocket_message_bytes` (or a frame over it).
             tracing::warn!("websocket closed: a message over max_websocket_message_bytes");
             Some(close(CloseCode::Size, TOO_BIG))
         }
-        WsError::Protocol(error) => {
+        Fault::Protocol(error) => {
             tracing::info!(%error, "websocket closed: the client broke the protocol");
             Some(close(CloseCode::Protocol, "protocol error"))
         }
-        // (The error quotes the bytes, which may hold a token: not logged.)
-        WsError::Utf8(_) => {
+        Fault::NotUtf8 => {
             tracing::info!("websocket closed: the client sent text that is not UTF-8");
             Some(close(CloseCode::Invalid, "text that is not UTF-8"))
         }
-        _ => None,
     }
 }
 
