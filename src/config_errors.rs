@@ -48,40 +48,7 @@ fn parse_error(
             "required key missing from the mapping that ends here".to_owned(),
         )
     } else if let Some(field) = quoted_after(message, "unknown field") {
-        // The list after the last ", expected ": the key itself may hold the
-        // word (`unexpected_...`), the list of known keys never does.
-        let expected = message
-            .rsplit_once(", expected ")
-            .map_or("", |(_, rest)| rest);
-        let expected = expected
-            .split(" at line ")
-            .next()
-            .unwrap_or(expected)
-            .trim();
-        let known: Vec<&str> = expected
-            .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
-            .collect();
-        let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
-        if !may_hold_secrets || near_miss(&field, &known) {
-            (field, format!("unknown key; expected {expected}"))
-        } else if start.len() < field.len() && near_miss(start, &known) {
-            (
-                format!("{start}..."),
-                format!(
-                    "not a key: a space missing after `:`? (the rest is not shown: \
-                     it may be a value); expected {expected}"
-                ),
-            )
-        } else {
-            (
-                "(key)".to_owned(),
-                format!(
-                    "an unknown key, not shown: it is no misspelling of a known key, \
-                     and may be a secret (a token pasted without its key?); expected {expected}"
-                ),
-            )
-        }
+        unknown_key(field, message, may_hold_secrets)
     } else if message.contains("multiple YAML documents") {
         (
             "(document)".to_owned(),
@@ -99,6 +66,47 @@ fn parse_error(
         line,
         key,
         reason,
+    }
+}
+
+/// An unknown key and what to say of it: shown with the keys expected,
+/// unless the file may hold secrets and the key is no misspelling of one
+/// (then only its start, where that is a key run into its value, or not
+/// at all).
+fn unknown_key(field: String, message: &str, may_hold_secrets: bool) -> (String, String) {
+    // The list after the last ", expected ": the key itself may hold the
+    // word (`unexpected_...`), the list of known keys never does.
+    let expected = message
+        .rsplit_once(", expected ")
+        .map_or("", |(_, rest)| rest);
+    let expected = expected
+        .split(" at line ")
+        .next()
+        .unwrap_or(expected)
+        .trim();
+    let known: Vec<&str> = expected
+        .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|word| !word.is_empty() && !matches!(*word, "one" | "of"))
+        .collect();
+    let start = field.split(|c: char| !is_key_char(c)).next().unwrap_or("");
+    if !may_hold_secrets || near_miss(&field, &known) {
+        (field, format!("unknown key; expected {expected}"))
+    } else if start.len() < field.len() && near_miss(start, &known) {
+        (
+            format!("{start}..."),
+            format!(
+                "not a key: a space missing after `:`? (the rest is not shown: \
+                 it may be a value); expected {expected}"
+            ),
+        )
+    } else {
+        (
+            "(key)".to_owned(),
+            format!(
+                "an unknown key, not shown: it is no misspelling of a known key, \
+                 and may be a secret (a token pasted without its key?); expected {expected}"
+            ),
+        )
     }
 }
 
