@@ -176,8 +176,9 @@ impl Key {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Revocations {
-    /// Revoked token ids.
-    #[serde(default)]
+    /// Revoked token ids. Required (`jti: []` for none): a file cut short
+    /// to its comments, or to `{}`, must not read as an empty list and
+    /// lift every revocation.
     pub jti: Vec<String>,
     /// Per add-on slug: tokens issued before this instant are refused.
     #[serde(default)]

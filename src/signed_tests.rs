@@ -409,7 +409,20 @@ fn the_revocation_file_round_trips_and_missing_or_empty_files_are_told_apart() {
         half.store(&path).expect("stored");
         assert_eq!(Revocations::load(&path), Ok(half));
     }
-    for broken in ["jti: [unclosed\n", "", "  \n"] {
+    let written = std::fs::read_to_string(&path).expect("read");
+    let comments: String = written
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for broken in [
+        "jti: [unclosed\n",
+        "",
+        "  \n",
+        comments.as_str(),
+        "{}\n",
+        "issued_before: {}\n",
+    ] {
         std::fs::write(&path, broken).expect("write");
         assert!(
             matches!(Revocations::load(&path), Err(RevocationError::Invalid(_))),
