@@ -245,14 +245,22 @@ impl Revocations {
     pub fn update(path: &Path, change: impl FnOnce(&mut Revocations)) -> Result<(), String> {
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|error| format!("cannot open {}: {error}", Path::new(&lock_path).display()))?;
+        let shown = Path::new(&lock_path).display();
+        // Opened without waiting and asked its type: a FIFO or a device
+        // planted at the name would otherwise hold the command for good.
+        let lock = crate::files::without_waiting(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true),
+        )
+        .open(&lock_path)
+        .map_err(|error| format!("cannot open {shown}: {error}"))?;
+        if !lock.metadata().is_ok_and(|meta| meta.is_file()) {
+            return Err(format!("cannot lock {shown}: not a regular file"));
+        }
         lock.lock()
-            .map_err(|error| format!("cannot lock {}: {error}", Path::new(&lock_path).display()))?;
+            .map_err(|error| format!("cannot lock {shown}: {error}"))?;
         let mut list = match Revocations::load(path) {
             Ok(list) => list,
             Err(RevocationError::Missing) => Revocations::default(),

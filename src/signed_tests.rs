@@ -465,3 +465,25 @@ fn a_token_pasted_into_the_revocation_file_is_not_echoed() {
     );
     assert!(message.contains("line 2"), "{message}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_device_at_the_lock_name_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("revoked.yaml");
+    crate::files::fifo(dir.path(), "revoked.yaml.lock");
+    let (done, result) = std::sync::mpsc::channel();
+    let fifo_case = path.clone();
+    std::thread::spawn(move || done.send(Revocations::update(&fifo_case, |_| {})));
+    let outcome = result
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("returned instead of waiting on the FIFO");
+    assert!(outcome.is_err(), "a FIFO taken for a lock");
+    std::fs::remove_file(dir.path().join("revoked.yaml.lock")).expect("remove");
+    std::os::unix::fs::symlink("/dev/null", dir.path().join("revoked.yaml.lock")).expect("link");
+    assert!(
+        Revocations::update(&path, |_| {}).is_err(),
+        "a device taken for a lock"
+    );
+    assert!(!path.exists(), "nothing written without the lock");
+}
