@@ -220,7 +220,9 @@ pub fn load_dir(dir: &Path) -> (Vec<Manifest>, Vec<ManifestProblem>) {
         let Some(path) = FILE_NAMES
             .iter()
             .map(|name| folder.join(name))
-            .find(|path| path.is_file())
+            // Any file there, not only a regular one: a FIFO or a device
+            // in its place is refused by name, not passed over in silence.
+            .find(|path| path.exists())
         else {
             continue;
         };

@@ -240,3 +240,16 @@ fn protection_mode_withholds_full_access_docker_and_host_pid() {
     let off = manifest.effective(false);
     assert!(off.full_access && off.docker_api && off.host_pid);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_manifest_that_is_not_a_regular_file_is_a_problem_not_passed_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    write(dir.path(), "good", "config.yaml", "slug: good\n");
+    std::fs::create_dir_all(dir.path().join("piped")).expect("folder");
+    let fifo = crate::files::fifo(&dir.path().join("piped"), "config.yaml");
+    let (manifests, problems) = load_dir(dir.path());
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].path, fifo);
+}
