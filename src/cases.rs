@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::Caller;
-use crate::config::{read_file, yaml_error, Addon, ConfigError, Role};
+use crate::config::{from_yaml, read_file, Addon, ConfigError, Role};
 use crate::decision::{decide, Decision};
 use crate::table::Table;
 use crate::target;
@@ -84,8 +84,7 @@ fn load(
     default_table: Option<&Path>,
 ) -> Result<(Vec<Spanned<Case>>, Table), ConfigError> {
     let (text, name) = read_file(file)?;
-    let parsed: CaseFile =
-        serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e, &text, &name))?;
+    let parsed: CaseFile = from_yaml(&text, &name)?;
     let table_path = parsed
         .table
         .map(|table| file.parent().unwrap_or(Path::new(".")).join(table));

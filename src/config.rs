@@ -22,7 +22,7 @@ mod limits;
 #[path = "config_signing.rs"]
 mod signing;
 
-pub use errors::{guarded_yaml_error, yaml_error};
+pub use errors::{from_guarded_yaml, from_yaml};
 pub use limits::Limits;
 use limits::{check_limits, RawLimits};
 use signing::RawSigning;
@@ -186,8 +186,7 @@ impl Config {
     }
 
     fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            serde_saphyr::from_str(text).map_err(|error| guarded_yaml_error(&error, text, file))?;
+        let raw: RawConfig = from_guarded_yaml(text, file)?;
         Checker { file, base }.check(raw)
     }
 }
@@ -661,9 +660,9 @@ impl Checker<'_> {
             let reason = format!("cannot read {}", path.display());
             self.error(line_of(file), "addon_secrets", reason)
         })?;
-        let raw: Secrets = serde_saphyr::from_str(&text).map_err(|error| ConfigError {
+        let raw: Secrets = from_guarded_yaml(&text, &name).map_err(|error| ConfigError {
             key: "(entry)".to_owned(),
-            ..guarded_yaml_error(&error, &text, &name)
+            ..error
         })?;
         Ok((raw, name))
     }

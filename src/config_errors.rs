@@ -1,30 +1,112 @@
 //! YAML parse errors said in a user's words, with the file, key and line,
 //! and for files that may hold secrets, without any key that could be one.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
+
+use serde::de::DeserializeOwned;
+use serde_path_to_error::{Path, Segment};
+
 use super::{is_slug, ConfigError};
 
-/// Turns a YAML parse error in a file that holds no secrets (a table, policy
-/// cases) into a [`ConfigError`]: the line from the parser, the key read
-/// from that line of the file, and a reason with any value the parser
-/// quoted taken out.
-pub fn yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
-    parse_error(error, text, file, false)
+/// Reads a YAML file that holds no secrets (a table, policy cases); an
+/// error is said with the file, the key's full path (`roles.manager[2]`)
+/// and its line, and a reason with any value the parser quoted taken out.
+pub fn from_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    read_yaml(text, file, false)
 }
 
 /// The same for a file that may hold secrets (the configuration, the
 /// secrets file, the revocation list): a key is shown only where it cannot
-/// be a secret (see `near_miss` and `KNOWN_KEYS`), else
-/// `(key)` with its line. A token pasted without its key, or `token:s3cr3t`
-/// (flow style without a space after the colon) read as one key, never
-/// reaches the message.
-pub fn guarded_yaml_error(error: &serde_saphyr::Error, text: &str, file: &str) -> ConfigError {
-    parse_error(error, text, file, true)
+/// be a secret (see `near_miss` and `KNOWN_KEYS`), else `(key)` in its
+/// place. A token pasted without its key, or `token:s3cr3t` (flow style
+/// without a space after the colon) read as one key, never reaches the
+/// message.
+pub fn from_guarded_yaml<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    read_yaml(text, file, true)
+}
+
+fn read_yaml<T: DeserializeOwned>(
+    text: &str,
+    file: &str,
+    may_hold_secrets: bool,
+) -> Result<T, ConfigError> {
+    // The parser's error knows the line; the path to the value being read
+    // when it failed is known only to the wrapper around the deserializer.
+    let failed_at = RefCell::new(None);
+    serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            failed_at.replace(Some(error.path().clone()));
+            error.into_inner()
+        })
+    })
+    .map_err(|error| {
+        let path = failed_at.take();
+        parse_error(&error, text, file, path.as_ref(), may_hold_secrets)
+    })
+}
+
+/// The segments of a path the parser was on, up to where the path was
+/// lost on the way (a syntax error, a key given twice), and whether it was
+/// kept whole; without the `value` that [`serde_saphyr::Spanned`] puts
+/// under each key it wraps (no file of ours has a key of that name).
+fn segments(path: &Path) -> (Vec<&Segment>, bool) {
+    let kept: Vec<&Segment> = path
+        .iter()
+        .filter(|segment| !matches!(segment, Segment::Map { key } if key == "value"))
+        .take_while(|segment| !matches!(segment, Segment::Unknown))
+        .collect();
+    let whole = !path
+        .iter()
+        .any(|segment| matches!(segment, Segment::Unknown));
+    (kept, whole)
+}
+
+/// Segments as the gateway's own checks write a path
+/// (`addons[1].hassio_role`), empty at the top; in a file that may hold
+/// secrets, a mapping key that is no known key (nor a misspelling of one)
+/// is written `(key)`.
+fn dotted(segments: &[&Segment], may_hold_secrets: bool) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        let name = match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+                continue;
+            }
+            Segment::Map { key } if may_hold_secrets && !near_miss(key, KNOWN_KEYS) => "(key)",
+            Segment::Map { key } | Segment::Enum { variant: key } => key.as_str(),
+            Segment::Unknown => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(name);
+    }
+    out
+}
+
+/// The last mapping key of a path, if it ends in one.
+fn last_key<'a>(segments: &[&'a Segment]) -> Option<&'a str> {
+    match segments.last()? {
+        Segment::Map { key } => Some(key),
+        _ => None,
+    }
+}
+
+/// `parent.key`, or `key` at the top.
+fn joined(parent: &str, key: &str) -> String {
+    match parent {
+        "" => key.to_owned(),
+        _ => format!("{parent}.{key}"),
+    }
 }
 
 fn parse_error(
     error: &serde_saphyr::Error,
     text: &str,
     file: &str,
+    path: Option<&Path>,
     may_hold_secrets: bool,
 ) -> ConfigError {
     let line = error.location().map_or(0, |location| location.line());
@@ -42,24 +124,54 @@ fn parse_error(
     };
     let message = error.without_snippet().to_string();
     let message = first_line(&message);
+    // Where the parser was: the value at fault for a wrong value, the
+    // mapping (and, for an unknown key, that key) for a key missing,
+    // unknown or given twice. A path that does not end in the key written
+    // on the error's line belongs to a syntax error, where the parser was
+    // in a mapping above the fault: the line's key says more.
+    let (segments, whole) = path.map(segments).unwrap_or_default();
+    let written = key_on_line(text, line);
+    let on_line = whole
+        && match (last_key(&segments), written.as_deref()) {
+            (Some(last), Some(written)) => last == written,
+            (_, None) => !segments.is_empty(),
+            (None, Some(_)) => false,
+        };
+    let value_key = || match on_line {
+        true => dotted(&segments, may_hold_secrets),
+        false => line_key(),
+    };
+    let parent = |field: &str| {
+        let inner = match last_key(&segments) {
+            Some(last) if last == field => &segments[..segments.len() - 1],
+            _ => &segments[..],
+        };
+        dotted(inner, may_hold_secrets)
+    };
     let (key, reason) = if let Some(field) = quoted_after(message, "missing field") {
         (
-            field,
+            joined(&dotted(&segments, may_hold_secrets), &field),
             "required key missing from the mapping that ends here".to_owned(),
         )
     } else if let Some(field) = quoted_after(message, "unknown field") {
-        unknown_key(field, message, may_hold_secrets)
+        let parent = parent(&field);
+        let (key, reason) = unknown_key(field, message, may_hold_secrets);
+        (joined(&parent, &key), reason)
     } else if message.contains("multiple YAML documents") {
         (
             "(document)".to_owned(),
             "a second YAML document (after `---`); the configuration is one document".to_owned(),
         )
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
-        (line_key(), "this key is given twice".to_owned())
+        let key = line_key();
+        (
+            joined(&parent(&key), &key),
+            "this key is given twice".to_owned(),
+        )
     } else if let Some(reason) = not_a_number(message) {
-        (line_key(), reason)
+        (value_key(), reason)
     } else {
-        (line_key(), redact_values(message))
+        (value_key(), redact_values(message))
     };
     ConfigError {
         file: file.to_owned(),

@@ -196,8 +196,7 @@ impl Revocations {
             // Said as for the configuration, by line and a key shown only
             // where it cannot be a token (one pasted here would be a live
             // credential).
-            Ok(text) => serde_saphyr::from_str(&text).map_err(|error| {
-                let error = crate::config::guarded_yaml_error(&error, &text, "");
+            Ok(text) => crate::config::from_guarded_yaml(&text, "").map_err(|error| {
                 RevocationError::Invalid(format!(
                     "not a revocation list: line {}: {}: {}",
                     error.line, error.key, error.reason

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use crate::config::{read_file, yaml_error, ConfigError, Role};
+use crate::config::{from_yaml, read_file, ConfigError, Role};
 use crate::pathset::{Hits, PathSet};
 use crate::pattern::{to_regex, PatternKind};
 
@@ -313,8 +313,7 @@ impl Table {
 
     /// Parses, compiles and checks table text; `file` names it in messages.
     pub fn from_yaml(text: &str, file: &str) -> Result<Table, ConfigError> {
-        let raw: RawTable =
-            serde_saphyr::from_str(text).map_err(|error| yaml_error(&error, text, file))?;
+        let raw: RawTable = from_yaml(text, file)?;
         let table = Compiler::new(file).compile(raw, text)?;
         crate::protection::check(&table)?;
         Ok(table)

@@ -86,6 +86,11 @@ fn bad_patterns_roles_and_methods_name_their_line() {
     assert_eq!(refused(&bad_pattern).key, "roles.manager[2]");
     let bad_method = table_with_manager_rule("      - { path: /x, methods: [FETCH] }\n");
     assert_eq!(refused(&bad_method).key, "roles.manager[2].methods");
+    // A value of the wrong type, which the YAML reader refuses before the
+    // table's own checks, is named by its path as written in the file.
+    let wrong_type = table_with_manager_rule("      - { path: /x, methods: 5 }\n");
+    let error = refused(&wrong_type);
+    assert_eq!(error.key, "roles.manager.allow[2].methods", "{error}");
     let unknown_role =
         DEFAULT_TABLE.replacen("  admin:\n", "  superuser:\n    allow: []\n  admin:\n", 1);
     assert_eq!(refused(&unknown_role).key, "roles.superuser");

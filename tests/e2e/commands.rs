@@ -27,7 +27,7 @@ async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains(&format!("{}:5: hassio_role:", path.display())),
+        stderr.contains(&format!("{}:5: addons[0].hassio_role:", path.display())),
         "{stderr}"
     );
     assert!(
