@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::caller::{Caller, Callers, TokenDigest};
-use crate::manifests::{self, Manifest, ManifestProblem};
+use crate::manifests::{self, Manifest, ManifestProblem, ProblemCost};
 
 #[path = "config_errors.rs"]
 mod errors;
@@ -117,6 +117,9 @@ pub struct Config {
     pub manifest_files: Vec<PathBuf>,
     /// Where the protection mode of toggled add-ons is kept, if anywhere.
     pub state_file: Option<PathBuf>,
+    /// The line of each key that names a file, for errors found when the
+    /// file is used (an audit log that cannot be opened).
+    file_lines: Vec<(&'static str, u64)>,
     /// The audit log file, when decisions are also written there.
     pub audit_log: Option<PathBuf>,
     /// How many threads serve connections, each with its own event loop and
@@ -161,6 +164,23 @@ pub struct ConfigError {
 }
 
 impl Config {
+    /// An error with a file one of its keys names (`audit_log`,
+    /// `state_file`, ...), found when the file is used: said with this
+    /// configuration's file and the key's line.
+    pub fn file_error(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        let line = self
+            .file_lines
+            .iter()
+            .find(|(named, _)| *named == key)
+            .map_or(0, |(_, line)| *line);
+        ConfigError {
+            file: self.source.clone(),
+            line,
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let (text, file) = read_file(path)?;
@@ -298,6 +318,9 @@ impl<'de> Deserialize<'de> for RawSecret {
 
 struct SecretVisitor;
 
+const UNQUOTED_TOKEN: &str = "YAML reads this token as a number or true/false, \
+                              which may not keep it as written: put it in quotes";
+
 impl<'de> Visitor<'de> for SecretVisitor {
     type Value = RawSecret;
 
@@ -307,6 +330,25 @@ impl<'de> Visitor<'de> for SecretVisitor {
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<RawSecret, E> {
         Ok(RawSecret::Plain(value.to_owned()))
+    }
+
+    // A token of digits (or `true`) written bare is read by YAML as a
+    // number (or a boolean), which may not keep it as written (`007` is 7):
+    // it must be quoted. The value is not said, as it is a token.
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawSecret, E> {
+        Err(E::custom(UNQUOTED_TOKEN))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawSecret, E> {
+        Err(E::custom(UNQUOTED_TOKEN))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawSecret, E> {
+        Err(E::custom(UNQUOTED_TOKEN))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawSecret, E> {
+        Err(E::custom(UNQUOTED_TOKEN))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSecret, A::Error> {
@@ -349,9 +391,11 @@ impl Checker<'_> {
             (&raw.addon_manifests, "addon_manifests"),
             (&raw.addon_secrets, "addon_secrets"),
         ];
+        let mut file_lines = Vec::new();
         for (file, key) in files {
             if let Some(file) = file {
                 self.names_a_file(file, key)?;
+                file_lines.push((key, line_of(file)));
             }
         }
         let listen = match &raw.listen {
@@ -452,6 +496,7 @@ impl Checker<'_> {
             admin_listen,
             audit_log: raw.audit_log.map(|file| self.resolve(&file.value)),
             state_file: raw.state_file.map(|file| self.resolve(&file.value)),
+            file_lines,
             manifests,
             manifest_problems,
             manifest_files,
@@ -604,6 +649,7 @@ impl Checker<'_> {
             // left out whole: its token must not log in either.
             if let Some(reason) = configured_before(&manifest.slug, inline, &taken) {
                 problems.push(ManifestProblem {
+                    cost: ProblemCost::ManifestLeftOut,
                     path,
                     field: "slug".into(),
                     reason: format!("{} {reason}", manifest.slug),
@@ -625,6 +671,7 @@ impl Checker<'_> {
                 None if signing => None,
                 None => {
                     problems.push(ManifestProblem {
+                        cost: ProblemCost::ManifestLeftOut,
                         path: manifest.path.clone().unwrap_or_default(),
                         field: "slug".into(),
                         reason: format!(
@@ -656,8 +703,8 @@ impl Checker<'_> {
     /// the wrong way round, a token.
     fn secrets_file(&self, file: &Spanned<String>) -> Result<(Secrets, String), ConfigError> {
         let path = self.resolve(&file.value);
-        let (text, name) = read_file(&path).map_err(|_| {
-            let reason = format!("cannot read {}", path.display());
+        let (text, name) = read_file(&path).map_err(|error| {
+            let reason = format!("{}: {}", path.display(), error.reason);
             self.error(line_of(file), "addon_secrets", reason)
         })?;
         let raw: Secrets = from_guarded_yaml(&text, &name).map_err(|error| ConfigError {
@@ -790,6 +837,7 @@ fn unused_secrets(
     raw.iter()
         .filter(|(slug, _)| !addons.iter().any(|(manifest, _)| &manifest.slug == *slug))
         .map(|(_, secret)| ManifestProblem {
+            cost: ProblemCost::SecretUnused,
             path: PathBuf::from(name),
             field: format!("line {}", line_of(secret)),
             reason: "a token for a slug with no manifest in use in addon_manifests \

@@ -93,11 +93,16 @@ impl Checker<'_> {
         };
         match algorithm {
             KeyAlgorithm::HS256 => {
-                let secret = match (&raw_key.secret, &raw_key.secret_file) {
-                    (Some(secret), None) => secret.value.clone().into_bytes(),
+                // Where a secret that is refused (too short) was given.
+                let (secret, given_at) = match (&raw_key.secret, &raw_key.secret_file) {
+                    (Some(secret), None) => (
+                        secret.value.clone().into_bytes(),
+                        (line_of(secret), "secret"),
+                    ),
                     (None, Some(file)) => {
                         files.push(self.resolve(&file.value));
-                        self.read_key_file(file, &at("secret_file"))?
+                        let secret = self.read_key_file(file, &at("secret_file"))?;
+                        (secret, (line_of(file), "secret_file"))
                     }
                     _ => {
                         let reason = "an HS256 key needs exactly one of secret, secret_file";
@@ -109,8 +114,9 @@ impl Checker<'_> {
                     return Err(self.error(line_of(entry), &at("algorithm"), reason));
                 }
                 let secret = trim_newline(secret);
+                let (line, key) = given_at;
                 Key::hmac(kid, &secret, raw_key.sign)
-                    .map_err(|reason| self.error(line_of(entry), &at("secret"), reason))
+                    .map_err(|reason| self.error(line, &at(key), reason))
             }
             KeyAlgorithm::EdDSA => {
                 if raw_key.secret.is_some() || raw_key.secret_file.is_some() {

@@ -337,6 +337,12 @@ fn a_manifest_left_out_for_its_slug_gives_its_token_nothing() {
             .any(|p| p.contains("secrets.yaml: line 2: ") && p.contains("no manifest in use")),
         "{problems:?}"
     );
+    // The unused secret cost no manifest, and is not said to have.
+    let costs: Vec<ProblemCost> = config.manifest_problems.iter().map(|p| p.cost).collect();
+    let unused = costs
+        .iter()
+        .filter(|cost| **cost == ProblemCost::SecretUnused);
+    assert_eq!(unused.count(), 1, "{costs:?}");
     assert!(
         problems
             .iter()
@@ -589,4 +595,73 @@ fn an_unknown_key_holding_the_word_expected_is_not_echoed() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn a_bare_number_as_a_token_is_refused_asking_for_quotes_without_showing_it() {
+    for text in [
+        "upstream: http://127.0.0.1:1\nupstream_token: 90210733\n",
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: 0902107 }\n",
+        "upstream: http://127.0.0.1:1\ntokens:\n  cli: 9.02107e3\n",
+        "upstream: http://127.0.0.1:1\ntokens:\n  cli: true\n",
+    ] {
+        let error = error_of(text);
+        assert!(error.reason.contains("put it in quotes"), "{error}");
+        // upstream_token takes no digest: the message offers none.
+        assert!(!error.reason.contains("sha256"), "{error}");
+        assert!(!error.to_string().contains("02107"), "{error}");
+    }
+    let quoted = Config::from_yaml(
+        "upstream: http://127.0.0.1:1\nupstream_token: '0902107'\n",
+        "t.yaml",
+    );
+    assert!(quoted.is_ok());
+}
+
+#[test]
+fn a_short_hs256_secret_is_named_by_the_key_that_gave_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("k.bin"), "short").expect("key file");
+    let path = dir.path().join("gateway.yaml");
+    let text = "upstream: http://127.0.0.1:1\nsigning:\n  keys:\n    - kid: a\n      algorithm: HS256\n      secret_file: k.bin\n";
+    std::fs::write(&path, text).expect("config");
+    let Err(error) = Config::load(&path) else {
+        panic!("a 5-byte secret should be refused");
+    };
+    let key = (error.key.as_str(), error.line);
+    assert_eq!(key, ("signing.keys[0].secret_file", 6), "{error}");
+    let inline = text.replace("secret_file: k.bin", "secret: short");
+    let error = error_of(&inline);
+    assert_eq!(
+        (error.key.as_str(), error.line),
+        ("signing.keys[0].secret", 6),
+        "{error}"
+    );
+}
+
+#[test]
+fn files_named_by_the_config_are_faulted_with_its_file_and_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A secrets file that cannot be read says why.
+    std::fs::create_dir(dir.path().join("secrets.yaml")).expect("dir");
+    std::fs::create_dir(dir.path().join("addons")).expect("dir");
+    let path = dir.path().join("gateway.yaml");
+    let text =
+        "upstream: http://127.0.0.1:1\naddon_manifests: addons\naddon_secrets: secrets.yaml\n";
+    std::fs::write(&path, text).expect("config");
+    let Err(error) = Config::load(&path) else {
+        panic!("an unreadable secrets file should be refused");
+    };
+    assert_eq!(
+        (error.key.as_str(), error.line),
+        ("addon_secrets", 3),
+        "{error}"
+    );
+    assert!(error.reason.contains("not a regular file"), "{error}");
+    // A file found wrong only when used is said at its key's line.
+    let text = "upstream: http://127.0.0.1:1\nlisten: 127.0.0.1:0\naudit_log: a.jsonl\nstate_file: s.json\n";
+    let config = Config::from_yaml(text, "gateway.yaml").expect("config");
+    let error = config.file_error("state_file", "cannot read");
+    assert_eq!((error.file.as_str(), error.line), ("gateway.yaml", 4));
+    assert_eq!(config.file_error("audit_log", "x").line, 3);
 }

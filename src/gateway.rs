@@ -241,14 +241,8 @@ impl Gateway {
     pub fn from_config(config: Config) -> Result<Gateway, Vec<ConfigError>> {
         let table = Table::load_validated(config.table.as_deref())?;
         let shadow = load_shadow(&config)?;
-        let protection = ProtectionState::load(config.state_file.clone()).map_err(|reason| {
-            vec![ConfigError {
-                file: config.source.clone(),
-                line: 0,
-                key: "state_file".into(),
-                reason,
-            }]
-        })?;
+        let protection = ProtectionState::load(config.state_file.clone())
+            .map_err(|reason| vec![config.file_error("state_file", reason)])?;
         Ok(Gateway::with_policy(config, table, shadow, protection))
     }
 
@@ -559,10 +553,11 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
 }
 
 /// The table files a configuration names (none for the built-in table).
-/// Logs each manifest that could not be used; the others are in force.
+/// Logs each manifest that could not be used (the others are in force) and
+/// each entry of the secrets file no add-on uses.
 pub fn warn_manifest_problems(config: &Config) {
     for problem in &config.manifest_problems {
-        tracing::warn!(%problem, "add-on manifest left out");
+        tracing::warn!(%problem, "add-on {}", problem.cost.headline());
     }
 }
 

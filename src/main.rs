@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use supervisor_gateway::check::{self, Who};
-use supervisor_gateway::config::Config;
+use supervisor_gateway::config::{Config, ConfigError};
 use supervisor_gateway::gateway::Gateway;
 use supervisor_gateway::table::Table;
 use supervisor_gateway::{cases, demo, mock_upstream, reload, routes, server, signals};
@@ -354,9 +354,20 @@ fn load(path: &std::path::Path) -> Result<(Config, Table), ExitCode> {
     Ok((config, table))
 }
 
-fn table_errors(problems: Vec<supervisor_gateway::config::ConfigError>) -> ExitCode {
+fn table_errors(problems: Vec<ConfigError>) -> ExitCode {
+    policy_errors(problems, "")
+}
+
+/// Problems with the policy a configuration puts in force: its tables', or
+/// its own (a `state_file` that cannot be read), told apart by file.
+fn policy_errors(problems: Vec<ConfigError>, config: &str) -> ExitCode {
     for problem in &problems {
-        eprintln!("supervisor-gateway: table error: {problem}");
+        let what = if problem.file == config {
+            "config"
+        } else {
+            "table"
+        };
+        eprintln!("supervisor-gateway: {what} error: {problem}");
     }
     ExitCode::from(2)
 }
@@ -474,10 +485,16 @@ async fn serve(path: PathBuf) -> ExitCode {
         config.admin_listen,
     );
     supervisor_gateway::gateway::warn_manifest_problems(&config);
-    let audit_log = config.audit_log.clone();
+    // What a failure to open the audit log would be said as, with the
+    // configuration's file and line (the configuration moves on below).
+    let audit_log = (config.audit_log.clone()).map(|path| {
+        let at = config.file_error("audit_log", "");
+        (path, at)
+    });
+    let source = config.source.clone();
     let gateway = match Gateway::from_config(config) {
         Ok(gateway) => gateway,
-        Err(problems) => return table_errors(problems),
+        Err(problems) => return policy_errors(problems, &source),
     };
     let listener = match TcpListener::bind(listen).await {
         Ok(listener) => listener,
@@ -496,14 +513,12 @@ async fn serve(path: PathBuf) -> ExitCode {
     };
     // Opened once everything else checked out and both addresses are
     // bound, so a refused start leaves no file behind.
-    let gateway = match &audit_log {
-        Some(path) => match supervisor_gateway::audit::Audit::open(path) {
+    let gateway = match audit_log {
+        Some((path, at)) => match supervisor_gateway::audit::Audit::open(&path) {
             Ok(audit) => Arc::new(gateway.with_audit(audit)),
             Err(error) => {
-                return fail(format!(
-                    "cannot open {} (audit_log): {error}",
-                    path.display()
-                ))
+                let reason = format!("cannot open {}: {error}", path.display());
+                return fail(format!("config error: {}", ConfigError { reason, ..at }));
             }
         },
         None => Arc::new(gateway),
@@ -553,7 +568,10 @@ fn run_addons(path: &std::path::Path, format: Format) -> ExitCode {
     let states = match &config.state_file {
         Some(file) => match supervisor_gateway::protection_state::read(file) {
             Ok(states) => states,
-            Err(error) => return fail(error),
+            Err(error) => {
+                let error = config.file_error("state_file", error);
+                return fail(format!("config error: {error}"));
+            }
         },
         None => Default::default(),
     };
@@ -568,7 +586,7 @@ fn run_addons(path: &std::path::Path, format: Format) -> ExitCode {
         }
     }
     for problem in &config.manifest_problems {
-        eprintln!("supervisor-gateway: manifest left out: {problem}");
+        eprintln!("supervisor-gateway: {}: {problem}", problem.cost.headline());
     }
     ExitCode::SUCCESS
 }

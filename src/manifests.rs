@@ -171,15 +171,38 @@ impl Manifest {
     }
 }
 
-/// A manifest that could not be used: its file, the field at fault, why.
+/// A manifest that could not be used, or an entry of the secrets file that
+/// was not: its file, the field at fault, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestProblem {
+    /// What the problem cost.
+    pub cost: ProblemCost,
     /// The manifest (or folder) at fault.
     pub path: PathBuf,
     /// The field, or `(file)` when the file as a whole is at fault.
     pub field: String,
     /// What is wrong.
     pub reason: String,
+}
+
+/// What a [`ManifestProblem`] cost: a manifest, or only an entry of the
+/// secrets file (a token for no add-on in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemCost {
+    /// The add-on is left out: it has no token.
+    ManifestLeftOut,
+    /// The secrets file's entry is not used; no add-on lost anything.
+    SecretUnused,
+}
+
+impl ProblemCost {
+    /// How messages introduce the problem.
+    pub fn headline(self) -> &'static str {
+        match self {
+            ProblemCost::ManifestLeftOut => "manifest left out",
+            ProblemCost::SecretUnused => "secrets file entry not used",
+        }
+    }
 }
 
 impl fmt::Display for ManifestProblem {
@@ -203,6 +226,7 @@ pub fn load_dir(dir: &Path) -> (Vec<Manifest>, Vec<ManifestProblem>) {
         Ok(entries) => entries,
         Err(error) => {
             problems.push(ManifestProblem {
+                cost: ProblemCost::ManifestLeftOut,
                 path: dir.to_owned(),
                 field: "(file)".into(),
                 reason: format!("cannot read the directory: {error}"),
@@ -237,6 +261,7 @@ pub fn load_dir(dir: &Path) -> (Vec<Manifest>, Vec<ManifestProblem>) {
 /// Reads one manifest file.
 pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
     let problem = |field: &str, reason: String| ManifestProblem {
+        cost: ProblemCost::ManifestLeftOut,
         path: path.to_owned(),
         field: field.to_owned(),
         reason,

@@ -19,6 +19,23 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
+async fn serve_refuses_an_unusable_state_file_or_audit_log_by_the_config_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("a-folder")).expect("dir");
+    for (key, line) in [("state_file", 4), ("audit_log", 4)] {
+        let config = format!(
+            "upstream: http://127.0.0.1:9\nlisten: 127.0.0.1:0\nadmin_listen: none\n{key}: a-folder\n"
+        );
+        let path = write(dir.path(), "gw.yaml", &config);
+        let output = run_bin(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = text(&output.stderr);
+        let said = format!("config error: {}:{line}: {key}: ", path.display());
+        assert!(stderr.contains(&said), "{stderr}");
+    }
+}
+
+#[tokio::test]
 async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = "upstream: http://127.0.0.1:9\naddons:\n  - slug: probe\n    token: s3cr3t-token-value\n    hassio_role: superuser\n";
