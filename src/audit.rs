@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,9 @@ pub struct Audit {
     /// Set when the file is to be opened by its name again (log rotation
     /// moved it away); the writer looks at it after every line.
     reopen: Arc<AtomicBool>,
+    /// Lines queued and not yet handed to the file: what a stop that
+    /// cannot wait for the writer loses.
+    unwritten: Arc<AtomicU64>,
 }
 
 /// What the writer thread is given.
@@ -57,6 +60,8 @@ enum Message {
     Line(String),
     /// Nothing to write: look at the reopen flag now.
     Wake,
+    /// Flush what came before, then say so: the gateway is stopping.
+    Finish(std::sync::mpsc::Sender<()>),
 }
 
 /// Opens the audit file for appending, creating it readable by the owner
@@ -64,9 +69,13 @@ enum Message {
 /// (`/dev/stdout` piped to a log collector) is written to as it is; a FIFO
 /// nobody reads is refused, since opening it would wait for a reader (at
 /// start, after the ports are bound; or on SIGHUP).
-fn open_file(path: &Path) -> std::io::Result<Patient> {
+fn open_file(path: &Path, reopen: &Arc<AtomicBool>) -> std::io::Result<Patient> {
+    let patient = |file| Patient {
+        file,
+        reopen: reopen.clone(),
+    };
     if let Some(stream) = standard_stream(path) {
-        return stream.map(Patient);
+        return stream.map(patient);
     }
     let mut options = crate::files::private();
     // Opened without waiting: a FIFO nobody reads fails at once (ENXIO).
@@ -75,7 +84,7 @@ fn open_file(path: &Path) -> std::io::Result<Patient> {
     // (`cat fifo | collector`) would leave the second open waiting.
     crate::files::without_waiting(options.create(true).append(true));
     match options.open(path) {
-        Ok(file) => Ok(Patient(file)),
+        Ok(file) => Ok(patient(file)),
         #[cfg(unix)]
         Err(error) if error.raw_os_error() == Some(libc::ENXIO) && is_fifo(path) => Err(
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "a FIFO that nobody reads"),
@@ -105,15 +114,23 @@ fn standard_stream(path: &Path) -> Option<std::io::Result<std::fs::File>> {
 
 /// The audit file, opened without waiting: a write that would wait (a pipe
 /// whose reader is behind) is tried again after a pause, on the writer
-/// thread, as a waiting write would. (A regular file never waits.)
-struct Patient(std::fs::File);
+/// thread, as a waiting write would, until the file is to be opened again
+/// (SIGHUP): a stalled reader does not hold up the reopening, and what was
+/// left unwritten is counted as lost. (A regular file never waits.)
+struct Patient {
+    file: std::fs::File,
+    reopen: Arc<AtomicBool>,
+}
 
 impl Write for Patient {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         loop {
-            match self.0.write(bytes) {
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+            match self.file.write(bytes) {
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        && !self.reopen.load(Ordering::Acquire) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 written => return written,
             }
@@ -121,7 +138,7 @@ impl Write for Patient {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.file.flush()
     }
 }
 
@@ -129,19 +146,49 @@ impl Audit {
     /// Opens `path` for appending (creating it, readable by the owner only)
     /// and starts the writer thread.
     pub fn open(path: &Path) -> std::io::Result<Audit> {
-        let file = open_file(path)?;
-        let (lines, queue) = sync_channel(QUEUE);
-        let path = path.to_owned();
         let reopen = Arc::new(AtomicBool::new(false));
-        let asked = reopen.clone();
+        let file = open_file(path, &reopen)?;
+        let (lines, queue) = sync_channel(QUEUE);
+        let unwritten = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            path: path.to_owned(),
+            reopen: reopen.clone(),
+            unwritten: unwritten.clone(),
+        };
         std::thread::Builder::new()
             .name("gateway-audit".into())
-            .spawn(move || write_lines(file, &path, &queue, &asked))?;
+            .spawn(move || writer.run(file, &queue))?;
         Ok(Audit {
             lines,
             dropped: AtomicU64::new(0),
             reopen,
+            unwritten,
         })
+    }
+
+    /// Waits, at most `within`, for every line queued so far to reach the
+    /// file: what a stopping gateway does last. `Err` holds how many were
+    /// still unwritten when the time was up (a disk or a pipe's reader that
+    /// stalled); they are lost with the process.
+    pub fn finish(&self, within: Duration) -> Result<(), u64> {
+        let deadline = Instant::now() + within;
+        let (done, finished) = std::sync::mpsc::channel();
+        let mut message = Message::Finish(done);
+        // A full queue has the writer busy: room comes as it writes.
+        loop {
+            match self.lines.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return Err(self.unwritten.load(Ordering::Acquire)),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        finished
+            .recv_timeout(left)
+            .map_err(|_| self.unwritten.load(Ordering::Acquire))
     }
 
     /// Has the writer open the file by its name again, after the line it
@@ -160,9 +207,13 @@ impl Audit {
         let Ok(line) = serde_json::to_string(entry) else {
             return;
         };
+        // Counted before it is sent, so that the writer never takes it
+        // off a count it is not yet in.
+        self.unwritten.fetch_add(1, Ordering::AcqRel);
         match self.lines.try_send(Message::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.unwritten.fetch_sub(1, Ordering::AcqRel);
                 crate::metrics::audit_dropped();
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -173,64 +224,104 @@ impl Audit {
     }
 }
 
-fn write_lines(file: Patient, path: &Path, queue: &Receiver<Message>, reopen: &AtomicBool) {
-    let mut out = std::io::BufWriter::new(file);
-    let mut failing = false;
-    while let Ok(first) = queue.recv() {
-        let (lines, failed) = write_batch(&mut out, first, path, queue, reopen);
-        if failed {
-            // The lines of a batch that failed are counted as lost (some
-            // may have reached the file before the error), and what is left
-            // of them is dropped, not written later.
-            let (file, _unwritten) = out.into_parts();
-            out = std::io::BufWriter::new(file);
-            crate::metrics::audit_lost(lines);
-            if !failing {
-                tracing::error!(
-                    file = %path.display(),
-                    "cannot write the audit log; lines are lost (counted in supervisor_gateway_audit_dropped_total) until it can"
-                );
+/// The writer thread's side.
+struct Writer {
+    path: std::path::PathBuf,
+    reopen: Arc<AtomicBool>,
+    unwritten: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(&self, file: Patient, queue: &Receiver<Message>) {
+        let mut out = std::io::BufWriter::new(file);
+        let mut failing = false;
+        while let Ok(first) = queue.recv() {
+            let batch = self.write_batch(&mut out, first, queue);
+            self.unwritten.fetch_sub(batch.lines, Ordering::AcqRel);
+            if batch.failed {
+                // The lines of a batch that failed are counted as lost (some
+                // may have reached the file before the error), and what is
+                // left of them is dropped, not written later.
+                let (file, _unwritten) = out.into_parts();
+                out = std::io::BufWriter::new(file);
+                crate::metrics::audit_lost(batch.lines);
+                if !failing {
+                    tracing::error!(
+                        file = %self.path.display(),
+                        "cannot write the audit log; lines are lost (counted in supervisor_gateway_audit_dropped_total) until it can"
+                    );
+                }
+                failing = true;
+            } else if failing && batch.lines > 0 {
+                tracing::info!(file = %self.path.display(), "the audit log is written again");
+                failing = false;
             }
-            failing = true;
-        } else if failing && lines > 0 {
-            tracing::info!(file = %path.display(), "the audit log is written again");
-            failing = false;
+            for finished in batch.finished {
+                let _ = finished.send(());
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is waiting, reopening the file by
+    /// its name where asked, then flushes once.
+    fn write_batch(
+        &self,
+        out: &mut std::io::BufWriter<Patient>,
+        first: Message,
+        queue: &Receiver<Message>,
+    ) -> Batch {
+        let mut batch = Batch {
+            lines: 0,
+            failed: false,
+            finished: Vec::new(),
+        };
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => {
+                    batch.lines += 1;
+                    batch.failed |= writeln!(out, "{line}").is_err();
+                }
+                Message::Wake => {}
+                Message::Finish(finished) => batch.finished.push(finished),
+            }
+            if self.reopen.load(Ordering::Acquire) {
+                self.reopen_file(out, &mut batch);
+            }
+            next = queue.try_recv().ok();
+        }
+        batch.failed |= out.flush().is_err();
+        batch
+    }
+
+    /// Flushes what it can to the file it was (a pipe whose reader stalled
+    /// gets no more time: the flag is still up while this flushes), then
+    /// opens the file by its name, leaving behind whatever was unwritten.
+    fn reopen_file(&self, out: &mut std::io::BufWriter<Patient>, batch: &mut Batch) {
+        batch.failed |= out.flush().is_err();
+        self.reopen.store(false, Ordering::Release);
+        match open_file(&self.path, &self.reopen) {
+            Ok(file) => {
+                let old = std::mem::replace(out, std::io::BufWriter::new(file));
+                // Taken apart rather than dropped: dropping would try to
+                // write what is left again, and wait on it.
+                let _ = old.into_parts();
+            }
+            Err(error) => tracing::error!(
+                file = %self.path.display(),
+                %error,
+                "cannot open the audit log again; writing on to the file it was"
+            ),
         }
     }
 }
 
-/// Writes `first` and whatever else is waiting, reopening the file by its
-/// name where asked, then flushes once: how many lines the batch had, and
-/// whether any of its writing failed.
-fn write_batch(
-    out: &mut std::io::BufWriter<Patient>,
-    first: Message,
-    path: &Path,
-    queue: &Receiver<Message>,
-    reopen: &AtomicBool,
-) -> (u64, bool) {
-    let (mut lines, mut failed) = (0, false);
-    let mut next = Some(first);
-    while let Some(message) = next.take() {
-        if let Message::Line(line) = message {
-            lines += 1;
-            failed |= writeln!(out, "{line}").is_err();
-        }
-        if reopen.swap(false, Ordering::AcqRel) {
-            failed |= out.flush().is_err();
-            match open_file(path) {
-                Ok(file) => *out = std::io::BufWriter::new(file),
-                Err(error) => tracing::error!(
-                    file = %path.display(),
-                    %error,
-                    "cannot open the audit log again; writing on to the file it was"
-                ),
-            }
-        }
-        next = queue.try_recv().ok();
-    }
-    failed |= out.flush().is_err();
-    (lines, failed)
+/// What one pass of the writer did.
+struct Batch {
+    lines: u64,
+    failed: bool,
+    /// Who asked to hear once everything before them was written.
+    finished: Vec<std::sync::mpsc::Sender<()>>,
 }
 
 /// Reads an audit log; lines that are not entries are reported by number.
@@ -395,6 +486,74 @@ mod tests {
             .map(|line| serde_json::from_str::<Entry>(line).expect("an entry").path)
             .collect();
         assert_eq!(paths, ["/one", "/two"]);
+    }
+
+    #[test]
+    fn finishing_waits_until_every_queued_line_is_in_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path).expect("open");
+        for _ in 0..5000 {
+            audit.record(&entry("/x"));
+        }
+        assert_eq!(audit.finish(Duration::from_secs(20)), Ok(()));
+        // Read at once, not waited for: finishing did the waiting.
+        assert_eq!(read(&path).expect("read").0.len(), 5000);
+    }
+
+    /// A FIFO with a reader that reads nothing, and the audit log open on it.
+    #[cfg(unix)]
+    fn stalled_fifo(dir: &Path) -> (std::path::PathBuf, std::fs::File, Audit) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = crate::files::fifo(dir, "audit.fifo");
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("reader");
+        let audit = Audit::open(&path).expect("open");
+        // More than the pipe holds (64 KiB here): the writer waits on it.
+        for _ in 0..2000 {
+            audit.record(&entry("/a-path-long-enough-to-fill-the-pipe-soon"));
+        }
+        (path, reader, audit)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn finishing_gives_up_on_a_stalled_reader_and_says_how_many_lines() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_path, _reader, audit) = stalled_fifo(dir.path());
+        let started = Instant::now();
+        let unwritten = audit
+            .finish(Duration::from_millis(300))
+            .expect_err("stalled");
+        assert!(unwritten > 0, "{unwritten}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stalled_reader_does_not_hold_up_reopening() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (path, _reader, audit) = stalled_fifo(dir.path());
+        // Rotation: the FIFO moves away, a file takes its name.
+        std::fs::rename(&path, dir.path().join("audit.fifo.1")).expect("move");
+        std::fs::write(&path, "").expect("a file in its place");
+        audit.reopen();
+        audit.record(&entry("/after"));
+        // Lines still queued when the writer gave up on the FIFO go to the
+        // new file, and the one recorded after them too.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let last = loop {
+            let entries = read(&path).map(|(entries, _)| entries).unwrap_or_default();
+            let last = entries.last().map(|entry| entry.path.clone());
+            if last.as_deref() == Some("/after") || Instant::now() > deadline {
+                break last;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(last.as_deref(), Some("/after"));
     }
 
     #[test]

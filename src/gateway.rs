@@ -284,6 +284,18 @@ impl Gateway {
         }
     }
 
+    /// Waits, at most `within`, for the audit log (if any) to take every
+    /// decision recorded so far; logs how many it did not take in time.
+    /// What a stopping gateway does last, off the runtime (it blocks).
+    pub fn finish_audit(&self, within: std::time::Duration) {
+        if let Some(Err(lines)) = self.audit.as_ref().map(|audit| audit.finish(within)) {
+            tracing::warn!(
+                lines,
+                "the audit log did not take its last lines in time; they are lost"
+            );
+        }
+    }
+
     /// Whether protection mode is on for `slug`, as far as the gateway saw.
     pub fn protected(&self, slug: &str) -> bool {
         self.protection.protected(slug)

@@ -551,12 +551,19 @@ async fn serve(path: PathBuf) -> ExitCode {
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
     };
     let watcher = tokio::spawn(watcher.run(watch));
+    let last = gateway.clone();
     let result = server::serve_on(listener, gateway, shutdown, &workers).await;
     watcher.abort();
     if let Some(admin) = admin {
         admin.abort();
     }
-    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        workers.stop();
+        // The decisions of the last requests are in the audit log before
+        // the process ends (they were only queued).
+        last.finish_audit(AUDIT_FINISH);
+    })
+    .await;
     finish(result)
 }
 
@@ -708,6 +715,10 @@ fn run_check(args: CheckArgs) -> ExitCode {
         Err(error) => fail(error),
     }
 }
+
+/// How long a stopping gateway waits for the audit log to take its last
+/// lines (a disk or a pipe's reader that stalled is not waited on longer).
+const AUDIT_FINISH: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn finish(result: std::io::Result<()>) -> ExitCode {
     match result {

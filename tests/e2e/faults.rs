@@ -403,6 +403,45 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn a_stopping_gateway_says_how_many_audit_lines_a_stalled_log_did_not_take() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("audit.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo").success());
+    // A collector that opened the pipe and reads nothing.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("reader");
+    let text = format!(
+        "{}audit_log: {}\n",
+        test_config_yaml(mock.addr()),
+        fifo.display()
+    );
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    // More decisions than the pipe holds (64 KiB, about 250 lines).
+    for _ in 0..600 {
+        let request = RawRequest::new("GET", "/os/info").token(TOK_DEFAULT);
+        assert_eq!(served.send(&request).await.status, 200);
+    }
+    let started = Instant::now();
+    let (code, log) = tokio::task::spawn_blocking(move || served.stop())
+        .await
+        .expect("stop");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("the audit log did not take its last lines in time"),
+        "{log}"
+    );
+    // Waited for, but not for good.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
 #[tokio::test]
 async fn a_sigterm_as_soon_as_the_gateway_listens_shuts_it_down_gracefully() {
     // (spawn_serve returns once "gateway listening" is logged.)
