@@ -318,8 +318,9 @@ impl<'de> Deserialize<'de> for RawSecret {
 
 struct SecretVisitor;
 
-const UNQUOTED_TOKEN: &str = "YAML reads this token as a number or true/false, \
-                              which may not keep it as written: put it in quotes";
+const UNQUOTED_TOKEN: &str = "YAML reads this token as a number or a yes/no value \
+                              (true, yes, on, ...), which may not keep it as written: \
+                              put it in quotes";
 
 impl<'de> Visitor<'de> for SecretVisitor {
     type Value = RawSecret;

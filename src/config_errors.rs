@@ -126,16 +126,17 @@ fn parse_error(
     let message = first_line(&message);
     // Where the parser was: the value at fault for a wrong value, the
     // mapping (and, for an unknown key, that key) for a key missing,
-    // unknown or given twice. A path that does not end in the key written
-    // on the error's line belongs to a syntax error, where the parser was
+    // unknown or given twice. A path that does not pass through the key
+    // written on the error's line (`addons: [{slug: a, ...}]` is on the
+    // path `addons[0]...`) belongs to a syntax error, where the parser was
     // in a mapping above the fault: the line's key says more.
     let (segments, whole) = path.map(segments).unwrap_or_default();
-    let written = key_on_line(text, line);
     let on_line = whole
-        && match (last_key(&segments), written.as_deref()) {
-            (Some(last), Some(written)) => last == written,
-            (_, None) => !segments.is_empty(),
-            (None, Some(_)) => false,
+        && match key_on_line(text, line) {
+            Some(written) => segments
+                .iter()
+                .any(|segment| matches!(segment, Segment::Map { key } if *key == written)),
+            None => !segments.is_empty(),
         };
     let value_key = || match on_line {
         true => dotted(&segments, may_hold_secrets),
@@ -160,10 +161,16 @@ fn parse_error(
     } else if message.contains("multiple YAML documents") {
         (
             "(document)".to_owned(),
-            "a second YAML document (after `---`); the configuration is one document".to_owned(),
+            "a second YAML document (after `---`); the file is one document".to_owned(),
         )
     } else if message.contains("DuplicateKeyPolicy") || message.contains("duplicate") {
-        let key = line_key();
+        // The parser names the key (in flow style the line may hold several).
+        let named = message
+            .strip_prefix("duplicate mapping key: ")
+            .and_then(|rest| rest.split_once(", set DuplicateKeyPolicy"))
+            .map(|(named, _)| named)
+            .filter(|named| !may_hold_secrets || near_miss(named, KNOWN_KEYS));
+        let key = named.map_or_else(line_key, str::to_owned);
         (
             joined(&parent(&key), &key),
             "this key is given twice".to_owned(),
@@ -365,8 +372,19 @@ fn first_line(message: &str) -> &str {
 
 /// Keeps a parser message but drops the quoted value it complains about:
 /// "invalid type: string \"x\", expected a boolean" becomes
-/// "invalid type, expected a boolean".
+/// "invalid type, expected a boolean". Any other message the parser quotes
+/// a part of the file in (a tag, a number it refused) is said without it.
 fn redact_values(message: &str) -> String {
+    if message.contains("tag") && message.contains('`') {
+        return "a YAML tag (`!...`) is not taken here; a value starting with `!` \
+                must be quoted"
+            .to_owned();
+    }
+    if message.contains("non-finite") || message.contains("not a finite number") {
+        return "YAML reads this as a number (infinity or not-a-number): \
+                put it in quotes if it is text"
+            .to_owned();
+    }
     let mentions_value = [
         "invalid type",
         "invalid value",
@@ -376,7 +394,7 @@ fn redact_values(message: &str) -> String {
     .iter()
     .any(|kind| message.contains(kind));
     if !mentions_value {
-        return message.to_owned();
+        return without_quoted(message);
     }
     let (head, expected) = match message.find("expected") {
         Some(at) => message.split_at(at),
@@ -389,4 +407,19 @@ fn redact_values(message: &str) -> String {
     } else {
         format!("{kind}, {expected}")
     }
+}
+
+/// A message with every part in backquotes or double quotes taken out.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(quote) if c == quote => open = None,
+            Some(_) => {}
+            None if c == '`' || c == '"' => open = Some(c),
+            None => out.push(c),
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }

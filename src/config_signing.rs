@@ -86,8 +86,9 @@ impl Checker<'_> {
         let algorithm = match raw_key.algorithm.value.as_str() {
             "EdDSA" => KeyAlgorithm::EdDSA,
             "HS256" => KeyAlgorithm::HS256,
-            other => {
-                let reason = format!("{other:?} is not one of EdDSA, HS256");
+            _ => {
+                // Not echoed: a token pasted on the wrong line would be.
+                let reason = "not one of EdDSA, HS256";
                 return Err(self.error(line_of(&raw_key.algorithm), &at("algorithm"), reason));
             }
         };

@@ -665,3 +665,49 @@ fn files_named_by_the_config_are_faulted_with_its_file_and_line() {
     assert_eq!((error.file.as_str(), error.line), ("gateway.yaml", 4));
     assert_eq!(config.file_error("audit_log", "x").line, 3);
 }
+
+#[test]
+fn a_tag_or_a_refused_number_in_a_key_is_never_echoed() {
+    for text in [
+        "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: x\n    hassio_role: !S3cr3tMARK\n",
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x, hassio_role: !S3cr3tMARK }\n",
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x, hassio_role: !<S3cr3tMARK> manager }\n",
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x, hassio_role: !!S3cr3tMARK manager }\n",
+        "upstream: http://127.0.0.1:1\nsigning:\n  keys:\n    - { kid: a, algorithm: S3cr3tMARK, secret: x }\n",
+    ] {
+        let error = error_of(text);
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+    }
+    for infinite in [".inf", "-.inf", ".NaN"] {
+        let error = error_of(&format!(
+            "upstream: http://127.0.0.1:1\nupstream_token: {infinite}\n"
+        ));
+        assert!(error.reason.contains("quotes"), "{error}");
+        assert!(!error.reason.to_lowercase().contains(".inf"), "{error}");
+    }
+}
+
+#[test]
+fn flow_collections_opened_on_a_key_line_still_give_the_whole_path() {
+    let cases = [
+        (
+            "upstream: http://127.0.0.1:1\naddons: [{slug: a, token: x1, hassio_role: root}]\n",
+            "addons[0].hassio_role",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nlimits: { send_timeout_ms: abc }\n",
+            "limits.send_timeout_ms",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nlimits:\n  upload_paths: [/a, [/b]]\n",
+            "limits.upload_paths[1]",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x1, slug: b }\n",
+            "addons[0].slug",
+        ),
+    ];
+    for (text, key) in cases {
+        assert_eq!(error_of(text).key, key, "{text}");
+    }
+}
