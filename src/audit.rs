@@ -617,6 +617,34 @@ mod tests {
         assert_eq!((text.lines().count(), bad), (1500, 0));
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn lines_a_stalled_pipe_did_not_take_whole_are_counted_one_by_one() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let path = crate::files::fifo(dir.path(), "audit.fifo");
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("reader");
+        // A reopen is asked: the writer gives the pipe up once it is full.
+        let asked = Arc::new(AtomicBool::new(true));
+        let mut file = open_file(&path, &asked).expect("open");
+        let mut buffer = Vec::new();
+        for n in 0..1000 {
+            buffer.extend_from_slice(format!("line {n:04} {}\n", "x".repeat(90)).as_bytes());
+        }
+        let lost = write_out(&mut file, &mut buffer);
+        let mut taken = Vec::new();
+        let _ = reader.read_to_end(&mut taken); // ends at WouldBlock
+        let whole = taken.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        assert!(lost > 0 && whole > 0, "{lost} {whole}");
+        assert_eq!(lost + whole, 1000);
+        assert!(buffer.is_empty());
+    }
+
     #[test]
     fn entries_reach_the_file_and_read_back() {
         let dir = tempfile::tempdir().expect("dir");
