@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark, loopback only: the mock upstream (or an upstream given as
 # host:port on loopback), the gateway and a plain nginx reverse proxy (and the same nginx sending
-# the three X-Forwarded-* headers the gateway sends) in
+# the three X-Forwarded-* headers the gateway sends, and a minimal tokio
+# proxy doing the same forwarding, examples/floor_proxy.rs) in
 # front of the same upstream, each driven in turn by wrk over keep-alive
 # connections; then 1 GiB transfers through the gateway against the same
 # transfers straight to the upstream, the gateway's memory, and 10,000 idle
@@ -44,7 +45,7 @@ fi
 ulimit -n 65536 2>/dev/null || true
 
 echo "== building the release binary"
-cargo build --release --quiet --bin supervisor-gateway
+cargo build --release --quiet --bin supervisor-gateway --example floor_proxy
 BIN=target/release/supervisor-gateway
 
 WORK=$(mktemp -d)
@@ -154,6 +155,15 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
+
+# The floor: what a tokio proxy forwarding as the SPEC asks, with no
+# decision, limits or timeouts, spends in front of the same upstream.
+FLOOR_PORT=$(free_port)
+target/release/examples/floor_proxy "127.0.0.1:$FLOOR_PORT" "${UPSTREAM/#localhost:/127.0.0.1:}" "$(nproc)" \
+  2>"$WORK/floor.log" &
+FLOOR_PID=$!
+PIDS+=($FLOOR_PID)
+wait_port "$FLOOR_PORT"
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$GATEWAY_PID/status"; }
@@ -268,7 +278,7 @@ print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f}")
 PY
 }
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
-# The four in turn, ROUNDS times over, so that a noisy stretch of the
+# The five in turn, ROUNDS times over, so that a noisy stretch of the
 # machine falls on all of them; each figure is the median over the rounds.
 for round in $(seq "$ROUNDS"); do
   echo "   round $round of $ROUNDS"
@@ -276,6 +286,7 @@ for round in $(seq "$ROUNDS"); do
   run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx.runs"
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway.runs"
   run_wrk "http://127.0.0.1:$NGINX_FWD_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-fwd.runs"
+  run_wrk "http://127.0.0.1:$FLOOR_PORT/os/info" "$FLOOR_PID" >>"$WORK/floor.runs"
 done
 median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round)", each the median of its column
   python3 - "$1" <<'PY'
@@ -291,6 +302,7 @@ read -r D_RPS D_P50 D_P99 D_CPU D_UP D_RUNS < <(median "$WORK/direct.runs")
 read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS < <(median "$WORK/nginx.runs")
 read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS < <(median "$WORK/gateway.runs")
 read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS < <(median "$WORK/nginx-fwd.runs")
+read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS < <(median "$WORK/floor.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
 
 # ---- idle keep-alive connections -------------------------------------------------
@@ -327,8 +339,9 @@ cat <<EOF
 | nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS |
 | supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS |
 | nginx in front, sending the three X-Forwarded-* too | $F_RPS | $F_P50 | $F_P99 | $F_CPU (nginx) | $F_UP | $F_RUNS |
+| floor: a minimal tokio proxy sending them too (examples/floor_proxy.rs; no decision, limits or timeouts) | $L_RPS | $L_P50 | $L_P99 | $L_CPU (floor) | $L_UP | $L_RUNS |
 
-The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers.
+The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers, $(share "$G_RPS" "$L_RPS") of the floor's. The floor's: $(share "$L_RPS" "$N_RPS") of plain nginx's.
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
