@@ -734,11 +734,20 @@ impl Checker<'_> {
     }
 
     /// A key file's bytes; the message names the file, never its contents.
+    /// A key file of a secret (`secret_file`, `private_key`) is not named
+    /// in the message: a secret pasted in place of its file's name would be.
     fn read_key_file(&self, file: &Spanned<String>, key: &str) -> Result<Vec<u8>, ConfigError> {
         self.names_a_file(file, key)?;
         let path = self.resolve(&file.value);
         crate::files::read_bounded(&path, crate::files::MAX_KEY_FILE_BYTES).map_err(|error| {
-            let reason = format!("cannot read {}: {error}", path.display());
+            let public = key.ends_with("public_key");
+            let reason = match public {
+                true => format!("cannot read {}: {error}", path.display()),
+                false => format!(
+                    "cannot read the file named on this line (its name is not shown: \
+                     it may be a secret written in its place): {error}"
+                ),
+            };
             self.error(line_of(file), key, reason)
         })
     }

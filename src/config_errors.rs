@@ -168,9 +168,13 @@ fn parse_error(
         let named = message
             .strip_prefix("duplicate mapping key: ")
             .and_then(|rest| rest.split_once(", set DuplicateKeyPolicy"))
-            .map(|(named, _)| named)
-            .filter(|named| !may_hold_secrets || near_miss(named, KNOWN_KEYS));
-        let key = named.map_or_else(line_key, str::to_owned);
+            .map(
+                |(named, _)| match !may_hold_secrets || near_miss(named, KNOWN_KEYS) {
+                    true => named.to_owned(),
+                    false => "(key)".to_owned(),
+                },
+            );
+        let key = named.unwrap_or_else(line_key);
         (
             joined(&parent(&key), &key),
             "this key is given twice".to_owned(),
@@ -375,7 +379,10 @@ fn first_line(message: &str) -> &str {
 /// "invalid type, expected a boolean". Any other message the parser quotes
 /// a part of the file in (a tag, a number it refused) is said without it.
 fn redact_values(message: &str) -> String {
-    if message.contains("tag") && message.contains('`') {
+    let about_a_tag = ["tagged enum", "unsupported tag", "tag `"]
+        .iter()
+        .any(|start| message.starts_with(start));
+    if about_a_tag {
         return "a YAML tag (`!...`) is not taken here; a value starting with `!` \
                 must be quoted"
             .to_owned();

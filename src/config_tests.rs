@@ -711,3 +711,48 @@ fn flow_collections_opened_on_a_key_line_still_give_the_whole_path() {
         assert_eq!(error_of(text).key, key, "{text}");
     }
 }
+
+#[test]
+fn a_secret_written_in_place_of_its_file_name_is_not_echoed() {
+    for key in ["secret_file", "private_key"] {
+        let algorithm = if key == "secret_file" {
+            "HS256"
+        } else {
+            "EdDSA, public_key: p.pem"
+        };
+        let text = format!(
+            "upstream: http://127.0.0.1:1\nsigning:\n  keys:\n    - {{ kid: k, algorithm: {algorithm}, {key}: S3cr3tMARK }}\n"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("p.pem"), "not a key").expect("pem");
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, text).expect("config");
+        let Err(error) = Config::load(&path) else {
+            panic!("{key}: a missing file should be refused");
+        };
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+        assert!(error.key.starts_with("signing.keys[0]."), "{error}");
+    }
+}
+
+#[test]
+fn a_value_with_tag_in_its_name_is_not_taken_for_a_yaml_tag() {
+    let text =
+        "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x, hassio_role: stage }\n";
+    let error = error_of(text);
+    assert!(!error.reason.contains("YAML tag"), "{error}");
+    assert!(error.reason.contains("expected one of"), "{error}");
+}
+
+#[test]
+fn a_hidden_key_given_twice_in_flow_style_is_said_as_a_key() {
+    let text = "jti: []\nissued_before: { S3cr3tMARK: 1, S3cr3tMARK: 2 }\n";
+    let Err(error) = from_guarded_yaml::<crate::signed::Revocations>(text, "revoked.yaml") else {
+        panic!("a key given twice is refused");
+    };
+    assert!(!error.to_string().contains("3cr3t"), "{error}");
+    assert_eq!(
+        (error.key.as_str(), error.reason.as_str()),
+        ("issued_before.(key)", "this key is given twice")
+    );
+}

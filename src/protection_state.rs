@@ -73,7 +73,15 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, bool>, String> {
         Ok(text) => serde_json::from_str::<StateFile>(&text)
             .map(|file| file.protected)
             .map_err(|error| format!("{}: not a protection state file: {error}", path.display())),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        // None yet: its folder must be there for the first toggle to write it.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() && !folder.is_dir() => Err(format!(
+                "{}: its folder {} does not exist",
+                path.display(),
+                folder.display()
+            )),
+            _ => Ok(BTreeMap::new()),
+        },
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
@@ -132,5 +140,17 @@ mod tests {
         assert!(!again.protected("a") && again.protected("b"));
         std::fs::write(&path, "not json").expect("write");
         assert!(ProtectionState::load(Some(path)).is_err());
+    }
+
+    #[test]
+    fn a_state_file_whose_folder_is_missing_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("no-such-folder").join("state.json");
+        let Err(error) = ProtectionState::load(Some(path)) else {
+            panic!("a state file in a missing folder should be refused");
+        };
+        assert!(error.contains("does not exist"), "{error}");
+        // A file name alone is in the working directory, which exists.
+        assert!(read(Path::new("state-not-there.json")).is_ok());
     }
 }
