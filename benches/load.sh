@@ -46,7 +46,15 @@ ulimit -n 65536 2>/dev/null || true
 
 echo "== building the release binary"
 cargo build --release --quiet --bin supervisor-gateway --example floor_proxy
-BIN=target/release/supervisor-gateway
+# (Where cargo put them: CARGO_TARGET_DIR or its config may move them.)
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null \
+  || echo target)
+BIN=$TARGET_DIR/release/supervisor-gateway
+FLOOR_BIN=$TARGET_DIR/release/examples/floor_proxy
+for built in "$BIN" "$FLOOR_BIN"; do
+  [ -x "$built" ] || { echo "load.sh: $built was not built" >&2; exit 1; }
+done
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -63,7 +71,7 @@ wait_port() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
-  echo "load.sh: nothing listens on port $1" >&2; exit 1
+  echo "load.sh: nothing listens on port $1" >&2; return 1
 }
 
 if [ -z "$UPSTREAM" ]; then
@@ -71,7 +79,7 @@ if [ -z "$UPSTREAM" ]; then
   RUST_LOG=warn "$BIN" mock-upstream --listen "127.0.0.1:$MOCK_PORT" 2>"$WORK/mock.log" &
   PIDS+=($!)
   UPSTREAM_PIDS=($!)
-  wait_port "$MOCK_PORT"
+  wait_port "$MOCK_PORT" || { cat "$WORK/mock.log" >&2; exit 1; }
   UPSTREAM="127.0.0.1:$MOCK_PORT"
 fi
 
@@ -93,7 +101,7 @@ EOF
 RUST_LOG=warn "$BIN" serve --config "$WORK/gateway.yaml" 2>"$WORK/gateway.log" &
 GATEWAY_PID=$!
 PIDS+=($GATEWAY_PID)
-wait_port "$GATEWAY_PORT"
+wait_port "$GATEWAY_PORT" || { cat "$WORK/gateway.log" >&2; exit 1; }
 
 NGINX_PORT=$(free_port)
 # A second server of the same nginx sends the upstream the three
@@ -159,11 +167,11 @@ NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
 # The floor: what a tokio proxy forwarding as the SPEC asks, with no
 # decision, limits or timeouts, spends in front of the same upstream.
 FLOOR_PORT=$(free_port)
-target/release/examples/floor_proxy "127.0.0.1:$FLOOR_PORT" "${UPSTREAM/#localhost:/127.0.0.1:}" "$(nproc)" \
+"$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "${UPSTREAM/#localhost:/127.0.0.1:}" "$(nproc)" \
   2>"$WORK/floor.log" &
 FLOOR_PID=$!
 PIDS+=($FLOOR_PID)
-wait_port "$FLOOR_PORT"
+wait_port "$FLOOR_PORT" || { cat "$WORK/floor.log" >&2; exit 1; }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$GATEWAY_PID/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$GATEWAY_PID/status"; }

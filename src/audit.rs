@@ -124,8 +124,10 @@ struct Patient {
 }
 
 /// How long a write waits on a pipe that takes nothing once the file is
-/// to be opened again: a reader merely behind catches up well within it.
-const REOPEN_PATIENCE: Duration = Duration::from_secs(1);
+/// to be opened again. A full pipe frees room a page (4 KiB) at a time, so
+/// a reader taking less than a page in this time gives the writer nothing
+/// in it, and is taken for stalled.
+const REOPEN_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Write for Patient {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -249,10 +251,12 @@ impl Writer {
     fn run(&self, mut file: Patient, queue: &Receiver<Message>) {
         let mut buffer = Vec::new();
         let mut failing = false;
+        // Whether the file ends in a line cut off by a failed write.
+        let mut cut = false;
         let mut finished = Vec::new();
         while let Ok(first) = queue.recv() {
             let lines = self.fill(&mut buffer, first, queue, &mut finished);
-            let lost = write_out(&mut file, &mut buffer);
+            let lost = write_out(&mut file, &mut buffer, &mut cut);
             self.unwritten.fetch_sub(lines, Ordering::AcqRel);
             if lost > 0 {
                 crate::metrics::audit_lost(lost);
@@ -269,7 +273,11 @@ impl Writer {
             }
             if self.reopen.swap(false, Ordering::AcqRel) {
                 match open_file(&self.path, &self.reopen) {
-                    Ok(opened) => file = opened,
+                    Ok(opened) => {
+                        // The same pipe opened again still holds the cut line.
+                        cut &= same_file(&file, &opened);
+                        file = opened;
+                    }
                     Err(error) => tracing::error!(
                         file = %self.path.display(),
                         %error,
@@ -314,10 +322,17 @@ impl Writer {
 }
 
 /// Writes `buffer` to the file and empties it: how many of its lines did
-/// not get there whole (a line cut off by a failure is counted).
-fn write_out(file: &mut Patient, buffer: &mut Vec<u8>) -> u64 {
+/// not get there whole (a line cut off by a failure is counted). A file
+/// left ending in a cut line (`cut`) gets a line end first, so that the
+/// next line is not glued to the piece (which stays, a line that is no
+/// entry, as `advise` reports).
+fn write_out(file: &mut Patient, buffer: &mut Vec<u8>, cut: &mut bool) -> u64 {
+    if *cut && !buffer.is_empty() {
+        *cut = !matches!(file.write(b"\n"), Ok(1));
+    }
     let mut written = 0;
-    while written < buffer.len() {
+    // Nothing goes after a cut line that could not be ended.
+    while written < buffer.len() && !*cut {
         match file.write(&buffer[written..]) {
             Ok(0) => break,
             Ok(n) => written += n,
@@ -325,12 +340,25 @@ fn write_out(file: &mut Patient, buffer: &mut Vec<u8>) -> u64 {
             Err(_) => break,
         }
     }
+    if written > 0 && buffer[written - 1] != b'\n' {
+        *cut = true;
+    }
     let lost = buffer[written..]
         .iter()
         .filter(|&&byte| byte == b'\n')
         .count();
     buffer.clear();
     lost as u64
+}
+
+/// Whether two open files are the same file (a FIFO opened again by its
+/// name is).
+fn same_file(a: &Patient, b: &Patient) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (a.file.metadata(), b.file.metadata()) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Reads an audit log; lines that are not entries are reported by number.
@@ -636,13 +664,28 @@ mod tests {
         for n in 0..1000 {
             buffer.extend_from_slice(format!("line {n:04} {}\n", "x".repeat(90)).as_bytes());
         }
-        let lost = write_out(&mut file, &mut buffer);
+        let mut cut = false;
+        let lost = write_out(&mut file, &mut buffer, &mut cut);
         let mut taken = Vec::new();
         let _ = reader.read_to_end(&mut taken); // ends at WouldBlock
         let whole = taken.iter().filter(|&&byte| byte == b'\n').count() as u64;
         assert!(lost > 0 && whole > 0, "{lost} {whole}");
         assert_eq!(lost + whole, 1000);
         assert!(buffer.is_empty());
+        // The pipe ended in a piece of a line: the next line is not glued
+        // to it.
+        assert_eq!(cut, taken.last() != Some(&b'\n'));
+        buffer.extend_from_slice(b"next line\n");
+        assert_eq!(write_out(&mut file, &mut buffer, &mut cut), 0);
+        assert!(!cut);
+        let mut more = Vec::new();
+        let _ = reader.read_to_end(&mut more);
+        taken.extend_from_slice(&more);
+        let text = String::from_utf8_lossy(&taken);
+        assert_eq!(text.lines().last(), Some("next line"));
+        assert!(text
+            .lines()
+            .all(|line| line.starts_with("line ") || line == "next line"));
     }
 
     #[test]
