@@ -251,8 +251,9 @@ impl Writer {
     fn run(&self, mut file: Patient, queue: &Receiver<Message>) {
         let mut buffer = Vec::new();
         let mut failing = false;
-        // Whether the file ends in a line cut off by a failed write.
-        let mut cut = false;
+        // Whether the file ends in a line cut off by a failed write (this
+        // process's, or, for a regular file, one before it).
+        let mut cut = ends_in_a_piece(&file, &self.path);
         let mut finished = Vec::new();
         while let Ok(first) = queue.recv() {
             let lines = self.fill(&mut buffer, first, queue, &mut finished);
@@ -275,7 +276,8 @@ impl Writer {
                 match open_file(&self.path, &self.reopen) {
                     Ok(opened) => {
                         // The same pipe opened again still holds the cut line.
-                        cut &= same_file(&file, &opened);
+                        cut = (cut && same_file(&file, &opened))
+                            || ends_in_a_piece(&opened, &self.path);
                         file = opened;
                     }
                     Err(error) => tracing::error!(
@@ -349,6 +351,23 @@ fn write_out(file: &mut Patient, buffer: &mut Vec<u8>, cut: &mut bool) -> u64 {
         .count();
     buffer.clear();
     lost as u64
+}
+
+/// Whether a regular file ends in a piece of a line (a write cut off, by
+/// this process before a reopen or by one before it: a full disk, then a
+/// restart). A pipe or a stream cannot be read back: taken as whole.
+fn ends_in_a_piece(file: &Patient, path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(meta) = file.file.metadata() else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() == 0 {
+        return false;
+    }
+    // The file is open for appending only: its last byte is read by name.
+    let mut last = [0u8; 1];
+    let read = std::fs::File::open(path).and_then(|read| read.read_at(&mut last, meta.len() - 1));
+    matches!(read, Ok(1)) && last[0] != b'\n'
 }
 
 /// Whether two open files are the same file (a FIFO opened again by its
@@ -686,6 +705,28 @@ mod tests {
         assert!(text
             .lines()
             .all(|line| line.starts_with("line ") || line == "next line"));
+    }
+
+    #[test]
+    fn a_piece_left_by_an_earlier_process_is_ended_before_the_first_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        // A full disk cut the last line off, then the gateway restarted.
+        std::fs::write(&path, "{\"time\":\"20").expect("piece");
+        let audit = Audit::open(&path).expect("open");
+        audit.record(&entry("/after"));
+        assert_eq!(audit.finish(Duration::from_secs(10)), Ok(()));
+        let (entries, bad) = read(&path).expect("read");
+        let paths: Vec<String> = entries.into_iter().map(|entry| entry.path).collect();
+        assert_eq!((paths, bad), (vec!["/after".to_owned()], vec![1]));
+        // A file that ends whole gets no empty line.
+        let whole = dir.path().join("whole.jsonl");
+        std::fs::write(&whole, "x\n").expect("whole");
+        let audit = Audit::open(&whole).expect("open");
+        audit.record(&entry("/next"));
+        assert_eq!(audit.finish(Duration::from_secs(10)), Ok(()));
+        let text = std::fs::read_to_string(&whole).expect("read");
+        assert!(text.starts_with("x\n{"), "{text}");
     }
 
     #[test]

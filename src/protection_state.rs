@@ -37,7 +37,10 @@ impl ProtectionState {
     /// memory only.
     pub fn load(file: Option<PathBuf>) -> Result<ProtectionState, String> {
         let states = match &file {
-            Some(path) => read(path)?,
+            Some(path) => {
+                folder_exists(path)?;
+                read(path)?
+            }
             None => BTreeMap::new(),
         };
         Ok(ProtectionState {
@@ -67,21 +70,26 @@ impl ProtectionState {
     }
 }
 
+/// A state file not written yet needs its folder, for the first toggle to
+/// write it: refused at start rather than at that toggle.
+fn folder_exists(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() && !folder.is_dir() => Err(format!(
+            "{}: its folder {} does not exist",
+            path.display(),
+            folder.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a state file; one that does not exist is empty.
 pub fn read(path: &Path) -> Result<BTreeMap<String, bool>, String> {
     match crate::files::read_text(path, crate::files::MAX_FILE_BYTES) {
         Ok(text) => serde_json::from_str::<StateFile>(&text)
             .map(|file| file.protected)
             .map_err(|error| format!("{}: not a protection state file: {error}", path.display())),
-        // None yet: its folder must be there for the first toggle to write it.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() && !folder.is_dir() => Err(format!(
-                "{}: its folder {} does not exist",
-                path.display(),
-                folder.display()
-            )),
-            _ => Ok(BTreeMap::new()),
-        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }
 }
@@ -151,6 +159,9 @@ mod tests {
         };
         assert!(error.contains("does not exist"), "{error}");
         // A file name alone is in the working directory, which exists.
-        assert!(read(Path::new("state-not-there.json")).is_ok());
+        assert!(folder_exists(Path::new("state-not-there.json")).is_ok());
+        // `addons` only reads it: no file yet is no toggle yet.
+        let missing = dir.path().join("no-such-folder").join("state.json");
+        assert_eq!(read(&missing), Ok(BTreeMap::new()));
     }
 }
