@@ -154,8 +154,8 @@ EOF
 nginx -c "$WORK/nginx.conf" -p "$WORK" &
 NGINX_MASTER=$!
 PIDS+=($NGINX_MASTER)
-wait_port "$NGINX_PORT"
-wait_port "$NGINX_FWD_PORT"
+wait_port "$NGINX_PORT" || { cat "$WORK/nginx-error.log" >&2; exit 1; }
+wait_port "$NGINX_FWD_PORT" || { cat "$WORK/nginx-error.log" >&2; exit 1; }
 # The master and its workers, for the CPU they spend.
 # (The master may listen before it has started all its workers, one a core.)
 for _ in $(seq 50); do
