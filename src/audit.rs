@@ -504,6 +504,22 @@ mod tests {
         null.record(&entry("/x"));
     }
 
+    /// The audit log on a FIFO whose reader (a thread of the test) is
+    /// opening it: its open waits for a writer, ours finds it there.
+    #[cfg(unix)]
+    fn open_once_read(path: &Path) -> Audit {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Audit::open(path) {
+                Ok(audit) => return audit,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(error) => panic!("the reader never came: {error}"),
+            }
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_fifo_with_a_reader_gets_every_line_and_its_end_only_at_the_end() {
@@ -520,16 +536,7 @@ mod tests {
             read_all.send(read.map(|_| text))
         });
         // Its open waits for a writer; the gateway's open finds it there.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let audit = loop {
-            match Audit::open(&path) {
-                Ok(audit) => break audit,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                Err(error) => panic!("the reader never came: {error}"),
-            }
-        };
+        let audit = open_once_read(&path);
         audit.record(&entry("/one"));
         audit.record(&entry("/two"));
         drop(audit);
@@ -633,16 +640,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let audit = loop {
-            match Audit::open(&path) {
-                Ok(audit) => break audit,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(error) => panic!("the reader never came: {error}"),
-            }
-        };
+        let audit = open_once_read(&path);
         // SIGHUP also reloads the configuration: the same FIFO is opened
         // again, and no line may be cut at the switch.
         for _ in 0..6 {
