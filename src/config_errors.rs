@@ -34,7 +34,12 @@ fn read_yaml<T: DeserializeOwned>(
     // The parser's error knows the line; the path to the value being read
     // when it failed is known only to the wrapper around the deserializer.
     let failed_at = RefCell::new(None);
-    serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+    // A tag YAML does not know is refused rather than dropped: unquoted,
+    // `token: !sha256 <hex>` would be the token `<hex>`, and `!Abc def`
+    // the token `def`, without a sign.
+    let mut options = serde_saphyr::Options::default();
+    options.reject_unsupported_tags = true;
+    serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             failed_at.replace(Some(error.path().clone()));
             error.into_inner()

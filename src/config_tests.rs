@@ -756,3 +756,22 @@ fn a_hidden_key_given_twice_in_flow_style_is_said_as_a_key() {
         ("issued_before.(key)", "this key is given twice")
     );
 }
+
+#[test]
+fn a_tag_on_a_token_is_refused_not_dropped() {
+    let digest = "0123456789abcdef".repeat(4);
+    for text in [
+        format!(
+            "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: !sha256 {digest}\n"
+        ),
+        "upstream: http://127.0.0.1:1\ntokens:\n  cli: !S3cr3t def\n".to_owned(),
+        "upstream: http://127.0.0.1:1\nupstream_token: !S3cr3t\n".to_owned(),
+    ] {
+        let error = error_of(&text);
+        assert!(error.reason.contains("YAML tag"), "{error}");
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+    }
+    // YAML's own tags are still read.
+    let text = "upstream: http://127.0.0.1:1\ntokens:\n  cli: !!str 12345\n";
+    assert!(Config::from_yaml(text, "t.yaml").is_ok());
+}
