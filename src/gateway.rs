@@ -29,6 +29,7 @@ use crate::websocket;
 #[path = "gateway_reload.rs"]
 mod reloading;
 
+pub use reloading::load_table;
 pub use reloading::Reloaded;
 use reloading::{load_shadow, watched_paths, Fixed};
 
@@ -239,7 +240,7 @@ impl Gateway {
     /// A gateway with the validated table and shadow table its
     /// configuration names: what `serve` runs.
     pub fn from_config(config: Config) -> Result<Gateway, Vec<ConfigError>> {
-        let table = Table::load_validated(config.table.as_deref())?;
+        let table = load_table(&config)?;
         let shadow = load_shadow(&config)?;
         let protection = ProtectionState::load(config.state_file.clone())
             .map_err(|reason| vec![config.file_error("state_file", reason)])?;

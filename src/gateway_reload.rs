@@ -121,7 +121,7 @@ impl Gateway {
         refuse_lost_revocations(&self.policy(), &config, path)?;
         warn_manifest_problems(&config);
         *self.named_files.lock().unwrap_or_else(|e| e.into_inner()) = watched_paths(&config);
-        let table = Table::load_validated(config.table.as_deref())?;
+        let table = load_table(&config)?;
         let shadow = load_shadow(&config)?;
         let needs_restart = self.fixed.changed(&Fixed::of(&config));
         let new_digest = table.digest.clone();
@@ -216,6 +216,27 @@ pub(super) fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigEr
     config
         .shadow_table
         .as_deref()
-        .map(|path| Table::load_validated(Some(path)))
+        .map(|path| {
+            Table::load_validated(Some(path)).map_err(|e| unreadable(config, "shadow_table", e))
+        })
         .transpose()
+}
+
+/// The table a configuration names, validated.
+pub fn load_table(config: &Config) -> Result<Table, Vec<ConfigError>> {
+    Table::load_validated(config.table.as_deref()).map_err(|e| unreadable(config, "table", e))
+}
+
+/// A table file that cannot be read is the configuration's error: said
+/// with its file and the line of the key that names the table.
+fn unreadable(config: &Config, key: &str, problems: Vec<ConfigError>) -> Vec<ConfigError> {
+    problems
+        .into_iter()
+        .map(|problem| match (problem.line, problem.key.as_str()) {
+            (0, "(file)") => {
+                config.file_error(key, format!("{}: {}", problem.file, problem.reason))
+            }
+            _ => problem,
+        })
+        .collect()
 }

@@ -350,7 +350,8 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 fn load(path: &std::path::Path) -> Result<(Config, Table), ExitCode> {
     let config = Config::load(path).map_err(|e| fail(format!("config error: {e}")))?;
-    let table = Table::load_validated(config.table.as_deref()).map_err(table_errors)?;
+    let table = supervisor_gateway::gateway::load_table(&config)
+        .map_err(|problems| policy_errors(problems, &config.source))?;
     Ok((config, table))
 }
 

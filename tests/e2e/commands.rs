@@ -19,10 +19,15 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn serve_refuses_an_unusable_state_file_or_audit_log_by_the_config_line() {
+async fn serve_refuses_an_unusable_file_the_config_names_by_the_config_line() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("a-folder")).expect("dir");
-    for (key, line) in [("state_file", 4), ("audit_log", 4)] {
+    for (key, line) in [
+        ("state_file", 4),
+        ("audit_log", 4),
+        ("table", 4),
+        ("shadow_table", 4),
+    ] {
         let config = format!(
             "upstream: http://127.0.0.1:9\nlisten: 127.0.0.1:0\nadmin_listen: none\n{key}: a-folder\n"
         );
