@@ -245,8 +245,7 @@ async fn resetting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
 async fn an_upstream_reset_mid_body_aborts_that_response_only_and_is_not_retried() {
     let (upstream, count) = resetting_upstream().await;
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(upstream, mock).await;
 
     let post = RawRequest::new("POST", "/backups/new/full")
         .token(TOK_BACKUP)
@@ -580,8 +579,7 @@ async fn an_upstream_that_switches_protocols_unasked_gives_502() {
         }
     });
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(upstream, mock).await;
     let response = gateway
         .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
         .await;
@@ -834,8 +832,7 @@ async fn an_upload_the_upstream_answers_early_but_goes_on_reading_arrives_whole(
         }
     });
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(upstream, mock).await;
 
     let total = 8 * 1024 * 1024;
     let head = format!(
@@ -942,8 +939,7 @@ async fn upstream_that_leaves_bodies_unread(unread: usize) -> (SocketAddr, Arc<A
 async fn a_connection_answered_before_its_upload_went_out_is_never_reused() {
     let (upstream, accepted) = upstream_that_leaves_bodies_unread(64 * 1024).await;
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(upstream, mock).await;
 
     // The answer comes while the upload is still going out; the last
     // 64 KiB of it then sit unread in the sockets' buffers.
@@ -1124,8 +1120,7 @@ fn an_upstream_that_breaks_off_an_answer_is_logged() {
 async fn a_status_past_599_gives_502_and_an_http_1_0_answer_goes_out_as_http_1_1() {
     let mock = start_mock().await;
     let odd = upstream_that_stops_reading(b"HTTP/1.1 999 Odd\r\nContent-Length: 0\r\n\r\n").await;
-    let config = Config::from_yaml(&test_config_yaml(odd), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(odd, mock).await;
     let response = gateway
         .send(&RawRequest::new("GET", "/os/info").token(TOK_DEFAULT))
         .await;
@@ -1133,8 +1128,7 @@ async fn a_status_past_599_gives_502_and_an_http_1_0_answer_goes_out_as_http_1_1
 
     let mock = start_mock().await;
     let old = upstream_that_stops_reading(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-    let config = Config::from_yaml(&test_config_yaml(old), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(old, mock).await;
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     let request = RawRequest::new("GET", "/os/info")
         .token(TOK_DEFAULT)
@@ -1189,8 +1183,7 @@ async fn after_an_http_1_0_answer_the_connection_is_not_reused_with_a_body_eithe
     ] {
         let (upstream, accepted) = upstream_answering_each_request_with(answer).await;
         let mock = start_mock().await;
-        let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-        let gateway = TestGateway::with_config(config, mock).await;
+        let gateway = TestGateway::in_front_of(upstream, mock).await;
         for _ in 0..2 {
             let options = RawRequest::new("POST", "/addons/self/options")
                 .token(TOK_MANAGER)

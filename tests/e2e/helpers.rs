@@ -91,6 +91,14 @@ impl TestGateway {
         TestGateway::with_config(config, mock).await
     }
 
+    /// Starts a gateway with the test configuration in front of `upstream`
+    /// (a fake one of the test's), `mock` standing by.
+    pub(crate) async fn in_front_of(upstream: SocketAddr, mock: MockHandle) -> TestGateway {
+        let config = Config::from_yaml(&test_config_yaml(upstream), "test config")
+            .expect("the test config is valid");
+        TestGateway::with_config(config, mock).await
+    }
+
     /// Starts a gateway with a given configuration in front of `mock`.
     pub(crate) async fn with_config(config: Config, mock: MockHandle) -> TestGateway {
         let table = Table::builtin().expect("the default table loads");

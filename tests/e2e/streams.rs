@@ -286,10 +286,7 @@ async fn first_message_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver
 #[tokio::test]
 async fn a_ping_before_auth_is_answered_and_not_passed_on() {
     let (upstream, first) = first_message_upstream().await;
-    let config =
-        supervisor_gateway::config::Config::from_yaml(&test_config_yaml(upstream), "test config")
-            .expect("config");
-    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
     let mut socket = awaiting_auth(gateway.addr, "/core/websocket").await;
     socket
         .send(Message::Ping(b"early".to_vec().into()))
@@ -317,12 +314,7 @@ async fn a_ping_before_auth_is_answered_and_not_passed_on() {
 #[tokio::test]
 async fn an_upstream_gone_mid_stream_closes_the_client_with_1011() {
     let mock = start_mock().await;
-    let config = supervisor_gateway::config::Config::from_yaml(
-        &test_config_yaml(vanishing_upstream().await),
-        "test config",
-    )
-    .expect("config");
-    let gateway = TestGateway::with_config(config, mock).await;
+    let gateway = TestGateway::in_front_of(vanishing_upstream().await, mock).await;
     let mut socket = authenticated(gateway.addr, "/core/websocket").await;
     let frame = close_frame(&mut socket).await;
     assert_eq!(frame.code, CloseCode::Error);
@@ -838,10 +830,7 @@ async fn one_frame_upstream(size: usize, zeros: bool) -> SocketAddr {
 /// Through the gateway to `upstream`, authenticated, with a client that
 /// takes frames of up to 128 MiB.
 async fn large_frame_client(upstream: SocketAddr) -> (TestGateway, Socket) {
-    let config =
-        supervisor_gateway::config::Config::from_yaml(&test_config_yaml(upstream), "test config")
-            .expect("config");
-    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
     let large = WebSocketConfig::default()
         .max_message_size(Some(128 << 20))
         .max_frame_size(Some(128 << 20));

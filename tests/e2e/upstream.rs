@@ -19,8 +19,7 @@ async fn gateway_before_nothing() -> TestGateway {
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let dead = closed.local_addr().expect("addr");
     drop(closed);
-    let config = Config::from_yaml(&test_config_yaml(dead), "test config").expect("config");
-    TestGateway::with_config(config, start_mock().await).await
+    TestGateway::in_front_of(dead, start_mock().await).await
 }
 
 #[tokio::test]
@@ -108,8 +107,7 @@ async fn gateway_answering(answer: fn(&str) -> &'static [u8]) -> (TestGateway, A
         answer_each(stream, head, answer)
     })
     .await;
-    let config = Config::from_yaml(&test_config_yaml(upstream), "test config").expect("config");
-    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
     (gateway, connections)
 }
 
