@@ -79,8 +79,8 @@ fn dotted(segments: &[&Segment], may_hold_secrets: bool) -> String {
                 let _ = write!(out, "[{index}]");
                 continue;
             }
-            Segment::Map { key } if may_hold_secrets && !near_miss(key, KNOWN_KEYS) => "(key)",
-            Segment::Map { key } | Segment::Enum { variant: key } => key.as_str(),
+            Segment::Map { key } => shown(key, may_hold_secrets),
+            Segment::Enum { variant } => variant.as_str(),
             Segment::Unknown => "?",
         };
         if !out.is_empty() {
@@ -89,6 +89,15 @@ fn dotted(segments: &[&Segment], may_hold_secrets: bool) -> String {
         out.push_str(name);
     }
     out
+}
+
+/// A key as a message may show it: in a file that may hold secrets, only
+/// a known key or a misspelling of one, else `(key)`.
+fn shown(key: &str, may_hold_secrets: bool) -> &str {
+    match !may_hold_secrets || near_miss(key, KNOWN_KEYS) {
+        true => key,
+        false => "(key)",
+    }
 }
 
 /// The last mapping key of a path, if it ends in one.
@@ -115,17 +124,11 @@ fn parse_error(
     may_hold_secrets: bool,
 ) -> ConfigError {
     let line = error.location().map_or(0, |location| location.line());
+    let written = key_on_line(text, line);
     // The key written on the error's line, where it may be shown.
-    let line_key = || {
-        key_on_line(text, line)
-            .map(|key| {
-                if !may_hold_secrets || near_miss(&key, KNOWN_KEYS) {
-                    key
-                } else {
-                    "(key)".to_owned()
-                }
-            })
-            .unwrap_or_else(|| "(document)".to_owned())
+    let line_key = || match &written {
+        Some(key) => shown(key, may_hold_secrets).to_owned(),
+        None => "(document)".to_owned(),
     };
     let message = error.without_snippet().to_string();
     let message = first_line(&message);
@@ -137,10 +140,10 @@ fn parse_error(
     // in a mapping above the fault: the line's key says more.
     let (segments, whole) = path.map(segments).unwrap_or_default();
     let on_line = whole
-        && match key_on_line(text, line) {
+        && match &written {
             Some(written) => segments
                 .iter()
-                .any(|segment| matches!(segment, Segment::Map { key } if *key == written)),
+                .any(|segment| matches!(segment, Segment::Map { key } if key == written)),
             None => !segments.is_empty(),
         };
     let value_key = || match on_line {
@@ -173,12 +176,7 @@ fn parse_error(
         let named = message
             .strip_prefix("duplicate mapping key: ")
             .and_then(|rest| rest.split_once(", set DuplicateKeyPolicy"))
-            .map(
-                |(named, _)| match !may_hold_secrets || near_miss(named, KNOWN_KEYS) {
-                    true => named.to_owned(),
-                    false => "(key)".to_owned(),
-                },
-            );
+            .map(|(named, _)| shown(named, may_hold_secrets).to_owned());
         let key = named.unwrap_or_else(line_key);
         (
             joined(&parent(&key), &key),
