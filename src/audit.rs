@@ -273,23 +273,28 @@ impl Writer {
                 failing = false;
             }
             if self.reopen.swap(false, Ordering::AcqRel) {
-                match open_file(&self.path, &self.reopen) {
-                    Ok(opened) => {
-                        // The same pipe opened again still holds the cut line.
-                        cut = (cut && same_file(&file, &opened))
-                            || ends_in_a_piece(&opened, &self.path);
-                        file = opened;
-                    }
-                    Err(error) => tracing::error!(
-                        file = %self.path.display(),
-                        %error,
-                        "cannot open the audit log again; writing on to the file it was"
-                    ),
-                }
+                self.open_again(&mut file, &mut cut);
             }
             for asked in finished.drain(..) {
                 let _ = asked.send(());
             }
+        }
+    }
+
+    /// Opens the file by its name again (log rotation), keeping the one it
+    /// was if that fails; `cut` then says whether the new one ends in a
+    /// piece of a line (the same pipe opened again still holds its own).
+    fn open_again(&self, file: &mut Patient, cut: &mut bool) {
+        match open_file(&self.path, &self.reopen) {
+            Ok(opened) => {
+                *cut = (*cut && same_file(file, &opened)) || ends_in_a_piece(&opened, &self.path);
+                *file = opened;
+            }
+            Err(error) => tracing::error!(
+                file = %self.path.display(),
+                %error,
+                "cannot open the audit log again; writing on to the file it was"
+            ),
         }
     }
 

@@ -488,7 +488,7 @@ async fn serve(path: PathBuf) -> ExitCode {
     supervisor_gateway::gateway::warn_manifest_problems(&config);
     // What a failure to open the audit log would be said as, with the
     // configuration's file and line (the configuration moves on below).
-    let audit_log = (config.audit_log.clone()).map(|path| {
+    let audit_log = config.audit_log.clone().map(|path| {
         let at = config.file_error("audit_log", "");
         (path, at)
     });
