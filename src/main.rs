@@ -686,7 +686,8 @@ async fn run_mock(listen: SocketAddr) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
-    let state = mock_upstream::MockState::new();
+    // Nothing in this process reads the mock's log.
+    let state = mock_upstream::MockState::unrecorded();
     finish(mock_upstream::serve(listener, state, shutdown).await)
 }
 

@@ -164,6 +164,9 @@ pub struct MockHandle {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Set for a mock running on its own (`mock-upstream`), where nobody
+    /// reads the log: requests are then answered without being recorded.
+    unrecorded: bool,
     log: Mutex<Log<Recorded>>,
     ws_log: Mutex<Log<WsRecord>>,
     protection: Mutex<HashMap<String, bool>>,
@@ -314,6 +317,21 @@ impl MockState {
         }
     }
 
+    /// Like `new`, but keeps no log of requests: `requests` and `take` stay
+    /// empty. For a mock that runs on its own, where nothing in the process
+    /// reads the log, so that a load test against it does not pay for
+    /// copying every header of every request (WebSocket messages are still
+    /// recorded).
+    pub fn unrecorded() -> Self {
+        let shared = Shared {
+            unrecorded: true,
+            ..Shared::default()
+        };
+        Self {
+            inner: Arc::new(shared),
+        }
+    }
+
     /// The add-ons given to `with_addons`, in that order.
     pub fn known_addons(&self) -> Vec<MockAddon> {
         self.inner.addons.clone()
@@ -372,6 +390,9 @@ impl MockState {
     }
 
     fn push(&self, recorded: Recorded) {
+        if self.inner.unrecorded {
+            return;
+        }
         self.log().push(recorded);
     }
 
@@ -487,7 +508,7 @@ pub fn spawn(listener: TcpListener, state: MockState) -> io::Result<MockHandle> 
 
 async fn handle(State(state): State<MockState>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let (recorded, complete) = record(&parts, body).await;
+    let (recorded, complete) = record(&parts, body, !state.inner.unrecorded).await;
 
     let reply = if complete {
         answer(&state, &parts, &recorded)
@@ -514,7 +535,8 @@ async fn handle(State(state): State<MockState>, request: Request) -> Response {
 }
 
 /// Reads the body chunk by chunk; `false` if the stream broke part way.
-async fn record(parts: &Parts, mut body: Body) -> (Recorded, bool) {
+/// The record copies the request's headers only `with_headers`.
+async fn record(parts: &Parts, mut body: Body, with_headers: bool) -> (Recorded, bool) {
     let mut tally = BodyTally::new();
     let complete = loop {
         match body.frame().await {
@@ -531,7 +553,7 @@ async fn record(parts: &Parts, mut body: Body) -> (Recorded, bool) {
         }
     };
 
-    (tally.finish(parts), complete)
+    (tally.finish(parts, with_headers), complete)
 }
 
 // --- Routing ---------------------------------------------------------------
@@ -764,16 +786,21 @@ impl BodyTally {
         }
     }
 
-    /// The record of the request in `parts` whose body this tallied.
-    fn finish(mut self, parts: &Parts) -> Recorded {
+    /// The record of the request in `parts` whose body this tallied; its
+    /// headers are left out unless asked for.
+    fn finish(mut self, parts: &Parts, with_headers: bool) -> Recorded {
         // The log counts what a record holds, not the room it grew into
         // (up to twice as much).
         self.head.shrink_to_fit();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-            .collect();
+        let headers = if with_headers {
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Recorded {
             method: parts.method.as_str().to_owned(),
             path: parts.uri.path().to_owned(),

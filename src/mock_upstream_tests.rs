@@ -164,6 +164,32 @@ async fn security_toggle_is_remembered_and_shown_in_info() {
 }
 
 #[tokio::test]
+async fn an_unrecorded_mock_answers_by_headers_and_body_but_keeps_nothing() {
+    let mock = start_with(MockState::unrecorded()).await;
+    let headers = [("x-gateway-addon", "local_probe")];
+    let body = br#"{"protected": false}"#.to_vec();
+    let set = send(&mock, Method::POST, "/addons/self/security", &headers, body).await;
+    assert_eq!(set.status, StatusCode::OK);
+    assert!(!mock.state().protected("local_probe"));
+    let info = get(&mock, "/addons/self/info", &headers).await.json();
+    assert_eq!(info["data"]["slug"], "local_probe");
+
+    assert!(mock.state().requests().is_empty());
+    assert!(mock.state().take().is_empty());
+    mock.stop().await;
+
+    // The same two requests to a recording mock are kept, headers and all.
+    let mock = start().await;
+    let body = br#"{"protected": false}"#.to_vec();
+    send(&mock, Method::POST, "/addons/self/security", &headers, body).await;
+    get(&mock, "/addons/self/info", &headers).await;
+    let kept = mock.state().requests();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1].header("x-gateway-addon"), Some(&b"local_probe"[..]));
+    mock.stop().await;
+}
+
+#[tokio::test]
 async fn security_refuses_a_body_that_is_not_the_flag() {
     let mock = start().await;
     for body in [&b"{}"[..], b"not json", br#"{"protected": "no"}"#] {
