@@ -31,6 +31,9 @@ fn read_yaml<T: DeserializeOwned>(
     file: &str,
     may_hold_secrets: bool,
 ) -> Result<T, ConfigError> {
+    if let Some(error) = null_tagged(text, file, may_hold_secrets) {
+        return Err(error);
+    }
     // The parser's error knows the line; the path to the value being read
     // when it failed is known only to the wrapper around the deserializer.
     let failed_at = RefCell::new(None);
@@ -49,6 +52,126 @@ fn read_yaml<T: DeserializeOwned>(
         let path = failed_at.take();
         parse_error(&error, text, file, path.as_ref(), may_hold_secrets)
     })
+}
+
+/// Where a walk over the YAML's events is: in a mapping, with the key of
+/// the value being read once that key has been read, or in a sequence,
+/// at the index of the next item.
+enum Level {
+    Map { key: Option<String> },
+    Seq { index: usize },
+}
+
+/// A value that YAML's own `!!null` tag makes no value, although it is
+/// written as one (`revocation_file: !!null revoked.yaml`): an optional
+/// key so written would be read as if it were left out (no revocation
+/// list, the built-in table), which the text does not show. Refused with
+/// the value's whole path and line; `!!null` on a null (`!!null ~`, or
+/// nothing) is a null as ever.
+fn null_tagged(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
+    find_tagged(text, |tag, written_null, line, stack| {
+        (tag.is_yaml_core_schema_tag("null") && !written_null).then(|| ConfigError {
+            file: file.to_owned(),
+            line,
+            key: walked_path(stack, may_hold_secrets),
+            reason: "`!!null` makes this value no value at all, as if the key were left \
+                     out; drop the tag, or write `null` where none is meant"
+                .to_owned(),
+        })
+    })
+}
+
+/// The path of the first node on `line` with a tag YAML does not know:
+/// the one the parser refused there, which its error names only by line.
+fn refused_tag_path(text: &str, line: u64, may_hold_secrets: bool) -> Option<String> {
+    find_tagged(text, |tag, _, at, stack| {
+        (at == line && !tag.is_yaml_core_schema()).then(|| walked_path(stack, may_hold_secrets))
+    })
+}
+
+/// Walks the YAML's events and gives `found` each tagged node (its tag,
+/// whether its text is one of YAML's nulls, its line, and where the walk
+/// is, for [`walked_path`]) until it returns something. A syntax error
+/// ends the walk: the parser says it next.
+fn find_tagged<T>(
+    text: &str,
+    mut found: impl FnMut(&granit_parser::Tag, bool, u64, &[Level]) -> Option<T>,
+) -> Option<T> {
+    use granit_parser::{Event, Parser};
+
+    let mut stack: Vec<Level> = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let (tag, written_null, opens) = match &event {
+            Event::Scalar(value, _, _, tag) => (
+                tag.as_deref(),
+                matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL"),
+                None,
+            ),
+            Event::MappingStart(_, _, tag) => {
+                (tag.as_deref(), false, Some(Level::Map { key: None }))
+            }
+            Event::SequenceStart(_, _, tag) => {
+                (tag.as_deref(), false, Some(Level::Seq { index: 0 }))
+            }
+            Event::Alias(_) => (None, false, None),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                node_read(&mut stack, None);
+                continue;
+            }
+            _ => continue,
+        };
+        let line = span.start.line() as u64;
+        if let Some(hit) = tag.and_then(|tag| found(tag, written_null, line, &stack)) {
+            return Some(hit);
+        }
+        match (opens, &event) {
+            (Some(level), _) => stack.push(level),
+            (None, Event::Scalar(value, ..)) => node_read(&mut stack, Some(value)),
+            (None, _) => node_read(&mut stack, None),
+        }
+    }
+    None
+}
+
+/// Moves the walk on past a node just read: a mapping's key (its text, if
+/// a scalar) or value, or a sequence's item.
+fn node_read(stack: &mut [Level], scalar: Option<&str>) {
+    match stack.last_mut() {
+        Some(Level::Map { key }) => {
+            *key = match key {
+                None => Some(scalar.unwrap_or("(key)").to_owned()),
+                Some(_) => None,
+            }
+        }
+        Some(Level::Seq { index }) => *index += 1,
+        None => {}
+    }
+}
+
+/// The dotted path of the node the walk is at, `(document)` at the top;
+/// keys shown as [`dotted`] shows them.
+fn walked_path(stack: &[Level], may_hold_secrets: bool) -> String {
+    let mut path = String::new();
+    for level in stack {
+        match level {
+            Level::Map { key: Some(key) } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(shown(key, may_hold_secrets));
+            }
+            Level::Map { key: None } => {}
+            Level::Seq { index } => {
+                let _ = write!(path, "[{index}]");
+            }
+        }
+    }
+    match path.is_empty() {
+        true => "(document)".to_owned(),
+        false => path,
+    }
 }
 
 /// The segments of a path the parser was on, up to where the path was
@@ -184,6 +307,16 @@ fn parse_error(
         )
     } else if let Some(reason) = not_a_number(message) {
         (value_key(), reason)
+    } else if about_a_tag(message) {
+        // The parser's path (and the line's key) stop short of the value.
+        let key = refused_tag_path(text, line, may_hold_secrets).unwrap_or_else(value_key);
+        (key, redact_values(message))
+    } else if message.starts_with("cannot deserialize null") {
+        // Said in Rust's words (`use Option<String>`) by the parser.
+        (
+            value_key(),
+            "a value is required here; it is empty or null".to_owned(),
+        )
     } else {
         (value_key(), redact_values(message))
     };
@@ -377,15 +510,19 @@ fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or(message)
 }
 
+/// Whether a parser message is about a tag it refused.
+fn about_a_tag(message: &str) -> bool {
+    ["tagged enum", "unsupported tag", "tag `"]
+        .iter()
+        .any(|start| message.starts_with(start))
+}
+
 /// Keeps a parser message but drops the quoted value it complains about:
 /// "invalid type: string \"x\", expected a boolean" becomes
 /// "invalid type, expected a boolean". Any other message the parser quotes
 /// a part of the file in (a tag, a number it refused) is said without it.
 fn redact_values(message: &str) -> String {
-    let about_a_tag = ["tagged enum", "unsupported tag", "tag `"]
-        .iter()
-        .any(|start| message.starts_with(start));
-    if about_a_tag {
+    if about_a_tag(message) {
         return "a YAML tag (`!...`) is not taken here; a value starting with `!` \
                 must be quoted"
             .to_owned();

@@ -775,3 +775,99 @@ fn a_tag_on_a_token_is_refused_not_dropped() {
     let text = "upstream: http://127.0.0.1:1\ntokens:\n  cli: !!str 12345\n";
     assert!(Config::from_yaml(text, "t.yaml").is_ok());
 }
+
+#[test]
+fn a_null_tag_on_a_written_value_is_refused_at_its_path() {
+    let cases = [
+        (
+            "upstream: http://127.0.0.1:1\nsigning:\n  revocation_file: !!null revoked.yaml\n  keys:\n    - { kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }\n",
+            "signing.revocation_file",
+            3,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\ntable: !!null strict.yaml\n",
+            "table",
+            2,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    hassio_role: manager\n  - { slug: b, token: !!null S3cr3tMARK }\n",
+            "addons[1].token",
+            5,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nlimits: !!null { send_timeout_ms: 5 }\n",
+            "limits",
+            2,
+        ),
+        // On a key that may be a secret, the key is not shown.
+        (
+            "upstream: http://127.0.0.1:1\ntokens:\n  S3cr3tMARK: !!null x\n",
+            "tokens.(key)",
+            3,
+        ),
+    ];
+    for (text, key, line) in cases {
+        let error = error_of(text);
+        assert_eq!((error.key.as_str(), error.line), (key, line), "{error}");
+        assert!(error.reason.contains("!!null"), "{error}");
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+    }
+    // A null tag on a null is a null, as YAML has it: the key is absent.
+    for written in ["!!null", "!!null ~", "!!null null", "!!null \"\""] {
+        let text = format!("upstream: http://127.0.0.1:1\ntable: {written}\n");
+        let config = Config::from_yaml(&text, "t.yaml").expect(&text);
+        assert!(config.table.is_none(), "{text}");
+    }
+}
+
+#[test]
+fn a_null_tag_in_a_table_file_is_refused_too() {
+    let text = "version: 1\npublic:\n  - { methods: [GET], path: !!null /os/info }\n";
+    let Err(error) = crate::table::Table::from_yaml(text, "table.yaml") else {
+        panic!("a null-tagged route is refused");
+    };
+    assert_eq!((error.key.as_str(), error.line), ("public[0].path", 3));
+    assert!(error.reason.contains("!!null"), "{error}");
+}
+
+#[test]
+fn a_null_where_a_value_is_required_is_said_so() {
+    for (text, key) in [
+        ("upstream: ~\n", "upstream"),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - { slug: null, token: x1 }\n",
+            "addons[0].slug",
+        ),
+    ] {
+        let error = error_of(text);
+        assert_eq!(error.key, key, "{error}");
+        assert_eq!(
+            error.reason,
+            "a value is required here; it is empty or null"
+        );
+    }
+}
+
+#[test]
+fn a_refused_tag_is_named_by_its_whole_path() {
+    let digest = "0123456789abcdef".repeat(4);
+    let cases = [
+        (
+            format!("upstream: http://127.0.0.1:1\naddons:\n  - slug: a\n    token: !sha256 {digest}\n"),
+            "addons[0].token",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\naddons:\n  - { slug: a, token: x, hassio_role: !!S3cr3tMARK manager }\n".to_owned(),
+            "addons[0].hassio_role",
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nlimits:\n  upload_paths: [/a, !x /b]\n".to_owned(),
+            "limits.upload_paths[1]",
+        ),
+    ];
+    for (text, key) in cases {
+        let error = error_of(&text);
+        assert_eq!(error.key, key, "{error}");
+        assert!(error.reason.contains("YAML tag"), "{error}");
+    }
+}
