@@ -412,6 +412,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "listen",
     "max_body_bytes",
     "max_connections",
+    "max_event_streams_per_addon",
     "max_header_bytes",
     "max_headers",
     "max_upload_bytes",

@@ -31,6 +31,9 @@ pub struct Limits {
     /// Most WebSockets one add-on may hold open at once (429 above it);
     /// zero for no cap.
     pub max_websockets_per_addon: usize,
+    /// Most event streams (`text/event-stream` answers) one add-on may
+    /// hold open at once (429 above it); zero for no cap.
+    pub max_event_streams_per_addon: usize,
     /// The upload routes: exact canonical paths.
     pub upload_paths: Vec<String>,
     /// Most client connections open at once; more wait to be accepted.
@@ -61,6 +64,7 @@ impl Default for Limits {
             max_upload_bytes: 1 << 40,
             max_websocket_message_bytes: 16 * 1024 * 1024,
             max_websockets_per_addon: 0,
+            max_event_streams_per_addon: 0,
             upload_paths: vec![
                 "/backups/new/upload".to_owned(),
                 "/v2/backups/new/upload".to_owned(),
@@ -104,6 +108,7 @@ pub(super) struct RawLimits {
     max_upload_bytes: Option<u64>,
     max_websocket_message_bytes: Option<usize>,
     max_websockets_per_addon: Option<usize>,
+    max_event_streams_per_addon: Option<usize>,
     upload_paths: Option<Vec<String>>,
     max_connections: Option<usize>,
     upstream_pool_size: Option<usize>,
@@ -131,6 +136,9 @@ pub(super) fn from_raw(raw: &RawLimits) -> Limits {
         max_websockets_per_addon: raw
             .max_websockets_per_addon
             .unwrap_or(d.max_websockets_per_addon),
+        max_event_streams_per_addon: raw
+            .max_event_streams_per_addon
+            .unwrap_or(d.max_event_streams_per_addon),
         upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
         max_connections: raw.max_connections.unwrap_or(d.max_connections),
         upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
@@ -210,6 +218,11 @@ pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'stati
         (
             limits.max_websockets_per_addon > MAX_CONNECTIONS,
             "limits.max_websockets_per_addon",
+            "must be at most 1000000 (0 for no cap)",
+        ),
+        (
+            limits.max_event_streams_per_addon > MAX_CONNECTIONS,
+            "limits.max_event_streams_per_addon",
             "must be at most 1000000 (0 for no cap)",
         ),
         (

@@ -233,6 +233,14 @@ fn limits_that_cannot_work_are_refused() {
             "limits.max_websocket_message_bytes",
         ),
         ("upstream_pool_size: 100001", "limits.upstream_pool_size"),
+        (
+            "max_websockets_per_addon: 1000001",
+            "limits.max_websockets_per_addon",
+        ),
+        (
+            "max_event_streams_per_addon: 1000001",
+            "limits.max_event_streams_per_addon",
+        ),
     ] {
         let text = format!("{MINIMAL}limits:\n  {line}\n");
         let error = error_of(&text);
@@ -243,7 +251,7 @@ fn limits_that_cannot_work_are_refused() {
     let text = format!(
         "{MINIMAL}limits:\n  max_connections: 1000000\n  max_headers: 1000\n  \
          max_header_bytes: 1048576\n  max_websocket_message_bytes: 268435456\n  \
-         upstream_pool_size: 100000\n"
+         upstream_pool_size: 100000\n  max_event_streams_per_addon: 1000000\n"
     );
     let limits = Config::from_yaml(&text, "test.yaml")
         .expect("config")
@@ -252,9 +260,10 @@ fn limits_that_cannot_work_are_refused() {
         (
             limits.max_connections,
             limits.max_headers,
-            limits.upstream_pool_size
+            limits.upstream_pool_size,
+            limits.max_event_streams_per_addon
         ),
-        (1_000_000, 1000, 100_000)
+        (1_000_000, 1000, 100_000, 1_000_000)
     );
 }
 

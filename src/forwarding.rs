@@ -22,6 +22,7 @@ use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
 use crate::gateway::Grant;
+use crate::places::{Place, Places};
 use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
@@ -73,6 +74,11 @@ pub enum ForwardError {
     /// `limits.max_websockets_per_addon` allows (429).
     #[error("too many WebSockets open for this add-on")]
     TooManyWebSockets,
+    /// The upstream answered with an event stream, and the add-on holds
+    /// as many open as `limits.max_event_streams_per_addon` allows (429;
+    /// the answer is dropped).
+    #[error("too many event streams open for this add-on")]
+    TooManyEventStreams,
     /// No connection could be made (502).
     #[error("upstream unreachable")]
     UpstreamUnreachable,
@@ -93,7 +99,9 @@ impl ForwardError {
                 http::StatusCode::BAD_REQUEST
             }
             ForwardError::ClientBodyStalled => http::StatusCode::REQUEST_TIMEOUT,
-            ForwardError::TooManyWebSockets => http::StatusCode::TOO_MANY_REQUESTS,
+            ForwardError::TooManyWebSockets | ForwardError::TooManyEventStreams => {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
             ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
             ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
                 http::StatusCode::BAD_GATEWAY
@@ -126,7 +134,9 @@ pub struct Forwarder {
     identity_headers: bool,
     limits: Limits,
     /// The WebSockets each add-on holds open.
-    sockets: websocket::OpenSockets,
+    sockets: Places,
+    /// The event streams each add-on holds open.
+    streams: Places,
 }
 
 impl Forwarder {
@@ -153,7 +163,8 @@ impl Forwarder {
                 .map(|token| token.0.as_str().into()),
             identity_headers: config.identity_headers,
             limits: config.limits.clone(),
-            sockets: websocket::OpenSockets::default(),
+            sockets: Places::default(),
+            streams: Places::default(),
         }
     }
 
@@ -218,7 +229,7 @@ impl Forwarder {
             Ok(response) => response,
             Err(error) => return Err(body_fault(&watch).unwrap_or(upstream_fault(error))),
         };
-        let (head, body) = self.passed_on(response)?.into_parts();
+        let (head, body) = self.passed_on(caller, response)?.into_parts();
         if watch.is_finished() {
             return Ok(Response::from_parts(head, body));
         }
@@ -254,14 +265,21 @@ impl Forwarder {
         keep_spare_head(head);
         let response = response.map_err(|_| ForwardError::UpstreamTimedOut)?;
         crate::metrics::upstream_answered(sent_at.elapsed());
-        self.passed_on(response.map_err(upstream_fault)?)
+        self.passed_on(caller, response.map_err(upstream_fault)?)
     }
 
     /// The upstream's answer as it goes to the client: no hop-by-hop
     /// headers, and its body cut off if the upstream stalls in it for
     /// `limits.upstream_body_idle_timeout_ms` (when set). A 101 nobody
-    /// asked for, or a status past 599, is a failed exchange (502).
-    fn passed_on(&self, mut response: Response<Body>) -> Result<Response<Body>, ForwardError> {
+    /// asked for, or a status past 599, is a failed exchange (502). An
+    /// event stream holds one of the add-on's places under
+    /// `limits.max_event_streams_per_addon` until its body ends or is
+    /// dropped; with none left the answer is dropped (429).
+    fn passed_on(
+        &self,
+        caller: &Caller,
+        mut response: Response<Body>,
+    ) -> Result<Response<Body>, ForwardError> {
         let status = response.status().as_u16();
         // Codes past 599 are no HTTP status a client knows what to do with.
         if status == 101 || status > 599 {
@@ -271,6 +289,7 @@ impl Forwarder {
         // the upstream spoke.
         *response.version_mut() = http::Version::HTTP_11;
         strip_hop_by_hop(response.headers_mut());
+        let response = self.stream_placed(caller, response)?;
         let idle = self.limits.upstream_body_idle_timeout;
         if idle.is_zero() || response.body().is_end_stream() {
             return Ok(response);
@@ -279,6 +298,36 @@ impl Forwarder {
             Body::new(IdleLimited {
                 inner,
                 idle: IdleLimit::new(idle),
+            })
+        }))
+    }
+
+    /// `response` holding the calling add-on's place for one more event
+    /// stream, if it is one and a cap is set; none left is
+    /// `TooManyEventStreams`, and the answer (with its upstream
+    /// connection, which is not reused) is dropped.
+    fn stream_placed(
+        &self,
+        caller: &Caller,
+        response: Response<Body>,
+    ) -> Result<Response<Body>, ForwardError> {
+        let most = self.limits.max_event_streams_per_addon;
+        let slug = match caller.slug() {
+            Some(slug) if most != 0 && is_event_stream(response.headers()) => slug,
+            _ => return Ok(response),
+        };
+        let Some(place) = self.streams.take(slug, most) else {
+            tracing::warn!(
+                slug,
+                most,
+                "event stream refused: the add-on holds as many as limits.max_event_streams_per_addon allows"
+            );
+            return Err(ForwardError::TooManyEventStreams);
+        };
+        Ok(response.map(|inner| {
+            Body::new(Placed {
+                inner,
+                _place: place,
             })
         }))
     }
@@ -749,6 +798,46 @@ impl http_body::Body for IdleLimited {
             "the upstream sent nothing of an answer's body for upstream_body_idle_timeout_ms; the answer is cut off"
         );
         Poll::Ready(Some(Err(axum::Error::new(UpstreamBodyStalled))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether an answer's media type is `text/event-stream`, parameters
+/// aside, in any case.
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return false;
+    };
+    let media = value.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
+    media
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"text/event-stream")
+}
+
+/// An answer's body holding a place (an event stream's, under
+/// `limits.max_event_streams_per_addon`): given back when the body is
+/// dropped, at its end or when the client goes.
+struct Placed {
+    inner: Body,
+    _place: Place,
+}
+
+impl http_body::Body for Placed {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -292,3 +292,29 @@ fn every_hop_by_hop_header_of_an_answer_goes_but_its_content_length() {
     let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
     assert_eq!(left, ["content-length", "x-kept"]);
 }
+
+#[test]
+fn an_event_stream_is_told_by_its_media_type_alone() {
+    let typed = |value: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        is_event_stream(&headers)
+    };
+    for stream in [
+        "text/event-stream",
+        "text/event-stream; charset=utf-8",
+        "Text/Event-Stream",
+        " text/event-stream ;x=y",
+    ] {
+        assert!(typed(stream), "{stream}");
+    }
+    for other in [
+        "text/plain",
+        "text/event-streams",
+        "application/json; text/event-stream",
+        "",
+    ] {
+        assert!(!typed(other), "{other}");
+    }
+    assert!(!is_event_stream(&HeaderMap::new()));
+}

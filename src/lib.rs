@@ -56,6 +56,7 @@ pub mod metrics;
 pub mod mock_upstream;
 mod pathset;
 pub mod pattern;
+pub mod places;
 pub mod protection;
 pub mod protection_state;
 pub mod rating;

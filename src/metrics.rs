@@ -233,6 +233,7 @@ pub fn upstream_error(error: ForwardError) {
         ForwardError::ClientBodyStalled => "client_body_stalled",
         ForwardError::UpgradeNotHttp11 => "upgrade_not_http11",
         ForwardError::TooManyWebSockets => "too_many_websockets",
+        ForwardError::TooManyEventStreams => "too_many_event_streams",
         ForwardError::UpstreamUnreachable => "unreachable",
         ForwardError::UpstreamTimedOut => "timed_out",
         ForwardError::UpstreamFailed => "failed",

@@ -4,7 +4,6 @@
 //! checked like a header token, and its `supervisor/` and `hassio/`
 //! messages are answered with an error instead of being forwarded.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use crate::caller::Caller;
 use crate::forwarding;
 use crate::gateway::{Grant, Policy};
 use crate::idle::SendWatch;
+use crate::places::Place;
 
 #[path = "websocket_messages.rs"]
 mod messages;
@@ -138,65 +138,7 @@ pub struct Ends {
     pub max_client_message: usize,
     /// The add-on's place under `limits.max_websockets_per_addon`, held
     /// for as long as the relay runs.
-    pub slot: Option<SocketSlot>,
-}
-
-/// How many WebSockets each add-on holds open, for
-/// `limits.max_websockets_per_addon`. Shared by every worker; taken once
-/// an upgrade is about to go upstream, given back when its relay ends.
-#[derive(Clone, Default)]
-pub struct OpenSockets(Arc<std::sync::Mutex<HashMap<String, usize>>>);
-
-impl OpenSockets {
-    /// A place for one more of `slug`'s sockets, if it holds fewer than
-    /// `most` (zero: no cap).
-    pub fn take(&self, slug: &str, most: usize) -> Option<SocketSlot> {
-        let mut open = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let held = open.entry(slug.to_owned()).or_insert(0);
-        if most != 0 && *held >= most {
-            return None;
-        }
-        *held += 1;
-        Some(SocketSlot {
-            open: self.clone(),
-            slug: slug.to_owned(),
-        })
-    }
-
-    /// How many sockets `slug` holds open.
-    #[cfg(test)]
-    fn held(&self, slug: &str) -> usize {
-        let open = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        open.get(slug).copied().unwrap_or(0)
-    }
-}
-
-/// One add-on's place for one WebSocket; given back when dropped.
-pub struct SocketSlot {
-    open: OpenSockets,
-    slug: String,
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .open
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(held) = open.get_mut(&self.slug) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                open.remove(&self.slug);
-            }
-        }
-    }
+    pub slot: Option<Place>,
 }
 
 /// What a relay takes over from the client's connection; the server puts

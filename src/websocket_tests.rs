@@ -182,34 +182,3 @@ fn an_upgrade_needs_get_both_headers_and_a_websocket_path() {
         "/core/api/states"
     ));
 }
-
-#[test]
-fn an_add_on_holds_at_most_its_cap_of_sockets_and_a_closed_one_frees_its_place() {
-    let open = OpenSockets::default();
-    let first = open.take("a", 2).expect("first");
-    let second = open.take("a", 2).expect("second");
-    assert!(open.take("a", 2).is_none(), "a third over a cap of two");
-    // Another add-on's sockets are counted apart.
-    let other = open.take("b", 2).expect("another add-on's");
-    assert_eq!((open.held("a"), open.held("b")), (2, 1));
-    drop(first);
-    assert_eq!(open.held("a"), 1);
-    let third = open.take("a", 2).expect("a place freed");
-    drop((second, third, other));
-    assert_eq!((open.held("a"), open.held("b")), (0, 0));
-    assert!(
-        open.0.lock().expect("lock").is_empty(),
-        "no entry left behind"
-    );
-}
-
-#[test]
-fn a_cap_of_zero_is_no_cap() {
-    let open = OpenSockets::default();
-    let slots: Vec<_> = (0..100)
-        .map(|_| open.take("a", 0).expect("a place"))
-        .collect();
-    assert_eq!(open.held("a"), 100);
-    drop(slots);
-    assert_eq!(open.held("a"), 0);
-}

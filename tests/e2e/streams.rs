@@ -1302,3 +1302,79 @@ async fn an_event_stream_whose_token_a_reload_gave_to_another_add_on_that_may_as
         ("local_probe", "allowed")
     );
 }
+
+/// Asks for the core event stream with `token` (with `Connection: close`)
+/// and reads until its first event, or to the end of an answer that is
+/// no stream: the connection, and what was read.
+async fn open_event_stream(addr: SocketAddr, token: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {token}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&received).contains("event: ready") {
+            let read = stream.read(&mut buffer).await.expect("read");
+            if read == 0 {
+                break;
+            }
+            received.extend_from_slice(&buffer[..read]);
+        }
+    });
+    read.await
+        .expect("a first event or a whole answer within 10 s");
+    (stream, String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test]
+async fn an_add_on_over_its_event_stream_cap_gets_429_until_its_stream_ends() {
+    let gateway = gateway_with_limits("  max_event_streams_per_addon: 1\n").await;
+    let (first, seen) = open_event_stream(gateway.addr, TOK_HA).await;
+    assert!(seen.contains("event: ready"), "the first stream: {seen}");
+
+    let (_, refused) = open_event_stream(gateway.addr, TOK_HA).await;
+    assert!(
+        refused.starts_with("HTTP/1.1 429"),
+        "a second stream over a cap of one: {refused}"
+    );
+    assert!(refused.contains("too many event streams"), "{refused}");
+    assert!(!refused.contains("event:"), "{refused}");
+    // Still answered after the refusal, from a connection not left
+    // holding the refused stream.
+    for _ in 0..4 {
+        let ping = gateway
+            .send(&RawRequest::new("GET", "/supervisor/ping"))
+            .await;
+        assert_eq!(ping.status, 200);
+        assert_eq!(ping.json()["result"], "ok");
+    }
+
+    // The place is given back when the first stream's client goes.
+    drop(first);
+    let mut again = String::new();
+    for _ in 0..30 {
+        let (_, seen) = open_event_stream(gateway.addr, TOK_HA).await;
+        again = seen;
+        if again.contains("event: ready") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        again.contains("event: ready"),
+        "no stream after the first ended: {again}"
+    );
+    gateway.mock.state().release_streams();
+}
+
+#[tokio::test]
+async fn without_a_cap_an_add_on_may_hold_many_event_streams() {
+    let gateway = TestGateway::start().await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (stream, seen) = open_event_stream(gateway.addr, TOK_HA).await;
+        assert!(seen.contains("event: ready"), "{seen}");
+        held.push(stream);
+    }
+    gateway.mock.state().release_streams();
+}
