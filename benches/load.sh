@@ -12,7 +12,8 @@
 #
 # Knobs: ROUNDS (3), DURATION (s, default 10), CONNECTIONS (64), THREADS (2), SIZE_MIB
 # (1024), IDLE (10000), MAX_HEADER_BYTES (the gateway's limits.max_header_bytes,
-# 32768).
+# 32768), WORKERS (the gateway's workers, nginx's worker_processes and the
+# floor's threads alike; default one a core, as each has by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-$(nproc)}
+case "$WORKERS" in
+  ""|*[!0-9]*|0) echo "load.sh: WORKERS must be a number above 0" >&2; exit 2 ;;
+esac
 SIZE_MIB=${SIZE_MIB:-1024}
 IDLE=${IDLE:-10000}
 UPSTREAM=${1:-}
@@ -90,6 +95,7 @@ listen: 127.0.0.1:$GATEWAY_PORT
 upstream: http://$UPSTREAM
 watch_interval_ms: 0
 admin_listen: 127.0.0.1:0
+workers: $WORKERS
 addons:
   - { slug: bench, token: $TOKEN, hassio_api: true, hassio_role: manager }
 limits:
@@ -115,7 +121,7 @@ NGINX_FWD_PORT=$(free_port)
 while [ "$NGINX_FWD_PORT" = "$NGINX_PORT" ]; do NGINX_FWD_PORT=$(free_port); done
 cat >"$WORK/nginx.conf" <<EOF
 daemon off;
-worker_processes auto;
+worker_processes $WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
 events { worker_connections 20000; }
@@ -157,9 +163,9 @@ PIDS+=($NGINX_MASTER)
 wait_port "$NGINX_PORT" || { cat "$WORK/nginx-error.log" >&2; exit 1; }
 wait_port "$NGINX_FWD_PORT" || { cat "$WORK/nginx-error.log" >&2; exit 1; }
 # The master and its workers, for the CPU they spend.
-# (The master may listen before it has started all its workers, one a core.)
+# (The master may listen before it has started all its workers.)
 for _ in $(seq 50); do
-  [ "$(pgrep -c -P "$NGINX_MASTER")" -ge "$(nproc)" ] && break
+  [ "$(pgrep -c -P "$NGINX_MASTER")" -ge "$WORKERS" ] && break
   sleep 0.1
 done
 NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
@@ -167,7 +173,7 @@ NGINX_PIDS=($NGINX_MASTER $(pgrep -P "$NGINX_MASTER"))
 # The floor: what a tokio proxy forwarding as the SPEC asks, with no
 # decision, limits or timeouts, spends in front of the same upstream.
 FLOOR_PORT=$(free_port)
-"$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "${UPSTREAM/#localhost:/127.0.0.1:}" "$(nproc)" \
+"$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "${UPSTREAM/#localhost:/127.0.0.1:}" "$WORKERS" \
   2>"$WORK/floor.log" &
 FLOOR_PID=$!
 PIDS+=($FLOOR_PID)
@@ -285,7 +291,7 @@ def pct(p):
 print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f}")
 PY
 }
-echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds"
+echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds, ${WORKERS} worker(s) for each proxy"
 # The five in turn, ROUNDS times over, so that a noisy stretch of the
 # machine falls on all of them; each figure is the median over the rounds.
 for round in $(seq "$ROUNDS"); do
