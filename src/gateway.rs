@@ -29,9 +29,9 @@ use crate::websocket;
 #[path = "gateway_reload.rs"]
 mod reloading;
 
-pub use reloading::load_table;
 pub use reloading::Reloaded;
-use reloading::{load_shadow, watched_paths, Fixed};
+pub use reloading::{load_shadow, load_table};
+use reloading::{watched_paths, Fixed};
 
 /// Everything a running gateway needs to decide and forward.
 pub struct Gateway {

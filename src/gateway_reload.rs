@@ -105,6 +105,17 @@ impl Gateway {
         files
     }
 
+    /// The files besides the configuration that it names as it reads now
+    /// (none if it does not load): what a reload would watch next.
+    pub fn files_named_now(&self) -> Vec<PathBuf> {
+        let Some(path) = &self.config_path else {
+            return Vec::new();
+        };
+        Config::load(path)
+            .map(|config| watched_paths(&config))
+            .unwrap_or_default()
+    }
+
     /// Reads the configuration file again and swaps in its tokens, add-ons,
     /// table and shadow table at once, after checking them in full. On any
     /// error the running policy stays as it is.
@@ -212,7 +223,8 @@ pub(super) fn watched_paths(config: &Config) -> Vec<PathBuf> {
     paths
 }
 
-pub(super) fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {
+/// The shadow table a configuration names, if any, validated.
+pub fn load_shadow(config: &Config) -> Result<Option<Table>, Vec<ConfigError>> {
     config
         .shadow_table
         .as_deref()

@@ -373,11 +373,16 @@ fn policy_errors(problems: Vec<ConfigError>, config: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The table a `--config` or `--table` argument names.
+/// The table a `--config` or `--table` argument names. With `--config`, a
+/// table file that cannot be read is the config's error, said at its key's
+/// line as `serve` says it.
 fn table_path(args: ValidateArgs) -> Result<Option<PathBuf>, ExitCode> {
     match (&args.config, args.table) {
         (Some(config), _) => match Config::load(config) {
-            Ok(config) => Ok(config.table),
+            Ok(config) => match supervisor_gateway::gateway::load_table(&config) {
+                Ok(_) => Ok(config.table),
+                Err(problems) => Err(policy_errors(problems, &config.source)),
+            },
             Err(error) => Err(fail(format!("config error: {error}"))),
         },
         (None, table) => Ok(table),
@@ -434,37 +439,44 @@ fn run_routes(source: ValidateArgs, format: Format) -> ExitCode {
 }
 
 fn run_validate(args: ValidateArgs) -> ExitCode {
-    // With --config, both tables serve would load: the table and the shadow
-    // table.
-    let tables: Vec<Option<PathBuf>> = match (&args.config, &args.table) {
+    // With --config, both tables serve would load, loaded as serve loads
+    // them: the table and the shadow table.
+    let (loaded, source) = match (&args.config, &args.table) {
         (Some(config), _) => match Config::load(config) {
             Ok(config) => {
-                let mut tables = vec![config.table];
-                if let Some(shadow) = config.shadow_table {
-                    tables.push(Some(shadow));
-                }
-                tables
+                let shadow = supervisor_gateway::gateway::load_shadow(&config);
+                let shadow = shadow.map(|shadow| shadow.into_iter().collect::<Vec<_>>());
+                let table = supervisor_gateway::gateway::load_table(&config).map(|t| vec![t]);
+                let tables = vec![table, shadow];
+                (tables, config.source)
             }
             Err(error) => return fail(format!("config error: {error}")),
         },
-        (None, table) => vec![table.clone()],
+        (None, table) => {
+            let table = Table::load_validated(table.as_deref()).map(|table| vec![table]);
+            (vec![table], String::new())
+        }
     };
     let mut problems = Vec::new();
-    for path in &tables {
-        match Table::load_validated(path.as_deref()) {
-            Ok(table) => println!(
-                "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
-                table.file,
-                table.digest,
-                table.rule_count()
-            ),
+    for tables in loaded {
+        match tables {
+            Ok(tables) => {
+                for table in tables {
+                    println!(
+                        "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
+                        table.file,
+                        table.digest,
+                        table.rule_count()
+                    );
+                }
+            }
             Err(found) => problems.extend(found),
         }
     }
     if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
-        table_errors(problems)
+        policy_errors(problems, &source)
     }
 }
 

@@ -57,23 +57,54 @@ impl Watcher {
             }
             self.changing = None;
             let gateway = self.gateway.clone();
-            let _ = tokio::task::spawn_blocking(move || {
+            let watched = self.files.clone();
+            let reloaded = tokio::task::spawn_blocking(move || {
+                // Files the configuration names now that were not watched
+                // (a new table, say) are fingerprinted before the reload
+                // reads them too: one created or changed while it runs
+                // must not be taken for what it read.
+                let mut named = gateway.files_named_now();
+                named.retain(|file| !watched.contains(file));
+                let named_prints = fingerprint(&named);
                 if reason == "SIGHUP" {
                     // What log rotation sends once it moved the file away.
                     gateway.reopen_audit();
                 }
                 reload(&gateway, reason);
+                (named, named_prints)
             })
             .await;
+            let (named, named_prints) = reloaded.unwrap_or_default();
             let now = self.gateway.watched_files();
             self.seen = if now == self.files {
                 before
             } else {
-                fingerprint(&now)
+                let read_before = [(&self.files, &before), (&named, &named_prints)];
+                seen_after(&read_before, &now)
             };
             self.files = now;
         }
     }
+}
+
+/// What a reload read of each file now watched: its print taken before the
+/// reload, from the first list in `read_before` (files and their prints)
+/// that has it. A file in none of them (the configuration changed while
+/// the reload ran, and names it) is fingerprinted now: the configuration's
+/// own print, taken before, already differs, so the next check reloads
+/// anyway.
+fn seen_after(read_before: &[(&Vec<PathBuf>, &Vec<Print>)], now: &[PathBuf]) -> Vec<Print> {
+    now.iter()
+        .map(|file| {
+            read_before
+                .iter()
+                .find_map(|(files, prints)| {
+                    let index = files.iter().position(|known| known == file)?;
+                    prints.get(index).copied()
+                })
+                .unwrap_or_else(|| fingerprint(std::slice::from_ref(file))[0])
+        })
+        .collect()
 }
 
 /// A watched file's fingerprint: the SHA-256 of its content, `None` where
@@ -171,6 +202,35 @@ mod tests {
     const A: Print = Some([1; 32]);
     const B: Print = Some([2; 32]);
     const C: Print = Some([3; 32]);
+
+    #[test]
+    fn a_file_newly_watched_keeps_the_print_taken_before_the_reload() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (config, old, new) = (
+            dir.path().join("gateway.yaml"),
+            dir.path().join("old.yaml"),
+            dir.path().join("new.yaml"),
+        );
+        // Read before the reload: the configuration and the old table as
+        // the watcher knew them, the new table missing.
+        let known = vec![config.clone(), old.clone()];
+        let named = vec![new.clone()];
+        let read_before = [(&known, &vec![A, B]), (&named, &vec![None])];
+        // The new table appears once the reload has read it as missing.
+        std::fs::write(&new, "created meanwhile").expect("write");
+        let seen = seen_after(&read_before, &[config, new.clone()]);
+        assert_eq!(seen, vec![A, None], "the new table was never read");
+        // So the next checks see it as a change.
+        let mut changing = None;
+        let now = [A, fingerprint(std::slice::from_ref(&new))[0]];
+        assert!(!settled(&seen, &mut changing, &now));
+        assert!(settled(&seen, &mut changing, &now));
+        // A file no list has is read now.
+        let other = dir.path().join("other.yaml");
+        std::fs::write(&other, "x").expect("write");
+        let seen = seen_after(&read_before, std::slice::from_ref(&other));
+        assert_eq!(seen, fingerprint(&[other]));
+    }
 
     #[test]
     fn a_change_loads_once_two_checks_in_a_row_read_it() {

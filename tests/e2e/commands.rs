@@ -41,6 +41,36 @@ async fn serve_refuses_an_unusable_file_the_config_names_by_the_config_line() {
 }
 
 #[tokio::test]
+async fn the_table_commands_say_an_unreadable_table_as_serve_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("a-folder")).expect("dir");
+    let cases = write(
+        dir.path(),
+        "cases.yaml",
+        "cases:\n  - { caller: anonymous, method: GET, target: /supervisor/ping, status: 200 }\n",
+    );
+    let cases = cases.to_str().expect("utf-8 path");
+    for key in ["table", "shadow_table"] {
+        let config = format!("upstream: http://127.0.0.1:9\nadmin_listen: none\n{key}: a-folder\n");
+        let path = write(dir.path(), "gw.yaml", &config);
+        let path = path.to_str().expect("utf-8 path");
+        let mut commands = vec![vec!["validate", "--config", path]];
+        // (`routes` and `test` use the table only.)
+        if key == "table" {
+            commands.push(vec!["routes", "--config", path]);
+            commands.push(vec!["test", "--config", path, cases]);
+        }
+        for command in commands {
+            let output = run_bin(&command);
+            assert_eq!(output.status.code(), Some(2), "{command:?}");
+            let stderr = text(&output.stderr);
+            let said = format!("config error: {path}:3: {key}: ");
+            assert!(stderr.contains(&said), "{command:?}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = "upstream: http://127.0.0.1:9\naddons:\n  - slug: probe\n    token: s3cr3t-token-value\n    hassio_role: superuser\n";
