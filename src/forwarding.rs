@@ -22,7 +22,7 @@ use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
 use crate::gateway::Grant;
-use crate::places::{Place, Places};
+use crate::places::Places;
 use crate::spares;
 use crate::upstream::{SendError, Upstream};
 use crate::websocket;
@@ -324,12 +324,14 @@ impl Forwarder {
             );
             return Err(ForwardError::TooManyEventStreams);
         };
-        Ok(response.map(|inner| {
-            Body::new(Placed {
-                inner,
-                _place: place,
-            })
-        }))
+        // The place goes with the body, moved into its frame mapping (which
+        // changes nothing): given back when the body is dropped, at its end
+        // or when the client goes.
+        let holding = move |frame| {
+            let _held = &place;
+            frame
+        };
+        Ok(response.map(|inner| Body::new(inner.map_frame(holding))))
     }
 
     /// Sends an allowed WebSocket upgrade upstream. When the upstream
@@ -819,34 +821,6 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
     media
         .trim_ascii()
         .eq_ignore_ascii_case(b"text/event-stream")
-}
-
-/// An answer's body holding a place (an event stream's, under
-/// `limits.max_event_streams_per_addon`): given back when the body is
-/// dropped, at its end or when the client goes.
-struct Placed {
-    inner: Body,
-    _place: Place,
-}
-
-impl http_body::Body for Placed {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// The error an answer ends with when its upstream stalls.
