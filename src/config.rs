@@ -23,6 +23,13 @@ mod limits;
 mod signing;
 
 pub use errors::{from_guarded_yaml, from_yaml};
+
+/// The first YAML tag in `text` that the gateway's files do not take
+/// (only `!!str` and `!` are), with its line and whole key path, for YAML
+/// read another way than [`from_yaml`] (an add-on's manifest).
+pub fn refused_yaml_tag(text: &str, file: &str) -> Option<ConfigError> {
+    errors::refused_tag(text, file, false)
+}
 pub use limits::Limits;
 use limits::{check_limits, RawLimits};
 use signing::RawSigning;

@@ -31,7 +31,7 @@ fn read_yaml<T: DeserializeOwned>(
     file: &str,
     may_hold_secrets: bool,
 ) -> Result<T, ConfigError> {
-    if let Some(error) = null_tagged(text, file, may_hold_secrets) {
+    if let Some(error) = refused_tag(text, file, may_hold_secrets) {
         return Err(error);
     }
     // The parser's error knows the line; the path to the value being read
@@ -54,48 +54,67 @@ fn read_yaml<T: DeserializeOwned>(
     })
 }
 
-/// Where a walk over the YAML's events is: in a mapping, with the key of
-/// the value being read once that key has been read, or in a sequence,
-/// at the index of the next item.
+/// Where a walk over the YAML's events is: in a mapping (with the key of
+/// the value being read, and the key's line, once that key has been read)
+/// or in a sequence, at the index of the next item.
 enum Level {
-    Map { key: Option<String> },
+    Map { key: Option<(String, u64)> },
     Seq { index: usize },
 }
 
-/// A value that YAML's own `!!null` tag makes no value, although it is
-/// written as one (`revocation_file: !!null revoked.yaml`): an optional
-/// key so written would be read as if it were left out (no revocation
-/// list, the built-in table), which the text does not show. Refused with
-/// the value's whole path and line; `!!null` on a null (`!!null ~`, or
-/// nothing) is a null as ever.
-fn null_tagged(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
-    find_tagged(text, |tag, written_null, line, stack| {
-        (tag.is_yaml_core_schema_tag("null") && !written_null).then(|| ConfigError {
+/// The first tag in a YAML text that the gateway's files do not take,
+/// refused with its whole path and line. Only `!!str` and `!` (which make
+/// a value text) are taken, and a null tag on a null (`!!null ~`): YAML
+/// gives the other tags meanings a reader of the file may not see (its
+/// parser reads `!!null x`, and `!null x`, as no value, so an optional key
+/// so written is as if left out: no revocation list, the built-in table;
+/// `!!binary` decodes base64), and tags of its own (`!sha256 x`) would be
+/// dropped.
+pub(super) fn refused_tag(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
+    find_tagged(text, |tag, written_null, line, path| {
+        let nulls = is_null_tag(tag);
+        let taken = is_text_tag(tag) || (nulls && written_null);
+        (!taken).then(|| ConfigError {
             file: file.to_owned(),
             line,
-            key: walked_path(stack, may_hold_secrets),
-            reason: "`!!null` makes this value no value at all, as if the key were left \
-                     out; drop the tag, or write `null` where none is meant"
-                .to_owned(),
+            key: path(may_hold_secrets),
+            reason: match nulls {
+                true => {
+                    "`!!null` makes this value no value at all, as if the key were \
+                         left out; drop the tag, or write `null` where none is meant"
+                }
+                false => {
+                    "a YAML tag (`!...`) is not taken here (only `!!str`); a value \
+                          starting with `!` must be quoted"
+                }
+            }
+            .to_owned(),
         })
     })
 }
 
-/// The path of the first node on `line` with a tag YAML does not know:
-/// the one the parser refused there, which its error names only by line.
-fn refused_tag_path(text: &str, line: u64, may_hold_secrets: bool) -> Option<String> {
-    find_tagged(text, |tag, _, at, stack| {
-        (at == line && !tag.is_yaml_core_schema()).then(|| walked_path(stack, may_hold_secrets))
+/// `!!str` in any spelling, or the non-specific `!`: both make a value text.
+fn is_text_tag(tag: &granit_parser::Tag) -> bool {
+    tag.is_yaml_core_schema_tag("str") || tag.suffix_in_namespace("!").is_some_and(|s| s.is_empty())
+}
+
+/// A tag YAML's parser reads as null: `!!null`, and the spellings it takes
+/// for it (`!null`, `!<!!null>`, a `%TAG` handle for either).
+fn is_null_tag(tag: &granit_parser::Tag) -> bool {
+    ["tag:yaml.org,2002:", "!"].iter().any(|namespace| {
+        tag.suffix_in_namespace(namespace)
+            .is_some_and(|suffix| suffix.trim_start_matches('!') == "null")
     })
 }
 
 /// Walks the YAML's events and gives `found` each tagged node (its tag,
-/// whether its text is one of YAML's nulls, its line, and where the walk
-/// is, for [`walked_path`]) until it returns something. A syntax error
-/// ends the walk: the parser says it next.
+/// whether its text is one of YAML's nulls, its line: that of its key for
+/// a mapping's value, and its path, to be shown as [`dotted`] shows keys)
+/// until it returns something. A syntax error ends the walk: the parser
+/// says it next.
 fn find_tagged<T>(
     text: &str,
-    mut found: impl FnMut(&granit_parser::Tag, bool, u64, &[Level]) -> Option<T>,
+    mut found: impl FnMut(&granit_parser::Tag, bool, u64, &dyn Fn(bool) -> String) -> Option<T>,
 ) -> Option<T> {
     use granit_parser::{Event, Parser};
 
@@ -117,31 +136,59 @@ fn find_tagged<T>(
             Event::Alias(_) => (None, false, None),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
-                node_read(&mut stack, None);
+                node_read(&mut stack, None, 0);
                 continue;
             }
             _ => continue,
         };
-        let line = span.start.line() as u64;
-        if let Some(hit) = tag.and_then(|tag| found(tag, written_null, line, &stack)) {
-            return Some(hit);
+        let at = span.start.line() as u64;
+        if let Some(tag) = tag {
+            // A tagged key is named by itself, a value by its key's line
+            // (the tag may stand there, the value below it).
+            let (line, key) = match stack.last() {
+                Some(Level::Map { key: None }) => (at, scalar_text(&event)),
+                Some(Level::Map {
+                    key: Some((_, line)),
+                }) => (*line, None),
+                _ => (at, None),
+            };
+            let path = |may_hold_secrets: bool| {
+                let path = walked_path(&stack, may_hold_secrets);
+                match key {
+                    Some(key) => joined(
+                        path.trim_start_matches("(document)"),
+                        shown(key, may_hold_secrets),
+                    ),
+                    None => path,
+                }
+            };
+            if let Some(hit) = found(tag, written_null, line, &path) {
+                return Some(hit);
+            }
         }
-        match (opens, &event) {
-            (Some(level), _) => stack.push(level),
-            (None, Event::Scalar(value, ..)) => node_read(&mut stack, Some(value)),
-            (None, _) => node_read(&mut stack, None),
+        match opens {
+            Some(level) => stack.push(level),
+            None => node_read(&mut stack, scalar_text(&event), at),
         }
     }
     None
 }
 
-/// Moves the walk on past a node just read: a mapping's key (its text, if
-/// a scalar) or value, or a sequence's item.
-fn node_read(stack: &mut [Level], scalar: Option<&str>) {
+/// A scalar event's text.
+fn scalar_text<'a>(event: &'a granit_parser::Event<'_>) -> Option<&'a str> {
+    match event {
+        granit_parser::Event::Scalar(value, ..) => Some(value.as_ref()),
+        _ => None,
+    }
+}
+
+/// Moves the walk on past a node just read at `line`: a mapping's key
+/// (its text, if a scalar) or value, or a sequence's item.
+fn node_read(stack: &mut [Level], scalar: Option<&str>, line: u64) {
     match stack.last_mut() {
         Some(Level::Map { key }) => {
             *key = match key {
-                None => Some(scalar.unwrap_or("(key)").to_owned()),
+                None => Some((scalar.unwrap_or("(key)").to_owned(), line)),
                 Some(_) => None,
             }
         }
@@ -156,7 +203,9 @@ fn walked_path(stack: &[Level], may_hold_secrets: bool) -> String {
     let mut path = String::new();
     for level in stack {
         match level {
-            Level::Map { key: Some(key) } => {
+            Level::Map {
+                key: Some((key, _)),
+            } => {
                 if !path.is_empty() {
                     path.push('.');
                 }
@@ -307,10 +356,6 @@ fn parse_error(
         )
     } else if let Some(reason) = not_a_number(message) {
         (value_key(), reason)
-    } else if about_a_tag(message) {
-        // The parser's path (and the line's key) stop short of the value.
-        let key = refused_tag_path(text, line, may_hold_secrets).unwrap_or_else(value_key);
-        (key, redact_values(message))
     } else if message.starts_with("cannot deserialize null") {
         // Said in Rust's words (`use Option<String>`) by the parser.
         (

@@ -880,3 +880,107 @@ fn a_refused_tag_is_named_by_its_whole_path() {
         assert!(error.reason.contains("YAML tag"), "{error}");
     }
 }
+
+#[test]
+fn every_spelling_of_a_null_tag_is_refused() {
+    // The parser reads each of these as no value (helper 39): `!null` is a
+    // spelling it keeps for compatibility.
+    for tagged in [
+        "!!null revoked.yaml",
+        "!null revoked.yaml",
+        "!<!null> revoked.yaml",
+        "!<!!null> revoked.yaml",
+        "!<tag:yaml.org,2002:null> revoked.yaml",
+        "!<tag:yaml.org,2002:!null> revoked.yaml",
+    ] {
+        let text = format!(
+            "upstream: http://127.0.0.1:1\nsigning:\n  revocation_file: {tagged}\n  keys:\n    - {{ kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }}\n"
+        );
+        let error = error_of(&text);
+        assert_eq!(
+            (error.key.as_str(), error.line),
+            ("signing.revocation_file", 3),
+            "{tagged}: {error}"
+        );
+        assert!(error.reason.contains("!!null"), "{tagged}: {error}");
+    }
+    for (directive, tagged) in [("%TAG !! !", "!!null x"), ("%TAG !x! !", "!x!null x")] {
+        let text = format!("{directive}\n---\nupstream: http://127.0.0.1:1\ntable: {tagged}\n");
+        let error = error_of(&text);
+        assert_eq!((error.key.as_str(), error.line), ("table", 4), "{error}");
+    }
+}
+
+#[test]
+fn only_text_tags_are_taken() {
+    let base = "upstream: http://127.0.0.1:1\n";
+    for taken in ["tokens: { cli: !!str 12345 }", "tokens: { cli: ! abcdef }"] {
+        assert!(
+            Config::from_yaml(&format!("{base}{taken}\n"), "t.yaml").is_ok(),
+            "{taken}"
+        );
+    }
+    for refused in [
+        "tokens: { cli: !!binary czNjcjN0MTIz }",
+        "tokens: { cli: !str abcdef }",
+        "limits: { max_body_bytes: !!int 1024 }",
+        "limits: { max_body_bytes: !int 1024 }",
+        "tokens: { cli: !include other.yaml }",
+    ] {
+        let error = error_of(&format!("{base}{refused}\n"));
+        assert!(error.reason.contains("only `!!str`"), "{refused}: {error}");
+    }
+}
+
+#[test]
+fn a_refused_tag_is_found_where_it_stands() {
+    let cases = [
+        // The first tag refused, not the first tag on its line.
+        (
+            "upstream: http://127.0.0.1:1\ntokens: {cli: !!str abcdefgh123, observer: !Foo x}\n",
+            "tokens.observer",
+            2,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\naddons: [{slug: a1, token: !!str s3cr3t1}, {slug: a2, token: !sha256 s3cr3t2}]\n",
+            "addons[1].token",
+            2,
+        ),
+        // A tag on the key's line and its value below it: the key's line.
+        (
+            "upstream: http://127.0.0.1:1\ntable: !!null\n  strict.yaml\n",
+            "table",
+            2,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\ntable: !!null |\n  strict.yaml\n",
+            "table",
+            2,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\ntokens: !Foo\n  cli: x\n",
+            "tokens",
+            2,
+        ),
+        // A tagged key is named by itself.
+        (
+            "upstream: http://127.0.0.1:1\n!!null table: x\n",
+            "table",
+            2,
+        ),
+        (
+            "upstream: http://127.0.0.1:1\nlimits: {!Foo max_body_bytes: 5}\n",
+            "limits.max_body_bytes",
+            2,
+        ),
+    ];
+    for (text, key, line) in cases {
+        let error = error_of(text);
+        assert_eq!(
+            (error.key.as_str(), error.line),
+            (key, line),
+            "{text}: {error}"
+        );
+        assert!(!error.to_string().contains("3cr3t"), "{error}");
+    }
+}

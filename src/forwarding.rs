@@ -312,8 +312,10 @@ impl Forwarder {
         response: Response<Body>,
     ) -> Result<Response<Body>, ForwardError> {
         let most = self.limits.max_event_streams_per_addon;
+        // (An answer with no body, to HEAD say, opens no stream.)
+        let streams = is_event_stream(response.headers()) && !response.body().is_end_stream();
         let slug = match caller.slug() {
-            Some(slug) if most != 0 && is_event_stream(response.headers()) => slug,
+            Some(slug) if most != 0 && streams => slug,
             _ => return Ok(response),
         };
         let Some(place) = self.streams.take(slug, most) else {

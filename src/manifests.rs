@@ -335,6 +335,14 @@ fn read_value(path: &Path) -> Result<Value, String> {
     if path.extension().is_some_and(|ext| ext == "json") {
         serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))
     } else {
+        // (A tag would change what a field says unseen: `full_access:
+        // !!null true` reads as no full access, so a lower risk.)
+        if let Some(error) = crate::config::refused_yaml_tag(&text, "") {
+            return Err(format!(
+                "line {}, {}: {}",
+                error.line, error.key, error.reason
+            ));
+        }
         serde_saphyr::from_str(&text).map_err(|error| {
             let message = error.to_string();
             format!("not YAML: {}", message.lines().next().unwrap_or(""))

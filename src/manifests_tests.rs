@@ -253,3 +253,36 @@ fn a_manifest_that_is_not_a_regular_file_is_a_problem_not_passed_over() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].path, fifo);
 }
+
+#[test]
+fn a_manifest_with_a_yaml_tag_is_left_out_with_its_line_and_field() {
+    // As written, each would read as a lower risk or another role than the
+    // add-on's file seems to say (helper 39).
+    let dir = tempfile::tempdir().expect("dir");
+    for (text, said) in [
+        (
+            "slug: a\nfull_access: !!null true\n",
+            "line 2, full_access:",
+        ),
+        (
+            "slug: a\nhassio_role: !null manager\n",
+            "line 2, hassio_role:",
+        ),
+        ("slug: a\ndocker_api: !Foo true\n", "line 2, docker_api:"),
+    ] {
+        let path = write(dir.path(), "x", "config.yaml", text);
+        let problem = load_file(&path).expect_err(text);
+        assert_eq!(problem.field, "(file)", "{text}");
+        assert!(
+            problem.reason.starts_with(said),
+            "{text}: {}",
+            problem.reason
+        );
+    }
+    // Without the tag the same manifest loads, and `!!str` is taken.
+    assert!(parsed("slug: a\nfull_access: true\n").full_access);
+    assert_eq!(
+        parsed("slug: a\nhassio_role: !!str manager\n").role,
+        Role::Manager
+    );
+}

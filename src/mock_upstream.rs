@@ -595,8 +595,10 @@ fn answer(state: &MockState, parts: &Parts, recorded: &Recorded) -> Reply {
 }
 
 /// The answers that go on after the handler returns: the WebSocket, the
-/// event stream and downloads with a `size`. HEAD and other methods on the
-/// core API paths keep the core proxy's plain answer.
+/// event stream and downloads with a `size`. HEAD on the event stream gets
+/// the stream's head, as Home Assistant's server answers HEAD for a GET
+/// route; HEAD and other methods on the other core API paths keep the core
+/// proxy's plain answer.
 fn live(state: &MockState, parts: &Parts, target: &Target, segments: &[&str]) -> Option<Reply> {
     let get = parts.method == Method::GET;
     if !target.exact {
@@ -605,7 +607,9 @@ fn live(state: &MockState, parts: &Parts, target: &Target, segments: &[&str]) ->
     let reply = match segments {
         ["core", "websocket"] if !get => Reply::NotAllowed(vec!["GET"]),
         ["core", "websocket"] | ["core", "api", "websocket"] if get => Reply::Upgrade,
-        ["core", "api", "stream"] if get => Reply::Events(state.stream_release()),
+        ["core", "api", "stream"] if get || parts.method == Method::HEAD => {
+            Reply::Events(state.stream_release())
+        }
         ["backups", _, "download"] if get || parts.method == Method::HEAD => {
             match streams::requested_size(parts.uri.query())? {
                 Ok(len) => Reply::Pattern(len),

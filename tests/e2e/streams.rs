@@ -1339,6 +1339,12 @@ async fn an_add_on_over_its_event_stream_cap_gets_429_until_its_stream_ends() {
     );
     assert!(refused.contains("too many event streams"), "{refused}");
     assert!(!refused.contains("event:"), "{refused}");
+    // A HEAD opens no stream, and takes no place (helper 39).
+    let head = gateway
+        .send(&RawRequest::new("HEAD", "/core/api/stream").token(TOK_HA))
+        .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
     // Still answered after the refusal, from a connection not left
     // holding the refused stream.
     for _ in 0..4 {
