@@ -728,6 +728,15 @@ impl Checker<'_> {
         if file.value.trim().is_empty() {
             return Err(self.error(line_of(file), key, "names no file (it is empty)"));
         }
+        // A name that is not the file it seems to be: `|` keeps the line
+        // end, a paste a tab or an invisible character; for the revocation
+        // list a missing file is an empty one (helper 40).
+        let unseen = |c: char| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{feff}');
+        if file.value.chars().any(unseen) || file.value.trim() != file.value {
+            let reason = "the file name has a line end, tab, invisible character or space at \
+                          its ends; write it plainly on the key's line";
+            return Err(self.error(line_of(file), key, reason));
+        }
         Ok(())
     }
 

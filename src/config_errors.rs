@@ -63,17 +63,20 @@ enum Level {
 }
 
 /// The first tag in a YAML text that the gateway's files do not take,
-/// refused with its whole path and line. Only `!!str` and `!` (which make
-/// a value text) are taken, and a null tag on a null (`!!null ~`): YAML
+/// refused with its whole path and line. Only `!!str` on a scalar is
+/// taken, and a null tag on a plain null (`!!null ~`, `!!null`): YAML
 /// gives the other tags meanings a reader of the file may not see (its
 /// parser reads `!!null x`, and `!null x`, as no value, so an optional key
 /// so written is as if left out: no revocation list, the built-in table;
 /// `!!binary` decodes base64), and tags of its own (`!sha256 x`) would be
 /// dropped.
 pub(super) fn refused_tag(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
-    find_tagged(text, |tag, written_null, line, path| {
+    find_tagged(text, |tag, written, line, path| {
         let nulls = is_null_tag(tag);
-        let taken = is_text_tag(tag) || (nulls && written_null);
+        let taken = match written {
+            Written::Scalar { null } => tag.is_yaml_core_schema_tag("str") || (nulls && null),
+            Written::Collection => false,
+        };
         (!taken).then(|| ConfigError {
             file: file.to_owned(),
             line,
@@ -93,9 +96,13 @@ pub(super) fn refused_tag(text: &str, file: &str, may_hold_secrets: bool) -> Opt
     })
 }
 
-/// `!!str` in any spelling, or the non-specific `!`: both make a value text.
-fn is_text_tag(tag: &granit_parser::Tag) -> bool {
-    tag.is_yaml_core_schema_tag("str") || tag.suffix_in_namespace("!").is_some_and(|s| s.is_empty())
+/// How a tagged node is written: a scalar (and whether as a null: plain,
+/// and empty, `~` or `null`; a quoted `""` or `"null"` is text), or a
+/// mapping or sequence.
+#[derive(Clone, Copy)]
+enum Written {
+    Scalar { null: bool },
+    Collection,
 }
 
 /// A tag YAML's parser reads as null: `!!null`, and the spellings it takes
@@ -108,32 +115,36 @@ fn is_null_tag(tag: &granit_parser::Tag) -> bool {
 }
 
 /// Walks the YAML's events and gives `found` each tagged node (its tag,
-/// whether its text is one of YAML's nulls, its line: that of its key for
+/// how it is written, its line: that of its key for
 /// a mapping's value, and its path, to be shown as [`dotted`] shows keys)
 /// until it returns something. A syntax error ends the walk: the parser
 /// says it next.
 fn find_tagged<T>(
     text: &str,
-    mut found: impl FnMut(&granit_parser::Tag, bool, u64, &dyn Fn(bool) -> String) -> Option<T>,
+    mut found: impl FnMut(&granit_parser::Tag, Written, u64, &dyn Fn(bool) -> String) -> Option<T>,
 ) -> Option<T> {
-    use granit_parser::{Event, Parser};
+    use granit_parser::{Event, Parser, ScalarStyle};
 
     let mut stack: Vec<Level> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(Ok((event, span))) = parser.next_event() {
-        let (tag, written_null, opens) = match &event {
-            Event::Scalar(value, _, _, tag) => (
+        let (tag, written, opens) = match &event {
+            Event::Scalar(value, style, _, tag) => {
+                let null = *style == ScalarStyle::Plain
+                    && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL");
+                (tag.as_deref(), Written::Scalar { null }, None)
+            }
+            Event::MappingStart(_, _, tag) => (
                 tag.as_deref(),
-                matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL"),
-                None,
+                Written::Collection,
+                Some(Level::Map { key: None }),
             ),
-            Event::MappingStart(_, _, tag) => {
-                (tag.as_deref(), false, Some(Level::Map { key: None }))
-            }
-            Event::SequenceStart(_, _, tag) => {
-                (tag.as_deref(), false, Some(Level::Seq { index: 0 }))
-            }
-            Event::Alias(_) => (None, false, None),
+            Event::SequenceStart(_, _, tag) => (
+                tag.as_deref(),
+                Written::Collection,
+                Some(Level::Seq { index: 0 }),
+            ),
+            Event::Alias(_) => (None, Written::Collection, None),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
                 node_read(&mut stack, None, 0);
@@ -162,7 +173,7 @@ fn find_tagged<T>(
                     None => path,
                 }
             };
-            if let Some(hit) = found(tag, written_null, line, &path) {
+            if let Some(hit) = found(tag, written, line, &path) {
                 return Some(hit);
             }
         }

@@ -822,7 +822,7 @@ fn a_null_tag_on_a_written_value_is_refused_at_its_path() {
         assert!(!error.to_string().contains("3cr3t"), "{error}");
     }
     // A null tag on a null is a null, as YAML has it: the key is absent.
-    for written in ["!!null", "!!null ~", "!!null null", "!!null \"\""] {
+    for written in ["!!null", "!!null ~", "!!null null", "!!null NULL"] {
         let text = format!("upstream: http://127.0.0.1:1\ntable: {written}\n");
         let config = Config::from_yaml(&text, "t.yaml").expect(&text);
         assert!(config.table.is_none(), "{text}");
@@ -914,21 +914,25 @@ fn every_spelling_of_a_null_tag_is_refused() {
 #[test]
 fn only_text_tags_are_taken() {
     let base = "upstream: http://127.0.0.1:1\n";
-    for taken in ["tokens: { cli: !!str 12345 }", "tokens: { cli: ! abcdef }"] {
-        assert!(
-            Config::from_yaml(&format!("{base}{taken}\n"), "t.yaml").is_ok(),
-            "{taken}"
-        );
-    }
+    let taken = "tokens: { cli: !!str 12345 }";
+    assert!(Config::from_yaml(&format!("{base}{taken}\n"), "t.yaml").is_ok());
     for refused in [
         "tokens: { cli: !!binary czNjcjN0MTIz }",
         "tokens: { cli: !str abcdef }",
         "limits: { max_body_bytes: !!int 1024 }",
         "limits: { max_body_bytes: !int 1024 }",
         "tokens: { cli: !include other.yaml }",
+        // `!` is YAML's non-specific tag: `hassio_api: ! true` was read as
+        // a boolean, `!!str true` refused (helper 40).
+        "tokens: { cli: ! abcdef }",
+        // `!!str` on a collection, which the parser would refuse by the
+        // first key inside it (helper 40).
+        "signing: !!str\n  keys: []",
+        "addons: !!str\n  - { slug: a, token: x1 }",
     ] {
         let error = error_of(&format!("{base}{refused}\n"));
         assert!(error.reason.contains("only `!!str`"), "{refused}: {error}");
+        assert_eq!(error.line, 2, "{refused}: {error}");
     }
 }
 
@@ -982,5 +986,30 @@ fn a_refused_tag_is_found_where_it_stands() {
             "{text}: {error}"
         );
         assert!(!error.to_string().contains("3cr3t"), "{error}");
+    }
+}
+
+#[test]
+fn a_null_tag_on_text_that_only_looks_null_is_refused() {
+    // Quoted, escaped or folded, these are text, which the tag would make
+    // no value (helper 40).
+    for tagged in [
+        "!!null ''",
+        "!!null 'Null'",
+        "!!null \"null\"",
+        "!!null \"\"",
+        "!!null \"\\x7e\"",
+        "!!null >-\n    null",
+    ] {
+        let text = format!(
+            "upstream: http://127.0.0.1:1\nsigning:\n  revocation_file: {tagged}\n  keys:\n    - {{ kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }}\n"
+        );
+        let error = error_of(&text);
+        assert_eq!(
+            (error.key.as_str(), error.line),
+            ("signing.revocation_file", 3),
+            "{tagged}: {error}"
+        );
+        assert!(error.reason.contains("!!null"), "{tagged}: {error}");
     }
 }

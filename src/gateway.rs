@@ -565,12 +565,23 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
     );
 }
 
-/// The table files a configuration names (none for the built-in table).
-/// Logs each manifest that could not be used (the others are in force) and
-/// each entry of the secrets file no add-on uses.
-pub fn warn_manifest_problems(config: &Config) {
+/// Logs each manifest that could not be used (the others are in force),
+/// each entry of the secrets file no add-on uses, and a revocation file
+/// that does not exist.
+pub fn warn_config_problems(config: &Config) {
     for problem in &config.manifest_problems {
         tracing::warn!(%problem, "add-on {}", problem.cost.headline());
+    }
+    // A missing revocation list is an empty one (so that a first `token
+    // revoke` can make it); said, in case it is not where it was meant.
+    let signed = config.callers.signed.as_ref();
+    if let Some(file) = signed.filter(|signed| signed.revocations_missing()) {
+        if let Some(file) = file.revocation_file() {
+            tracing::warn!(
+                file = %file.display(),
+                "the revocation file does not exist: no signed token is revoked until `token revoke` makes it"
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{warn_manifest_problems, Gateway, Policy};
+use super::{warn_config_problems, Gateway, Policy};
 use crate::config::{Config, ConfigError, Limits};
 use crate::table::Table;
 
@@ -130,7 +130,7 @@ impl Gateway {
         })?;
         let config = Config::load(path).map_err(|error| vec![error])?;
         refuse_lost_revocations(&self.policy(), &config, path)?;
-        warn_manifest_problems(&config);
+        warn_config_problems(&config);
         *self.named_files.lock().unwrap_or_else(|e| e.into_inner()) = watched_paths(&config);
         let table = load_table(&config)?;
         let shadow = load_shadow(&config)?;

@@ -497,7 +497,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         config.workers,
         config.admin_listen,
     );
-    supervisor_gateway::gateway::warn_manifest_problems(&config);
+    supervisor_gateway::gateway::warn_config_problems(&config);
     // What a failure to open the audit log would be said as, with the
     // configuration's file and line (the configuration moves on below).
     let audit_log = config.audit_log.clone().map(|path| {

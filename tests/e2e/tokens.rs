@@ -257,3 +257,40 @@ async fn a_bad_signing_section_is_refused_with_file_key_and_line() {
         assert!(message.contains(reason), "{message}");
     }
 }
+
+#[tokio::test]
+async fn a_missing_revocation_file_is_said_at_start_and_a_hidden_name_refused() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = signing_config(dir.path(), mock.addr());
+    // No revocation file yet: an empty list, said once the gateway runs.
+    let served = spawn_serve(Path::new(&config), "info");
+    assert!(
+        served.wait_for_log(
+            "the revocation file does not exist",
+            1,
+            Duration::from_secs(10)
+        ),
+        "{}",
+        served.log()
+    );
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+
+    // A name with a line end in it (`|` keeps one) names no file one can
+    // see: refused at its line (helper 40).
+    let text = std::fs::read_to_string(&config).expect("config");
+    let hidden = text.replace(
+        "revocation_file: revoked.yaml",
+        "revocation_file: |\n    revoked.yaml",
+    );
+    std::fs::write(&config, hidden).expect("write");
+    let output = run_bin(&["validate", "--config", &config]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("signing.revocation_file: the file name has a line end"),
+        "{stderr}"
+    );
+    mock.stop().await;
+}
