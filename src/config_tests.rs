@@ -10,6 +10,17 @@ fn error_of(text: &str) -> ConfigError {
     }
 }
 
+/// The error of a config that must be refused at `key` on `line`.
+fn refused_at(text: &str, key: &str, line: u64) -> ConfigError {
+    let error = error_of(text);
+    assert_eq!(
+        (error.key.as_str(), error.line),
+        (key, line),
+        "{text}\n{error}"
+    );
+    error
+}
+
 #[test]
 fn a_minimal_config_takes_the_defaults() {
     let config = Config::from_yaml(MINIMAL, "test.yaml").expect("minimal config");
@@ -816,8 +827,7 @@ fn a_null_tag_on_a_written_value_is_refused_at_its_path() {
         ),
     ];
     for (text, key, line) in cases {
-        let error = error_of(text);
-        assert_eq!((error.key.as_str(), error.line), (key, line), "{error}");
+        let error = refused_at(text, key, line);
         assert!(error.reason.contains("!!null"), "{error}");
         assert!(!error.to_string().contains("3cr3t"), "{error}");
     }
@@ -896,18 +906,12 @@ fn every_spelling_of_a_null_tag_is_refused() {
         let text = format!(
             "upstream: http://127.0.0.1:1\nsigning:\n  revocation_file: {tagged}\n  keys:\n    - {{ kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }}\n"
         );
-        let error = error_of(&text);
-        assert_eq!(
-            (error.key.as_str(), error.line),
-            ("signing.revocation_file", 3),
-            "{tagged}: {error}"
-        );
+        let error = refused_at(&text, "signing.revocation_file", 3);
         assert!(error.reason.contains("!!null"), "{tagged}: {error}");
     }
     for (directive, tagged) in [("%TAG !! !", "!!null x"), ("%TAG !x! !", "!x!null x")] {
         let text = format!("{directive}\n---\nupstream: http://127.0.0.1:1\ntable: {tagged}\n");
-        let error = error_of(&text);
-        assert_eq!((error.key.as_str(), error.line), ("table", 4), "{error}");
+        refused_at(&text, "table", 4);
     }
 }
 
@@ -979,12 +983,7 @@ fn a_refused_tag_is_found_where_it_stands() {
         ),
     ];
     for (text, key, line) in cases {
-        let error = error_of(text);
-        assert_eq!(
-            (error.key.as_str(), error.line),
-            (key, line),
-            "{text}: {error}"
-        );
+        let error = refused_at(text, key, line);
         assert!(!error.to_string().contains("3cr3t"), "{error}");
     }
 }
@@ -1004,12 +1003,7 @@ fn a_null_tag_on_text_that_only_looks_null_is_refused() {
         let text = format!(
             "upstream: http://127.0.0.1:1\nsigning:\n  revocation_file: {tagged}\n  keys:\n    - {{ kid: a, algorithm: HS256, secret: 0123456789abcdef0123456789abcdef }}\n"
         );
-        let error = error_of(&text);
-        assert_eq!(
-            (error.key.as_str(), error.line),
-            ("signing.revocation_file", 3),
-            "{tagged}: {error}"
-        );
+        let error = refused_at(&text, "signing.revocation_file", 3);
         assert!(error.reason.contains("!!null"), "{tagged}: {error}");
     }
 }
