@@ -339,25 +339,17 @@ async fn a_client_gone_without_a_close_is_not_reported_upstream_as_refused() {
 #[tokio::test]
 async fn an_event_stream_reaches_the_client_before_the_upstream_finishes() {
     let gateway = TestGateway::start().await;
-    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
-    let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("request");
-    let mut received = Vec::new();
-    let first_event = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buffer = [0u8; 4096];
-        while !String::from_utf8_lossy(&received).contains("event: ready") {
-            let read = stream.read(&mut buffer).await.expect("read");
-            assert!(read > 0, "closed before the first event");
-            received.extend_from_slice(&buffer[..read]);
-        }
-    });
-    first_event
-        .await
-        .expect("the first event arrives while the upstream holds the response open");
-    assert!(String::from_utf8_lossy(&received).contains("text/event-stream"));
+    // (The mock holds the stream open until it is released.)
+    let (mut stream, seen) = open_event_stream(gateway.addr, TOK_HA).await;
+    assert!(
+        seen.contains("event: ready"),
+        "the first event arrives while the upstream holds the response open: {seen}"
+    );
+    assert!(seen.contains("text/event-stream"));
     gateway.mock.state().release_streams();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received)).await;
-    assert!(String::from_utf8_lossy(&received).contains("event: done"));
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(String::from_utf8_lossy(&rest).contains("event: done"));
 }
 
 /// The mock's download pattern, streamed to `writer` in 64 KiB pieces.
