@@ -731,7 +731,7 @@ impl Checker<'_> {
         // A name that is not the file it seems to be: `|` keeps the line
         // end, a paste a tab or an invisible character; for the revocation
         // list a missing file is an empty one (helper 40).
-        let unseen = |c: char| c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{feff}');
+        let unseen = |c: char| c.is_control() || (c.is_whitespace() && c != ' ') || is_invisible(c);
         if file.value.chars().any(unseen) || file.value.trim() != file.value {
             let reason = "the file name has a line end, tab, invisible character or space at \
                           its ends; write it plainly on the key's line";
@@ -835,6 +835,32 @@ pub fn is_slug(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Characters that show as nothing, or change how the text around them
+/// shows: soft hyphen, joiners and zero widths, direction controls, filler
+/// letters, variation selectors, tags (Unicode's format characters and
+/// their like).
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
 }
 
 /// The secrets file as read: a token (or its digest) for each slug.

@@ -147,7 +147,8 @@ fn find_tagged<T>(
             Event::Alias(_) => (None, Written::Collection, None),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
-                node_read(&mut stack, None, 0);
+                // (A collection that was a key is said at the line it ends.)
+                node_read(&mut stack, None, span.start.line() as u64);
                 continue;
             }
             _ => continue,

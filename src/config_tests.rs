@@ -1007,3 +1007,39 @@ fn a_null_tag_on_text_that_only_looks_null_is_refused() {
         assert!(error.reason.contains("!!null"), "{tagged}: {error}");
     }
 }
+
+#[test]
+fn a_tag_on_the_value_of_a_complex_key_has_a_line() {
+    // The key is a collection; the line was 0 (helper 41).
+    let error = error_of("upstream: http://127.0.0.1:1\n? [a, b]\n: !!null x\n");
+    assert!(error.line >= 2, "{error}");
+    assert_eq!(error.key, "(key)");
+}
+
+#[test]
+fn a_file_name_with_a_character_that_shows_as_nothing_is_refused() {
+    for hidden in [
+        "\u{2060}",
+        "\u{ad}",
+        "\u{202e}",
+        "\u{2066}",
+        "\u{180e}",
+        "\u{34f}",
+        "\u{3164}",
+        "\u{fe0f}",
+        "\u{e0020}",
+        "\u{a0}",
+        "\u{200b}",
+        "\t",
+    ] {
+        let text = format!("upstream: http://127.0.0.1:1\naudit_log: \"audit{hidden}.jsonl\"\n");
+        let error = refused_at(&text, "audit_log", 2);
+        assert!(
+            error.reason.contains("invisible character"),
+            "{hidden:?}: {error}"
+        );
+    }
+    // Letters of other scripts are names like any.
+    let text = "upstream: http://127.0.0.1:1\naudit_log: \"räume-αβ.jsonl\"\n";
+    assert!(Config::from_yaml(text, "t.yaml").is_ok());
+}

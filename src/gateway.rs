@@ -574,14 +574,27 @@ pub fn warn_config_problems(config: &Config) {
     }
     // A missing revocation list is an empty one (so that a first `token
     // revoke` can make it); said, in case it is not where it was meant.
-    let signed = config.callers.signed.as_ref();
-    if let Some(file) = signed.filter(|signed| signed.revocations_missing()) {
-        if let Some(file) = file.revocation_file() {
-            tracing::warn!(
-                file = %file.display(),
-                "the revocation file does not exist: no signed token is revoked until `token revoke` makes it"
-            );
-        }
+    // (The name as Debug shows it: escaped, so that a character that shows
+    // as nothing is seen.)
+    let Some(signed) = config.callers.signed.as_ref() else {
+        return;
+    };
+    if let Some(file) = signed
+        .revocation_file()
+        .filter(|_| signed.revocations_missing())
+    {
+        tracing::warn!(
+            file = ?file,
+            "the revocation file does not exist: no signed token is revoked until `token revoke` makes it"
+        );
+    }
+    // (Counted, not named: an entry could be a token pasted by mistake.)
+    let unknown = signed.revoked_unknown_addons();
+    if unknown > 0 {
+        tracing::warn!(
+            entries = unknown,
+            "issued_before in the revocation file names add-ons this configuration does not have; they revoke nothing"
+        );
     }
 }
 

@@ -196,12 +196,30 @@ impl Revocations {
             // Said as for the configuration, by line and a key shown only
             // where it cannot be a token (one pasted here would be a live
             // credential).
-            Ok(text) => crate::config::from_guarded_yaml(&text, "").map_err(|error| {
-                RevocationError::Invalid(format!(
-                    "not a revocation list: line {}: {}: {}",
-                    error.line, error.key, error.reason
-                ))
-            }),
+            Ok(text) => {
+                let read: Revocations =
+                    crate::config::from_guarded_yaml(&text, "").map_err(|error| {
+                        RevocationError::Invalid(format!(
+                            "not a revocation list: line {}: {}: {}",
+                            error.line, error.key, error.reason
+                        ))
+                    })?;
+                // An entry that is no slug revokes nothing, whatever it
+                // looks like (`example` with an invisible character, say).
+                // Not shown: it could be a token pasted by mistake.
+                match read
+                    .issued_before
+                    .keys()
+                    .find(|slug| !crate::config::is_slug(slug))
+                {
+                    Some(_) => Err(RevocationError::Invalid(
+                        "not a revocation list: issued_before: an entry is not an add-on slug \
+                         (letters, digits, `-`, `_` and `.`)"
+                            .into(),
+                    )),
+                    None => Ok(read),
+                }
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Err(RevocationError::Missing)
             }
@@ -428,7 +446,16 @@ impl SignedTokens {
         files
     }
 
-    /// Whether the configured revocation file did not exist when read.
+    /// How many `issued_before` entries name no add-on of this
+    /// configuration (they revoke nothing).
+    pub fn revoked_unknown_addons(&self) -> usize {
+        self.issued_before
+            .keys()
+            .filter(|slug| !self.addons.contains_key(*slug))
+            .count()
+    }
+
+    /// Whether the revocation file did not exist when it was read.
     pub fn revocations_missing(&self) -> bool {
         self.revocations_missing
     }

@@ -487,3 +487,32 @@ fn a_fifo_or_device_at_the_lock_name_is_refused_at_once() {
     );
     assert!(!path.exists(), "nothing written without the lock");
 }
+
+#[test]
+fn an_issued_before_entry_that_is_no_slug_is_refused_unshown() {
+    // `example` with a word joiner revoked nothing (helper 41).
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("revoked.yaml");
+    for entry in ["\"plain\u{2060}\"", "\"plain \"", "\"S3cr3t MARK\""] {
+        std::fs::write(&path, format!("jti: []\nissued_before:\n  {entry}: 1\n")).expect("write");
+        let Err(RevocationError::Invalid(reason)) = Revocations::load(&path) else {
+            panic!("{entry} should be refused");
+        };
+        assert!(reason.contains("not an add-on slug"), "{reason}");
+        assert!(
+            !reason.contains("plain") && !reason.contains("3cr3t"),
+            "{reason}"
+        );
+    }
+    // A slug of no configured add-on is read, and counted as revoking nothing.
+    std::fs::write(
+        &path,
+        "jti: []\nissued_before:\n  plain: 1\n  gone_addon: 1\n",
+    )
+    .expect("write");
+    let read = Revocations::load(&path).expect("a list of slugs");
+    assert_eq!(
+        tokens(vec![hmac_key("k")], read).revoked_unknown_addons(),
+        1
+    );
+}
