@@ -1031,6 +1031,10 @@ fn a_file_name_with_a_character_that_shows_as_nothing_is_refused() {
         "\u{a0}",
         "\u{200b}",
         "\t",
+        // (helper 42)
+        "\u{2800}",
+        "\u{13430}",
+        "\u{1bca0}",
     ] {
         let text = format!("upstream: http://127.0.0.1:1\naudit_log: \"audit{hidden}.jsonl\"\n");
         let error = refused_at(&text, "audit_log", 2);
