@@ -312,10 +312,14 @@ impl Forwarder {
         response: Response<Body>,
     ) -> Result<Response<Body>, ForwardError> {
         let most = self.limits.max_event_streams_per_addon;
-        // (An answer with no body, to HEAD say, opens no stream.)
+        // (Without a cap no header is looked at.)
+        if most == 0 {
+            return Ok(response);
+        }
+        // An answer with no body, to HEAD say, opens no stream.
         let streams = is_event_stream(response.headers()) && !response.body().is_end_stream();
         let slug = match caller.slug() {
-            Some(slug) if most != 0 && streams => slug,
+            Some(slug) if streams => slug,
             _ => return Ok(response),
         };
         let Some(place) = self.streams.take(slug, most) else {
