@@ -25,7 +25,8 @@ mod signing;
 pub use errors::{from_guarded_yaml, from_yaml};
 
 /// The first YAML tag in `text` that the gateway's files do not take
-/// (only `!!str` and `!` are), with its line and whole key path, for YAML
+/// (only `!!str` is, and `!!null` on a null), with its line and whole key
+/// path, for YAML
 /// read another way than [`from_yaml`] (an add-on's manifest).
 pub fn refused_yaml_tag(text: &str, file: &str) -> Option<ConfigError> {
     errors::refused_tag(text, file, false)

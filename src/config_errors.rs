@@ -37,9 +37,9 @@ fn read_yaml<T: DeserializeOwned>(
     // The parser's error knows the line; the path to the value being read
     // when it failed is known only to the wrapper around the deserializer.
     let failed_at = RefCell::new(None);
-    // A tag YAML does not know is refused rather than dropped: unquoted,
-    // `token: !sha256 <hex>` would be the token `<hex>`, and `!Abc def`
-    // the token `def`, without a sign.
+    // (`refused_tag` has refused every tag but `!!str` already; the
+    // parser's own refusal of tags it does not know stays behind it:
+    // unquoted, `token: !sha256 <hex>` would be the token `<hex>`.)
     let mut options = serde_saphyr::Options::default();
     options.reject_unsupported_tags = true;
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
@@ -71,38 +71,43 @@ enum Level {
 /// `!!binary` decodes base64), and tags of its own (`!sha256 x`) would be
 /// dropped.
 pub(super) fn refused_tag(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
-    find_tagged(text, |tag, written, line, path| {
-        let nulls = is_null_tag(tag);
-        let taken = match written {
-            Written::Scalar { null } => tag.is_yaml_core_schema_tag("str") || (nulls && null),
-            Written::Collection => false,
-        };
-        (!taken).then(|| ConfigError {
-            file: file.to_owned(),
-            line,
-            key: path(may_hold_secrets),
-            reason: match nulls {
-                true => {
-                    "`!!null` makes this value no value at all, as if the key were \
-                         left out; drop the tag, or write `null` where none is meant"
-                }
-                false => {
-                    "a YAML tag (`!...`) is not taken here (only `!!str`); a value \
-                          starting with `!` must be quoted"
-                }
-            }
-            .to_owned(),
-        })
+    let refused = first_refused_tag(text)?;
+    let path: Vec<&Segment> = refused.path.iter().collect();
+    let key = match dotted(&path, may_hold_secrets) {
+        top if top.is_empty() => "(document)".to_owned(),
+        key => key,
+    };
+    let reason = match refused.null {
+        true => {
+            "`!!null` makes this value no value at all, as if the key were left out; \
+             drop the tag, or write `null` where none is meant"
+        }
+        false => {
+            "a YAML tag (`!...`) is not taken here (only `!!str`); a value starting \
+             with `!` must be quoted"
+        }
+    };
+    Some(ConfigError {
+        file: file.to_owned(),
+        line: refused.line,
+        key,
+        reason: reason.to_owned(),
     })
 }
 
-/// How a tagged node is written: a scalar (and whether as a null: plain,
-/// and empty, `~` or `null`; a quoted `""` or `"null"` is text), or a
-/// mapping or sequence.
-#[derive(Clone, Copy)]
-enum Written {
-    Scalar { null: bool },
-    Collection,
+/// A tag [`first_refused_tag`] found: its line (that of its key, for a
+/// mapping's value), its path, and whether it is a null tag.
+struct RefusedTag {
+    line: u64,
+    path: Vec<Segment>,
+    null: bool,
+}
+
+/// Whether a tag is taken on a node: `!!str` on a scalar, or a null tag on
+/// a plain null (`~`, `null` or nothing; a quoted `""` or `"null"` is
+/// text, which the tag would make no value).
+fn is_taken(tag: &granit_parser::Tag, scalar: bool, plain_null: bool) -> bool {
+    scalar && (tag.is_yaml_core_schema_tag("str") || (is_null_tag(tag) && plain_null))
 }
 
 /// A tag YAML's parser reads as null: `!!null`, and the spellings it takes
@@ -114,84 +119,63 @@ fn is_null_tag(tag: &granit_parser::Tag) -> bool {
     })
 }
 
-/// Walks the YAML's events and gives `found` each tagged node (its tag,
-/// how it is written, its line: that of its key for
-/// a mapping's value, and its path, to be shown as [`dotted`] shows keys)
-/// until it returns something. A syntax error ends the walk: the parser
-/// says it next.
-fn find_tagged<T>(
-    text: &str,
-    mut found: impl FnMut(&granit_parser::Tag, Written, u64, &dyn Fn(bool) -> String) -> Option<T>,
-) -> Option<T> {
+/// Walks the YAML's events to the first tag that is not taken. A syntax
+/// error ends the walk: the parser says it next.
+fn first_refused_tag(text: &str) -> Option<RefusedTag> {
     use granit_parser::{Event, Parser, ScalarStyle};
 
     let mut stack: Vec<Level> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(Ok((event, span))) = parser.next_event() {
-        let (tag, written, opens) = match &event {
+        let at = span.start.line() as u64;
+        let (tag, scalar, plain_null, opens) = match &event {
             Event::Scalar(value, style, _, tag) => {
-                let null = *style == ScalarStyle::Plain
+                let plain_null = *style == ScalarStyle::Plain
                     && matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL");
-                (tag.as_deref(), Written::Scalar { null }, None)
+                (tag.as_deref(), Some(value.as_ref()), plain_null, None)
             }
-            Event::MappingStart(_, _, tag) => (
-                tag.as_deref(),
-                Written::Collection,
-                Some(Level::Map { key: None }),
-            ),
-            Event::SequenceStart(_, _, tag) => (
-                tag.as_deref(),
-                Written::Collection,
-                Some(Level::Seq { index: 0 }),
-            ),
-            Event::Alias(_) => (None, Written::Collection, None),
+            Event::MappingStart(_, _, tag) => {
+                (tag.as_deref(), None, false, Some(Level::Map { key: None }))
+            }
+            Event::SequenceStart(_, _, tag) => {
+                (tag.as_deref(), None, false, Some(Level::Seq { index: 0 }))
+            }
+            Event::Alias(_) => (None, None, false, None),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
                 // (A collection that was a key is said at the line it ends.)
-                node_read(&mut stack, None, span.start.line() as u64);
+                node_read(&mut stack, None, at);
                 continue;
             }
             _ => continue,
         };
-        let at = span.start.line() as u64;
-        if let Some(tag) = tag {
+        if let Some(tag) = tag.filter(|tag| !is_taken(tag, scalar.is_some(), plain_null)) {
+            let mut path = walked_path(&stack);
             // A tagged key is named by itself, a value by its key's line
             // (the tag may stand there, the value below it).
-            let (line, key) = match stack.last() {
-                Some(Level::Map { key: None }) => (at, scalar_text(&event)),
+            let line = match stack.last() {
+                Some(Level::Map { key: None }) => {
+                    if let Some(key) = scalar {
+                        path.push(Segment::Map {
+                            key: key.to_owned(),
+                        });
+                    }
+                    at
+                }
                 Some(Level::Map {
                     key: Some((_, line)),
-                }) => (*line, None),
-                _ => (at, None),
+                }) => *line,
+                _ => at,
             };
-            let path = |may_hold_secrets: bool| {
-                let path = walked_path(&stack, may_hold_secrets);
-                match key {
-                    Some(key) => joined(
-                        path.trim_start_matches("(document)"),
-                        shown(key, may_hold_secrets),
-                    ),
-                    None => path,
-                }
-            };
-            if let Some(hit) = found(tag, written, line, &path) {
-                return Some(hit);
-            }
+            let null = is_null_tag(tag);
+            return Some(RefusedTag { line, path, null });
         }
         match opens {
             Some(level) => stack.push(level),
-            None => node_read(&mut stack, scalar_text(&event), at),
+            None => node_read(&mut stack, scalar, at),
         }
     }
     None
-}
-
-/// A scalar event's text.
-fn scalar_text<'a>(event: &'a granit_parser::Event<'_>) -> Option<&'a str> {
-    match event {
-        granit_parser::Event::Scalar(value, ..) => Some(value.as_ref()),
-        _ => None,
-    }
 }
 
 /// Moves the walk on past a node just read at `line`: a mapping's key
@@ -209,30 +193,19 @@ fn node_read(stack: &mut [Level], scalar: Option<&str>, line: u64) {
     }
 }
 
-/// The dotted path of the node the walk is at, `(document)` at the top;
-/// keys shown as [`dotted`] shows them.
-fn walked_path(stack: &[Level], may_hold_secrets: bool) -> String {
-    let mut path = String::new();
-    for level in stack {
-        match level {
+/// The path of the node the walk is at, as the parser's own paths are
+/// written (for [`dotted`]).
+fn walked_path(stack: &[Level]) -> Vec<Segment> {
+    stack
+        .iter()
+        .filter_map(|level| match level {
             Level::Map {
                 key: Some((key, _)),
-            } => {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(shown(key, may_hold_secrets));
-            }
-            Level::Map { key: None } => {}
-            Level::Seq { index } => {
-                let _ = write!(path, "[{index}]");
-            }
-        }
-    }
-    match path.is_empty() {
-        true => "(document)".to_owned(),
-        false => path,
-    }
+            } => Some(Segment::Map { key: key.clone() }),
+            Level::Map { key: None } => None,
+            Level::Seq { index } => Some(Segment::Seq { index: *index }),
+        })
+        .collect()
 }
 
 /// The segments of a path the parser was on, up to where the path was
