@@ -26,8 +26,8 @@ pub use errors::{from_guarded_yaml, from_yaml};
 
 /// The first YAML tag in `text` that the gateway's files do not take
 /// (only `!!str` is, and `!!null` on a null), with its line and whole key
-/// path, for YAML
-/// read another way than [`from_yaml`] (an add-on's manifest).
+/// path, for YAML read another way than [`from_yaml`] (an add-on's
+/// manifest).
 pub fn refused_yaml_tag(text: &str, file: &str) -> Option<ConfigError> {
     errors::refused_tag(text, file, false)
 }
