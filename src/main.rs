@@ -373,19 +373,19 @@ fn policy_errors(problems: Vec<ConfigError>, config: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The table a `--config` or `--table` argument names. With `--config`, a
-/// table file that cannot be read is the config's error, said at its key's
-/// line as `serve` says it.
-fn table_path(args: ValidateArgs) -> Result<Option<PathBuf>, ExitCode> {
+/// The table a `--config` or `--table` argument names; with `--config`,
+/// also the table as `serve` loads it (validated; a table file that cannot
+/// be read is the config's error, said at its key's line).
+fn table_source(args: ValidateArgs) -> Result<(Option<PathBuf>, Option<Table>), ExitCode> {
     match (&args.config, args.table) {
         (Some(config), _) => match Config::load(config) {
             Ok(config) => match supervisor_gateway::gateway::load_table(&config) {
-                Ok(_) => Ok(config.table),
+                Ok(table) => Ok((config.table, Some(table))),
                 Err(problems) => Err(policy_errors(problems, &config.source)),
             },
             Err(error) => Err(fail(format!("config error: {error}"))),
         },
-        (None, table) => Ok(table),
+        (None, table) => Ok((table, None)),
     }
 }
 
@@ -393,8 +393,8 @@ fn run_cases(files: &[PathBuf], source: ValidateArgs, require_coverage: bool) ->
     let table = if source.config.is_none() && source.table.is_none() {
         None
     } else {
-        match table_path(source) {
-            Ok(path) => path,
+        match table_source(source) {
+            Ok((path, _)) => path,
             Err(code) => return code,
         }
     };
@@ -420,13 +420,13 @@ fn run_cases(files: &[PathBuf], source: ValidateArgs, require_coverage: bool) ->
 }
 
 fn run_routes(source: ValidateArgs, format: Format) -> ExitCode {
-    let path = match table_path(source) {
-        Ok(path) => path,
+    let table = match table_source(source) {
+        Ok((_, Some(loaded))) => loaded,
+        Ok((path, None)) => match Table::load_validated(path.as_deref()) {
+            Ok(table) => table,
+            Err(problems) => return table_errors(problems),
+        },
         Err(code) => return code,
-    };
-    let table = match Table::load_validated(path.as_deref()) {
-        Ok(table) => table,
-        Err(problems) => return table_errors(problems),
     };
     let rows = routes::matrix(&table);
     let output = match format {
@@ -441,37 +441,38 @@ fn run_routes(source: ValidateArgs, format: Format) -> ExitCode {
 fn run_validate(args: ValidateArgs) -> ExitCode {
     // With --config, both tables serve would load, loaded as serve loads
     // them: the table and the shadow table.
-    let (loaded, source) = match (&args.config, &args.table) {
+    let mut tables = Vec::new();
+    let mut problems = Vec::new();
+    let source = match (&args.config, &args.table) {
         (Some(config), _) => match Config::load(config) {
             Ok(config) => {
-                let shadow = supervisor_gateway::gateway::load_shadow(&config);
-                let shadow = shadow.map(|shadow| shadow.into_iter().collect::<Vec<_>>());
-                let table = supervisor_gateway::gateway::load_table(&config).map(|t| vec![t]);
-                let tables = vec![table, shadow];
-                (tables, config.source)
+                match supervisor_gateway::gateway::load_table(&config) {
+                    Ok(table) => tables.push(table),
+                    Err(found) => problems.extend(found),
+                }
+                match supervisor_gateway::gateway::load_shadow(&config) {
+                    Ok(shadow) => tables.extend(shadow),
+                    Err(found) => problems.extend(found),
+                }
+                config.source
             }
             Err(error) => return fail(format!("config error: {error}")),
         },
         (None, table) => {
-            let table = Table::load_validated(table.as_deref()).map(|table| vec![table]);
-            (vec![table], String::new())
+            match Table::load_validated(table.as_deref()) {
+                Ok(table) => tables.push(table),
+                Err(found) => problems.extend(found),
+            }
+            String::new()
         }
     };
-    let mut problems = Vec::new();
-    for tables in loaded {
-        match tables {
-            Ok(tables) => {
-                for table in tables {
-                    println!(
-                        "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
-                        table.file,
-                        table.digest,
-                        table.rule_count()
-                    );
-                }
-            }
-            Err(found) => problems.extend(found),
-        }
+    for table in &tables {
+        println!(
+            "valid: {} (digest {}): {} rules; the protection-mode toggle is closed to every role but admin",
+            table.file,
+            table.digest,
+            table.rule_count()
+        );
     }
     if problems.is_empty() {
         ExitCode::SUCCESS
