@@ -380,6 +380,40 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
 }
 
 #[tokio::test]
+async fn test_with_a_config_refuses_a_table_serve_would_refuse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
+        "      - /addons/reload\n",
+        "      - /addons/reload\n      - { path: /jobs/<name>, except: [/backups/x] }\n",
+        1,
+    );
+    write(dir.path(), "table.yaml", &table);
+    let config = format!(
+        "{}table: table.yaml\n",
+        test_config_yaml("127.0.0.1:9".parse().expect("addr"))
+    );
+    let config = write(dir.path(), "gateway.yaml", &config);
+    let cases = write(
+        dir.path(),
+        "cases.yaml",
+        "cases:\n  - { caller: anonymous, method: GET, target: /supervisor/ping, status: 200 }\n",
+    );
+    let output = run_bin(&[
+        "test",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        cases.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("table error:") && stderr.contains("removes nothing"),
+        "{stderr}"
+    );
+    assert!(!text(&output.stdout).contains("passed"), "no case ran");
+}
+
+#[tokio::test]
 async fn routes_prints_the_matrix_in_three_formats() {
     let text_out = run_bin(&["routes", "--table", "config/default-table.yaml"]);
     assert_eq!(text_out.status.code(), Some(0));
