@@ -207,18 +207,18 @@ impl Revocations {
                 // An entry that is no slug revokes nothing, whatever it
                 // looks like (`example` with an invisible character, say).
                 // Not shown: it could be a token pasted by mistake.
-                match read
+                if read
                     .issued_before
                     .keys()
-                    .find(|slug| !crate::config::is_slug(slug))
+                    .any(|slug| !crate::config::is_slug(slug))
                 {
-                    Some(_) => Err(RevocationError::Invalid(
+                    return Err(RevocationError::Invalid(
                         "not a revocation list: issued_before: an entry is not an add-on slug \
                          (letters, digits, `-`, `_` and `.`)"
                             .into(),
-                    )),
-                    None => Ok(read),
+                    ));
                 }
+                Ok(read)
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 Err(RevocationError::Missing)
