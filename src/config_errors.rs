@@ -73,9 +73,9 @@ enum Level {
 pub(super) fn refused_tag(text: &str, file: &str, may_hold_secrets: bool) -> Option<ConfigError> {
     let refused = first_refused_tag(text)?;
     let path: Vec<&Segment> = refused.path.iter().collect();
-    let key = match dotted(&path, may_hold_secrets) {
-        top if top.is_empty() => "(document)".to_owned(),
-        key => key,
+    let key = match path.is_empty() {
+        true => "(document)".to_owned(),
+        false => dotted(&path, may_hold_secrets),
     };
     let reason = match refused.null {
         true => {
