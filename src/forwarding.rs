@@ -182,16 +182,18 @@ impl Forwarder {
         permit: &Permit,
         caller: &Caller,
         parts: &request::Parts,
-        body: Incoming,
+        body: Option<Incoming>,
         tap: Option<Tap>,
         peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
         let bodiless = matches!(parts.method, http::Method::GET | http::Method::HEAD)
-            && body.is_end_stream()
+            && body.as_ref().is_none_or(|body| body.is_end_stream())
             && tap.is_none();
-        if bodiless {
-            return self.forward_bodiless(permit, caller, parts, peer).await;
-        }
+        // (No body at all: a GET the server read itself, see `plain.rs`.)
+        let body = match body {
+            Some(body) if !bodiless => body,
+            _ => return self.forward_bodiless(permit, caller, parts, peer).await,
+        };
         let (body, watch) = self.limited_body(permit, &parts.headers, body, tap).await?;
         // A bodiless GET, HEAD or OPTIONS may go out a second time if the
         // upstream drops the kept-alive connection it was sent on.
@@ -611,7 +613,7 @@ const SPARE_HEADS_KEPT: usize = 16;
 const SPARE_HEAD_CAPACITY: usize = 8192;
 
 /// An empty buffer for an upstream head, one kept if there is one.
-fn spare_head() -> Vec<u8> {
+pub(crate) fn spare_head() -> Vec<u8> {
     let mut head = spares::take(&SPARE_HEADS, |_| true).unwrap_or_default();
     head.reserve(512);
     head
@@ -619,7 +621,7 @@ fn spare_head() -> Vec<u8> {
 
 /// Empties `head` and keeps it for the next request's upstream head, unless
 /// enough are kept or it is unusually large.
-fn keep_spare_head(mut head: Vec<u8>) {
+pub(crate) fn keep_spare_head(mut head: Vec<u8>) {
     if head.capacity() > SPARE_HEAD_CAPACITY {
         return;
     }

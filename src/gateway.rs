@@ -396,14 +396,26 @@ impl Gateway {
         let gateway = self.clone();
         let started = Instant::now();
         let (mut parts, body) = request.into_parts();
-        async move { gateway.answer(started, &mut parts, body, &peer).await }
+        async move { gateway.answer(started, &mut parts, Some(body), &peer).await }
+    }
+
+    /// Decides and answers a GET that came without a body, read by the
+    /// server's own code rather than hyper's (see `plain.rs`).
+    pub(crate) fn handle_plain(
+        self: &Arc<Self>,
+        mut parts: request::Parts,
+        peer: Peer,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+        let gateway = self.clone();
+        let started = Instant::now();
+        async move { gateway.answer(started, &mut parts, None, &peer).await }
     }
 
     async fn answer(
         &self,
         started: Instant,
         parts: &mut request::Parts,
-        body: Incoming,
+        body: Option<Incoming>,
         peer: &Peer,
     ) -> Response<Body> {
         let policy = self.policy();
@@ -434,7 +446,7 @@ impl Gateway {
             None => parts.uri.path().to_owned(),
         });
         let method = parts.method.clone();
-        let had_body = !body.is_end_stream();
+        let had_body = body.as_ref().is_some_and(|body| !body.is_end_stream());
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
                 let grant = self.grant(&policy, &caller, parts, &permit);

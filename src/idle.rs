@@ -588,7 +588,7 @@ impl ClientIo {
     /// it), as the socket's last readiness says: the runtime records that
     /// when it happens whether anyone reads or not, and never forgets it.
     /// No system call; bytes still unread do not hide it.
-    fn client_hung_up(&self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn client_hung_up(&self, cx: &mut Context<'_>) -> bool {
         let ready = std::pin::pin!(self.stream.ready(Interest::READABLE));
         matches!(ready.poll(cx), Poll::Ready(Ok(ready)) if ready.is_read_closed())
     }

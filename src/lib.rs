@@ -57,6 +57,7 @@ pub mod mock_upstream;
 mod pathset;
 pub mod pattern;
 pub mod places;
+pub(crate) mod plain;
 pub mod protection;
 pub mod protection_state;
 pub mod rating;

@@ -30,6 +30,7 @@ use crate::gateway::Gateway;
 use crate::idle::{
     self, Activity, ClientIo, Deadlines, Expiry, InFlight, Next, SendWatch, Timeouts, Warm,
 };
+use crate::plain::{self, Stretch};
 use crate::websocket::Handover;
 
 /// The most unsent answer bytes the kernel holds for a client before the
@@ -219,10 +220,12 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves the connection: parked (no hyper connection, no buffers)
-    /// until the client sends, then on a hyper connection until it may be
-    /// parked again; see [`crate::idle`].
-    async fn run(self, stream: TcpStream, peer: SocketAddr) {
+    /// Serves the connection: parked (nothing allocated for it) until the
+    /// client sends, then by the gateway's own code while it sends plain
+    /// GETs (see [`crate::plain`]), and on a hyper connection from the
+    /// first request that is not one until it may be parked again (see
+    /// [`crate::idle`]).
+    async fn run(self, stream: TcpStream, addr: SocketAddr) {
         let Connection {
             gateway,
             stop,
@@ -234,16 +237,35 @@ impl Connection {
         // under the limit, in the metrics and in the shutdown's wait.
         let held = Box::new((slot, Counted, alive));
         tune(&stream);
-        let builder = hyper_builder(gateway.limits());
+        let limits = gateway.limits();
+        let builder = hyper_builder(limits);
         let activity = Arc::new(Activity::new());
-        let timeouts = Timeouts::of(gateway.limits());
+        let timeouts = Timeouts::of(limits);
         let mut deadlines = Deadlines::new(&activity, timeouts);
-        let service = service(gateway, activity.clone(), peer, stop.clone(), timeouts.send);
+        let peer = Peer::new(addr);
+        let served = plain::Served {
+            gateway: &gateway,
+            activity: &activity,
+            peer: &peer,
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        };
+        let service = service(
+            gateway.clone(),
+            activity.clone(),
+            addr,
+            stop.clone(),
+            timeouts.send,
+        );
         let mut stop = stop;
+        // (Fused: the plain stretch and hyper's both look at it, and it may
+        // be polled again after it has fired.)
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
-        };
+        }
+        .fuse();
         tokio::pin!(stopped);
+        let mut stopping = false;
         let mut io = ClientIo::new(stream, activity.clone(), held);
         loop {
             // Parked: wait for the client with nothing allocated for it.
@@ -251,18 +273,34 @@ impl Connection {
                 biased;
                 () = &mut stopped => return,
                 readable = io.readable() => if readable.is_err() { return },
-                expiry = deadlines.expired(&activity) => return close(expiry, &activity, peer),
+                expiry = deadlines.expired(&activity) => return close(expiry, &activity, addr),
             }
             let _warm = Warm::start();
+            let stretch = plain::serve(io, &served, &mut deadlines, &mut stopped, &mut stopping);
+            let handed = match stretch.await {
+                Stretch::Closed => return,
+                Stretch::Expired(expiry) => return close(expiry, &activity, addr),
+                Stretch::Parked(parked) => {
+                    io = parked;
+                    continue;
+                }
+                Stretch::HandOver { io, stopping } => (io, stopping),
+            };
+            let (handed, stopping) = handed;
             let mut connection = builder
-                .serve_connection(TokioIo::new(io), service.clone())
+                .serve_connection(TokioIo::new(handed), service.clone())
                 .with_upgrades();
+            if stopping {
+                // Let the request handed over finish, then close.
+                Pin::new(&mut connection).graceful_shutdown();
+                return wind_down(connection, &activity, &mut deadlines, addr).await;
+            }
             io = loop {
                 let next = tokio::select! {
                     biased;
                     result = &mut connection => {
                         if let Err(error) = result {
-                            connection_failed(&error, peer);
+                            connection_failed(&error, addr);
                         }
                         return;
                     }
@@ -270,7 +308,7 @@ impl Connection {
                         // Shutting down: let the request in flight finish; a
                         // head on its way still has only its head time.
                         Pin::new(&mut connection).graceful_shutdown();
-                        return wind_down(connection, &activity, &mut deadlines, peer).await;
+                        return wind_down(connection, &activity, &mut deadlines, addr).await;
                     }
                     next = deadlines.next(&activity, true) => next,
                 };
@@ -278,8 +316,8 @@ impl Connection {
                     // Looked at when hyper next polls the socket, which the
                     // loop does first.
                     Next::CheckHangup => activity.check_hangup(),
-                    Next::Expired(expiry) => return close(expiry, &activity, peer),
-                    Next::Park => match park(connection, &activity, &mut deadlines, peer).await {
+                    Next::Expired(expiry) => return close(expiry, &activity, addr),
+                    Next::Park => match park(connection, &activity, &mut deadlines, addr).await {
                         Some(parked) => break parked,
                         None => return,
                     },

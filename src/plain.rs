@@ -1,0 +1,622 @@
+//! The commonest request, a GET without a body on a kept-alive HTTP/1.1
+//! connection, read and answered by the gateway's own code instead of
+//! hyper's server: hyper's connection machinery (its dispatcher, its
+//! buffers, its body channel) cost about as much CPU a small GET as the
+//! gateway's whole decision (README, "Load").
+//!
+//! Only what is plainly such a request is served here; anything else is
+//! handed to hyper with the bytes read so far, before a byte of it is
+//! answered, and hyper serves the rest of that stretch of the connection.
+//! Both parse with httparse in its default configuration, so the two cannot
+//! read one head two ways: a head is served here only if httparse reads it
+//! whole, within `max_header_bytes` and the headers this module has room
+//! for, as `GET` in origin form over HTTP/1.1, with no `Content-Length`,
+//! `Transfer-Encoding`, `Expect` or `Upgrade` header, no `Connection`
+//! header but `keep-alive`, and names, values and target that the `http`
+//! crate takes as they are. Every malformed or oversized head thus reaches
+//! hyper, which answers it (400, 414, 431) as it always has.
+//!
+//! Answers are written as hyper writes them for such a request: a status
+//! line with the canonical reason, the headers in lower case, `date` when
+//! the answer has none, and `content-length` (from the answer's header or
+//! its body's exact size) or else chunked framing; no body for 204 and 304.
+//! The connection's timeouts are the same [`crate::idle`] deadlines; a client
+//! that hangs up while its request waits on the upstream or on the next
+//! piece of a streamed answer drops the request, as with hyper.
+
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{request, HeaderMap, Method, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::forwarding::{
+    keep_spare_head, keep_spare_header_map, spare_head, spare_header_map, value_lists, Peer,
+};
+use crate::gateway::Gateway;
+use crate::idle::{Activity, ClientIo, Deadlines, Expiry, InFlight, Next};
+
+/// The most headers a head served here may have (fewer if `max_headers`
+/// says so); a head with more goes to hyper, which applies the limit.
+const HEADERS_HERE: usize = 64;
+
+/// hyper's limit on a request target; a longer one goes to hyper (414).
+const MAX_TARGET: usize = u16::MAX as usize - 1;
+
+/// The read buffer's first size, and how much it grows by.
+const READ_CHUNK: usize = 4096;
+
+/// How a stretch of the connection served here ended.
+pub(crate) enum Stretch {
+    /// The connection is closed: the client went, an answer could not be
+    /// written whole, or the server stops.
+    Closed,
+    /// A deadline closes the connection.
+    Expired(Expiry),
+    /// Idle long enough (or hyper connections crowded): the socket is
+    /// kept, nothing else.
+    Parked(ClientIo),
+    /// A request this module does not serve: hyper serves it, from the
+    /// bytes given back in the socket on. `stopping`: the server stops, so
+    /// hyper should finish that request and close.
+    HandOver { io: ClientIo, stopping: bool },
+}
+
+/// What a stretch needs of its connection.
+pub(crate) struct Served<'a> {
+    pub(crate) gateway: &'a Arc<Gateway>,
+    pub(crate) activity: &'a Arc<Activity>,
+    pub(crate) peer: &'a Peer,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+}
+
+/// Why the connection ends in the middle of a request.
+enum End {
+    Closed,
+    Expired(Expiry),
+}
+
+/// A head as httparse read it. (Returned once a request and taken apart
+/// at once: boxing the large variant would cost an allocation a request.)
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    /// A request served here, and the length of its head.
+    Plain(request::Parts, usize),
+    /// Not all of the head has come.
+    Partial,
+    /// Anything else: for hyper.
+    Other,
+}
+
+/// Serves plain GETs on `io` for as long as the client sends them; see
+/// the module's comment. `stopped` resolves once when the server stops.
+pub(crate) async fn serve(
+    io: ClientIo,
+    served: &Served<'_>,
+    deadlines: &mut Deadlines,
+    stopped: &mut (impl Future<Output = ()> + Unpin),
+    stopping: &mut bool,
+) -> Stretch {
+    let mut connection = Connection {
+        io,
+        read: BytesMut::with_capacity(READ_CHUNK),
+        activity: served.activity,
+        room: served.max_header_bytes,
+    };
+    loop {
+        let parts = loop {
+            if !connection.read.is_empty() {
+                match parse(
+                    &connection.read,
+                    served.max_header_bytes,
+                    served.max_headers,
+                ) {
+                    Parsed::Plain(parts, length) => {
+                        connection.read.advance(length);
+                        break parts;
+                    }
+                    Parsed::Partial if connection.read.len() < served.max_header_bytes => {}
+                    Parsed::Partial | Parsed::Other => return connection.hand_over(*stopping),
+                }
+            } else if *stopping {
+                return connection.close().await;
+            }
+            let next = tokio::select! {
+                biased;
+                () = &mut *stopped, if !*stopping => {
+                    *stopping = true;
+                    continue;
+                }
+                read = connection.read_more() => match read {
+                    true => continue,
+                    false => return Stretch::Closed,
+                },
+                next = deadlines.next(served.activity, true) => next,
+            };
+            match next {
+                Next::Park if connection.read.is_empty() => {
+                    return Stretch::Parked(connection.io);
+                }
+                Next::Park => return connection.hand_over(*stopping),
+                Next::CheckHangup => {}
+                Next::Expired(expiry) => return Stretch::Expired(expiry),
+            }
+        };
+        let in_flight = InFlight::start(served.activity, true);
+        let answering = served.gateway.handle_plain(parts, served.peer.clone());
+        let answer = match connection.watching(deadlines, answering).await {
+            Ok(answer) => answer,
+            Err(end) => return end.into(),
+        };
+        let closing = *stopping || wants_close(answer.headers());
+        match connection.write_answer(answer, closing, deadlines).await {
+            Ok(true) if !closing => {}
+            Ok(_) => return connection.close().await,
+            Err(end) => return end.into(),
+        }
+        drop(in_flight);
+    }
+}
+
+impl From<End> for Stretch {
+    fn from(end: End) -> Stretch {
+        match end {
+            End::Closed => Stretch::Closed,
+            End::Expired(expiry) => Stretch::Expired(expiry),
+        }
+    }
+}
+
+/// The connection while this module serves it.
+struct Connection<'a> {
+    io: ClientIo,
+    /// What the client sent and no request has taken yet.
+    read: BytesMut,
+    activity: &'a Activity,
+    /// The most bytes read ahead of the request being served.
+    room: usize,
+}
+
+impl Connection<'_> {
+    /// Reads what the client sent: `false` once it has closed its side or
+    /// the connection failed.
+    async fn read_more(&mut self) -> bool {
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
+            self.read.reserve(READ_CHUNK);
+        }
+        matches!(self.io.read_buf(&mut self.read).await, Ok(read) if read > 0)
+    }
+
+    /// The socket, with what was read of the next request, for hyper.
+    fn hand_over(self, stopping: bool) -> Stretch {
+        let io = self.io.parked(self.read.freeze());
+        Stretch::HandOver { io, stopping }
+    }
+
+    /// Ends the connection in order: the client gets every byte sent.
+    async fn close(mut self) -> Stretch {
+        let _ = self.io.shutdown().await;
+        Stretch::Closed
+    }
+
+    /// Runs `work` while the client is watched: the connection ends if
+    /// the client hangs up or a deadline passes first. Bytes the client
+    /// sends meanwhile (the next request) are kept, up to the head limit.
+    async fn watching<T>(
+        &mut self,
+        deadlines: &mut Deadlines,
+        work: impl Future<Output = T>,
+    ) -> Result<T, End> {
+        tokio::pin!(work);
+        let activity = self.activity;
+        loop {
+            let room = self.read.len() < self.room;
+            let next = tokio::select! {
+                biased;
+                done = &mut work => return Ok(done),
+                read = self.read_more(), if room => match read {
+                    true => continue,
+                    false => return Err(End::Closed),
+                },
+                next = deadlines.next(activity, true) => next,
+            };
+            match next {
+                Next::Expired(expiry) => return Err(End::Expired(expiry)),
+                // With the buffer full, the socket's readiness tells.
+                Next::CheckHangup => {
+                    if poll_fn(|cx| Poll::Ready(self.io.client_hung_up(cx))).await {
+                        return Err(End::Closed);
+                    }
+                }
+                Next::Park => {}
+            }
+        }
+    }
+
+    /// Writes `bufs` whole, unless the send timeout passes first.
+    async fn write(
+        &mut self,
+        deadlines: &mut Deadlines,
+        mut bufs: &mut [IoSlice<'_>],
+    ) -> Result<(), End> {
+        let activity = self.activity;
+        while bufs.iter().any(|buf| !buf.is_empty()) {
+            let written = tokio::select! {
+                biased;
+                written = self.io.write_vectored(bufs) => written,
+                next = deadlines.next(activity, true) => match next {
+                    Next::Expired(expiry) => return Err(End::Expired(expiry)),
+                    Next::CheckHangup | Next::Park => continue,
+                },
+            };
+            match written {
+                Ok(0) | Err(_) => return Err(End::Closed),
+                Ok(written) => IoSlice::advance_slices(&mut bufs, written),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes an answer; `Ok(false)` if its body ended early or failed, so
+    /// that the connection must close. `closing` adds `connection: close`.
+    async fn write_answer(
+        &mut self,
+        answer: Response<Body>,
+        closing: bool,
+        deadlines: &mut Deadlines,
+    ) -> Result<bool, End> {
+        let (head, mut body) = answer.into_parts();
+        let mut out = spare_head();
+        let framing = encode_head(head.status, head.headers, &body, closing, &mut out);
+        let written = self
+            .write_body(&mut out, framing, &mut body, deadlines)
+            .await;
+        keep_spare_head(out);
+        written
+    }
+
+    /// Writes the encoded `head` and then the body; see [`Self::write_answer`].
+    async fn write_body(
+        &mut self,
+        head: &mut Vec<u8>,
+        framing: Framing,
+        body: &mut Body,
+        deadlines: &mut Deadlines,
+    ) -> Result<bool, End> {
+        if framing == Framing::None {
+            self.write(deadlines, &mut [IoSlice::new(head)]).await?;
+            return Ok(true);
+        }
+        let mut framer = Framer::new(framing);
+        // A body at hand goes out with the head in one write; the head of
+        // one that is not goes out before the wait for it.
+        let mut at_hand = body.frame().now_or_never();
+        loop {
+            let frame = match at_hand.take() {
+                Some(frame) => frame,
+                None => {
+                    if !head.is_empty() {
+                        self.write(deadlines, &mut [IoSlice::new(head)]).await?;
+                        head.clear();
+                    }
+                    self.watching(deadlines, body.frame()).await?
+                }
+            };
+            let data = match frame {
+                None => {
+                    let end = framer.end();
+                    let parts = [IoSlice::new(head), IoSlice::new(end.unwrap_or_default())];
+                    self.write(deadlines, &mut { parts }).await?;
+                    return Ok(end.is_some());
+                }
+                // Cut off: the client sees the body end short.
+                Some(Err(_)) => return Ok(false),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    // Trailers are not sent (no client asked for them).
+                    Err(_) => continue,
+                },
+            };
+            let Some(piece) = framer.frame(data) else {
+                return Ok(false);
+            };
+            let mut parts = [
+                IoSlice::new(head),
+                IoSlice::new(&piece.before),
+                IoSlice::new(&piece.data),
+                IoSlice::new(piece.after),
+            ];
+            self.write(deadlines, &mut parts).await?;
+            head.clear();
+        }
+    }
+}
+
+/// Reads a head from `read`; see the module's comment for what is served.
+fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_HERE];
+    let room = max_headers.min(HEADERS_HERE);
+    let mut request = httparse::Request::new(&mut headers[..room]);
+    let length = match request.parse(read) {
+        Ok(httparse::Status::Complete(length)) if length <= max_header_bytes => length,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        _ => return Parsed::Other,
+    };
+    let (Some("GET"), Some(target), Some(1)) = (request.method, request.path, request.version)
+    else {
+        return Parsed::Other;
+    };
+    if !target.starts_with('/') || target.len() > MAX_TARGET {
+        return Parsed::Other;
+    }
+    let Ok(uri) = Uri::try_from(target) else {
+        return Parsed::Other;
+    };
+    let mut map = spare_header_map(request.headers.len());
+    for line in request.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(line.name.as_bytes()),
+            HeaderValue::from_bytes(line.value),
+        ) else {
+            keep_spare_header_map(map);
+            return Parsed::Other;
+        };
+        let framed = matches!(
+            name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE
+        );
+        let other_connection = name == header::CONNECTION
+            && !value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"keep-alive");
+        if framed || other_connection {
+            keep_spare_header_map(map);
+            return Parsed::Other;
+        }
+        map.append(name, value);
+    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = Method::GET;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = map;
+    Parsed::Plain(parts, length)
+}
+
+/// Whether an answer's `Connection` header asks to close.
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| value_lists(value, "close"))
+}
+
+/// How an answer's body is delimited on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Framing {
+    /// No body (204, 304).
+    None,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+}
+
+/// Writes the status line and headers of an answer into `out`, and says
+/// how its body goes. The header map is kept for the next request's.
+fn encode_head(
+    status: StatusCode,
+    headers: HeaderMap,
+    body: &Body,
+    closing: bool,
+    out: &mut Vec<u8>,
+) -> Framing {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(content_length);
+    let framing = if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+        Framing::None
+    } else if http_body::Body::is_end_stream(body) {
+        Framing::Length(0)
+    } else if let Some(length) = declared.or(http_body::Body::size_hint(body).exact()) {
+        Framing::Length(length)
+    } else {
+        Framing::Chunked
+    };
+    // In hyper's order: the answer's headers, a declared length in its
+    // place (the framing is this module's to say: hop-by-hop headers never
+    // reach here from the upstream), `connection: close` after them, then
+    // any other length or framing, then the date.
+    let length_in_place = declared.is_some() && framing != Framing::Length(0);
+    let mut framed = framing == Framing::None;
+    let mut dated = false;
+    for (name, value) in &headers {
+        match *name {
+            header::CONTENT_LENGTH if length_in_place && !framed => {
+                framing.write(out);
+                framed = true;
+            }
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING => {}
+            _ => {
+                dated |= *name == header::DATE;
+                line(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    if closing && !wants_close(&headers) {
+        line(out, b"connection", b"close");
+    }
+    if !framed {
+        framing.write(out);
+    }
+    if !dated {
+        DATE.with(|date| line(out, b"date", &date.now()));
+    }
+    out.extend_from_slice(b"\r\n");
+    keep_spare_header_map(headers);
+    framing
+}
+
+impl Framing {
+    /// The header line that says this framing.
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Framing::None => {}
+            Framing::Length(length) => line(out, b"content-length", Digits::of(length, 10).text()),
+            Framing::Chunked => line(out, b"transfer-encoding", b"chunked"),
+        }
+    }
+}
+
+/// One header line.
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A `Content-Length` value the gateway set: a decimal number.
+fn content_length(value: &HeaderValue) -> Option<u64> {
+    let digits = value.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0, |sum, digit| sum * 10 + u64::from(digit - b'0')),
+    )
+}
+
+/// A number's digits in a radix up to 16, without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn of(mut n: u64, radix: u64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut start = buf.len();
+        loop {
+            start -= 1;
+            buf[start] = b"0123456789abcdef"[(n % radix) as usize];
+            n /= radix;
+            if n == 0 {
+                return Digits { buf, start };
+            }
+        }
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+/// What goes on the wire for one piece of a body.
+#[derive(Default)]
+struct Piece {
+    before: Vec<u8>,
+    data: Bytes,
+    after: &'static [u8],
+}
+
+/// Frames body pieces as the answer's framing says.
+struct Framer {
+    framing: Framing,
+    left: u64,
+}
+
+impl Framer {
+    fn new(framing: Framing) -> Framer {
+        let left = match framing {
+            Framing::Length(length) => length,
+            _ => 0,
+        };
+        Framer { framing, left }
+    }
+
+    /// A piece of the body as it goes out; `None` if it runs past the
+    /// declared length (the connection then closes).
+    fn frame(&mut self, data: Bytes) -> Option<Piece> {
+        match self.framing {
+            Framing::None => Some(Piece::default()),
+            Framing::Length(_) => {
+                let length = data.len() as u64;
+                if length > self.left {
+                    return None;
+                }
+                self.left -= length;
+                Some(Piece {
+                    data,
+                    ..Piece::default()
+                })
+            }
+            Framing::Chunked if data.is_empty() => Some(Piece::default()),
+            Framing::Chunked => {
+                let mut before = Digits::of(data.len() as u64, 16).text().to_vec();
+                before.extend_from_slice(b"\r\n");
+                Some(Piece {
+                    before,
+                    data,
+                    after: b"\r\n",
+                })
+            }
+        }
+    }
+
+    /// What ends the body, or `None` if it ended short of its length.
+    fn end(&self) -> Option<&'static [u8]> {
+        match self.framing {
+            Framing::Chunked => Some(b"0\r\n\r\n"),
+            Framing::Length(_) if self.left > 0 => None,
+            _ => Some(b""),
+        }
+    }
+}
+
+/// The `date` header's value, made once a second per thread.
+struct DateCache {
+    value: std::cell::RefCell<(u64, [u8; 29])>,
+}
+
+thread_local! {
+    static DATE: DateCache = const {
+        DateCache { value: std::cell::RefCell::new((u64::MAX, [0; 29])) }
+    };
+}
+
+impl DateCache {
+    fn now(&self) -> [u8; 29] {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let mut value = self.value.borrow_mut();
+        if value.0 != second {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(bytes) = <[u8; 29]>::try_from(text.as_bytes()) {
+                *value = (second, bytes);
+            }
+        }
+        value.1
+    }
+}
+
+#[cfg(test)]
+#[path = "plain_tests.rs"]
+mod tests;
