@@ -258,23 +258,40 @@ cpu_ticks() { # PID...: user plus system clock ticks the processes used so far
   done
   echo "$total"
 }
-run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu upstream-cpu", cpu
-  # being the microseconds of CPU (user and system) the PIDs spent per
-  # request, upstream-cpu those the upstream (ours, not one given) spent
+task_ticks() { # PID...: "thread-id ticks" for every thread of the processes
+  local pid task
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      awk -v id="${task##*/}" '{print id, $14 + $15}' "$task/stat" 2>/dev/null || true
+    done
+  done
+}
+run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu upstream-cpu busiest",
+  # cpu being the microseconds of CPU (user and system) the PIDs spent per
+  # request, upstream-cpu those the upstream (ours, not one given) spent,
+  # busiest the share of the PIDs' CPU that their busiest thread spent (how
+  # evenly the connections fell on the workers: 50% is even for two)
   local url=$1 before after up_before up_after
   shift
   before=$(cpu_ticks "$@")
   up_before=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
+  task_ticks "$@" >"$WORK/tasks.before"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
       -H "X-Supervisor-Token: $TOKEN" "$url" >"$WORK/wrk.out"
+  task_ticks "$@" >"$WORK/tasks.after"
   after=$(cpu_ticks "$@")
   up_after=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
   python3 - "$WORK/wrk.out" "$((after - before))" "$(getconf CLK_TCK)" "$#" \
-      "$((up_after - up_before))" "${#UPSTREAM_PIDS[@]}" <<'PY'
+      "$((up_after - up_before))" "${#UPSTREAM_PIDS[@]}" "$WORK/tasks.before" "$WORK/tasks.after" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 ticks, per_second, measured = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 up_ticks, up_measured = int(sys.argv[5]), int(sys.argv[6])
+def tasks(name):
+    return dict(line.split() for line in open(name) if line.strip())
+before, after = tasks(sys.argv[7]), tasks(sys.argv[8])
+spent = [int(t) - int(before.get(task, 0)) for task, t in after.items()]
+busiest = max(spent) / sum(spent) * 100 if sum(spent) > 0 else float("nan")
 # Only answered, successful requests count: wrk counts the others too.
 for failed in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*"):
     found = re.search(failed, text)
@@ -288,7 +305,7 @@ def pct(p):
     m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     value, unit = float(m.group(1)), m.group(2)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f}")
+print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f} {busiest:.0f}")
 PY
 }
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds, ${WORKERS} worker(s) for each proxy"
@@ -302,21 +319,22 @@ for round in $(seq "$ROUNDS"); do
   run_wrk "http://127.0.0.1:$NGINX_FWD_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-fwd.runs"
   run_wrk "http://127.0.0.1:$FLOOR_PORT/os/info" "$FLOOR_PID" >>"$WORK/floor.runs"
 done
-median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round)", each the median of its column
+median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round) (busiest of each round)",
+  # each the median of its column
   python3 - "$1" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 columns = list(zip(*rows))
 rps, p50, p99, cpu, up = (statistics.median(float(v) for v in c) for c in columns[:5])
 cpu, up = ("-" if v != v else f"{v:.1f}" for v in (cpu, up))
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {up} {'/'.join(r[0] for r in rows)}")
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {cpu} {up} {'/'.join(r[0] for r in rows)} {'/'.join(r[5] for r in rows)}%")
 PY
 }
-read -r D_RPS D_P50 D_P99 D_CPU D_UP D_RUNS < <(median "$WORK/direct.runs")
-read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS < <(median "$WORK/nginx.runs")
-read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS < <(median "$WORK/gateway.runs")
-read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS < <(median "$WORK/nginx-fwd.runs")
-read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS < <(median "$WORK/floor.runs")
+read -r D_RPS D_P50 D_P99 D_CPU D_UP D_RUNS D_BUSY < <(median "$WORK/direct.runs")
+read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS N_BUSY < <(median "$WORK/nginx.runs")
+read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS G_BUSY < <(median "$WORK/gateway.runs")
+read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS F_BUSY < <(median "$WORK/nginx-fwd.runs")
+read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS L_BUSY < <(median "$WORK/floor.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
 
 # ---- idle keep-alive connections -------------------------------------------------
@@ -347,13 +365,13 @@ read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 cat <<EOF
 
-| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round |
-| --- | ---: | ---: | ---: | ---: | ---: | --- |
-| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_UP | $D_RUNS |
-| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS |
-| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS |
-| nginx in front, sending the three X-Forwarded-* too | $F_RPS | $F_P50 | $F_P99 | $F_CPU (nginx) | $F_UP | $F_RUNS |
-| floor: a minimal tokio proxy sending them too (examples/floor_proxy.rs; no decision, limits or timeouts) | $L_RPS | $L_P50 | $L_P99 | $L_CPU (floor) | $L_UP | $L_RUNS |
+| small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
+| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
+| upstream directly | $D_RPS | $D_P50 | $D_P99 | $D_CPU (upstream) | $D_UP | $D_RUNS | $D_BUSY |
+| nginx in front | $N_RPS | $N_P50 | $N_P99 | $N_CPU (nginx) | $N_UP | $N_RUNS | $N_BUSY |
+| supervisor-gateway in front | $G_RPS | $G_P50 | $G_P99 | $G_CPU (gateway) | $G_UP | $G_RUNS | $G_BUSY |
+| nginx in front, sending the three X-Forwarded-* too | $F_RPS | $F_P50 | $F_P99 | $F_CPU (nginx) | $F_UP | $F_RUNS | $F_BUSY |
+| floor: a minimal tokio proxy sending them too (examples/floor_proxy.rs; no decision, limits or timeouts) | $L_RPS | $L_P50 | $L_P99 | $L_CPU (floor) | $L_UP | $L_RUNS | $L_BUSY |
 
 The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers, $(share "$G_RPS" "$L_RPS") of the floor's. The floor's: $(share "$L_RPS" "$N_RPS") of plain nginx's.
 
