@@ -98,12 +98,15 @@ enum Parsed {
 }
 
 /// Serves plain GETs on `io` for as long as the client sends them; see
-/// the module's comment. `stopped` resolves once when the server stops.
-pub(crate) async fn serve(
+/// the module's comment. `stopped` resolves once when the server stops;
+/// `stopping` says it has. From then on, the request in flight (or whose
+/// head has begun) is answered with `connection: close`, and the
+/// connection closes.
+pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
     io: ClientIo,
     served: &Served<'_>,
     deadlines: &mut Deadlines,
-    stopped: &mut (impl Future<Output = ()> + Unpin),
+    stopped: &mut S,
     stopping: &mut bool,
 ) -> Stretch {
     let mut connection = Connection {
@@ -111,123 +114,142 @@ pub(crate) async fn serve(
         read: BytesMut::with_capacity(READ_CHUNK),
         activity: served.activity,
         room: served.max_header_bytes,
+        stopped,
+        stopping,
     };
-    loop {
-        let parts = loop {
-            if !connection.read.is_empty() {
-                match parse(
-                    &connection.read,
-                    served.max_header_bytes,
-                    served.max_headers,
-                ) {
-                    Parsed::Plain(parts, length) => {
-                        connection.read.advance(length);
-                        break parts;
-                    }
-                    Parsed::Partial if connection.read.len() < served.max_header_bytes => {}
-                    Parsed::Partial | Parsed::Other => return connection.hand_over(*stopping),
-                }
-            } else if *stopping {
-                return connection.close().await;
+    match connection.serve(served, deadlines).await {
+        Ok(()) => connection.leave(),
+        Err(End::Closed) => Stretch::Closed,
+        Err(End::Expired(expiry)) => {
+            // Marked before the socket is dropped with this function, so
+            // that a client given up on is reset, not closed in order.
+            if expiry == Expiry::Send {
+                served.activity.give_up();
             }
-            let next = tokio::select! {
-                biased;
-                () = &mut *stopped, if !*stopping => {
-                    *stopping = true;
-                    continue;
-                }
-                read = connection.read_more() => match read {
-                    true => continue,
-                    false => return Stretch::Closed,
-                },
-                next = deadlines.next(served.activity, true) => next,
-            };
-            match next {
-                Next::Park if connection.read.is_empty() => {
-                    return Stretch::Parked(connection.io);
-                }
-                Next::Park => return connection.hand_over(*stopping),
-                Next::CheckHangup => {}
-                Next::Expired(expiry) => return Stretch::Expired(expiry),
-            }
-        };
-        let in_flight = InFlight::start(served.activity, true);
-        let answering = served.gateway.handle_plain(parts, served.peer.clone());
-        let answer = match connection.watching(deadlines, answering).await {
-            Ok(answer) => answer,
-            Err(end) => return end.into(),
-        };
-        let closing = *stopping || wants_close(answer.headers());
-        match connection.write_answer(answer, closing, deadlines).await {
-            Ok(true) if !closing => {}
-            Ok(_) => return connection.close().await,
-            Err(end) => return end.into(),
-        }
-        drop(in_flight);
-    }
-}
-
-impl From<End> for Stretch {
-    fn from(end: End) -> Stretch {
-        match end {
-            End::Closed => Stretch::Closed,
-            End::Expired(expiry) => Stretch::Expired(expiry),
+            Stretch::Expired(expiry)
         }
     }
 }
 
 /// The connection while this module serves it.
-struct Connection<'a> {
+struct Connection<'a, S> {
     io: ClientIo,
     /// What the client sent and no request has taken yet.
     read: BytesMut,
     activity: &'a Activity,
     /// The most bytes read ahead of the request being served.
     room: usize,
+    stopped: &'a mut S,
+    stopping: &'a mut bool,
 }
 
-impl Connection<'_> {
-    /// Reads what the client sent: `false` once it has closed its side or
-    /// the connection failed.
-    async fn read_more(&mut self) -> bool {
-        if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
-            self.read.reserve(READ_CHUNK);
+/// Reads what the client sent into `read`: `false` once it has closed its
+/// side or the connection failed.
+async fn read_into(io: &mut ClientIo, read: &mut BytesMut) -> bool {
+    if read.capacity() - read.len() < READ_CHUNK / 4 {
+        read.reserve(READ_CHUNK);
+    }
+    matches!(io.read_buf(read).await, Ok(count) if count > 0)
+}
+
+impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
+    /// Serves requests until one is not plain or the connection may park
+    /// (`Ok`), or the connection ends.
+    async fn serve(&mut self, served: &Served<'_>, deadlines: &mut Deadlines) -> Result<(), End> {
+        loop {
+            let Some(parts) = self.next_head(served, deadlines).await? else {
+                return Ok(());
+            };
+            let in_flight = InFlight::start(served.activity, true);
+            let answering = served.gateway.handle_plain(parts, served.peer.clone());
+            let answer = self.watching(deadlines, answering).await?;
+            let closing = *self.stopping || wants_close(answer.headers());
+            let whole = self.write_answer(answer, closing, deadlines).await?;
+            if !whole || closing || *self.stopping {
+                let _ = self.io.shutdown().await;
+                return Err(End::Closed);
+            }
+            drop(in_flight);
         }
-        matches!(self.io.read_buf(&mut self.read).await, Ok(read) if read > 0)
     }
 
-    /// The socket, with what was read of the next request, for hyper.
-    fn hand_over(self, stopping: bool) -> Stretch {
-        let io = self.io.parked(self.read.freeze());
-        Stretch::HandOver { io, stopping }
+    /// The next plain request's head, once it has come whole; `None` when
+    /// the stretch ends here (see [`Connection::leave`]).
+    async fn next_head(
+        &mut self,
+        served: &Served<'_>,
+        deadlines: &mut Deadlines,
+    ) -> Result<Option<request::Parts>, End> {
+        loop {
+            if !self.read.is_empty() {
+                match parse(&self.read, served.max_header_bytes, served.max_headers) {
+                    Parsed::Plain(parts, length) => {
+                        self.read.advance(length);
+                        return Ok(Some(parts));
+                    }
+                    Parsed::Partial if self.read.len() < served.max_header_bytes => {}
+                    Parsed::Partial | Parsed::Other => return Ok(None),
+                }
+            } else if *self.stopping {
+                let _ = self.io.shutdown().await;
+                return Err(End::Closed);
+            }
+            let next = tokio::select! {
+                biased;
+                () = &mut *self.stopped, if !*self.stopping => {
+                    *self.stopping = true;
+                    continue;
+                }
+                read = read_into(&mut self.io, &mut self.read) => match read {
+                    true => continue,
+                    false => return Err(End::Closed),
+                },
+                next = deadlines.next(self.activity, true) => next,
+            };
+            match next {
+                Next::Park => return Ok(None),
+                Next::CheckHangup => {}
+                Next::Expired(expiry) => return Err(End::Expired(expiry)),
+            }
+        }
     }
 
-    /// Ends the connection in order: the client gets every byte sent.
-    async fn close(mut self) -> Stretch {
-        let _ = self.io.shutdown().await;
-        Stretch::Closed
+    /// Ends the stretch with the socket kept: parked if nothing of a next
+    /// request has come, else handed to hyper with what has.
+    fn leave(self) -> Stretch {
+        match self.read.is_empty() {
+            true => Stretch::Parked(self.io),
+            false => Stretch::HandOver {
+                io: self.io.parked(self.read.freeze()),
+                stopping: *self.stopping,
+            },
+        }
     }
 
     /// Runs `work` while the client is watched: the connection ends if
     /// the client hangs up or a deadline passes first. Bytes the client
-    /// sends meanwhile (the next request) are kept, up to the head limit.
+    /// sends meanwhile (the next request) are kept, up to the head limit;
+    /// a stop is noted.
     async fn watching<T>(
         &mut self,
         deadlines: &mut Deadlines,
         work: impl Future<Output = T>,
     ) -> Result<T, End> {
         tokio::pin!(work);
-        let activity = self.activity;
         loop {
             let room = self.read.len() < self.room;
             let next = tokio::select! {
                 biased;
                 done = &mut work => return Ok(done),
-                read = self.read_more(), if room => match read {
+                () = &mut *self.stopped, if !*self.stopping => {
+                    *self.stopping = true;
+                    continue;
+                }
+                read = read_into(&mut self.io, &mut self.read), if room => match read {
                     true => continue,
                     false => return Err(End::Closed),
                 },
-                next = deadlines.next(activity, true) => next,
+                next = deadlines.next(self.activity, true) => next,
             };
             match next {
                 Next::Expired(expiry) => return Err(End::Expired(expiry)),
@@ -242,18 +264,22 @@ impl Connection<'_> {
         }
     }
 
-    /// Writes `bufs` whole, unless the send timeout passes first.
+    /// Writes `bufs` whole, unless the send timeout passes first; a stop is
+    /// noted.
     async fn write(
         &mut self,
         deadlines: &mut Deadlines,
         mut bufs: &mut [IoSlice<'_>],
     ) -> Result<(), End> {
-        let activity = self.activity;
         while bufs.iter().any(|buf| !buf.is_empty()) {
             let written = tokio::select! {
                 biased;
                 written = self.io.write_vectored(bufs) => written,
-                next = deadlines.next(activity, true) => match next {
+                () = &mut *self.stopped, if !*self.stopping => {
+                    *self.stopping = true;
+                    continue;
+                }
+                next = deadlines.next(self.activity, true) => match next {
                     Next::Expired(expiry) => return Err(End::Expired(expiry)),
                     Next::CheckHangup | Next::Park => continue,
                 },
@@ -502,7 +528,8 @@ fn content_length(value: &HeaderValue) -> Option<u64> {
     )
 }
 
-/// A number's digits in a radix up to 16, without allocating.
+/// A number's digits in a radix up to 16 (upper-case, as hyper writes
+/// chunk sizes), without allocating.
 struct Digits {
     buf: [u8; 20],
     start: usize,
@@ -514,7 +541,7 @@ impl Digits {
         let mut start = buf.len();
         loop {
             start -= 1;
-            buf[start] = b"0123456789abcdef"[(n % radix) as usize];
+            buf[start] = b"0123456789ABCDEF"[(n % radix) as usize];
             n /= radix;
             if n == 0 {
                 return Digits { buf, start };

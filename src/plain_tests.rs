@@ -320,10 +320,12 @@ async fn ours(answer: Response<Body>) -> Vec<u8> {
         read: BytesMut::new(),
         activity: &activity,
         room: LIMIT,
+        stopped: &mut std::future::pending(),
+        stopping: &mut false,
     };
     let whole = connection.write_answer(answer, true, &mut deadlines).await;
     assert!(matches!(whole, Ok(true)), "written whole");
-    connection.close().await;
+    let _ = connection.io.shutdown().await;
     let mut bytes = Vec::new();
     client.read_to_end(&mut bytes).await.expect("read");
     bytes
@@ -406,7 +408,7 @@ fn answers() -> Vec<(&'static str, Response<Body>)> {
             with(
                 200,
                 &[("content-type", "text/event-stream")],
-                streamed(&["data: 1\n\n", "", "data: 2\n\n"]),
+                streamed(&["data: 1\n\n", "", "data: a chunk of 26 bytes\n\n"]),
             ),
         ),
         (
@@ -470,6 +472,8 @@ async fn a_body_that_ends_short_of_its_length_or_runs_past_it_closes_the_connect
             read: BytesMut::new(),
             activity: &activity,
             room: LIMIT,
+            stopped: &mut std::future::pending(),
+            stopping: &mut false,
         };
         let mut answer = Response::new(streamed(pieces));
         answer
@@ -488,6 +492,6 @@ fn digits_are_written_in_both_radixes() {
         Digits::of(u64::MAX, 10).text(),
         u64::MAX.to_string().as_bytes()
     );
-    assert_eq!(Digits::of(255, 16).text(), b"ff");
-    assert_eq!(Digits::of(u64::MAX, 16).text(), b"ffffffffffffffff");
+    assert_eq!(Digits::of(255, 16).text(), b"FF");
+    assert_eq!(Digits::of(u64::MAX, 16).text(), b"FFFFFFFFFFFFFFFF");
 }

@@ -291,7 +291,16 @@ impl Connection {
                 .serve_connection(TokioIo::new(handed), service.clone())
                 .with_upgrades();
             if stopping {
-                // Let the request handed over finish, then close.
+                // Let the request handed over finish, then close. hyper
+                // closes at once a connection told to shut down before it
+                // has read anything, so it reads first (the bytes handed
+                // over are at hand).
+                if let Some(result) = (&mut connection).now_or_never() {
+                    if let Err(error) = result {
+                        connection_failed(&error, addr);
+                    }
+                    return;
+                }
                 Pin::new(&mut connection).graceful_shutdown();
                 return wind_down(connection, &activity, &mut deadlines, addr).await;
             }

@@ -148,9 +148,15 @@ async fn idle_keep_alive_connections_are_closed_and_busy_ones_are_not() {
 /// Asks for a backup download of `size` bytes on a new connection, which
 /// the gateway closes after the answer.
 async fn download(gateway: &TestGateway, size: u64) -> TcpStream {
+    download_saying(gateway, size, "Connection: close\r\n").await
+}
+
+/// `download` with `extra` header lines (none: a plain GET, which the
+/// gateway reads itself rather than through hyper).
+async fn download_saying(gateway: &TestGateway, size: u64, extra: &str) -> TcpStream {
     let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
     let request = format!(
-        "GET /backups/a1b2c3d4/download?size={size} HTTP/1.1\r\nHost: supervisor\r\nConnection: close\r\nX-Supervisor-Token: {TOK_BACKUP}\r\n\r\n"
+        "GET /backups/a1b2c3d4/download?size={size} HTTP/1.1\r\nHost: supervisor\r\n{extra}X-Supervisor-Token: {TOK_BACKUP}\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.expect("request");
     stream
@@ -166,18 +172,22 @@ async fn drain(stream: &mut TcpStream) -> (u64, Ending) {
 async fn a_client_that_stops_taking_its_answer_is_closed_at_the_send_timeout() {
     let gateway = gateway_with_limits("  send_timeout_ms: 500\n").await;
     let size = 1u64 << 30;
-    let mut stream = download(&gateway, size).await;
-    // The client takes nothing: the socket buffers fill, the gateway's
-    // writes wait, and after half a second of that it gives up.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (read, ending) = drain(&mut stream).await;
-    // Reset, not closed in order: the kernel would otherwise keep the
-    // unsent answer for as long as the client stays connected.
-    assert_eq!(ending, Ending::Reset, "after {read} bytes");
-    assert!(
-        read < 64 << 20,
-        "{read} bytes of the 1 GiB answer were still sent after the client stopped reading"
-    );
+    // Through hyper (`Connection: close`) and through the gateway's own
+    // code (a plain GET) alike.
+    for extra in ["Connection: close\r\n", ""] {
+        let mut stream = download_saying(&gateway, size, extra).await;
+        // The client takes nothing: the socket buffers fill, the gateway's
+        // writes wait, and after half a second of that it gives up.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (read, ending) = drain(&mut stream).await;
+        // Reset, not closed in order: the kernel would otherwise keep the
+        // unsent answer for as long as the client stays connected.
+        assert_eq!(ending, Ending::Reset, "{extra:?}: after {read} bytes");
+        assert!(
+            read < 64 << 20,
+            "{extra:?}: {read} bytes of the 1 GiB answer were still sent after the client stopped reading"
+        );
+    }
 }
 
 #[tokio::test]

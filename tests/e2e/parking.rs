@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use crate::helpers::*;
 
 /// Longer than the gateway keeps an idle connection unparked (1 s).
@@ -222,4 +224,100 @@ async fn a_pipeline_mixing_plain_gets_and_other_requests_is_answered_in_order() 
         .map(|(method, path)| (method.to_string(), path.to_string()))
         .collect();
     assert_eq!(seen, expected);
+}
+
+/// An upstream that answers each request `ok` after `delay`, keeping its
+/// connections alive.
+async fn slow_upstream(delay: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                        received.drain(..end + 4);
+                        tokio::time::sleep(delay).await;
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut buffer).await {
+                        Ok(read) if read > 0 => received.extend_from_slice(&buffer[..read]),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads until the gateway closes the connection, for at most 5 s.
+async fn rest(client: &mut KeptAlive) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.stream.read_to_end(&mut rest));
+    read.await.expect("closed within 5 s").expect("read");
+    rest
+}
+
+#[tokio::test]
+async fn a_stop_while_a_plain_get_waits_answers_it_with_close_and_serves_nothing_after() {
+    let upstream = slow_upstream(Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = config_with_limits(upstream, "")
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 10000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut client = KeptAlive::connect(served.addr).await;
+    // The second request waits behind the first, read but not begun.
+    client
+        .write(&format!("{}{}", get("/os/info"), get("/os/info")))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let stopping = tokio::task::spawn_blocking(move || served.stop());
+    let answer = client.answer().await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert_eq!(
+        rest(&mut client).await,
+        b"",
+        "nothing served after the stop"
+    );
+    let (code, _) = stopping.await.expect("stop");
+    assert_eq!(code, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_request_for_hyper_begun_before_a_stop_is_answered_after_it() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = config_with_limits(mock.addr(), "")
+        .replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 10000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let post = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let mut client = KeptAlive::connect(served.addr).await;
+    // Enough for the gateway to see it is no plain GET, not the whole head.
+    client.write(&post[..30]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = tokio::task::spawn_blocking(move || served.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.write(&post[30..]).await;
+    let answer = client.answer().await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    let (code, _) = stopping.await.expect("stop");
+    assert_eq!(code, Some(0));
 }
