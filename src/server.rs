@@ -276,8 +276,10 @@ impl Connection {
                 expiry = deadlines.expired(&activity) => return close(expiry, &activity, addr),
             }
             let _warm = Warm::start();
+            // (Boxed: held only while the stretch runs, so that a parked
+            // connection's task does not keep room for it.)
             let stretch = plain::serve(io, &served, &mut deadlines, &mut stopped, &mut stopping);
-            let handed = match stretch.await {
+            let handed = match Box::pin(stretch).await {
                 Stretch::Closed => return,
                 Stretch::Expired(expiry) => return close(expiry, &activity, addr),
                 Stretch::Parked(parked) => {
@@ -287,27 +289,31 @@ impl Connection {
                 Stretch::HandOver { io, stopping } => (io, stopping),
             };
             let (handed, stopping) = handed;
-            let mut connection = builder
-                .serve_connection(TokioIo::new(handed), service.clone())
-                .with_upgrades();
+            // (Boxed, as the plain stretch: a parked connection's task
+            // keeps no room for hyper's connection either.)
+            let mut connection = Box::new(
+                builder
+                    .serve_connection(TokioIo::new(handed), service.clone())
+                    .with_upgrades(),
+            );
             if stopping {
                 // Let the request handed over finish, then close. hyper
                 // closes at once a connection told to shut down before it
                 // has read anything, so it reads first (the bytes handed
                 // over are at hand).
-                if let Some(result) = (&mut connection).now_or_never() {
+                if let Some(result) = (&mut *connection).now_or_never() {
                     if let Err(error) = result {
                         connection_failed(&error, addr);
                     }
                     return;
                 }
-                Pin::new(&mut connection).graceful_shutdown();
+                Pin::new(&mut *connection).graceful_shutdown();
                 return wind_down(connection, &activity, &mut deadlines, addr).await;
             }
             io = loop {
                 let next = tokio::select! {
                     biased;
-                    result = &mut connection => {
+                    result = &mut *connection => {
                         if let Err(error) = result {
                             connection_failed(&error, addr);
                         }
@@ -316,7 +322,7 @@ impl Connection {
                     () = &mut stopped => {
                         // Shutting down: let the request in flight finish; a
                         // head on its way still has only its head time.
-                        Pin::new(&mut connection).graceful_shutdown();
+                        Pin::new(&mut *connection).graceful_shutdown();
                         return wind_down(connection, &activity, &mut deadlines, addr).await;
                     }
                     next = deadlines.next(&activity, true) => next,
@@ -425,7 +431,7 @@ fn service(
 /// connection ended otherwise: upgraded, failed, or still writing its last
 /// answer (it then finishes that, within the keep-alive time, and closes).
 async fn park<S>(
-    mut connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
+    mut connection: Box<UpgradeableConnection<TokioIo<ClientIo>, S>>,
     activity: &Activity,
     deadlines: &mut Deadlines,
     peer: SocketAddr,
@@ -437,8 +443,8 @@ where
     // An idle hyper connection ends at once on a graceful shutdown, without
     // reading or writing; one still writing goes on.
     activity.set_parking(true);
-    Pin::new(&mut connection).graceful_shutdown();
-    let ended = (&mut connection).now_or_never();
+    Pin::new(&mut *connection).graceful_shutdown();
+    let ended = (&mut *connection).now_or_never();
     activity.set_parking(false);
     match ended {
         Some(Ok(())) => {}
@@ -459,7 +465,7 @@ where
 /// doing, for as long as the connection's deadlines allow (an answer being
 /// written has none; a head on its way has its head time).
 async fn wind_down<S>(
-    connection: UpgradeableConnection<TokioIo<ClientIo>, S>,
+    mut connection: Box<UpgradeableConnection<TokioIo<ClientIo>, S>>,
     activity: &Activity,
     deadlines: &mut Deadlines,
     peer: SocketAddr,
@@ -468,7 +474,7 @@ async fn wind_down<S>(
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::select! {
-        _ = connection => {}
+        _ = &mut *connection => {}
         expiry = deadlines.expired(activity) => close(expiry, activity, peer),
     }
 }
