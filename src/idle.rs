@@ -8,7 +8,9 @@
 //! the client sends again. nginx frees an idle connection's buffers the same
 //! way. A new hyper connection costs about 20 KiB of allocations, so a
 //! connection is parked after a second without requests, or at once when
-//! more than [`WARM_LIMIT`] hyper connections are running.
+//! more than [`WARM_LIMIT`] hyper connections are running. (Plain GETs are
+//! served by [`crate::plain`] rather than hyper; a stretch of those holds
+//! only a read buffer, and parks the same way.)
 //!
 //! Parking also puts the connection's timeouts here rather than in hyper:
 //! the head timeout counts from the first byte of a head (or from the
