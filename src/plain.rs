@@ -114,6 +114,7 @@ pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
         read: BytesMut::with_capacity(READ_CHUNK),
         activity: served.activity,
         room: served.max_header_bytes,
+        max_headers: served.max_headers,
         stopped,
         stopping,
     };
@@ -137,8 +138,10 @@ struct Connection<'a, S> {
     /// What the client sent and no request has taken yet.
     read: BytesMut,
     activity: &'a Activity,
-    /// The most bytes read ahead of the request being served.
+    /// The most bytes read ahead of the request being served, and of a
+    /// head (`max_header_bytes`).
     room: usize,
+    max_headers: usize,
     stopped: &'a mut S,
     stopping: &'a mut bool,
 }
@@ -157,7 +160,7 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     /// (`Ok`), or the connection ends.
     async fn serve(&mut self, served: &Served<'_>, deadlines: &mut Deadlines) -> Result<(), End> {
         loop {
-            let Some(parts) = self.next_head(served, deadlines).await? else {
+            let Some(parts) = self.next_head(deadlines).await? else {
                 return Ok(());
             };
             let in_flight = InFlight::start(served.activity, true);
@@ -177,33 +180,34 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     /// the stretch ends here (see [`Connection::leave`]).
     async fn next_head(
         &mut self,
-        served: &Served<'_>,
         deadlines: &mut Deadlines,
     ) -> Result<Option<request::Parts>, End> {
         loop {
             if !self.read.is_empty() {
-                match parse(&self.read, served.max_header_bytes, served.max_headers) {
+                match parse(&self.read, self.room, self.max_headers) {
                     Parsed::Plain(parts, length) => {
                         self.read.advance(length);
                         return Ok(Some(parts));
                     }
-                    Parsed::Partial if self.read.len() < served.max_header_bytes => {}
+                    Parsed::Partial if self.read.len() < self.room => {}
                     Parsed::Partial | Parsed::Other => return Ok(None),
                 }
             } else if *self.stopping {
                 let _ = self.io.shutdown().await;
                 return Err(End::Closed);
             }
+            // What the client has sent comes before a stop: a request
+            // already sent is answered (with `connection: close`).
             let next = tokio::select! {
                 biased;
-                () = &mut *self.stopped, if !*self.stopping => {
-                    *self.stopping = true;
-                    continue;
-                }
                 read = read_into(&mut self.io, &mut self.read) => match read {
                     true => continue,
                     false => return Err(End::Closed),
                 },
+                () = &mut *self.stopped, if !*self.stopping => {
+                    *self.stopping = true;
+                    continue;
+                }
                 next = deadlines.next(self.activity, true) => next,
             };
             match next {

@@ -320,6 +320,7 @@ async fn written(answer: Response<Body>) -> (bool, TcpStream) {
         read: BytesMut::new(),
         activity: &activity,
         room: LIMIT,
+        max_headers: 100,
         stopped: &mut std::future::pending(),
         stopping: &mut false,
     };
@@ -485,4 +486,34 @@ fn digits_are_written_in_both_radixes() {
     );
     assert_eq!(Digits::of(255, 16).text(), b"FF");
     assert_eq!(Digits::of(u64::MAX, 16).text(), b"FFFFFFFFFFFFFFFF");
+}
+
+#[tokio::test]
+async fn a_request_already_sent_when_the_server_stops_is_read_not_dropped() {
+    let (server, mut client) = socket_pair().await;
+    client
+        .write_all(b"GET /os/info HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    let activity = Arc::new(Activity::new());
+    let timeouts = Timeouts {
+        head: Duration::from_secs(5),
+        keep_alive: Duration::from_secs(5),
+        send: Duration::from_secs(5),
+    };
+    let mut deadlines = Deadlines::new(&activity, timeouts);
+    let io = ClientIo::new(server, activity.clone(), Box::new(()));
+    io.readable().await.expect("readable");
+    // The stop has come already, beside the request.
+    let mut connection = Connection {
+        io,
+        read: BytesMut::new(),
+        activity: &activity,
+        room: LIMIT,
+        max_headers: 100,
+        stopped: &mut std::future::ready(()),
+        stopping: &mut false,
+    };
+    let head = connection.next_head(&mut deadlines).await;
+    assert!(matches!(head, Ok(Some(ref parts)) if parts.uri == "/os/info"));
 }

@@ -269,10 +269,12 @@ impl Connection {
         let mut io = ClientIo::new(stream, activity.clone(), held);
         loop {
             // Parked: wait for the client with nothing allocated for it.
+            // (A request already sent is served, with `connection: close`,
+            // even when the server is stopping.)
             tokio::select! {
                 biased;
-                () = &mut stopped => return,
                 readable = io.readable() => if readable.is_err() { return },
+                () = &mut stopped => return,
                 expiry = deadlines.expired(&activity) => return close(expiry, &activity, addr),
             }
             let _warm = Warm::start();
