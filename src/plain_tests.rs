@@ -304,17 +304,23 @@ async fn socket_pair() -> (TcpStream, TcpStream) {
     (accepted.expect("accept").0, client.expect("connect"))
 }
 
+/// A connection's deadlines with five seconds for each timeout.
+fn five_second_deadlines(activity: &Activity) -> Deadlines {
+    let five = Duration::from_secs(5);
+    let timeouts = Timeouts {
+        head: five,
+        keep_alive: five,
+        send: five,
+    };
+    Deadlines::new(activity, timeouts)
+}
+
 /// Writes `answer` as this module does, on a fresh loopback connection
 /// that is then closed: whether it went out whole, and the client's side.
 async fn written(answer: Response<Body>) -> (bool, TcpStream) {
     let (server, client) = socket_pair().await;
     let activity = Arc::new(Activity::new());
-    let timeouts = Timeouts {
-        head: Duration::from_secs(5),
-        keep_alive: Duration::from_secs(5),
-        send: Duration::from_secs(5),
-    };
-    let mut deadlines = Deadlines::new(&activity, timeouts);
+    let mut deadlines = five_second_deadlines(&activity);
     let mut connection = Connection {
         io: ClientIo::new(server, activity.clone(), Box::new(())),
         read: BytesMut::new(),
@@ -496,12 +502,7 @@ async fn a_request_already_sent_when_the_server_stops_is_read_not_dropped() {
         .await
         .expect("write");
     let activity = Arc::new(Activity::new());
-    let timeouts = Timeouts {
-        head: Duration::from_secs(5),
-        keep_alive: Duration::from_secs(5),
-        send: Duration::from_secs(5),
-    };
-    let mut deadlines = Deadlines::new(&activity, timeouts);
+    let mut deadlines = five_second_deadlines(&activity);
     let io = ClientIo::new(server, activity.clone(), Box::new(()));
     io.readable().await.expect("readable");
     // The stop has come already, beside the request.
