@@ -466,6 +466,12 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
                 }
             }
             Verdict::Refuse(answer) => {
+                // A refusal like any other: logged with who asked (the
+                // add-on that made the upgrade), never the token sent.
+                tracing::warn!(
+                    slug = access.grant.caller().slug().unwrap_or("-"),
+                    "websocket closed: its in-band auth was refused (auth_invalid)"
+                );
                 let _ = to_client.send(answer).await;
                 let _ = to_client
                     .send(close(CloseCode::Policy, "auth_invalid"))

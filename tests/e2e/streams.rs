@@ -1376,3 +1376,27 @@ async fn without_a_cap_an_add_on_may_hold_many_event_streams() {
     }
     gateway.mock.state().release_streams();
 }
+
+#[tokio::test]
+async fn a_refused_in_band_auth_is_logged_with_the_add_on_and_without_the_token() {
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
+    let mut socket = awaiting_auth(served.addr, "/core/websocket").await;
+    let text = serde_json::json!({"type": "auth", "access_token": TOK_DEFAULT}).to_string();
+    socket.send(Message::text(text)).await.expect("send");
+    assert_eq!(next_json(&mut socket).await["type"], "auth_invalid");
+    let wanted = "its in-band auth was refused";
+    let mut log = served.log();
+    for _ in 0..50 {
+        if log.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log = served.log();
+    }
+    let line = log
+        .lines()
+        .find(|line| line.contains(wanted))
+        .unwrap_or_else(|| panic!("no line for the refused auth in:\n{log}"));
+    assert!(line.contains("WARN") && line.contains("slug="), "{line}");
+    assert!(!log.contains(TOK_DEFAULT), "the token sent is never logged");
+}
