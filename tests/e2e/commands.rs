@@ -91,11 +91,7 @@ async fn serve_refuses_a_bad_config_with_file_key_and_line_and_exit_2() {
 #[tokio::test]
 async fn serve_refuses_a_table_that_opens_the_toggle_to_manager() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
-        "      - /addons/reload\n",
-        "      - /addons/reload\n      - /addons/<slug>/security\n",
-        1,
-    );
+    let table = default_table_adding("      - /addons/<slug>/security\n");
     write(dir.path(), "table.yaml", &table);
     let config = "upstream: http://127.0.0.1:9\ntable: table.yaml\n";
     let path = write(dir.path(), "gateway.yaml", config);
@@ -325,10 +321,8 @@ async fn no_token_reaches_the_log_at_trace_level_over_the_whole_matrix() {
 #[tokio::test]
 async fn validate_reports_every_problem_with_file_line_and_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
-        "      - /addons/reload\n",
-        "      - /addons/reload\n      - /audio/**\n      - { path: /jobs/<name>, except: [/backups/x] }\n",
-        1,
+    let table = default_table_adding(
+        "      - /audio/**\n      - { path: /jobs/<name>, except: [/backups/x] }\n",
     );
     let path = write(dir.path(), "table.yaml", &table);
     let output = run_bin(&["validate", "--table", path.to_str().expect("utf-8 path")]);
@@ -382,11 +376,7 @@ async fn validate_reports_every_problem_with_file_line_and_reason() {
 #[tokio::test]
 async fn test_with_a_config_refuses_a_table_serve_would_refuse() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let table = supervisor_gateway::table::DEFAULT_TABLE.replacen(
-        "      - /addons/reload\n",
-        "      - /addons/reload\n      - { path: /jobs/<name>, except: [/backups/x] }\n",
-        1,
-    );
+    let table = default_table_adding("      - { path: /jobs/<name>, except: [/backups/x] }\n");
     write(dir.path(), "table.yaml", &table);
     let config = format!(
         "{}table: table.yaml\n",
@@ -534,4 +524,12 @@ async fn test_refuses_empty_case_files_and_impossible_statuses() {
     let output = run_bin(&["test", odd.to_str().expect("utf-8 path")]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("odd.yaml:2: status: 999 is not an HTTP status"));
+}
+
+/// The default table with `lines` (rule lines, each ending in a line end)
+/// added to a role's list, after its `/addons/reload`.
+fn default_table_adding(lines: &str) -> String {
+    let anchor = "      - /addons/reload\n";
+    let added = format!("{anchor}{lines}");
+    supervisor_gateway::table::DEFAULT_TABLE.replacen(anchor, &added, 1)
 }
