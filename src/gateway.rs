@@ -393,22 +393,22 @@ impl Gateway {
         request: Request<Incoming>,
         peer: Peer,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
-        let gateway = self.clone();
-        let started = Instant::now();
-        let (mut parts, body) = request.into_parts();
-        async move { gateway.answer(started, &mut parts, Some(body), &peer).await }
+        let (parts, body) = request.into_parts();
+        self.handle_parts(parts, Some(body), peer)
     }
 
-    /// Decides and answers a GET that came without a body, read by the
-    /// server's own code rather than hyper's (see `plain.rs`).
-    pub(crate) fn handle_plain(
+    /// [`Gateway::handle`] for a request already taken apart; no `body` is
+    /// a GET that came without one, read by the server's own code rather
+    /// than hyper's (see `plain.rs`).
+    pub(crate) fn handle_parts(
         self: &Arc<Self>,
         mut parts: request::Parts,
+        body: Option<Incoming>,
         peer: Peer,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
         let gateway = self.clone();
         let started = Instant::now();
-        async move { gateway.answer(started, &mut parts, None, &peer).await }
+        async move { gateway.answer(started, &mut parts, body, &peer).await }
     }
 
     async fn answer(

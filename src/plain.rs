@@ -164,7 +164,9 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                 return Ok(());
             };
             let in_flight = InFlight::start(served.activity, true);
-            let answering = served.gateway.handle_plain(parts, served.peer.clone());
+            let answering = served
+                .gateway
+                .handle_parts(parts, None, served.peer.clone());
             let answer = self.watching(deadlines, answering).await?;
             let closing = *self.stopping || wants_close(answer.headers());
             let whole = self.write_answer(answer, closing, deadlines).await?;
