@@ -59,8 +59,10 @@ pub(crate) enum Stretch {
     /// The connection is closed: the client went, an answer could not be
     /// written whole, or the server stops.
     Closed,
-    /// A deadline closes the connection.
-    Expired(Expiry),
+    /// A deadline closes the connection; its socket goes with it, to be
+    /// dropped once the close is recorded (a client given up on is then
+    /// reset, see `server::close`).
+    Expired(Expiry, ClientIo),
     /// Idle long enough (or hyper connections crowded): the socket is
     /// kept, nothing else.
     Parked(ClientIo),
@@ -121,14 +123,7 @@ pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
     match connection.serve(served, deadlines).await {
         Ok(()) => connection.leave(),
         Err(End::Closed) => Stretch::Closed,
-        Err(End::Expired(expiry)) => {
-            // Marked before the socket is dropped with this function, so
-            // that a client given up on is reset, not closed in order.
-            if expiry == Expiry::Send {
-                served.activity.give_up();
-            }
-            Stretch::Expired(expiry)
-        }
+        Err(End::Expired(expiry)) => Stretch::Expired(expiry, connection.io),
     }
 }
 

@@ -281,16 +281,21 @@ impl Connection {
             // (Boxed: held only while the stretch runs, so that a parked
             // connection's task does not keep room for it.)
             let stretch = plain::serve(io, &served, &mut deadlines, &mut stopped, &mut stopping);
-            let handed = match Box::pin(stretch).await {
+            let (handed, stopping) = match Box::pin(stretch).await {
                 Stretch::Closed => return,
-                Stretch::Expired(expiry) => return close(expiry, &activity, addr),
+                Stretch::Expired(expiry, socket) => {
+                    // Marked before the socket is dropped: a client given
+                    // up on is reset, not closed in order.
+                    close(expiry, &activity, addr);
+                    drop(socket);
+                    return;
+                }
                 Stretch::Parked(parked) => {
                     io = parked;
                     continue;
                 }
                 Stretch::HandOver { io, stopping } => (io, stopping),
             };
-            let (handed, stopping) = handed;
             // (Boxed, as the plain stretch: a parked connection's task
             // keeps no room for hyper's connection either.)
             let mut connection = Box::new(
