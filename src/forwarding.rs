@@ -763,7 +763,8 @@ fn switching_protocols(upstream: &HeaderMap) -> Response<Body> {
 
 /// The request's declared body length (hyper has already refused conflicting
 /// or malformed ones).
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+/// The length a `Content-Length` header declares, if it is a number.
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

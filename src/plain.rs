@@ -25,7 +25,7 @@
 //! piece of a streamed answer drops the request, as with hyper.
 
 use std::future::{poll_fn, Future};
-use std::io::IoSlice;
+use std::io::{IoSlice, Write};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,7 +39,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::forwarding::{
-    keep_spare_head, keep_spare_header_map, spare_head, spare_header_map, value_lists, Peer,
+    declared_length, keep_spare_head, keep_spare_header_map, spare_head, spare_header_map,
+    value_lists, Peer,
 };
 use crate::gateway::Gateway;
 use crate::idle::{Activity, ClientIo, Deadlines, Expiry, InFlight, Next};
@@ -166,8 +167,7 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
             let closing = *self.stopping || wants_close(answer.headers());
             let whole = self.write_answer(answer, closing, deadlines).await?;
             if !whole || closing || *self.stopping {
-                let _ = self.io.shutdown().await;
-                return Err(End::Closed);
+                return Err(self.close_in_order().await);
             }
             drop(in_flight);
         }
@@ -190,8 +190,7 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                     Parsed::Partial | Parsed::Other => return Ok(None),
                 }
             } else if *self.stopping {
-                let _ = self.io.shutdown().await;
-                return Err(End::Closed);
+                return Err(self.close_in_order().await);
             }
             // What the client has sent comes before a stop: a request
             // already sent is answered (with `connection: close`).
@@ -213,6 +212,12 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                 Next::Expired(expiry) => return Err(End::Expired(expiry)),
             }
         }
+    }
+
+    /// Closes the connection in order: the client gets every byte sent.
+    async fn close_in_order(&mut self) -> End {
+        let _ = self.io.shutdown().await;
+        End::Closed
     }
 
     /// Ends the stretch with the socket kept: parked if nothing of a next
@@ -453,7 +458,7 @@ fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(content_length);
+    let declared = declared_length(&headers);
     let framing = if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
         Framing::None
     } else if http_body::Body::is_end_stream(body) {
@@ -502,7 +507,9 @@ impl Framing {
     fn write(self, out: &mut Vec<u8>) {
         match self {
             Framing::None => {}
-            Framing::Length(length) => line(out, b"content-length", Digits::of(length, 10).text()),
+            Framing::Length(length) => {
+                let _ = write!(out, "content-length: {length}\r\n");
+            }
             Framing::Chunked => line(out, b"transfer-encoding", b"chunked"),
         }
     }
@@ -514,45 +521,6 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// A `Content-Length` value the gateway set: a decimal number.
-fn content_length(value: &HeaderValue) -> Option<u64> {
-    let digits = value.as_bytes();
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        digits
-            .iter()
-            .fold(0, |sum, digit| sum * 10 + u64::from(digit - b'0')),
-    )
-}
-
-/// A number's digits in a radix up to 16 (upper-case, as hyper writes
-/// chunk sizes), without allocating.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn of(mut n: u64, radix: u64) -> Digits {
-        let mut buf = [0u8; 20];
-        let mut start = buf.len();
-        loop {
-            start -= 1;
-            buf[start] = b"0123456789ABCDEF"[(n % radix) as usize];
-            n /= radix;
-            if n == 0 {
-                return Digits { buf, start };
-            }
-        }
-    }
-
-    fn text(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
 }
 
 /// What goes on the wire for one piece of a body.
@@ -596,8 +564,9 @@ impl Framer {
             }
             Framing::Chunked if data.is_empty() => Some(Piece::default()),
             Framing::Chunked => {
-                let mut before = Digits::of(data.len() as u64, 16).text().to_vec();
-                before.extend_from_slice(b"\r\n");
+                // Upper-case hex, as hyper writes chunk sizes.
+                let mut before = Vec::with_capacity(18);
+                let _ = write!(before, "{:X}\r\n", data.len());
                 Some(Piece {
                     before,
                     data,
