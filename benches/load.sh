@@ -336,6 +336,22 @@ read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS G_BUSY < <(median "$WORK/gateway.run
 read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS F_BUSY < <(median "$WORK/nginx-fwd.runs")
 read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS L_BUSY < <(median "$WORK/floor.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
+paired() { # GATEWAY-RUNS NGINX-RUNS: the gateway against nginx round by round
+  # (each pair ran back to back, so the machine's drift between rounds
+  # cancels), and in how many rounds both targets held
+  python3 - "$1" "$2" <<'PY'
+import sys
+def rows(name):
+    return [line.split() for line in open(name) if line.strip()]
+pairs = list(zip(rows(sys.argv[1]), rows(sys.argv[2])))
+rate = [100 * float(g[0]) / float(n[0]) for g, n in pairs]
+p99 = [100 * (float(g[2]) / float(n[2]) - 1) for g, n in pairs]
+met = sum(1 for r, p in zip(rate, p99) if r >= 100 and p <= 0)
+print(f"rate {'/'.join(f'{r:.0f}' for r in rate)}% of nginx's, p99 "
+      f"{'/'.join(f'{p:+.0f}' for p in p99)}% against nginx's; both targets held in "
+      f"{met} of {len(pairs)} rounds")
+PY
+}
 
 # ---- idle keep-alive connections -------------------------------------------------
 echo "== ${IDLE} idle keep-alive connections to the gateway"
@@ -374,6 +390,8 @@ cat <<EOF
 | floor: a minimal tokio proxy sending them too (examples/floor_proxy.rs; no decision, limits or timeouts) | $L_RPS | $L_P50 | $L_P99 | $L_CPU (floor) | $L_UP | $L_RUNS | $L_BUSY |
 
 The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers, $(share "$G_RPS" "$L_RPS") of the floor's. The floor's: $(share "$L_RPS" "$N_RPS") of plain nginx's.
+
+Round by round, the gateway against the plain nginx run just before it: $(paired "$WORK/gateway.runs" "$WORK/nginx.runs").
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
