@@ -346,6 +346,7 @@ def rows(name):
 pairs = list(zip(rows(sys.argv[1]), rows(sys.argv[2])))
 rate = [100 * float(g[0]) / float(n[0]) for g, n in pairs]
 p99 = [100 * (float(g[2]) / float(n[2]) - 1) for g, n in pairs]
+# Judged on the figures unrounded: a round shown as 100% or +0% may not count.
 met = sum(1 for r, p in zip(rate, p99) if r >= 100 and p <= 0)
 print(f"rate {'/'.join(f'{r:.0f}' for r in rate)}% of nginx's, p99 "
       f"{'/'.join(f'{p:+.0f}' for p in p99)}% against nginx's; both targets held in "
@@ -379,6 +380,8 @@ PY
 read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
+# (Made here, not inside the report below, so that a failure ends the run.)
+PAIRED=$(paired "$WORK/gateway.runs" "$WORK/nginx.runs")
 cat <<EOF
 
 | small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
@@ -391,7 +394,7 @@ cat <<EOF
 
 The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers, $(share "$G_RPS" "$L_RPS") of the floor's. The floor's: $(share "$L_RPS" "$N_RPS") of plain nginx's.
 
-Round by round, the gateway against the plain nginx run just before it: $(paired "$WORK/gateway.runs" "$WORK/nginx.runs").
+Round by round, the gateway against the plain nginx run just before it: $PAIRED.
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
