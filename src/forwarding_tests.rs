@@ -318,3 +318,43 @@ fn an_event_stream_is_told_by_its_media_type_alone() {
     }
     assert!(!is_event_stream(&HeaderMap::new()));
 }
+
+#[test]
+fn an_ipv4_peer_is_written_as_display_writes_it() {
+    // Every octet value in every place, the others varied with it.
+    for octet in 0..=255u8 {
+        for place in 0..4 {
+            let mut octets = [0u8; 4];
+            for (index, other) in octets.iter_mut().enumerate() {
+                *other = octet.wrapping_mul(7).wrapping_add(index as u8 * 61);
+            }
+            octets[place] = octet;
+            let ip = Ipv4Addr::from(octets);
+            assert_eq!(dotted_quad(ip).as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+    for ip in [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::LOCALHOST,
+    ] {
+        assert_eq!(dotted_quad(ip).as_bytes(), ip.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn a_peer_is_forwarded_as_its_address_v4_or_v6() {
+    for (addr, expected) in [
+        ("203.0.113.9:5000", "203.0.113.9"),
+        ("10.0.0.1:1", "10.0.0.1"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1"),
+    ] {
+        let peer = Peer::new(addr.parse().expect("an address"));
+        assert_eq!(
+            peer.forwarded_for.expect("an X-Forwarded-For value"),
+            expected,
+            "{addr}"
+        );
+    }
+}

@@ -61,7 +61,9 @@ pub fn install() -> Result<PrometheusHandle, String> {
         "Audit log lines lost: dropped because the writer was far behind, or not written because writing failed."
     );
     // Present from the start, so that a scrape before the first event sees 0.
-    metrics::gauge!(OPEN_CONNECTIONS).set(0.0);
+    let open = metrics::gauge!(OPEN_CONNECTIONS);
+    open.set(0.0);
+    let _ = OPEN_CONNECTIONS_GAUGE.set(open);
     for result in ["ok", "refused"] {
         metrics::counter!(RELOADS, "result" => result).absolute(0);
     }
@@ -278,8 +280,16 @@ pub fn audit_lost(lines: u64) {
 
 /// A client connection opened (`1.0`) or closed (`-1.0`).
 pub fn connections(change: f64) {
-    metrics::gauge!(OPEN_CONNECTIONS).increment(change);
+    // The handle is kept from `install`, rather than looked up by name in
+    // the recorder twice a connection.
+    match OPEN_CONNECTIONS_GAUGE.get() {
+        Some(open) => open.increment(change),
+        None => metrics::gauge!(OPEN_CONNECTIONS).increment(change),
+    }
 }
+
+/// The open-connections gauge of the recorder `install` installed.
+static OPEN_CONNECTIONS_GAUGE: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
 
 /// Counts a client connection closed by its head or send timeout.
 pub fn client_timeout(timeout: &'static str) {
