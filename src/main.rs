@@ -566,13 +566,26 @@ async fn serve(path: PathBuf) -> ExitCode {
     };
     let watcher = tokio::spawn(watcher.run(watch));
     let last = gateway.clone();
-    let result = server::serve_on(listener, gateway, shutdown, &workers).await;
+    // Accepting runs as a task of the runtime, not on this thread: a task
+    // is run by the runtime thread whose event loop saw the connection
+    // come, where this thread would have to be woken for each one.
+    let workers = Arc::new(workers);
+    let serving = tokio::spawn({
+        let workers = workers.clone();
+        async move { server::serve_on(listener, gateway, shutdown, &workers).await }
+    });
+    let result = serving
+        .await
+        .unwrap_or_else(|error| Err(std::io::Error::other(error.to_string())));
     watcher.abort();
     if let Some(admin) = admin {
         admin.abort();
     }
     let _ = tokio::task::spawn_blocking(move || {
-        workers.stop();
+        // The serving task, ended, holds no other handle.
+        if let Ok(workers) = Arc::try_unwrap(workers) {
+            workers.stop();
+        }
         // The decisions of the last requests are in the audit log before
         // the process ends (they were only queued).
         last.finish_audit(AUDIT_FINISH);
