@@ -4,7 +4,9 @@
 # the three X-Forwarded-* headers the gateway sends, and a minimal tokio
 # proxy doing the same forwarding, examples/floor_proxy.rs) in
 # front of the same upstream, each driven in turn by wrk over keep-alive
-# connections; then 1 GiB transfers through the gateway against the same
+# connections, then the gateway and plain nginx again with a new connection
+# for every request (as an add-on calling the API with curl makes one);
+# then 1 GiB transfers through the gateway against the same
 # transfers straight to the upstream, the gateway's memory, and 10,000 idle
 # keep-alive connections. Every process it starts is stopped at the end.
 #
@@ -277,7 +279,7 @@ run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu upstream-cpu busiest",
   up_before=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
   task_ticks "$@" >"$WORK/tasks.before"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-      -H "X-Supervisor-Token: $TOKEN" "$url" >"$WORK/wrk.out"
+      -H "X-Supervisor-Token: $TOKEN" "${WRK_HEADERS[@]}" "$url" >"$WORK/wrk.out"
   task_ticks "$@" >"$WORK/tasks.after"
   after=$(cpu_ticks "$@")
   up_after=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
@@ -308,6 +310,7 @@ def pct(p):
 print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f} {busiest:.0f}")
 PY
 }
+WRK_HEADERS=()
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds, ${WORKERS} worker(s) for each proxy"
 # The five in turn, ROUNDS times over, so that a noisy stretch of the
 # machine falls on all of them; each figure is the median over the rounds.
@@ -318,6 +321,15 @@ for round in $(seq "$ROUNDS"); do
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway.runs"
   run_wrk "http://127.0.0.1:$NGINX_FWD_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-fwd.runs"
   run_wrk "http://127.0.0.1:$FLOOR_PORT/os/info" "$FLOOR_PID" >>"$WORK/floor.runs"
+done
+# A new connection for every request: wrk asks for it with `Connection:
+# close`, which each proxy answers and then closes.
+WRK_HEADERS=(-H "Connection: close")
+echo "== small GET /os/info, a new connection for each request: ${THREADS} threads, ${CONNECTIONS} at once, ${DURATION} s each, ${ROUNDS} rounds"
+for round in $(seq "$ROUNDS"); do
+  echo "   round $round of $ROUNDS"
+  run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-close.runs"
+  run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway-close.runs"
 done
 median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round) (busiest of each round)",
   # each the median of its column
@@ -335,6 +347,8 @@ read -r N_RPS N_P50 N_P99 N_CPU N_UP N_RUNS N_BUSY < <(median "$WORK/nginx.runs"
 read -r G_RPS G_P50 G_P99 G_CPU G_UP G_RUNS G_BUSY < <(median "$WORK/gateway.runs")
 read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS F_BUSY < <(median "$WORK/nginx-fwd.runs")
 read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS L_BUSY < <(median "$WORK/floor.runs")
+read -r NC_RPS NC_P50 NC_P99 NC_CPU NC_UP NC_RUNS NC_BUSY < <(median "$WORK/nginx-close.runs")
+read -r GC_RPS GC_P50 GC_P99 GC_CPU GC_UP GC_RUNS GC_BUSY < <(median "$WORK/gateway-close.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
 paired() { # GATEWAY-RUNS NGINX-RUNS: the gateway against nginx round by round
   # (each pair ran back to back, so the machine's drift between rounds
@@ -382,6 +396,7 @@ read -r OPENED IDLE_RSS_MANY <"$WORK/idle.out"
 mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 # (Made here, not inside the report below, so that a failure ends the run.)
 PAIRED=$(paired "$WORK/gateway.runs" "$WORK/nginx.runs")
+PAIRED_CLOSE=$(paired "$WORK/gateway-close.runs" "$WORK/nginx-close.runs")
 cat <<EOF
 
 | small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
@@ -395,6 +410,13 @@ cat <<EOF
 The gateway's rate: $(share "$G_RPS" "$N_RPS") of plain nginx's (the target: at least 100%, p99 no worse), $(share "$G_RPS" "$F_RPS") of nginx's sending the same forwarded headers, $(share "$G_RPS" "$L_RPS") of the floor's. The floor's: $(share "$L_RPS" "$N_RPS") of plain nginx's.
 
 Round by round, the gateway against the plain nginx run just before it: $PAIRED.
+
+| small GET /os/info, a new connection for each request (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
+| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
+| nginx in front | $NC_RPS | $NC_P50 | $NC_P99 | $NC_CPU (nginx) | $NC_UP | $NC_RUNS | $NC_BUSY |
+| supervisor-gateway in front | $GC_RPS | $GC_P50 | $GC_P99 | $GC_CPU (gateway) | $GC_UP | $GC_RUNS | $GC_BUSY |
+
+With a new connection for each request, round by round: $PAIRED_CLOSE.
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
