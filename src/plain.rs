@@ -12,8 +12,11 @@
 //! whole, within `max_header_bytes` and the headers this module has room
 //! for, as `GET` in origin form over HTTP/1.1, with no `Content-Length`,
 //! `Transfer-Encoding`, `Expect` or `Upgrade` header, no `Connection`
-//! header but `keep-alive`, and names, values and target that the `http`
-//! crate takes as they are. Every malformed or oversized head thus reaches
+//! header but `keep-alive` or `close` (since 2026-12-05, night: a client
+//! with a connection a request, such as Python's `urllib`, sends `close`;
+//! it is answered with `connection: close` and the connection ends, as
+//! hyper does), and names, values and target that the `http` crate takes
+//! as they are. Every malformed or oversized head thus reaches
 //! hyper, which answers it (400, 414, 431) as it always has.
 //!
 //! Answers are written as hyper writes them for such a request: a status
@@ -160,11 +163,13 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                 return Ok(());
             };
             let in_flight = InFlight::start(served.activity, true);
+            // A request that says `Connection: close` is the last.
+            let asked_to_close = wants_close(&parts.headers);
             let answering = served
                 .gateway
                 .handle_parts(parts, None, served.peer.clone());
             let answer = self.watching(deadlines, answering).await?;
-            let closing = *self.stopping || wants_close(answer.headers());
+            let closing = *self.stopping || asked_to_close || wants_close(answer.headers());
             let whole = self.write_answer(answer, closing, deadlines).await?;
             if !whole || closing || *self.stopping {
                 return Err(self.close_in_order().await);
@@ -406,11 +411,10 @@ fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
             name,
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE
         );
-        let other_connection = name == header::CONNECTION
-            && !value
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"keep-alive");
+        let other_connection = name == header::CONNECTION && {
+            let token = value.as_bytes().trim_ascii();
+            !(token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close"))
+        };
         if framed || other_connection {
             keep_spare_header_map(map);
             return Parsed::Other;
@@ -425,7 +429,8 @@ fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
     Parsed::Plain(parts, length)
 }
 
-/// Whether an answer's `Connection` header asks to close.
+/// Whether a `Connection` header (an answer's, or a request's) asks to
+/// close.
 fn wants_close(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONNECTION)

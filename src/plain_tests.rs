@@ -51,7 +51,8 @@ fn whatever_is_not_plainly_a_bodiless_keep_alive_get_goes_to_hyper() {
         "GET /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-        "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close, x-token\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-token\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost : h\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n",
@@ -61,11 +62,23 @@ fn whatever_is_not_plainly_a_bodiless_keep_alive_get_goes_to_hyper() {
     for head in others {
         assert!(matches!(parsed(head), Parsed::Other), "{head:?}");
     }
-    // The `keep-alive` a client may send is plain; its case and spaces
-    // aside.
+    // The `keep-alive` or `close` a client may send is plain; its case and
+    // spaces aside.
     assert!(is_plain(
         "GET /x HTTP/1.1\r\nHost: h\r\nConnection:  Keep-Alive \r\n\r\n"
     ));
+    let Parsed::Plain(parts, _) =
+        parsed("GET /x HTTP/1.1\r\nHost: h\r\nConnection: Close \r\n\r\n")
+    else {
+        panic!("a GET that asks to close is plain");
+    };
+    assert!(wants_close(&parts.headers), "and is known to ask it");
+    assert!(!wants_close(&match parsed(
+        "GET /x HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
+    ) {
+        Parsed::Plain(parts, _) => parts.headers,
+        _ => panic!("plain"),
+    }));
 }
 
 #[test]
@@ -272,7 +285,10 @@ proptest! {
         prop_assert_eq!(&theirs.uri, &parts.uri);
         prop_assert_eq!(theirs.version, parts.version);
         prop_assert_eq!(header_lines(&theirs.headers), header_lines(&parts.headers));
-        if let Some(next) = next {
+        if wants_close(&parts.headers) {
+            // Served here as the last of its connection, as hyper does.
+            prop_assert_eq!(seen.len(), 1, "hyper served only this one");
+        } else if let Some(next) = next {
             prop_assert_eq!(seen.len(), 2, "hyper served the next request");
             prop_assert_eq!(&seen[1].0.uri, &next.uri);
         }

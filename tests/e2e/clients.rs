@@ -2,6 +2,7 @@
 //! plain curl with `X-Supervisor-Token`.
 
 use crate::helpers::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// bashio sends `Authorization: Bearer` fed from stdin, a JSON content type
 /// and the literal `{}` as the body of every GET.
@@ -90,4 +91,44 @@ async fn curl_with_x_supervisor_token_and_keep_alive_serves_several_requests() {
     assert_eq!(response.status, 200);
     let paths: Vec<String> = gateway.upstream_saw().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/supervisor/ping", "/supervisor/ping", "/os/info"]);
+}
+
+#[tokio::test]
+async fn a_get_that_says_connection_close_is_the_last_answered_and_the_upstream_keeps_its_connection(
+) {
+    // As Python's urllib sends a GET: one request a connection, asking to
+    // close it. What is sent behind it is not answered, as with hyper.
+    let gateway = TestGateway::start().await;
+    let first = format!("GET /os/info HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nConnection: close\r\n\r\n");
+    let behind = format!(
+        "GET /supervisor/ping HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(format!("{first}{behind}").as_bytes())
+        .await
+        .expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the gateway closes the connection")
+    .expect("read");
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
+    let response = parse_response(&received);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    let seen = gateway.upstream_saw();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/os/info"]);
+    assert!(
+        !seen[0].headers.iter().any(|(name, _)| name == "connection"),
+        "the client's Connection header is not passed on: {:?}",
+        seen[0].headers
+    );
 }
