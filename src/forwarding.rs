@@ -806,9 +806,8 @@ fn switching_protocols(upstream: &HeaderMap) -> Response<Body> {
     response
 }
 
-/// The request's declared body length (hyper has already refused conflicting
-/// or malformed ones).
-/// The length a `Content-Length` header declares, if it is a number.
+/// The length a `Content-Length` header declares, if it is a number (for a
+/// request, hyper has already refused conflicting or malformed ones).
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?

@@ -2,7 +2,6 @@
 //! plain curl with `X-Supervisor-Token`.
 
 use crate::helpers::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// bashio sends `Authorization: Bearer` fed from stdin, a JSON content type
 /// and the literal `{}` as the body of every GET.
@@ -103,21 +102,7 @@ async fn a_get_that_says_connection_close_is_the_last_answered_and_the_upstream_
     let behind = format!(
         "GET /supervisor/ping HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n"
     );
-    let mut stream = tokio::net::TcpStream::connect(gateway.addr)
-        .await
-        .expect("connect");
-    stream
-        .write_all(format!("{first}{behind}").as_bytes())
-        .await
-        .expect("write");
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut received),
-    )
-    .await
-    .expect("the gateway closes the connection")
-    .expect("read");
+    let received = exchange_raw(gateway.addr, format!("{first}{behind}").as_bytes()).await;
     let text = String::from_utf8_lossy(&received);
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
     let response = parse_response(&received);

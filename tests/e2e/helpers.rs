@@ -254,6 +254,12 @@ impl RawResponse {
 /// Writes `bytes` to a fresh connection and reads the response until the
 /// server closes it (every helper request says `Connection: close`).
 pub(crate) async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    parse_response(&exchange_raw(addr, bytes).await)
+}
+
+/// Writes `bytes` to a fresh connection and returns every byte the server
+/// sends until it closes the connection, within 10 s.
+pub(crate) async fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(bytes).await.expect("write request");
@@ -261,10 +267,9 @@ pub(crate) async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
         let _ = stream.read_to_end(&mut received).await;
         received
     };
-    let received = tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .expect("the exchange finishes within 10 s");
-    parse_response(&received)
+        .expect("the exchange finishes within 10 s")
 }
 
 /// Parses one HTTP/1.1 response, de-chunking its body if needed.
