@@ -34,7 +34,7 @@ use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{request, HeaderMap, Method, Response, StatusCode, Uri, Version};
@@ -95,8 +95,8 @@ enum End {
 /// at once: boxing the large variant would cost an allocation a request.)
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    /// A request served here, and the length of its head.
-    Plain(request::Parts, usize),
+    /// A request served here, its head taken out of the buffer.
+    Plain(request::Parts),
     /// Not all of the head has come.
     Partial,
     /// Anything else: for hyper.
@@ -186,11 +186,8 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     ) -> Result<Option<request::Parts>, End> {
         loop {
             if !self.read.is_empty() {
-                match parse(&self.read, self.room, self.max_headers) {
-                    Parsed::Plain(parts, length) => {
-                        self.read.advance(length);
-                        return Ok(Some(parts));
-                    }
+                match parse(&mut self.read, self.room, self.max_headers) {
+                    Parsed::Plain(parts) => return Ok(Some(parts)),
                     Parsed::Partial if self.read.len() < self.room => {}
                     Parsed::Partial | Parsed::Other => return Ok(None),
                 }
@@ -378,12 +375,23 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     }
 }
 
-/// Reads a head from `read`; see the module's comment for what is served.
-fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_HERE];
+/// Reads a head from the start of `read`; see the module's comment for
+/// what is served. A head served here is taken out of `read`, and its
+/// target and header values are cut out of it without a copy; anything
+/// else leaves `read` as it was, for hyper.
+fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Parsed {
+    // Left uninitialised: httparse writes the ones it fills. (Parsed as
+    // `Request::parse` would, in httparse's default configuration.)
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_HERE];
     let room = max_headers.min(HEADERS_HERE);
-    let mut request = httparse::Request::new(&mut headers[..room]);
-    let length = match request.parse(read) {
+    let mut request = httparse::Request::new(&mut []);
+    let parsing = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        read,
+        &mut headers[..room],
+    );
+    let length = match parsing {
         Ok(httparse::Status::Complete(length)) if length <= max_header_bytes => length,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         _ => return Parsed::Other,
@@ -395,17 +403,49 @@ fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
     if !target.starts_with('/') || target.len() > MAX_TARGET {
         return Parsed::Other;
     }
-    let Ok(uri) = Uri::try_from(target) else {
-        return Parsed::Other;
-    };
-    let mut map = spare_header_map(request.headers.len());
-    for line in request.headers.iter() {
+    // Where the target and each header lie in the head, to cut them out
+    // of it once it is taken out of `read`.
+    // (In `u32`s: a head served here is within `max_header_bytes`, at most
+    // 1 MiB.)
+    let base = read.as_ptr() as usize;
+    let at = |bytes: &[u8]| (bytes.as_ptr() as usize - base) as u32;
+    let target = (at(target.as_bytes()), target.len() as u32);
+    let mut spans = [(0, 0, 0, 0); HEADERS_HERE];
+    let count = request.headers.len();
+    for (span, line) in spans.iter_mut().zip(request.headers.iter()) {
+        *span = (
+            at(line.name.as_bytes()),
+            line.name.len() as u32,
+            at(line.value),
+            line.value.len() as u32,
+        );
+    }
+    let head = read.split_to(length).freeze();
+    match plain_parts(&head, target, &spans[..count]) {
+        Some(parts) => Parsed::Plain(parts),
+        None => {
+            give_back(read, head);
+            Parsed::Other
+        }
+    }
+}
+
+/// The parts of a plain request from its `head`, given where its target
+/// and headers lie in it; `None` if it is not plain after all (a framing
+/// or upgrade header, a `Connection` other than `keep-alive` or `close`)
+/// or the `http` crate refuses a piece of it. Every piece it made is
+/// dropped by then.
+fn plain_parts(head: &Bytes, target: (u32, u32), spans: &[Span]) -> Option<request::Parts> {
+    let piece = |(at, length): (u32, u32)| (at as usize)..(at + length) as usize;
+    let uri = Uri::from_maybe_shared(head.slice(piece(target))).ok()?;
+    let mut map = spare_header_map(spans.len());
+    for &(name, name_length, value, value_length) in spans {
         let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(line.name.as_bytes()),
-            HeaderValue::from_bytes(line.value),
+            header_name(&head[piece((name, name_length))]),
+            HeaderValue::from_maybe_shared(head.slice(piece((value, value_length)))),
         ) else {
             keep_spare_header_map(map);
-            return Parsed::Other;
+            return None;
         };
         let framed = matches!(
             name,
@@ -417,7 +457,7 @@ fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
         };
         if framed || other_connection {
             keep_spare_header_map(map);
-            return Parsed::Other;
+            return None;
         }
         map.append(name, value);
     }
@@ -426,7 +466,46 @@ fn parse(read: &[u8], max_header_bytes: usize, max_headers: usize) -> Parsed {
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = map;
-    Parsed::Plain(parts, length)
+    Some(parts)
+}
+
+/// Where a header's name and value lie in its head: the offset and length
+/// of each.
+type Span = (u32, u32, u32, u32);
+
+/// A header name as [`HeaderName::from_bytes`] reads it, but the
+/// gateway's own token headers, which every add-on's request carries,
+/// without the copy that makes of a name it does not know.
+fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    if name.eq_ignore_ascii_case(b"x-supervisor-token") {
+        Ok(X_SUPERVISOR_TOKEN)
+    } else if name.eq_ignore_ascii_case(b"x-hassio-key") {
+        Ok(X_HASSIO_KEY)
+    } else {
+        HeaderName::from_bytes(name)
+    }
+}
+
+const X_SUPERVISOR_TOKEN: HeaderName = HeaderName::from_static("x-supervisor-token");
+const X_HASSIO_KEY: HeaderName = HeaderName::from_static("x-hassio-key");
+
+/// Puts a `head` taken out of `read` back in front of what followed it.
+/// Nothing else holds a piece of it by now, so this is the buffer it was
+/// cut from; were it not, it is copied.
+fn give_back(read: &mut BytesMut, head: Bytes) {
+    let rest = std::mem::take(read);
+    *read = match head.try_into_mut() {
+        Ok(mut whole) => {
+            whole.unsplit(rest);
+            whole
+        }
+        Err(head) => {
+            let mut whole = BytesMut::with_capacity(head.len() + rest.len());
+            whole.extend_from_slice(&head);
+            whole.extend_from_slice(&rest);
+            whole
+        }
+    };
 }
 
 /// Whether a `Connection` header (an answer's, or a request's) asks to
@@ -513,7 +592,11 @@ impl Framing {
         match self {
             Framing::None => {}
             Framing::Length(length) => {
-                let _ = write!(out, "content-length: {length}\r\n");
+                line(
+                    out,
+                    b"content-length",
+                    itoa::Buffer::new().format(length).as_bytes(),
+                );
             }
             Framing::Chunked => line(out, b"transfer-encoding", b"chunked"),
         }
