@@ -138,18 +138,29 @@ pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {
     list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// The header names listed in `Connection`, lower-cased.
+/// The header names listed in `Connection`, lower-cased. (Found by a look
+/// at each name, which for a standard one is a comparison of two numbers,
+/// rather than by a lookup, which hashes: most heads have no `Connection`.)
 pub(super) fn connection_names(headers: &HeaderMap) -> Vec<String> {
     headers
-        .get_all(header::CONNECTION)
         .iter()
-        .flat_map(list_items)
+        .filter(|(name, _)| **name == header::CONNECTION)
+        .flat_map(|(_, value)| list_items(value))
         .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
         .collect()
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most answers have nothing to remove, which a look at each name
+    // settles: without a `Connection` header no name is listed in one.
+    let removable = |name: &HeaderName| {
+        *name == header::CONNECTION
+            || (*name != header::CONTENT_LENGTH && is_hop_by_hop(name.as_str()))
+    };
+    if !headers.keys().any(removable) {
+        return;
+    }
     let named = connection_names(headers);
     // One pass over the names present: most answers have none to remove.
     // The upstream's own Content-Length describes the body it sends, which

@@ -219,6 +219,36 @@ fn response_hop_by_hop_headers_and_connection_named_ones_are_dropped() {
 }
 
 #[test]
+fn each_hop_by_hop_header_is_dropped_even_alone_and_an_answer_without_any_is_left_as_it_is() {
+    let hop_by_hop = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    for name in hop_by_hop {
+        let mut map = headers(&[("content-type", "text/plain"), (name, "1"), ("date", "d")]);
+        strip_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-type", "date"], "{name} alone");
+    }
+    let plain = [
+        ("content-type", "application/json"),
+        ("content-length", "2"),
+        ("x-kept", "1"),
+        ("x-kept", "2"),
+    ];
+    let mut map = headers(&plain);
+    strip_hop_by_hop(&mut map);
+    assert_eq!(map, headers(&plain));
+}
+
+#[test]
 fn an_item_with_bytes_over_0x7f_does_not_hide_the_rest_of_a_list() {
     let value = |text: &str| HeaderValue::from_str(text).expect("value");
     assert!(value_lists(&value("close, café"), "close"));
