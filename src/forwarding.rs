@@ -35,7 +35,7 @@ use headers::{
     X_FORWARDED_PROTO, X_GATEWAY_ADDON, X_GATEWAY_CALLER, X_GATEWAY_ROLE,
 };
 pub use headers::{header_problem, is_reserved_header, IDENTITY_HEADERS};
-pub(crate) use headers::{lists, value_lists};
+pub(crate) use headers::{lists, value_lists, values_of};
 
 /// The client at the other end of a connection, as the upstream is told
 /// of it: the `X-Forwarded-For` value, made once for all of the
@@ -815,8 +815,8 @@ fn switching_protocols(upstream: &HeaderMap) -> Response<Body> {
 /// The length a `Content-Length` header declares, if it is a number (for a
 /// request, hyper has already refused conflicting or malformed ones).
 pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
+    values_of(headers, &header::CONTENT_LENGTH)
+        .next()?
         .to_str()
         .ok()?
         .parse()

@@ -126,10 +126,21 @@ fn list_items(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// Whether any `name` header lists `token` (case-insensitively) in its
 /// comma-separated value.
 pub(crate) fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    values_of(headers, &name).any(|value| value_lists(value, token))
+}
+
+/// The values of the `name` headers of a head, in order, found by a look at
+/// each of its names: for a standard name that is a comparison of two
+/// numbers, cheaper than the hashed lookup of `HeaderMap::get_all` for the
+/// few headers a head has (at most `limits.max_headers`).
+pub(crate) fn values_of<'a>(
+    headers: &'a HeaderMap,
+    name: &'a HeaderName,
+) -> impl Iterator<Item = &'a HeaderValue> {
     headers
-        .get_all(name)
         .iter()
-        .any(|value| value_lists(value, token))
+        .filter(move |(each, _)| *each == name)
+        .map(|(_, value)| value)
 }
 
 /// Whether a comma-separated header value lists `token`

@@ -388,3 +388,24 @@ fn a_peer_is_forwarded_as_its_address_v4_or_v6() {
         );
     }
 }
+
+#[test]
+fn values_of_a_name_are_found_in_order_among_the_others_as_get_all_finds_them() {
+    let map = headers(&[
+        ("content-length", "2"),
+        ("connection", "keep-alive"),
+        ("x-other", "1"),
+        ("Connection", "close"),
+        ("host", "h"),
+    ]);
+    for name in [header::CONNECTION, header::CONTENT_LENGTH, header::HOST] {
+        let found: Vec<_> = values_of(&map, &name).collect();
+        let looked_up: Vec<_> = map.get_all(&name).iter().collect();
+        assert_eq!(found, looked_up, "{name}");
+    }
+    let connection: Vec<_> = values_of(&map, &header::CONNECTION).collect();
+    assert_eq!(connection, ["keep-alive", "close"]);
+    assert_eq!(values_of(&map, &header::DATE).count(), 0);
+    assert!(lists(&map, header::CONNECTION, "close"));
+    assert_eq!(declared_length(&map), Some(2));
+}

@@ -422,7 +422,9 @@ impl Gateway {
         // (Heads over `max_header_bytes` never get here: hyper counts them
         // as sent and answers 431 itself; see `server::hyper_builder`.)
         let judgement = if parts.version == http::Version::HTTP_11
-            && !parts.headers.contains_key(http::header::HOST)
+            && forwarding::values_of(&parts.headers, &http::header::HOST)
+                .next()
+                .is_none()
         {
             // RFC 9112, 3.2: an HTTP/1.1 request without Host gets 400.
             let decision =

@@ -42,8 +42,8 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::forwarding::{
-    declared_length, keep_spare_head, keep_spare_header_map, spare_head, spare_header_map,
-    value_lists, Peer,
+    declared_length, keep_spare_head, keep_spare_header_map, lists, spare_head, spare_header_map,
+    Peer,
 };
 use crate::gateway::Gateway;
 use crate::idle::{Activity, ClientIo, Deadlines, Expiry, InFlight, Next};
@@ -511,10 +511,7 @@ fn give_back(read: &mut BytesMut, head: Bytes) {
 /// Whether a `Connection` header (an answer's, or a request's) asks to
 /// close.
 fn wants_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|value| value_lists(value, "close"))
+    lists(headers, header::CONNECTION, "close")
 }
 
 /// How an answer's body is delimited on the wire.
