@@ -872,8 +872,8 @@ impl http_body::Body for IdleLimited {
 
 /// Whether an answer's media type is `text/event-stream`, parameters
 /// aside, in any case.
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    let Some(value) = values_of(headers, &http::header::CONTENT_TYPE).next() else {
         return false;
     };
     let media = value.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");

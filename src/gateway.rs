@@ -191,16 +191,6 @@ impl Grant {
     }
 }
 
-/// Whether an answer is an event stream, which may go on for as long as
-/// the client stays.
-fn is_event_stream(response: &Response<Body>) -> bool {
-    response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.as_bytes().split(|byte| *byte == b';').next())
-        .is_some_and(|kind| kind.trim_ascii().eq_ignore_ascii_case(b"text/event-stream"))
-}
-
 /// The error an event stream ends with when a reload no longer allows its
 /// request.
 #[derive(Debug, thiserror::Error)]
@@ -475,7 +465,7 @@ impl Gateway {
                 let mut response = forwarded
                     .await
                     .unwrap_or_else(|error| upstream_failure(error, had_body));
-                if is_event_stream(&response) {
+                if forwarding::is_event_stream(response.headers()) {
                     let (grant, again) = self.stream_grant(&policy, &caller, parts, &permit);
                     // Decided again: the client's answer, the metrics, the
                     // audit and the log follow the decision of now.
