@@ -209,6 +209,71 @@ async fn accept(
     }
 }
 
+/// The server's stop, as a connection waits for it. A wait on tokio's
+/// watch channel takes a lock that every connection of every worker shares
+/// each time it is polled, and the connection's task polls it each time it
+/// runs (twice a request); this polls that wait only when the channel has
+/// changed or the task's waker is not the one the wait holds, and answers
+/// "not yet" otherwise from one atomic read of the channel's version. The
+/// wait stays registered, so the stop still wakes the task. Fused, as the
+/// plain stretch and hyper's both look at it: after it has fired it is
+/// pending for good.
+struct Stopped {
+    look: watch::Receiver<bool>,
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The waker the wait last registered, once it has been polled.
+    waker: Option<std::task::Waker>,
+    fired: bool,
+}
+
+impl Stopped {
+    fn new(stop: watch::Receiver<bool>) -> Stopped {
+        let look = stop.clone();
+        let mut stop = stop;
+        let wait = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        Stopped {
+            look,
+            wait: Box::pin(wait),
+            waker: None,
+            fired: false,
+        }
+    }
+}
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if this.fired {
+            return Poll::Pending;
+        }
+        let same_waker = this
+            .waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        // (A sender gone counts as a change: the wait then ends.)
+        if same_waker && !this.look.has_changed().unwrap_or(true) {
+            return Poll::Pending;
+        }
+        match this.wait.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.fired = true;
+                this.waker = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                if !same_waker {
+                    this.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 /// One client connection. `alive` and `slot` go with its socket (past an
 /// upgrade, to the WebSocket relay) and are dropped when it closes, which
 /// is how the shutdown and the connection limit know it is gone.
@@ -257,13 +322,7 @@ impl Connection {
             stop.clone(),
             timeouts.send,
         );
-        let mut stop = stop;
-        // (Fused: the plain stretch and hyper's both look at it, and it may
-        // be polled again after it has fired.)
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        }
-        .fuse();
+        let stopped = Stopped::new(stop);
         tokio::pin!(stopped);
         let mut stopping = false;
         let mut io = ClientIo::new(stream, activity.clone(), held);
@@ -550,6 +609,67 @@ fn connection_failed(error: &hyper::Error, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Wakes>, std::task::Waker) {
+        let wakes = Arc::new(Wakes::default());
+        (wakes.clone(), std::task::Waker::from(wakes))
+    }
+
+    fn poll(stopped: &mut Stopped, waker: &std::task::Waker) -> Poll<()> {
+        Pin::new(stopped).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn a_stop_wakes_the_waiting_connection_though_its_polls_skipped_the_channel() {
+        let (stop, receiver) = watch::channel(false);
+        let mut stopped = Stopped::new(receiver);
+        let (first, first_waker) = waker();
+        for _ in 0..3 {
+            assert!(poll(&mut stopped, &first_waker).is_pending());
+        }
+        // Polled by another waker (a task's waker may change): that one is
+        // woken by the stop, not the first.
+        let (second, second_waker) = waker();
+        assert!(poll(&mut stopped, &second_waker).is_pending());
+        assert!(poll(&mut stopped, &second_waker).is_pending());
+        assert_eq!(
+            first.0.load(Ordering::SeqCst) + second.0.load(Ordering::SeqCst),
+            0
+        );
+        stop.send(true).expect("a receiver is there");
+        assert!(
+            second.0.load(Ordering::SeqCst) >= 1,
+            "the stop woke the task"
+        );
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "the waker given up");
+        assert!(poll(&mut stopped, &second_waker).is_ready());
+        assert!(poll(&mut stopped, &second_waker).is_pending(), "fused");
+    }
+
+    #[test]
+    fn a_stop_sent_before_the_connection_began_or_a_server_gone_ends_the_wait_at_once() {
+        let (stop, receiver) = watch::channel(false);
+        stop.send(true).expect("a receiver is there");
+        let (_, waker) = waker();
+        let mut stopped = Stopped::new(receiver.clone());
+        assert!(poll(&mut stopped, &waker).is_ready());
+        let (stop, receiver) = watch::channel(false);
+        let mut stopped = Stopped::new(receiver);
+        assert!(poll(&mut stopped, &waker).is_pending());
+        assert!(poll(&mut stopped, &waker).is_pending());
+        drop(stop);
+        assert!(poll(&mut stopped, &waker).is_ready(), "no sender left");
+    }
 
     #[tokio::test]
     async fn accepted_sockets_inherit_the_listeners_keep_alive() {
