@@ -413,6 +413,9 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
     let mut spans = [(0, 0, 0, 0); HEADERS_HERE];
     let count = request.headers.len();
     for (span, line) in spans.iter_mut().zip(request.headers.iter()) {
+        if !plain_header(line.name.as_bytes(), line.value) {
+            return Parsed::Other;
+        }
         *span = (
             at(line.name.as_bytes()),
             line.name.len() as u32,
@@ -430,11 +433,34 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
     }
 }
 
+/// Whether a header leaves a request plain: not one that frames a body or
+/// asks for an upgrade, and no `Connection` but `keep-alive` or `close`.
+/// (Asked of the head as httparse read it, before it is taken out of the
+/// buffer: a GET with a body, bashio's say, goes to hyper untouched.)
+fn plain_header(name: &[u8], value: &[u8]) -> bool {
+    const FRAMING: [&[u8]; 4] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+    ];
+    if FRAMING
+        .iter()
+        .any(|framing| name.eq_ignore_ascii_case(framing))
+    {
+        return false;
+    }
+    if name.eq_ignore_ascii_case(b"connection") {
+        let token = value.trim_ascii();
+        return token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close");
+    }
+    true
+}
+
 /// The parts of a plain request from its `head`, given where its target
-/// and headers lie in it; `None` if it is not plain after all (a framing
-/// or upgrade header, a `Connection` other than `keep-alive` or `close`)
-/// or the `http` crate refuses a piece of it. Every piece it made is
-/// dropped by then.
+/// and headers lie in it; `None` if the `http` crate refuses a piece of it
+/// that httparse let through (a target with a backtick, say). Every piece
+/// it made is dropped by then.
 fn plain_parts(head: &Bytes, target: (u32, u32), spans: &[Span]) -> Option<request::Parts> {
     let piece = |(at, length): (u32, u32)| (at as usize)..(at + length) as usize;
     let uri = Uri::from_maybe_shared(head.slice(piece(target))).ok()?;
@@ -447,18 +473,6 @@ fn plain_parts(head: &Bytes, target: (u32, u32), spans: &[Span]) -> Option<reque
             keep_spare_header_map(map);
             return None;
         };
-        let framed = matches!(
-            name,
-            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE
-        );
-        let other_connection = name == header::CONNECTION && {
-            let token = value.as_bytes().trim_ascii();
-            !(token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close"))
-        };
-        if framed || other_connection {
-            keep_spare_header_map(map);
-            return None;
-        }
         map.append(name, value);
     }
     let (mut parts, ()) = http::Request::new(()).into_parts();
@@ -489,23 +503,16 @@ fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNam
 const X_SUPERVISOR_TOKEN: HeaderName = HeaderName::from_static("x-supervisor-token");
 const X_HASSIO_KEY: HeaderName = HeaderName::from_static("x-hassio-key");
 
-/// Puts a `head` taken out of `read` back in front of what followed it.
-/// Nothing else holds a piece of it by now, so this is the buffer it was
-/// cut from; were it not, it is copied.
+/// Puts a `head` taken out of `read` back in front of what followed it,
+/// by a copy (the two still share one buffer, so neither can take the
+/// other back). Only for a head the `http` crate refused after httparse
+/// took it: a target with a backtick or `<` in it, say (hyper then
+/// refuses it too).
 fn give_back(read: &mut BytesMut, head: Bytes) {
-    let rest = std::mem::take(read);
-    *read = match head.try_into_mut() {
-        Ok(mut whole) => {
-            whole.unsplit(rest);
-            whole
-        }
-        Err(head) => {
-            let mut whole = BytesMut::with_capacity(head.len() + rest.len());
-            whole.extend_from_slice(&head);
-            whole.extend_from_slice(&rest);
-            whole
-        }
-    };
+    let mut whole = BytesMut::with_capacity(head.len() + read.len());
+    whole.extend_from_slice(&head);
+    whole.extend_from_slice(read);
+    *read = whole;
 }
 
 /// Whether a `Connection` header (an answer's, or a request's) asks to
