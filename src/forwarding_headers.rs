@@ -149,40 +149,29 @@ pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {
     list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// The header names listed in `Connection`, lower-cased. (Found by a look
-/// at each name, which for a standard one is a comparison of two numbers,
-/// rather than by a lookup, which hashes: most heads have no `Connection`.)
+/// The header names listed in `Connection`, lower-cased.
 pub(super) fn connection_names(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|(name, _)| **name == header::CONNECTION)
-        .flat_map(|(_, value)| list_items(value))
+    values_of(headers, &header::CONNECTION)
+        .flat_map(list_items)
         .map(|name| String::from_utf8_lossy(name).to_ascii_lowercase())
         .collect()
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The upstream's own Content-Length describes the body it sends, which
+    // is passed on as it is (a HEAD answer has no body to count).
+    let hop = |name: &HeaderName| *name != header::CONTENT_LENGTH && is_hop_by_hop(name.as_str());
     // Most answers have nothing to remove, which a look at each name
-    // settles: without a `Connection` header no name is listed in one.
-    let removable = |name: &HeaderName| {
-        *name == header::CONNECTION
-            || (*name != header::CONTENT_LENGTH && is_hop_by_hop(name.as_str()))
-    };
-    if !headers.keys().any(removable) {
+    // settles: `Connection` is itself hop-by-hop, so without one no name
+    // is listed in one.
+    if !headers.keys().any(hop) {
         return;
     }
     let named = connection_names(headers);
-    // One pass over the names present: most answers have none to remove.
-    // The upstream's own Content-Length describes the body it sends, which
-    // is passed on as it is (a HEAD answer has no body to count).
     let dropped: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            (name != "content-length" && is_hop_by_hop(name))
-                || named.iter().any(|named| named == name)
-        })
+        .filter(|name| hop(name) || named.iter().any(|named| named == name.as_str()))
         .cloned()
         .collect();
     for name in dropped {

@@ -41,6 +41,7 @@ use http::{request, HeaderMap, Method, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::caller::TOKEN_HEADERS;
 use crate::forwarding::{
     declared_length, keep_spare_head, keep_spare_header_map, lists, spare_head, spare_header_map,
     Peer,
@@ -491,17 +492,20 @@ type Span = (u32, u32, u32, u32);
 /// gateway's own token headers, which every add-on's request carries,
 /// without the copy that makes of a name it does not know.
 fn header_name(name: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    if name.eq_ignore_ascii_case(b"x-supervisor-token") {
-        Ok(X_SUPERVISOR_TOKEN)
-    } else if name.eq_ignore_ascii_case(b"x-hassio-key") {
-        Ok(X_HASSIO_KEY)
-    } else {
-        HeaderName::from_bytes(name)
+    match TOKEN_NAMES
+        .iter()
+        .find(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
+    {
+        Some(known) => Ok(known.clone()),
+        None => HeaderName::from_bytes(name),
     }
 }
 
-const X_SUPERVISOR_TOKEN: HeaderName = HeaderName::from_static("x-supervisor-token");
-const X_HASSIO_KEY: HeaderName = HeaderName::from_static("x-hassio-key");
+/// The token headers that are not standard names (`Authorization` is).
+const TOKEN_NAMES: [HeaderName; 2] = [
+    HeaderName::from_static(TOKEN_HEADERS[0]),
+    HeaderName::from_static(TOKEN_HEADERS[1]),
+];
 
 /// Puts a `head` taken out of `read` back in front of what followed it,
 /// by a copy (the two still share one buffer, so neither can take the
