@@ -119,6 +119,7 @@ pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
     let mut connection = Connection {
         io,
         read: BytesMut::with_capacity(READ_CHUNK),
+        scanned: 0,
         activity: served.activity,
         room: served.max_header_bytes,
         max_headers: served.max_headers,
@@ -137,6 +138,8 @@ struct Connection<'a, S> {
     io: ClientIo,
     /// What the client sent and no request has taken yet.
     read: BytesMut,
+    /// How much of `read` is known to hold no end of a head.
+    scanned: usize,
     activity: &'a Activity,
     /// The most bytes read ahead of the request being served, and of a
     /// head (`max_header_bytes`).
@@ -187,8 +190,15 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     ) -> Result<Option<request::Parts>, End> {
         loop {
             if !self.read.is_empty() {
-                match parse(&mut self.read, self.room, self.max_headers) {
-                    Parsed::Plain(parts) => return Ok(Some(parts)),
+                let parsed = match may_be_whole(&self.read, &mut self.scanned) {
+                    true => parse(&mut self.read, self.room, self.max_headers),
+                    false => Parsed::Partial,
+                };
+                match parsed {
+                    Parsed::Plain(parts) => {
+                        self.scanned = 0;
+                        return Ok(Some(parts));
+                    }
                     Parsed::Partial if self.read.len() < self.room => {}
                     Parsed::Partial | Parsed::Other => return Ok(None),
                 }
@@ -432,6 +442,26 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
             Parsed::Other
         }
     }
+}
+
+/// Whether `read` may hold a whole head: whether it has an empty line
+/// (`\n\n` or `\n\r\n`) in it. Only what came after `scanned` (and the
+/// two bytes before, which an end may straddle) is looked at, and
+/// `scanned` moves on: a head sent a few bytes at a time is scanned once,
+/// as hyper's server scans it, rather than parsed again from its start at
+/// each piece.
+fn may_be_whole(read: &[u8], scanned: &mut usize) -> bool {
+    let from = scanned.saturating_sub(2).min(read.len());
+    *scanned = read.len();
+    let rest = &read[from..];
+    rest.iter().enumerate().any(|(at, byte)| {
+        *byte == b'\n'
+            && match rest.get(at + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => rest.get(at + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
 }
 
 /// Whether a header leaves a request plain: not one that frames a body or

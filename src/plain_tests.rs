@@ -370,6 +370,7 @@ async fn written(answer: Response<Body>) -> (bool, TcpStream) {
     let mut connection = Connection {
         io: ClientIo::new(server, activity.clone(), Box::new(())),
         read: BytesMut::new(),
+        scanned: 0,
         activity: &activity,
         room: LIMIT,
         max_headers: 100,
@@ -556,6 +557,7 @@ async fn a_request_already_sent_when_the_server_stops_is_read_not_dropped() {
     let mut connection = Connection {
         io,
         read: BytesMut::new(),
+        scanned: 0,
         activity: &activity,
         room: LIMIT,
         max_headers: 100,
@@ -564,4 +566,29 @@ async fn a_request_already_sent_when_the_server_stops_is_read_not_dropped() {
     };
     let head = connection.next_head(&mut deadlines).await;
     assert!(matches!(head, Ok(Some(ref parts)) if parts.uri == "/os/info"));
+}
+
+#[test]
+fn the_end_of_a_head_is_found_once_in_the_bytes_that_came_since_the_last_look() {
+    let head = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    // Given a byte at a time, the end is seen only with its last byte,
+    // whichever line ending it has.
+    for head in [
+        &head[..],
+        b"GET /x HTTP/1.1\nHost: h\n\n",
+        b"GET /x HTTP/1.1\nHost: h\n\r\n",
+    ] {
+        let mut scanned = 0;
+        for length in 1..head.len() {
+            assert!(!may_be_whole(&head[..length], &mut scanned), "{length}");
+            assert_eq!(scanned, length);
+        }
+        assert!(may_be_whole(head, &mut scanned));
+    }
+    // An end already looked past is not found again: only new bytes count.
+    let mut scanned = head.len();
+    assert!(!may_be_whole(
+        &[&head[..], b"GET /y"].concat(),
+        &mut scanned
+    ));
 }
