@@ -319,6 +319,7 @@ impl Connection {
             gateway.clone(),
             activity.clone(),
             addr,
+            peer.clone(),
             stop.clone(),
             timeouts.send,
         );
@@ -454,6 +455,7 @@ fn service(
     gateway: Arc<Gateway>,
     activity: Arc<Activity>,
     addr: SocketAddr,
+    peer: Peer,
     stop: watch::Receiver<bool>,
     send_timeout: Duration,
 ) -> impl Service<
@@ -462,7 +464,6 @@ fn service(
     Error = Infallible,
     Future = impl Future<Output = Result<http::Response<Tracked>, Infallible>> + Send,
 > + Clone {
-    let peer = Peer::new(addr);
     service_fn(move |mut request: http::Request<Incoming>| {
         let reusable = idle::reusable(
             request.version(),
