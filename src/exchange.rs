@@ -1,5 +1,6 @@
 //! The gateway's own HTTP/1.1 client for the commonest upstream exchange: a
-//! GET or HEAD without a body and without an upgrade.
+//! GET or HEAD without a body and without an upgrade (or a GET with a
+//! short body held whole, sent with its head).
 //!
 //! Hyper's client runs every upstream connection as a task of its own and
 //! hands each request, answer and piece of body between that task and the

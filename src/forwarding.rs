@@ -12,6 +12,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
@@ -36,6 +37,25 @@ use headers::{
 };
 pub use headers::{header_problem, is_reserved_header, IDENTITY_HEADERS};
 pub(crate) use headers::{lists, value_lists, values_of};
+
+/// A request's body as the gateway's server got it.
+pub enum ClientBody {
+    /// Read by hyper's server as the forwarding takes it.
+    Streamed(Incoming),
+    /// A short body that came whole with a GET's head, read with it by the
+    /// gateway's own server (`plain.rs`): bashio's `{}`.
+    Whole(Bytes),
+}
+
+impl ClientBody {
+    /// Whether a body is known to be empty.
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Streamed(body) => body.is_end_stream(),
+            ClientBody::Whole(bytes) => bytes.is_empty(),
+        }
+    }
+}
 
 /// The client at the other end of a connection, as the upstream is told
 /// of it: the `X-Forwarded-For` value, made once for all of the
@@ -227,17 +247,28 @@ impl Forwarder {
         permit: &Permit,
         caller: &Caller,
         parts: &request::Parts,
-        body: Option<Incoming>,
+        body: Option<ClientBody>,
         tap: Option<Tap>,
         peer: &Peer,
     ) -> Result<Response<Body>, ForwardError> {
         let bodiless = matches!(parts.method, http::Method::GET | http::Method::HEAD)
-            && body.as_ref().is_none_or(|body| body.is_end_stream())
+            && body.as_ref().is_none_or(ClientBody::is_end_stream)
             && tap.is_none();
-        // (No body at all: a GET the server read itself, see `plain.rs`.)
+        // (No body at all, or a short one read whole: a GET the server read
+        // itself, see `plain.rs`. Such a GET is never a toggle, the one
+        // request with a `tap`.)
         let body = match body {
-            Some(body) if !bodiless => body,
-            _ => return self.forward_bodiless(permit, caller, parts, peer).await,
+            Some(ClientBody::Streamed(body)) if !bodiless => body,
+            Some(ClientBody::Whole(body)) if !body.is_empty() => {
+                return self
+                    .forward_bodiless(permit, caller, parts, peer, Some(&body))
+                    .await;
+            }
+            _ => {
+                return self
+                    .forward_bodiless(permit, caller, parts, peer, None)
+                    .await
+            }
         };
         let (body, watch) = self.limited_body(permit, &parts.headers, body, tap).await?;
         // A bodiless GET, HEAD or OPTIONS may go out a second time if the
@@ -295,16 +326,25 @@ impl Forwarder {
     }
 
     /// Sends an allowed GET or HEAD without a body, the commonest request,
-    /// through the gateway's own client: its head written straight from
-    /// the client's, no request built for hyper (see `exchange.rs`).
+    /// or a GET with a short body read whole (`body`), through the
+    /// gateway's own client: its head written straight from the client's,
+    /// no request built for hyper (see `exchange.rs`). A body over the
+    /// route's limit is refused, as [`Self::limited_body`] refuses one
+    /// declared so.
     async fn forward_bodiless(
         &self,
         permit: &Permit,
         caller: &Caller,
         parts: &request::Parts,
         peer: &Peer,
+        body: Option<&Bytes>,
     ) -> Result<Response<Body>, ForwardError> {
-        let head = self.upstream_head(permit, parts, caller, peer)?;
+        if let Some(body) = body {
+            if body.len() as u64 > self.limits.body_limit(&permit.target().path) {
+                return Err(ForwardError::BodyTooLarge);
+            }
+        }
+        let head = self.upstream_head(permit, parts, caller, peer, body)?;
         let head_only = parts.method == http::Method::HEAD;
         let sent_at = std::time::Instant::now();
         let sent = self.connections.send_bodiless(&head, head_only);
@@ -532,16 +572,18 @@ impl Forwarder {
         headers
     }
 
-    /// The head of a bodiless request as it goes on the wire to the
-    /// upstream: the same method, target and headers as
-    /// [`upstream_request`](Self::upstream_request) gives hyper's client,
-    /// written directly (header names in lower case, as hyper writes them).
+    /// The head of a request as it goes on the wire to the upstream, and
+    /// its short `body` if it has one: the same method, target and headers
+    /// as [`upstream_request`](Self::upstream_request) gives hyper's
+    /// client, written directly (header names in lower case, as hyper
+    /// writes them).
     fn upstream_head(
         &self,
         permit: &Permit,
         parts: &request::Parts,
         caller: &Caller,
         peer: &Peer,
+        body: Option<&Bytes>,
     ) -> Result<Vec<u8>, ForwardError> {
         let target = permit.target();
         let mut head = spare_head();
@@ -567,7 +609,16 @@ impl Forwarder {
             head.extend_from_slice(value.as_bytes());
             head.extend_from_slice(b"\r\n");
         });
-        head.extend_from_slice(b"\r\n");
+        // A short body goes out with the head, framed by its length (the
+        // client's `Content-Length` is not passed on, as no framing is).
+        if let Some(body) = body {
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+            head.extend_from_slice(b"\r\n\r\n");
+            head.extend_from_slice(body);
+        } else {
+            head.extend_from_slice(b"\r\n");
+        }
         Ok(head)
     }
 

@@ -54,7 +54,7 @@ async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
     // A slug that cannot be a header value is left out by both paths.
     for caller in [addon("bench"), addon("bad\u{1}slug"), Caller::Cli] {
         let head = forwarder
-            .upstream_head(&permit, &parts, &caller, &peer)
+            .upstream_head(&permit, &parts, &caller, &peer, None)
             .expect("head");
         let given: Vec<(String, Vec<u8>)> = forwarder
             .upstream_headers(&parts.headers, &caller, &peer)
@@ -69,6 +69,21 @@ async fn the_head_written_directly_has_the_headers_hyper_would_be_given() {
             _ => assert!(slug.is_none()),
         }
         assert!(written.iter().all(|(name, _)| name != "x-drop-me"));
+        // A short body read whole goes out behind the same head, framed by
+        // its length alone.
+        let body = Bytes::from_static(b"{}");
+        let with_body = forwarder
+            .upstream_head(&permit, &parts, &caller, &peer, Some(&body))
+            .expect("head");
+        let mut written_with = written_headers(&with_body);
+        let length = written_with.pop();
+        assert_eq!(written_with, written, "{:?}", caller.kind());
+        assert_eq!(length, Some(("content-length".to_owned(), b"2".to_vec())));
+        assert_eq!(
+            with_body.len(),
+            head.len() + "content-length: 2\r\n".len() + 2
+        );
+        assert!(with_body.ends_with(b"\r\n\r\n{}"));
     }
 }
 

@@ -18,7 +18,7 @@ use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Permit, Standing, Step};
 use crate::decision_cache::decide_kept;
-use crate::forwarding::{self, header_problem, ForwardError, Forwarder, Peer};
+use crate::forwarding::{self, header_problem, ClientBody, ForwardError, Forwarder, Peer};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
 use crate::responses;
@@ -384,16 +384,16 @@ impl Gateway {
         peer: Peer,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
         let (parts, body) = request.into_parts();
-        self.handle_parts(parts, Some(body), peer)
+        self.handle_parts(parts, Some(ClientBody::Streamed(body)), peer)
     }
 
-    /// [`Gateway::handle`] for a request already taken apart; no `body` is
-    /// a GET that came without one, read by the server's own code rather
-    /// than hyper's (see `plain.rs`).
+    /// [`Gateway::handle`] for a request already taken apart; no `body`, or
+    /// a whole one, is a GET read by the server's own code rather than
+    /// hyper's (see `plain.rs`).
     pub(crate) fn handle_parts(
         self: &Arc<Self>,
         mut parts: request::Parts,
-        body: Option<Incoming>,
+        body: Option<ClientBody>,
         peer: Peer,
     ) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
         let gateway = self.clone();
@@ -405,7 +405,7 @@ impl Gateway {
         &self,
         started: Instant,
         parts: &mut request::Parts,
-        body: Option<Incoming>,
+        body: Option<ClientBody>,
         peer: &Peer,
     ) -> Response<Body> {
         let policy = self.policy();
@@ -438,7 +438,8 @@ impl Gateway {
             None => parts.uri.path().to_owned(),
         });
         let method = parts.method.clone();
-        let had_body = body.as_ref().is_some_and(|body| !body.is_end_stream());
+        // (A body read whole with its head leaves nothing unread.)
+        let had_body = matches!(&body, Some(ClientBody::Streamed(body)) if !body.is_end_stream());
         let response = match target.and_then(|target| decision.permit(target)) {
             Some(permit) if websocket::is_upgrade(parts, &permit.target().path) => {
                 let grant = self.grant(&policy, &caller, parts, &permit);

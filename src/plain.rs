@@ -10,8 +10,11 @@
 //! Both parse with httparse in its default configuration, so the two cannot
 //! read one head two ways: a head is served here only if httparse reads it
 //! whole, within `max_header_bytes` and the headers this module has room
-//! for, as `GET` in origin form over HTTP/1.1, with no `Content-Length`,
-//! `Transfer-Encoding`, `Expect` or `Upgrade` header, no `Connection`
+//! for, as `GET` in origin form over HTTP/1.1, with no `Transfer-Encoding`,
+//! `Expect` or `Upgrade` header, no `Content-Length` but one plain number
+//! up to [`SHORT_BODY`] whose body has come whole with the head (since
+//! 2026-12-06: bashio's `{}`, which curl sends in one piece with the
+//! head; it is read with the head and sent on with the request), no `Connection`
 //! header but `keep-alive` or `close` (since 2026-12-05, night: a client
 //! with a connection a request, such as Python's `urllib`, sends `close`;
 //! it is answered with `connection: close` and the connection ends, as
@@ -44,7 +47,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::caller::TOKEN_HEADERS;
 use crate::forwarding::{
     declared_length, keep_spare_head, keep_spare_header_map, lists, spare_head, spare_header_map,
-    Peer,
+    ClientBody, Peer,
 };
 use crate::gateway::Gateway;
 use crate::idle::{Activity, ClientIo, Deadlines, Expiry, InFlight, Next};
@@ -58,6 +61,13 @@ const MAX_TARGET: usize = u16::MAX as usize - 1;
 
 /// The read buffer's first size, and how much it grows by.
 const READ_CHUNK: usize = 4096;
+
+/// The longest body a GET served here may have. bashio, the library shell
+/// add-ons call the API with, sends `{}` with every GET (with
+/// `Content-Length: 2`); such a body is served here when it has come whole
+/// with its head (curl sends them in one piece), read with it and sent on
+/// with the request. Any other body goes to hyper.
+const SHORT_BODY: usize = 1024;
 
 /// How a stretch of the connection served here ended.
 pub(crate) enum Stretch {
@@ -96,8 +106,9 @@ enum End {
 /// at once: boxing the large variant would cost an allocation a request.)
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    /// A request served here, its head taken out of the buffer.
-    Plain(request::Parts),
+    /// A request served here, its head taken out of the buffer, and its
+    /// short body if it has one (see [`SHORT_BODY`]).
+    Plain(request::Parts, Option<Bytes>),
     /// Not all of the head has come.
     Partial,
     /// Anything else: for hyper.
@@ -163,15 +174,16 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     /// (`Ok`), or the connection ends.
     async fn serve(&mut self, served: &Served<'_>, deadlines: &mut Deadlines) -> Result<(), End> {
         loop {
-            let Some(parts) = self.next_head(deadlines).await? else {
+            let Some((parts, body)) = self.next_head(deadlines).await? else {
                 return Ok(());
             };
             let in_flight = InFlight::start(served.activity, true);
             // A request that says `Connection: close` is the last.
             let asked_to_close = wants_close(&parts.headers);
+            let body = body.map(ClientBody::Whole);
             let answering = served
                 .gateway
-                .handle_parts(parts, None, served.peer.clone());
+                .handle_parts(parts, body, served.peer.clone());
             let answer = self.watching(deadlines, answering).await?;
             let closing = *self.stopping || asked_to_close || wants_close(answer.headers());
             let whole = self.write_answer(answer, closing, deadlines).await?;
@@ -182,12 +194,12 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
         }
     }
 
-    /// The next plain request's head, once it has come whole; `None` when
-    /// the stretch ends here (see [`Connection::leave`]).
+    /// The next plain request's head (and short body), once it has come
+    /// whole; `None` when the stretch ends here (see [`Connection::leave`]).
     async fn next_head(
         &mut self,
         deadlines: &mut Deadlines,
-    ) -> Result<Option<request::Parts>, End> {
+    ) -> Result<Option<(request::Parts, Option<Bytes>)>, End> {
         loop {
             if !self.read.is_empty() {
                 let parsed = match may_be_whole(&self.read, &mut self.scanned) {
@@ -195,9 +207,9 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                     false => Parsed::Partial,
                 };
                 match parsed {
-                    Parsed::Plain(parts) => {
+                    Parsed::Plain(parts, body) => {
                         self.scanned = 0;
-                        return Ok(Some(parts));
+                        return Ok(Some((parts, body)));
                     }
                     Parsed::Partial if self.read.len() < self.room => {}
                     Parsed::Partial | Parsed::Other => return Ok(None),
@@ -423,8 +435,16 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
     let target = (at(target.as_bytes()), target.len() as u32);
     let mut spans = [(0, 0, 0, 0); HEADERS_HERE];
     let count = request.headers.len();
+    let mut body_length = None;
     for (span, line) in spans.iter_mut().zip(request.headers.iter()) {
-        if !plain_header(line.name.as_bytes(), line.value) {
+        if line.name.eq_ignore_ascii_case("content-length") {
+            // One, a plain decimal no longer than a short body: else
+            // hyper reads it.
+            match (body_length, short_length(line.value)) {
+                (None, Some(length)) => body_length = Some(length),
+                _ => return Parsed::Other,
+            }
+        } else if !plain_header(line.name.as_bytes(), line.value) {
             return Parsed::Other;
         }
         *span = (
@@ -434,14 +454,37 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
             line.value.len() as u32,
         );
     }
+    // A body not all come with its head goes to hyper with it.
+    let body_length = body_length.unwrap_or(0);
+    if read.len() - length < body_length {
+        return Parsed::Other;
+    }
     let head = read.split_to(length).freeze();
     match plain_parts(&head, target, &spans[..count]) {
-        Some(parts) => Parsed::Plain(parts),
+        Some(parts) => {
+            let body = (body_length > 0).then(|| read.split_to(body_length).freeze());
+            Parsed::Plain(parts, body)
+        }
         None => {
             give_back(read, head);
             Parsed::Other
         }
     }
+}
+
+/// A `Content-Length` value that is one plain decimal number no larger
+/// than [`SHORT_BODY`] (optional whitespace aside, as httparse leaves it);
+/// `None` for anything else (a list, a sign, a longer body), which hyper
+/// reads or refuses.
+fn short_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 4 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let length = digits
+        .iter()
+        .fold(0, |sum, digit| sum * 10 + usize::from(digit - b'0'));
+    (length <= SHORT_BODY).then_some(length)
 }
 
 /// Whether `read` may hold a whole head: whether it has an empty line
@@ -464,17 +507,13 @@ fn may_be_whole(read: &[u8], scanned: &mut usize) -> bool {
     })
 }
 
-/// Whether a header leaves a request plain: not one that frames a body or
-/// asks for an upgrade, and no `Connection` but `keep-alive` or `close`.
+/// Whether a header (other than `Content-Length`, see [`short_length`])
+/// leaves a request plain: not one that frames a body otherwise or asks
+/// for an upgrade, and no `Connection` but `keep-alive` or `close`.
 /// (Asked of the head as httparse read it, before it is taken out of the
-/// buffer: a GET with a body, bashio's say, goes to hyper untouched.)
+/// buffer: a request that is not plain goes to hyper untouched.)
 fn plain_header(name: &[u8], value: &[u8]) -> bool {
-    const FRAMING: [&[u8]; 4] = [
-        b"content-length",
-        b"transfer-encoding",
-        b"expect",
-        b"upgrade",
-    ];
+    const FRAMING: [&[u8]; 3] = [b"transfer-encoding", b"expect", b"upgrade"];
     if FRAMING
         .iter()
         .any(|framing| name.eq_ignore_ascii_case(framing))

@@ -4,8 +4,9 @@
 //! its request body has been sent and its response body read, both to the
 //! end; anything else closes it, so a reused connection is always idle.
 //!
-//! A bodiless GET or HEAD is exchanged by the gateway's own client
-//! (`exchange.rs`) in the request's task; anything else through hyper's
+//! A bodiless GET or HEAD (or a GET with a short body read whole, see
+//! `plain.rs`) is exchanged by the gateway's own client (`exchange.rs`) in
+//! the request's task; anything else through hyper's
 //! client, whose connections run as tasks of their own. Both keep their
 //! idle connections in the same pool, within its one size: a request for
 //! hyper takes one of hyper's, else a plain one, which is handed to hyper
@@ -332,10 +333,11 @@ impl Upstream {
         }
     }
 
-    /// Sends the `head` of a bodiless GET or HEAD (`head_only`) with the
-    /// gateway's own client and returns the answer's head, its body still
-    /// streaming; the body reads the connection and gives it back to the
-    /// pool when read to its end. Such a request is safe to repeat: one
+    /// Sends the `head` of a bodiless GET or HEAD (`head_only`), or of a
+    /// GET with its short body behind it, with the gateway's own client and
+    /// returns the answer's head, its body still streaming; the body reads
+    /// the connection and gives it back to the pool when read to its end.
+    /// Such a request is safe to repeat (a short body is held whole): one
     /// that went out on a kept-alive connection which then ended without a
     /// byte of an answer (most often the upstream dropping it as idle just
     /// then) is sent once more on a new connection.

@@ -117,3 +117,91 @@ async fn a_get_that_says_connection_close_is_the_last_answered_and_the_upstream_
         seen[0].headers
     );
 }
+
+/// bashio's GET on a kept-alive connection (curl does not close it unless
+/// told).
+fn bashio_kept_alive(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: supervisor\r\nAuthorization: Bearer {TOK_DEFAULT}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+}
+
+#[tokio::test]
+async fn bashio_gets_pipelined_with_plain_ones_each_reach_the_upstream_with_their_own_body() {
+    // A GET whose short body came with its head is read whole by the
+    // gateway's own server and sent on with its body; a plain GET behind
+    // it gets none, and each is answered in turn.
+    let gateway = TestGateway::start().await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let plain = format!(
+        "GET /supervisor/ping HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\n\r\n"
+    );
+    let pipeline = [
+        bashio_kept_alive("/addons/self/info"),
+        plain.clone(),
+        bashio_kept_alive("/os/info"),
+        plain,
+    ];
+    client.write(&pipeline.concat()).await;
+    for n in 0..4 {
+        let answer = client.answer().await;
+        assert_eq!(answer.status, 200, "answer {n}");
+        assert_eq!(
+            answer.header("connection"),
+            None,
+            "answer {n} keeps it open"
+        );
+    }
+    let seen: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = gateway
+        .upstream_saw()
+        .into_iter()
+        .map(|r| {
+            let length = r.header("content-length").map(<[u8]>::to_vec);
+            (r.path, r.body_head, length)
+        })
+        .collect();
+    let with = |path: &str| (path.to_owned(), b"{}".to_vec(), Some(b"2".to_vec()));
+    let without = |path: &str| (path.to_owned(), Vec::new(), None);
+    assert_eq!(
+        seen,
+        [
+            with("/addons/self/info"),
+            without("/supervisor/ping"),
+            with("/os/info"),
+            without("/supervisor/ping"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bashio_get_whose_body_comes_after_its_head_is_forwarded_with_it_all_the_same() {
+    // Not read whole with its head, the body is hyper's to read; the
+    // answer and the next request on the connection are as ever.
+    let gateway = TestGateway::start().await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let whole = bashio_kept_alive("/addons/self/info");
+    let (head, body) = whole.split_at(whole.len() - 2);
+    client.write(head).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    client.write(body).await;
+    assert_eq!(client.answer().await.status, 200);
+    client.write(&bashio_kept_alive("/os/info")).await;
+    assert_eq!(client.answer().await.status, 200);
+    let seen = gateway.upstream_saw();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(request.body_head, b"{}", "{}", request.path);
+        assert_eq!(request.header("content-length"), Some(&b"2"[..]));
+    }
+}
+
+#[tokio::test]
+async fn a_short_get_body_over_the_body_limit_gets_413_before_the_upstream_sees_it() {
+    let gateway = gateway_with_limits("  max_body_bytes: 1\n").await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    client.write(&bashio_kept_alive("/addons/self/info")).await;
+    let answer = client.answer().await;
+    assert_refused(&answer, 413, "a 2-byte body over a 1-byte limit");
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert_upstream_silent(&gateway, "a 2-byte body over a 1-byte limit");
+}
