@@ -5,7 +5,8 @@
 # proxy doing the same forwarding, examples/floor_proxy.rs) in
 # front of the same upstream, each driven in turn by wrk over keep-alive
 # connections, then the gateway and plain nginx again with a new connection
-# for every request (as an add-on calling the API with curl makes one);
+# for every request (as an add-on calling the API with curl makes one), and
+# so with bashio's GET (a `{}` body and `Authorization: Bearer` besides);
 # then 1 GiB transfers through the gateway against the same
 # transfers straight to the upstream, the gateway's memory, and 10,000 idle
 # keep-alive connections. Every process it starts is stopped at the end.
@@ -279,7 +280,7 @@ run_wrk() { # URL PID...: prints "requests/s p50 p99 cpu upstream-cpu busiest",
   up_before=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
   task_ticks "$@" >"$WORK/tasks.before"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-      -H "X-Supervisor-Token: $TOKEN" "${WRK_HEADERS[@]}" "$url" >"$WORK/wrk.out"
+      "${WRK_TOKEN[@]}" "${WRK_HEADERS[@]}" "$url" >"$WORK/wrk.out"
   task_ticks "$@" >"$WORK/tasks.after"
   after=$(cpu_ticks "$@")
   up_after=$(cpu_ticks "${UPSTREAM_PIDS[@]}")
@@ -310,6 +311,7 @@ def pct(p):
 print(f"{float(rps):.0f} {pct(50):.2f} {pct(99):.2f} {cpu_us:.1f} {up_us:.1f} {busiest:.0f}")
 PY
 }
+WRK_TOKEN=(-H "X-Supervisor-Token: $TOKEN")
 WRK_HEADERS=()
 echo "== small GET /os/info: ${THREADS} threads, ${CONNECTIONS} keep-alive connections, ${DURATION} s each, ${ROUNDS} rounds, ${WORKERS} worker(s) for each proxy"
 # The five in turn, ROUNDS times over, so that a noisy stretch of the
@@ -331,6 +333,22 @@ for round in $(seq "$ROUNDS"); do
   run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-close.runs"
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway-close.runs"
 done
+# bashio's GET, as shell add-ons call the API: curl, a new connection for
+# each call, `Authorization: Bearer`, a JSON content type and the body `{}`
+# (supervisor-api.md).
+cat >"$WORK/bashio.lua" <<'LUA'
+wrk.method = "GET"
+wrk.body = "{}"
+wrk.headers["Content-Type"] = "application/json"
+LUA
+WRK_TOKEN=(-H "Authorization: Bearer $TOKEN")
+WRK_HEADERS=(-H "Connection: close" -s "$WORK/bashio.lua")
+echo "== bashio's GET /os/info (a {} body, Authorization: Bearer), a new connection for each request: ${THREADS} threads, ${CONNECTIONS} at once, ${DURATION} s each, ${ROUNDS} rounds"
+for round in $(seq "$ROUNDS"); do
+  echo "   round $round of $ROUNDS"
+  run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-bashio.runs"
+  run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway-bashio.runs"
+done
 median() { # FILE: "rps p50 p99 cpu upstream-cpu (rps of each round) (busiest of each round)",
   # each the median of its column
   python3 - "$1" <<'PY'
@@ -349,6 +367,8 @@ read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS F_BUSY < <(median "$WORK/nginx-fwd.r
 read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS L_BUSY < <(median "$WORK/floor.runs")
 read -r NC_RPS NC_P50 NC_P99 NC_CPU NC_UP NC_RUNS NC_BUSY < <(median "$WORK/nginx-close.runs")
 read -r GC_RPS GC_P50 GC_P99 GC_CPU GC_UP GC_RUNS GC_BUSY < <(median "$WORK/gateway-close.runs")
+read -r NB_RPS NB_P50 NB_P99 NB_CPU NB_UP NB_RUNS NB_BUSY < <(median "$WORK/nginx-bashio.runs")
+read -r GB_RPS GB_P50 GB_P99 GB_CPU GB_UP GB_RUNS GB_BUSY < <(median "$WORK/gateway-bashio.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
 paired() { # GATEWAY-RUNS NGINX-RUNS: the gateway against nginx round by round
   # (each pair ran back to back, so the machine's drift between rounds
@@ -397,6 +417,7 @@ mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 # (Made here, not inside the report below, so that a failure ends the run.)
 PAIRED=$(paired "$WORK/gateway.runs" "$WORK/nginx.runs")
 PAIRED_CLOSE=$(paired "$WORK/gateway-close.runs" "$WORK/nginx-close.runs")
+PAIRED_BASHIO=$(paired "$WORK/gateway-bashio.runs" "$WORK/nginx-bashio.runs")
 cat <<EOF
 
 | small GET /os/info (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
@@ -417,6 +438,13 @@ Round by round, the gateway against the plain nginx run just before it: $PAIRED.
 | supervisor-gateway in front | $GC_RPS | $GC_P50 | $GC_P99 | $GC_CPU (gateway) | $GC_UP | $GC_RUNS | $GC_BUSY |
 
 With a new connection for each request, round by round: $PAIRED_CLOSE.
+
+| bashio's GET /os/info: a {} body, Authorization: Bearer, a new connection for each request (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
+| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
+| nginx in front | $NB_RPS | $NB_P50 | $NB_P99 | $NB_CPU (nginx) | $NB_UP | $NB_RUNS | $NB_BUSY |
+| supervisor-gateway in front | $GB_RPS | $GB_P50 | $GB_P99 | $GB_CPU (gateway) | $GB_UP | $GB_RUNS | $GB_BUSY |
+
+bashio's GET, round by round: $PAIRED_BASHIO.
 
 | ${SIZE_MIB} MiB transfer (median of $ROUNDS rounds; through the gateway, its share of direct in each round) | upload from a file MiB/s | upload streamed (chunked) MiB/s | download MiB/s |
 | --- | ---: | ---: | ---: |
