@@ -157,7 +157,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
     workers: &Workers,
 ) -> std::io::Result<()> {
-    tune_listener(&listener);
+    let nodelay_inherited = tune_listener(&listener);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(gateway.limits().max_connections));
@@ -175,6 +175,7 @@ pub async fn serve_on(
             stop: stop_rx.clone(),
             alive: alive_tx.clone(),
             slot,
+            nodelay_inherited,
         };
         workers.spawn(connection, stream, peer);
     }
@@ -282,6 +283,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
     slot: tokio::sync::OwnedSemaphorePermit,
+    /// Whether the socket has `TCP_NODELAY` from the listener.
+    nodelay_inherited: bool,
 }
 
 impl Connection {
@@ -296,12 +299,13 @@ impl Connection {
             stop,
             alive,
             slot,
+            nodelay_inherited,
         } = self;
         crate::metrics::connections(1.0);
         // These go with the socket, past an upgrade: a WebSocket counts
         // under the limit, in the metrics and in the shutdown's wait.
         let held = Box::new((slot, Counted, alive));
-        tune(&stream);
+        tune(&stream, nodelay_inherited);
         let limits = gateway.limits();
         let builder = hyper_builder(limits);
         let activity = Arc::new(Activity::new());
@@ -412,19 +416,26 @@ impl Connection {
 /// Sets the listener's options that every socket it accepts inherits
 /// (Linux copies them at accept, so they cost no system call a
 /// connection; nginx's `so_keepalive` works the same way); one that cannot
-/// be set leaves the system's default. (Not `TCP_NOTSENT_LOWAT`: inherited
-/// so, it reads back the same but a slow reader's waits were not seen at
-/// its grain, and the send timeout cut it off; it is set on each socket.)
-fn tune_listener(listener: &TcpListener) {
-    if let Err(error) = socket2::SockRef::from(listener).set_tcp_keepalive(&KEEPALIVE) {
+/// be set leaves the system's default. Says whether `TCP_NODELAY` is
+/// among them (since 2026-12-06; else [`tune`] sets it on each socket).
+/// (Not `TCP_NOTSENT_LOWAT`: inherited so, it reads back the same but a
+/// slow reader's waits were not seen at its grain, and the send timeout
+/// cut it off; it is set on each socket.)
+fn tune_listener(listener: &TcpListener) -> bool {
+    let socket = socket2::SockRef::from(listener);
+    if let Err(error) = socket.set_tcp_keepalive(&KEEPALIVE) {
         tracing::warn!(%error, "cannot set TCP keep-alive for client connections");
     }
+    socket.set_tcp_nodelay(true).is_ok()
 }
 
 /// Sets a client socket's options; one that cannot be set leaves the
-/// system's default.
-fn tune(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
+/// system's default. `nodelay_inherited`: `TCP_NODELAY` came with it from
+/// the listener.
+fn tune(stream: &TcpStream, nodelay_inherited: bool) {
+    if !nodelay_inherited {
+        let _ = stream.set_nodelay(true);
+    }
     // The gateway is woken to write once the answer's unsent bytes drop
     // under this, rather than once a third of the whole send buffer (up to
     // 4 MiB) is free: the send timeout sees a slow client's progress at
@@ -673,12 +684,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn accepted_sockets_inherit_the_listeners_keep_alive() {
+    async fn accepted_sockets_inherit_the_listeners_keep_alive_and_nodelay() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        tune_listener(&listener);
+        assert!(tune_listener(&listener), "TCP_NODELAY set on the listener");
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
         let socket = socket2::SockRef::from(&accepted);
         assert!(socket.keepalive().expect("SO_KEEPALIVE"));
         assert_eq!(
