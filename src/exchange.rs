@@ -278,13 +278,8 @@ impl Seen {
             self.length_lines += 1;
             for item in value.as_bytes().split(|byte| *byte == b',') {
                 self.length_listed |= item.len() != value.len();
-                let item = item.trim_ascii();
-                if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                    return Err(Failure::Broken);
-                }
-                let length = item
-                    .iter()
-                    .fold(0u64, |sum, digit| sum * 10 + u64::from(digit - b'0'));
+                let length = crate::forwarding::plain_decimal(item.trim_ascii(), 19)
+                    .ok_or(Failure::Broken)?;
                 if self.length.is_some_and(|seen| seen != length) {
                     return Err(Failure::Broken);
                 }

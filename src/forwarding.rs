@@ -36,7 +36,7 @@ use headers::{
     X_FORWARDED_PROTO, X_GATEWAY_ADDON, X_GATEWAY_CALLER, X_GATEWAY_ROLE,
 };
 pub use headers::{header_problem, is_reserved_header, IDENTITY_HEADERS};
-pub(crate) use headers::{lists, value_lists, values_of};
+pub(crate) use headers::{lists, plain_decimal, value_lists, values_of};
 
 /// A request's body as the gateway's server got it.
 pub enum ClientBody {
@@ -259,15 +259,13 @@ impl Forwarder {
         // request with a `tap`.)
         let body = match body {
             Some(ClientBody::Streamed(body)) if !bodiless => body,
-            Some(ClientBody::Whole(body)) if !body.is_empty() => {
-                return self
-                    .forward_bodiless(permit, caller, parts, peer, Some(&body))
-                    .await;
-            }
-            _ => {
-                return self
-                    .forward_bodiless(permit, caller, parts, peer, None)
-                    .await
+            other => {
+                let whole = match other {
+                    Some(ClientBody::Whole(body)) if !body.is_empty() => Some(body),
+                    _ => None,
+                };
+                let sent = self.forward_bodiless(permit, caller, parts, peer, whole.as_ref());
+                return sent.await;
             }
         };
         let (body, watch) = self.limited_body(permit, &parts.headers, body, tap).await?;

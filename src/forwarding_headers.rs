@@ -143,6 +143,20 @@ pub(crate) fn values_of<'a>(
         .map(|(_, value)| value)
 }
 
+/// A length as a `Content-Length` item gives it: ASCII digits only, no
+/// sign, no spaces (the caller trims them), at most `most_digits` of them
+/// (19 keep any such number within a `u64`); `None` for anything else.
+pub(crate) fn plain_decimal(digits: &[u8], most_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > most_digits.min(19) {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |sum, digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| sum * 10 + u64::from(digit - b'0'))
+    })
+}
+
 /// Whether a comma-separated header value lists `token`
 /// (case-insensitively).
 pub(crate) fn value_lists(value: &HeaderValue, token: &str) -> bool {

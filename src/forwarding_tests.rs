@@ -417,3 +417,22 @@ fn values_of_a_name_are_found_in_order_among_the_others_as_get_all_finds_them() 
     assert!(lists(&map, header::CONNECTION, "close"));
     assert_eq!(declared_length(&map), Some(2));
 }
+
+#[test]
+fn a_plain_decimal_is_digits_alone_within_their_bound() {
+    assert_eq!(plain_decimal(b"2", 4), Some(2));
+    assert_eq!(plain_decimal(b"0002", 4), Some(2));
+    assert_eq!(plain_decimal(b"00002", 4), None, "over the digits allowed");
+    assert_eq!(
+        plain_decimal(b"9999999999999999999", 19),
+        Some(9_999_999_999_999_999_999)
+    );
+    assert_eq!(
+        plain_decimal(b"10000000000000000000", 40),
+        None,
+        "19 at most"
+    );
+    for not in [&b""[..], b"+2", b"-2", b" 2", b"2,2", b"0x2", b"2a"] {
+        assert_eq!(plain_decimal(not, 19), None, "{not:?}");
+    }
+}

@@ -46,8 +46,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::caller::TOKEN_HEADERS;
 use crate::forwarding::{
-    declared_length, keep_spare_head, keep_spare_header_map, lists, spare_head, spare_header_map,
-    ClientBody, Peer,
+    declared_length, keep_spare_head, keep_spare_header_map, lists, plain_decimal, spare_head,
+    spare_header_map, ClientBody, Peer,
 };
 use crate::gateway::Gateway;
 use crate::idle::{Activity, ClientIo, Deadlines, Expiry, InFlight, Next};
@@ -477,13 +477,7 @@ fn parse(read: &mut BytesMut, max_header_bytes: usize, max_headers: usize) -> Pa
 /// `None` for anything else (a list, a sign, a longer body), which hyper
 /// reads or refuses.
 fn short_length(value: &[u8]) -> Option<usize> {
-    let digits = value.trim_ascii();
-    if digits.is_empty() || digits.len() > 4 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let length = digits
-        .iter()
-        .fold(0, |sum, digit| sum * 10 + usize::from(digit - b'0'));
+    let length = plain_decimal(value.trim_ascii(), 4)? as usize;
     (length <= SHORT_BODY).then_some(length)
 }
 
