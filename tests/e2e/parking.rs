@@ -35,6 +35,29 @@ async fn a_parked_connection_serves_its_next_request_past_the_head_timeout() {
 }
 
 #[tokio::test]
+async fn after_bashios_get_with_its_short_body_the_connection_parks_too() {
+    // Its `{}` came whole with its head and was read with it, so nothing of
+    // the request is left unread: the connection parks as after a plain
+    // GET, and lives for the keep-alive time, not the head time.
+    let gateway =
+        gateway_with_limits("  header_read_timeout_ms: 300\n  keep_alive_timeout_ms: 10000\n")
+            .await;
+    let mut client = KeptAlive::connect(gateway.addr).await;
+    let bashio = format!(
+        "GET /os/info HTTP/1.1\r\nHost: supervisor\r\nAuthorization: Bearer {TOK_DEFAULT}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    for round in 0..2 {
+        client.write(&bashio).await;
+        assert_eq!(client.answer().await.status, 200, "round {round}");
+        tokio::time::sleep(PARKED).await;
+    }
+    client.write(&get("/supervisor/ping")).await;
+    assert_eq!(client.answer().await.status, 200);
+    let paths: Vec<String> = gateway.upstream_saw().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/os/info", "/os/info", "/supervisor/ping"]);
+}
+
+#[tokio::test]
 async fn a_head_begun_before_the_connection_parked_is_finished_after() {
     let gateway = gateway_with_limits("  header_read_timeout_ms: 5000\n").await;
     let mut client = KeptAlive::connect(gateway.addr).await;
