@@ -32,6 +32,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io::{IoSlice, Write};
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -181,9 +182,11 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
             // A request that says `Connection: close` is the last.
             let asked_to_close = wants_close(&parts.headers);
             let body = body.map(ClientBody::Whole);
-            let answering = served
+            // Pinned where it is made: the future is large (over 2 KiB),
+            // and each move of it is a copy.
+            let answering = pin!(served
                 .gateway
-                .handle_parts(parts, body, served.peer.clone());
+                .handle_parts(parts, body, served.peer.clone()));
             let answer = self.watching(deadlines, answering).await?;
             let closing = *self.stopping || asked_to_close || wants_close(answer.headers());
             let whole = self.write_answer(answer, closing, deadlines).await?;
@@ -264,9 +267,8 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
     async fn watching<T>(
         &mut self,
         deadlines: &mut Deadlines,
-        work: impl Future<Output = T>,
+        mut work: Pin<&mut impl Future<Output = T>>,
     ) -> Result<T, End> {
-        tokio::pin!(work);
         loop {
             let room = self.read.len() < self.room;
             let next = tokio::select! {
@@ -365,7 +367,7 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                         self.write(deadlines, &mut [IoSlice::new(head)]).await?;
                         head.clear();
                     }
-                    self.watching(deadlines, body.frame()).await?
+                    self.watching(deadlines, pin!(body.frame())).await?
                 }
             };
             let data = match frame {
