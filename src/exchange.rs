@@ -24,6 +24,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::due::DueTimer;
 
 /// Most bytes of an answer's head (status line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -50,6 +53,8 @@ pub(crate) enum Failure {
     /// The answer broke off or could not be read (bad head, untrustworthy
     /// length, head too large).
     Broken,
+    /// No whole head came before the answer's deadline.
+    TimedOut,
 }
 
 /// How an answer's body is delimited.
@@ -81,6 +86,8 @@ pub(crate) struct Head {
 pub(crate) struct PlainConn {
     stream: TcpStream,
     unread: BytesMut,
+    /// The answers' deadline, kept set from one request to the next.
+    answer_timer: DueTimer,
 }
 
 impl PlainConn {
@@ -88,6 +95,7 @@ impl PlainConn {
         PlainConn {
             stream,
             unread: BytesMut::new(),
+            answer_timer: DueTimer::default(),
         }
     }
 
@@ -114,10 +122,23 @@ impl PlainConn {
     }
 
     /// Sends a request `head` (as it goes on the wire) and reads the answer's
-    /// head, skipping interim (1xx) answers other than 101. `head_only`
-    /// says the request was a HEAD, whose answer has no body whatever its
-    /// headers say.
-    pub(crate) async fn exchange(&mut self, head: &[u8], head_only: bool) -> Result<Head, Failure> {
+    /// head, skipping interim (1xx) answers other than 101, unless `due`
+    /// (if any) passes first. `head_only` says the request was a HEAD,
+    /// whose answer has no body whatever its headers say. A connection
+    /// that timed out is not to be used again.
+    pub(crate) async fn exchange(
+        &mut self,
+        head: &[u8],
+        head_only: bool,
+        due: Option<Instant>,
+    ) -> Result<Head, Failure> {
+        let mut timer = std::mem::take(&mut self.answer_timer);
+        let answer = timer.before(due, self.answer(head, head_only)).await;
+        self.answer_timer = timer;
+        answer.unwrap_or(Err(Failure::TimedOut))
+    }
+
+    async fn answer(&mut self, head: &[u8], head_only: bool) -> Result<Head, Failure> {
         if self.stream.write_all(head).await.is_err() {
             return Err(Failure::NoAnswer);
         }

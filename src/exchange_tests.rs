@@ -365,14 +365,16 @@ async fn an_endless_run_of_interim_answers_is_broken_off() {
     let interim: &'static [u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
     let mut conn = connection_sending(vec![interim; MAX_INTERIM + 1], false).await;
     assert_eq!(
-        conn.exchange(b"GET / HTTP/1.1\r\n\r\n", false).await.err(),
+        conn.exchange(b"GET / HTTP/1.1\r\n\r\n", false, None)
+            .await
+            .err(),
         Some(Failure::Broken)
     );
     let mut pieces = vec![interim; MAX_INTERIM];
     pieces.push(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let mut conn = connection_sending(pieces, false).await;
     let head = conn
-        .exchange(b"GET / HTTP/1.1\r\n\r\n", false)
+        .exchange(b"GET / HTTP/1.1\r\n\r\n", false, None)
         .await
         .expect("answer");
     assert_eq!(head.response.status(), StatusCode::OK);

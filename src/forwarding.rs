@@ -345,18 +345,16 @@ impl Forwarder {
         let head = self.upstream_head(permit, parts, caller, peer, body)?;
         let head_only = parts.method == http::Method::HEAD;
         let sent_at = std::time::Instant::now();
-        let sent = self.connections.send_bodiless(&head, head_only);
-        // (From the clock read already made: a read of the clock is a
-        // measurable part of a small GET's time.)
-        let timeout = self.limits.upstream_response_timeout;
-        let response = match tokio::time::Instant::from_std(sent_at).checked_add(timeout) {
-            Some(due) => tokio::time::timeout_at(due, sent).await,
-            None => tokio::time::timeout(timeout, sent).await,
-        };
+        // The deadline is set on the upstream connection's own timer, which
+        // stays set from one request to the next (see `due.rs`); no
+        // deadline is the same as one past any wait.
+        let due = tokio::time::Instant::from_std(sent_at)
+            .checked_add(self.limits.upstream_response_timeout);
+        let response = self.connections.send_bodiless(&head, head_only, due).await;
         keep_spare_head(head);
-        let response = response.map_err(|_| ForwardError::UpstreamTimedOut)?;
+        let response = response.map_err(upstream_fault)?;
         crate::metrics::upstream_answered(sent_at.elapsed());
-        self.passed_on(caller, response.map_err(upstream_fault)?)
+        self.passed_on(caller, response)
     }
 
     /// The upstream's answer as it goes to the client: no hop-by-hop
@@ -843,6 +841,7 @@ fn upstream_fault(error: SendError) -> ForwardError {
     match error {
         SendError::Unreachable => ForwardError::UpstreamUnreachable,
         SendError::Failed => ForwardError::UpstreamFailed,
+        SendError::TimedOut => ForwardError::UpstreamTimedOut,
     }
 }
 

@@ -45,6 +45,7 @@ pub mod config;
 pub mod decision;
 pub mod decision_cache;
 pub mod demo;
+mod due;
 mod exchange;
 pub mod files;
 pub mod forwarding;

@@ -43,6 +43,8 @@ pub(crate) enum SendError {
     Unreachable,
     /// The connection failed while the request was sent or the head read.
     Failed,
+    /// No answer's head came by the deadline.
+    TimedOut,
 }
 
 /// The upstream's address and the idle connections to it.
@@ -340,11 +342,13 @@ impl Upstream {
     /// Such a request is safe to repeat (a short body is held whole): one
     /// that went out on a kept-alive connection which then ended without a
     /// byte of an answer (most often the upstream dropping it as idle just
-    /// then) is sent once more on a new connection.
+    /// then) is sent once more on a new connection. No answer's head by
+    /// `due` (if any) is [`SendError::TimedOut`].
     pub(crate) async fn send_bodiless(
         &self,
         head: &[u8],
         head_only: bool,
+        due: Option<tokio::time::Instant>,
     ) -> Result<Response<Body>, SendError> {
         let worker = self.worker();
         let mut fresh_only = false;
@@ -353,9 +357,16 @@ impl Upstream {
             let reused = pooled.is_some();
             let mut conn = match pooled {
                 Some(Pooled::Plain(conn)) => conn,
-                _ => PlainConn::new(Box::pin(self.open(worker)).await?),
+                _ => {
+                    let opening = Box::pin(self.open(worker));
+                    let opened = match due {
+                        Some(due) => tokio::time::timeout_at(due, opening).await,
+                        None => Ok(opening.await),
+                    };
+                    PlainConn::new(opened.map_err(|_| SendError::TimedOut)??)
+                }
             };
-            let answer = match conn.exchange(head, head_only).await {
+            let answer = match conn.exchange(head, head_only, due).await {
                 Ok(answer) => answer,
                 Err(exchange::Failure::NoAnswer) if reused => {
                     tracing::debug!(
@@ -364,6 +375,7 @@ impl Upstream {
                     fresh_only = true;
                     continue;
                 }
+                Err(exchange::Failure::TimedOut) => return Err(SendError::TimedOut),
                 Err(failure) => {
                     tracing::debug!(?failure, "upstream exchange failed");
                     return Err(SendError::Failed);

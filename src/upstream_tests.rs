@@ -133,7 +133,7 @@ fn get_head(path: &str) -> Vec<u8> {
 /// A GET for `path`, sent by the gateway's own client and answered.
 async fn sent_get(upstream: &Upstream, path: &str) -> Response<Body> {
     upstream
-        .send_bodiless(&get_head(path), false)
+        .send_bodiless(&get_head(path), false, None)
         .await
         .expect("sent")
 }
@@ -364,7 +364,11 @@ fn hang_up_race(
         assert_eq!(body_of(first).await, b"ok");
         let second = match again {
             Some(again) => upstream.send(get("/os/info"), None, again).await,
-            None => upstream.send_bodiless(&get_head("/os/info"), false).await,
+            None => {
+                upstream
+                    .send_bodiless(&get_head("/os/info"), false, None)
+                    .await
+            }
         };
         match second {
             Ok(response) => Ok(body_of(response).await),

@@ -59,6 +59,49 @@ async fn an_upstream_that_never_answers_gives_504() {
     hold.abort();
 }
 
+#[tokio::test]
+async fn a_kept_connection_that_goes_silent_times_out_a_whole_timeout_after_its_own_request() {
+    // The upstream answers /os/info and never answers /core/info.
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let upstream = fake_upstream(move |stream, head| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        answer_each(stream, head, |path| match path {
+            "/os/info" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            _ => b"",
+        })
+    })
+    .await;
+    let text = test_config_yaml(upstream).replace(
+        "upstream_response_timeout_ms: 2000",
+        "upstream_response_timeout_ms: 600",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    let gateway = TestGateway::with_config(config, start_mock().await).await;
+    let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
+
+    let first = gateway.send(&get("/os/info")).await;
+    assert_eq!((first.status, first.body.as_slice()), (200, &b"ok"[..]));
+    // The connection's answer timer was set for the first request; the
+    // second request's deadline is its own, 600 ms after it was sent, not
+    // the first's (which passes 200 ms into the second's wait).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let sent = Instant::now();
+    let silent = gateway.send(&get("/core/info")).await;
+    let waited = sent.elapsed();
+    assert_refused(&silent, 504, "silent on a kept connection");
+    assert!(waited >= Duration::from_millis(600), "504 after {waited:?}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the kept connection carried both"
+    );
+    // The connection that timed out is not used again.
+    let next = gateway.send(&get("/os/info")).await;
+    assert_eq!((next.status, next.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
 /// Reads request heads from `stream` one at a time and answers each with
 /// `answer(path)`, written in small pieces so that the gateway reads them
 /// apart; stops when the client closes, or after an answer with
