@@ -9,7 +9,10 @@
 //! while deadlines come later than the one it is set for; when it fires
 //! before the deadline asked for now, it is set again for that one. With a
 //! response timeout of a minute and requests coming in a stream, it is set
-//! about once a minute, not twice a request. It never fires late.
+//! about once a minute, not twice a request. It never fires late. A timer
+//! left set on a connection idle in the pool fires once more, waking for
+//! nothing the task that last waited on it (a wake-up a timeout at most,
+//! against two timer-wheel changes a request).
 
 use std::future::Future;
 use std::pin::Pin;
