@@ -133,6 +133,9 @@ pub struct Config {
     /// How many threads serve connections, each with its own event loop and
     /// its own upstream connections.
     pub workers: usize,
+    /// Each worker accepts on a listener of its own, bound to `listen` with
+    /// `SO_REUSEPORT` (see [`crate::server::Workers::accepting_on_own_listeners`]).
+    pub reuse_port: bool,
     /// Every token holder.
     pub callers: Callers,
     /// The configured add-ons, in file order.
@@ -274,6 +277,7 @@ struct RawConfig {
     shadow_table: Option<Spanned<String>>,
     watch_interval_ms: Option<Spanned<u64>>,
     workers: Option<usize>,
+    reuse_port: Option<bool>,
     admin_listen: Option<Spanned<String>>,
     audit_log: Option<Spanned<String>>,
     addon_manifests: Option<Spanned<String>>,
@@ -513,6 +517,7 @@ impl Checker<'_> {
                 None | Some(0) => default_workers(),
                 Some(workers) => workers.min(MAX_WORKERS),
             },
+            reuse_port: raw.reuse_port.unwrap_or(false),
             callers,
             addons,
             upstream_token,

@@ -451,6 +451,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "observer",
     "private_key",
     "public_key",
+    "reuse_port",
     "revocation_file",
     "secret",
     "secret_file",

@@ -294,6 +294,22 @@ fn workers_default_to_one_per_cpu_and_are_capped() {
     assert_eq!(error_of(&format!("{MINIMAL}workers: -1\n")).line, 2);
 }
 
+#[test]
+fn reuse_port_is_off_unless_asked_for() {
+    let reuse_port = |line: &str| {
+        let text = format!("{MINIMAL}{line}");
+        Config::from_yaml(&text, "test.yaml")
+            .expect("config")
+            .reuse_port
+    };
+    assert!(!reuse_port(""));
+    assert!(!reuse_port("reuse_port: false\n"));
+    assert!(reuse_port("reuse_port: true\n"));
+    let error = error_of(&format!("{MINIMAL}reuse_port: sometimes\n"));
+    assert_eq!(error.line, 2);
+    assert!(error.to_string().contains("reuse_port"), "{error}");
+}
+
 /// A config in `dir` that reads add-on manifests (`addons/<folder>/config.yaml`
 /// for each of `manifests`) and the secrets file `secrets`, plus `more`.
 fn with_manifests(

@@ -19,6 +19,7 @@ pub(super) struct Fixed {
     identity_headers: bool,
     admin_listen: Option<SocketAddr>,
     workers: usize,
+    reuse_port: bool,
     audit_log: Option<PathBuf>,
     state_file: Option<PathBuf>,
     watch_interval: Option<std::time::Duration>,
@@ -34,6 +35,7 @@ impl Fixed {
             identity_headers: config.identity_headers,
             admin_listen: config.admin_listen,
             workers: config.workers,
+            reuse_port: config.reuse_port,
             audit_log: config.audit_log.clone(),
             state_file: config.state_file.clone(),
             watch_interval: config.watch_interval,
@@ -48,6 +50,7 @@ impl Fixed {
             (self.limits != other.limits, "limits"),
             (self.admin_listen != other.admin_listen, "admin_listen"),
             (self.workers != other.workers, "workers"),
+            (self.reuse_port != other.reuse_port, "reuse_port"),
             (self.audit_log != other.audit_log, "audit_log"),
             (self.state_file != other.state_file, "state_file"),
             (

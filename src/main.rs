@@ -491,12 +491,13 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(format!("config error: {error}")),
     };
-    let (listen, upstream, watch, workers, admin_listen) = (
+    let (listen, upstream, watch, workers, admin_listen, reuse_port) = (
         config.listen,
         config.upstream.clone(),
         config.watch_interval,
         config.workers,
         config.admin_listen,
+        config.reuse_port,
     );
     supervisor_gateway::gateway::warn_config_problems(&config);
     // What a failure to open the audit log would be said as, with the
@@ -510,7 +511,13 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(gateway) => gateway,
         Err(problems) => return policy_errors(problems, &source),
     };
-    let listener = match TcpListener::bind(listen).await {
+    // With `reuse_port`, bound so that the workers' own listeners can be
+    // bound beside it (see `server::Workers::accepting_on_own_listeners`).
+    let bound = match reuse_port {
+        true => server::bind_reusing_port(listen).and_then(TcpListener::from_std),
+        false => TcpListener::bind(listen).await,
+    };
+    let listener = match bound {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
@@ -546,7 +553,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         None => None,
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(listen = %bound, upstream = %upstream, workers, "gateway listening");
+    tracing::info!(listen = %bound, upstream = %upstream, workers, reuse_port, "gateway listening");
     let policy = gateway.policy();
     tracing::info!(table = %policy.table.file, digest = %policy.table.digest, "permission table loaded");
     if let Some(signed) = &policy.callers.signed {
@@ -561,6 +568,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
     let workers = match server::Workers::start(workers) {
+        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(),
         Ok(workers) => workers,
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
     };

@@ -74,6 +74,8 @@ pub struct Workers {
     handles: Vec<Handle>,
     next: AtomicUsize,
     threads: Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// Each worker accepts on a listener of its own (`reuse_port`).
+    own_listeners: bool,
 }
 
 impl Workers {
@@ -83,7 +85,21 @@ impl Workers {
             handles: Vec::new(),
             next: AtomicUsize::new(0),
             threads: Vec::new(),
+            own_listeners: false,
         }
+    }
+
+    /// Each worker accepts its connections itself, on a listener of its
+    /// own bound beside the one [`serve_on`] is given (which must have been
+    /// bound by [`bind_reusing_port`]): no accepting thread, and no socket
+    /// handed from one event loop to another. The kernel spreads new
+    /// connections over the listeners by their addresses. Any process of
+    /// the same user may then bind the port too, and take a share of the
+    /// connections: the config's `reuse_port`, off by default. Without
+    /// worker threads ([`Workers::here`]) it changes nothing.
+    pub fn accepting_on_own_listeners(mut self) -> Workers {
+        self.own_listeners = true;
+        self
     }
 
     /// Starts `count` worker threads (at least one).
@@ -157,9 +173,12 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
     workers: &Workers,
 ) -> std::io::Result<()> {
-    let nodelay_inherited = tune_listener(&listener);
+    if workers.own_listeners && !workers.handles.is_empty() {
+        return serve_on_own_listeners(listener, gateway, shutdown, workers).await;
+    }
+    let nodelay_inherited = tune_listener(socket2::SockRef::from(&listener));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(gateway.limits().max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -182,16 +201,125 @@ pub async fn serve_on(
     drop(listener);
     drop(alive_tx);
     let _ = stop_tx.send(true);
+    wait_for_connections(&gateway, alive_rx).await;
+    Ok(())
+}
+
+/// Waits up to the configured grace time for the open connections, each
+/// of which holds a sender of `alive`, to end.
+async fn wait_for_connections(gateway: &Gateway, mut alive: mpsc::Receiver<()>) {
     let grace = gateway.limits().shutdown_grace;
-    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
+    if tokio::time::timeout(grace, alive.recv()).await.is_err() {
         let grace_ms = grace.as_millis() as u64;
         tracing::warn!(
             grace_ms,
             "connections still open after the shutdown grace time"
         );
     }
+}
+
+/// [`serve_on`] with each worker accepting on a listener of its own (see
+/// [`Workers::accepting_on_own_listeners`]): `listener` goes to the first
+/// worker, and one more is bound beside it for each other worker, so the
+/// port is never free while the gateway serves. On shutdown every worker
+/// stops accepting and drops its listener, then the connections get the
+/// grace time.
+async fn serve_on_own_listeners(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    workers: &Workers,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    let mut listeners = vec![listener.into_std()?];
+    for _ in 1..workers.handles.len() {
+        listeners.push(bind_reusing_port(address)?);
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
+    let (accepting_tx, mut accepting_rx) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(gateway.limits().max_connections));
+    for (handle, listener) in workers.handles.iter().zip(listeners) {
+        let shared = Shared {
+            gateway: gateway.clone(),
+            stop: stop_rx.clone(),
+            alive: alive_tx.clone(),
+            slots: slots.clone(),
+        };
+        handle.spawn(accept_here(listener, shared, accepting_tx.clone()));
+    }
+    drop((accepting_tx, alive_tx));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    // Every accepting task has ended (and dropped its listener) once the
+    // last of their senders is gone.
+    let _ = accepting_rx.recv().await;
+    wait_for_connections(&gateway, alive_rx).await;
     Ok(())
 }
+
+/// What each worker's accepting task shares with the others.
+struct Shared {
+    gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+    slots: Arc<Semaphore>,
+}
+
+/// A worker's own accept loop: its connections run on its own runtime,
+/// where their sockets were registered when accepted. Ends at the stop,
+/// dropping the listener and then `_accepting`.
+async fn accept_here(
+    listener: std::net::TcpListener,
+    shared: Shared,
+    _accepting: mpsc::Sender<()>,
+) {
+    let nodelay_inherited = tune_listener(socket2::SockRef::from(&listener));
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => return tracing::warn!(%error, "a worker cannot take its listener over"),
+    };
+    let mut stop = shared.stop.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &shared.slots) => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Some((stream, peer, slot)) = accepted else {
+            continue;
+        };
+        let connection = Connection {
+            gateway: shared.gateway.clone(),
+            stop: shared.stop.clone(),
+            alive: shared.alive.clone(),
+            slot,
+            nodelay_inherited,
+        };
+        tokio::spawn(connection.run(stream, peer));
+    }
+}
+
+/// A listening socket on `address` with `SO_REUSEPORT` (and, as tokio's
+/// own `bind`, `SO_REUSEADDR`), non-blocking, for
+/// [`Workers::accepting_on_own_listeners`]: the first must be bound so for
+/// the others to be bound beside it.
+pub fn bind_reusing_port(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The listen backlog of a listener bound by [`bind_reusing_port`] (tokio's
+/// `bind` asks for the same).
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Waits for a free connection slot, then for a connection. While every
 /// slot is taken, new connections wait in the listen backlog.
@@ -421,8 +549,7 @@ impl Connection {
 /// (Not `TCP_NOTSENT_LOWAT`: inherited so, it reads back the same but a
 /// slow reader's waits were not seen at its grain, and the send timeout
 /// cut it off; it is set on each socket.)
-fn tune_listener(listener: &TcpListener) -> bool {
-    let socket = socket2::SockRef::from(listener);
+fn tune_listener(socket: socket2::SockRef<'_>) -> bool {
     if let Err(error) = socket.set_tcp_keepalive(&KEEPALIVE) {
         tracing::warn!(%error, "cannot set TCP keep-alive for client connections");
     }
@@ -686,7 +813,10 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_inherit_the_listeners_keep_alive_and_nodelay() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        assert!(tune_listener(&listener), "TCP_NODELAY set on the listener");
+        assert!(
+            tune_listener(socket2::SockRef::from(&listener)),
+            "TCP_NODELAY set on the listener"
+        );
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (accepted, _) = listener.accept().await.expect("accept");

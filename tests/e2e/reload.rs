@@ -314,7 +314,7 @@ async fn a_reload_names_each_changed_key_that_needs_a_restart_and_still_swaps_th
     let changed = base
         .replace("listen: 127.0.0.1:0", "listen: 127.0.0.1:1")
         .replace("admin_listen: none", "admin_listen: 127.0.0.1:2")
-        + "workers: 3\nwatch_interval_ms: 250\nstate_file: state.json\naudit_log: audit.jsonl\n";
+        + "workers: 3\nreuse_port: true\nwatch_interval_ms: 250\nstate_file: state.json\naudit_log: audit.jsonl\n";
     write(dir.path(), "gateway.yaml", &changed);
     let reloaded = gateway.gateway.reload().expect("reloads");
     let mut keys = reloaded.needs_restart.clone();
@@ -325,6 +325,7 @@ async fn a_reload_names_each_changed_key_that_needs_a_restart_and_still_swaps_th
             "admin_listen",
             "audit_log",
             "listen",
+            "reuse_port",
             "state_file",
             "watch_interval_ms",
             "workers"

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
-use supervisor_gateway::server::{serve_on, Workers};
+use supervisor_gateway::server::{bind_reusing_port, serve_on, Workers};
 use supervisor_gateway::table::Table;
 
 use crate::helpers::*;
@@ -112,4 +112,129 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
         TcpStream::connect(addr).await.is_err(),
         "nothing listens after shutdown"
     );
+}
+
+/// How many IPv4 sockets of this machine listen on `port` (from
+/// `/proc/net/tcp`: the local address's port in hex, and state `0A`).
+fn listening_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("this test needs Linux /proc");
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&port) && fields[3] == "0A"
+        })
+        .count()
+}
+
+/// Waits up to two seconds for `listening_on(port)` to be `count`, and
+/// returns the last count.
+async fn listening_becomes(port: u16, count: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = listening_on(port);
+        if now == count || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_reuse_port_each_worker_accepts_on_a_listener_of_its_own() {
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
+    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let bound = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let listener = TcpListener::from_std(bound).expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    assert_eq!(listening_on(addr.port()), 1);
+    let workers = Workers::start(3)
+        .expect("workers start")
+        .accepting_on_own_listeners();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let result = serve_on(listener, gateway, shutdown, &workers).await;
+        (result, workers)
+    });
+    assert_eq!(
+        listening_becomes(addr.port(), 3).await,
+        3,
+        "one listener for each of the three workers"
+    );
+
+    // Twenty connections, two requests on each: the kernel spreads them
+    // over the three listeners, and every one is served.
+    let keep = RawRequest::new("GET", "/os/info")
+        .token(TOK_DEFAULT)
+        .header("Connection", "keep-alive")
+        .to_bytes();
+    let last = RawRequest::new("GET", "/supervisor/ping")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (keep, last) = (keep.clone(), last.clone());
+        clients.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(&keep).await.expect("write");
+            stream.write_all(&last).await.expect("write");
+            let mut received = Vec::new();
+            let read = stream.read_to_end(&mut received);
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("answered in time")
+                .expect("read");
+            String::from_utf8_lossy(&received)
+                .matches("HTTP/1.1 200 ")
+                .count()
+        }));
+    }
+    for client in clients {
+        assert_eq!(client.await.expect("client"), 2, "both requests answered");
+    }
+    assert_eq!(
+        mock.state().take().len(),
+        40,
+        "every request reached the upstream once"
+    );
+
+    let _ = stop.send(());
+    let (result, workers) = tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("stops")
+        .expect("serve task");
+    result.expect("served without error");
+    assert_eq!(
+        listening_on(addr.port()),
+        0,
+        "every worker dropped its listener before serve_on returned"
+    );
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .expect("workers stop");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn only_a_listener_bound_to_reuse_its_port_can_be_joined() {
+    // The default: no other socket can bind the gateway's port.
+    let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let taken = plain.local_addr().expect("addr");
+    let error = bind_reusing_port(taken).expect_err("the port is the gateway's alone");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    // With reuse_port, another socket of the same user can bind it too
+    // (the trade-off the README names).
+    let reusing = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let shared = reusing.local_addr().expect("addr");
+    let beside = bind_reusing_port(shared).expect("bound beside it");
+    assert_eq!(beside.local_addr().expect("addr"), shared);
 }
