@@ -5,8 +5,9 @@
 # proxy doing the same forwarding, examples/floor_proxy.rs) in
 # front of the same upstream, each driven in turn by wrk over keep-alive
 # connections, then the gateway and plain nginx again with a new connection
-# for every request (as an add-on calling the API with curl makes one), and
-# so with bashio's GET (a `{}` body and `Authorization: Bearer` besides);
+# for every request (as an add-on calling the API with curl makes one; and
+# a second gateway with `reuse_port: true`), and so with bashio's GET (a
+# `{}` body and `Authorization: Bearer` besides);
 # then 1 GiB transfers through the gateway against the same
 # transfers straight to the upstream, the gateway's memory, and 10,000 idle
 # keep-alive connections. Every process it starts is stopped at the end.
@@ -111,6 +112,16 @@ RUST_LOG=warn "$BIN" serve --config "$WORK/gateway.yaml" 2>"$WORK/gateway.log" &
 GATEWAY_PID=$!
 PIDS+=($GATEWAY_PID)
 wait_port "$GATEWAY_PORT" || { cat "$WORK/gateway.log" >&2; exit 1; }
+# The same gateway with `reuse_port: true` (each worker accepting on a
+# listener of its own), driven only with a new connection for each request.
+REUSE_PORT=$(free_port)
+while [ "$REUSE_PORT" = "$GATEWAY_PORT" ]; do REUSE_PORT=$(free_port); done
+sed -e "s/^listen: .*/listen: 127.0.0.1:$REUSE_PORT/" "$WORK/gateway.yaml" >"$WORK/gateway-reuse.yaml"
+echo "reuse_port: true" >>"$WORK/gateway-reuse.yaml"
+RUST_LOG=warn "$BIN" serve --config "$WORK/gateway-reuse.yaml" 2>"$WORK/gateway-reuse.log" &
+REUSE_PID=$!
+PIDS+=($REUSE_PID)
+wait_port "$REUSE_PORT" || { cat "$WORK/gateway-reuse.log" >&2; exit 1; }
 
 NGINX_PORT=$(free_port)
 # A second server of the same nginx sends the upstream the three
@@ -332,6 +343,7 @@ for round in $(seq "$ROUNDS"); do
   echo "   round $round of $ROUNDS"
   run_wrk "http://127.0.0.1:$NGINX_PORT/os/info" "${NGINX_PIDS[@]}" >>"$WORK/nginx-close.runs"
   run_wrk "http://127.0.0.1:$GATEWAY_PORT/os/info" "$GATEWAY_PID" >>"$WORK/gateway-close.runs"
+  run_wrk "http://127.0.0.1:$REUSE_PORT/os/info" "$REUSE_PID" >>"$WORK/reuse-close.runs"
 done
 # bashio's GET, as shell add-ons call the API: curl, a new connection for
 # each call, `Authorization: Bearer`, a JSON content type and the body `{}`
@@ -367,6 +379,7 @@ read -r F_RPS F_P50 F_P99 F_CPU F_UP F_RUNS F_BUSY < <(median "$WORK/nginx-fwd.r
 read -r L_RPS L_P50 L_P99 L_CPU L_UP L_RUNS L_BUSY < <(median "$WORK/floor.runs")
 read -r NC_RPS NC_P50 NC_P99 NC_CPU NC_UP NC_RUNS NC_BUSY < <(median "$WORK/nginx-close.runs")
 read -r GC_RPS GC_P50 GC_P99 GC_CPU GC_UP GC_RUNS GC_BUSY < <(median "$WORK/gateway-close.runs")
+read -r RC_RPS RC_P50 RC_P99 RC_CPU RC_UP RC_RUNS RC_BUSY < <(median "$WORK/reuse-close.runs")
 read -r NB_RPS NB_P50 NB_P99 NB_CPU NB_UP NB_RUNS NB_BUSY < <(median "$WORK/nginx-bashio.runs")
 read -r GB_RPS GB_P50 GB_P99 GB_CPU GB_UP GB_RUNS GB_BUSY < <(median "$WORK/gateway-bashio.runs")
 share() { python3 -c "print(f'{100 * $1 / $2:.0f}%')"; }
@@ -417,6 +430,7 @@ mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 # (Made here, not inside the report below, so that a failure ends the run.)
 PAIRED=$(paired "$WORK/gateway.runs" "$WORK/nginx.runs")
 PAIRED_CLOSE=$(paired "$WORK/gateway-close.runs" "$WORK/nginx-close.runs")
+PAIRED_REUSE=$(paired "$WORK/reuse-close.runs" "$WORK/nginx-close.runs")
 PAIRED_BASHIO=$(paired "$WORK/gateway-bashio.runs" "$WORK/nginx-bashio.runs")
 cat <<EOF
 
@@ -436,8 +450,9 @@ Round by round, the gateway against the plain nginx run just before it: $PAIRED.
 | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
 | nginx in front | $NC_RPS | $NC_P50 | $NC_P99 | $NC_CPU (nginx) | $NC_UP | $NC_RUNS | $NC_BUSY |
 | supervisor-gateway in front | $GC_RPS | $GC_P50 | $GC_P99 | $GC_CPU (gateway) | $GC_UP | $GC_RUNS | $GC_BUSY |
+| supervisor-gateway in front, reuse_port: true | $RC_RPS | $RC_P50 | $RC_P99 | $RC_CPU (gateway) | $RC_UP | $RC_RUNS | $RC_BUSY |
 
-With a new connection for each request, round by round: $PAIRED_CLOSE.
+With a new connection for each request, round by round: $PAIRED_CLOSE; with reuse_port: $PAIRED_REUSE.
 
 | bashio's GET /os/info: a {} body, Authorization: Bearer, a new connection for each request (median of $ROUNDS rounds) | requests/s | p50 (ms) | p99 (ms) | CPU µs per request | upstream's CPU µs per request | requests/s in each round | busiest thread's share of the CPU, each round |
 | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |
