@@ -38,20 +38,16 @@ fn worker_threads() -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
-    let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
-    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let before = worker_threads();
-    let workers = Workers::start(3).expect("workers start");
-    assert_eq!(
-        worker_threads_become(before + 3),
-        before + 3,
-        "three worker threads run"
-    );
+/// Runs `serve_on` as a task until the sender it returns is used; the task
+/// gives back the result and the workers.
+fn serve_in_background(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    workers: Workers,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<(std::io::Result<()>, Workers)>,
+) {
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let shutdown = async {
@@ -60,9 +56,28 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
         let result = serve_on(listener, gateway, shutdown, &workers).await;
         (result, workers)
     });
+    (stop, serving)
+}
 
-    // Seven connections, so every worker gets more than one; two requests
-    // on each, the second after the first on the same connection.
+/// Stops what [`serve_in_background`] started, asserts that `serve_on`
+/// returned without error within five seconds, and gives the workers back.
+async fn stop_serving(
+    stop: oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<(std::io::Result<()>, Workers)>,
+) -> Workers {
+    let _ = stop.send(());
+    let (result, workers) = tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("stops")
+        .expect("serve task");
+    result.expect("served without error");
+    workers
+}
+
+/// Opens `count` connections to `addr` at once, sends two requests on
+/// each (the second after the first, on the same connection), and asserts
+/// that both are answered 200 on every one.
+async fn each_answered_twice(addr: std::net::SocketAddr, count: usize) {
     let keep = RawRequest::new("GET", "/os/info")
         .token(TOK_DEFAULT)
         .header("Connection", "keep-alive")
@@ -71,7 +86,7 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
         .token(TOK_DEFAULT)
         .to_bytes();
     let mut clients = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..count {
         let (keep, last) = (keep.clone(), last.clone());
         clients.push(tokio::spawn(async move {
             let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -91,15 +106,30 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
     for client in clients {
         assert_eq!(client.await.expect("client"), 2, "both requests answered");
     }
+}
+
+#[tokio::test]
+async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
+    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let before = worker_threads();
+    let workers = Workers::start(3).expect("workers start");
+    assert_eq!(
+        worker_threads_become(before + 3),
+        before + 3,
+        "three worker threads run"
+    );
+    let (stop, serving) = serve_in_background(listener, gateway, workers);
+
+    // Seven connections, so every worker gets more than one.
+    each_answered_twice(addr, 7).await;
     let seen = mock.state().take();
     assert_eq!(seen.len(), 14, "every request reached the upstream once");
 
-    let _ = stop.send(());
-    let (result, workers) = tokio::time::timeout(Duration::from_secs(5), serving)
-        .await
-        .expect("stops")
-        .expect("serve task");
-    result.expect("served without error");
+    let workers = stop_serving(stop, serving).await;
     tokio::task::spawn_blocking(move || workers.stop())
         .await
         .expect("workers stop");
@@ -154,62 +184,23 @@ async fn with_reuse_port_each_worker_accepts_on_a_listener_of_its_own() {
     let workers = Workers::start(3)
         .expect("workers start")
         .accepting_on_own_listeners();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let result = serve_on(listener, gateway, shutdown, &workers).await;
-        (result, workers)
-    });
+    let (stop, serving) = serve_in_background(listener, gateway, workers);
     assert_eq!(
         listening_becomes(addr.port(), 3).await,
         3,
         "one listener for each of the three workers"
     );
 
-    // Twenty connections, two requests on each: the kernel spreads them
-    // over the three listeners, and every one is served.
-    let keep = RawRequest::new("GET", "/os/info")
-        .token(TOK_DEFAULT)
-        .header("Connection", "keep-alive")
-        .to_bytes();
-    let last = RawRequest::new("GET", "/supervisor/ping")
-        .token(TOK_DEFAULT)
-        .to_bytes();
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        let (keep, last) = (keep.clone(), last.clone());
-        clients.push(tokio::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await.expect("connect");
-            stream.write_all(&keep).await.expect("write");
-            stream.write_all(&last).await.expect("write");
-            let mut received = Vec::new();
-            let read = stream.read_to_end(&mut received);
-            tokio::time::timeout(Duration::from_secs(10), read)
-                .await
-                .expect("answered in time")
-                .expect("read");
-            String::from_utf8_lossy(&received)
-                .matches("HTTP/1.1 200 ")
-                .count()
-        }));
-    }
-    for client in clients {
-        assert_eq!(client.await.expect("client"), 2, "both requests answered");
-    }
+    // Twenty connections: the kernel spreads them over the three
+    // listeners, and every one is served.
+    each_answered_twice(addr, 20).await;
     assert_eq!(
         mock.state().take().len(),
         40,
         "every request reached the upstream once"
     );
 
-    let _ = stop.send(());
-    let (result, workers) = tokio::time::timeout(Duration::from_secs(5), serving)
-        .await
-        .expect("stops")
-        .expect("serve task");
-    result.expect("served without error");
+    let workers = stop_serving(stop, serving).await;
     assert_eq!(
         listening_on(addr.port()),
         0,
