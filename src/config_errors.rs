@@ -42,6 +42,7 @@ fn read_yaml<T: DeserializeOwned>(
     // unquoted, `token: !sha256 <hex>` would be the token `<hex>`.)
     let mut options = serde_saphyr::Options::default();
     options.reject_unsupported_tags = true;
+    options.strict_booleans = true;
     serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             failed_at.replace(Some(error.path().clone()));

@@ -305,9 +305,21 @@ fn reuse_port_is_off_unless_asked_for() {
     assert!(!reuse_port(""));
     assert!(!reuse_port("reuse_port: false\n"));
     assert!(reuse_port("reuse_port: true\n"));
-    let error = error_of(&format!("{MINIMAL}reuse_port: sometimes\n"));
-    assert_eq!(error.line, 2);
-    assert!(error.to_string().contains("reuse_port"), "{error}");
+    assert!(reuse_port("reuse_port: TRUE\n"));
+    // Only true and false: YAML 1.1's other spellings are refused by key
+    // and line, in every yes-or-no setting.
+    for (line, key) in [
+        ("reuse_port: sometimes\n", "reuse_port"),
+        ("reuse_port: yes\n", "reuse_port"),
+        ("reuse_port: on\n", "reuse_port"),
+        ("reuse_port: y\n", "reuse_port"),
+        ("identity_headers: off\n", "identity_headers"),
+        ("reuse_port: 1\n", "reuse_port"),
+    ] {
+        let error = error_of(&format!("{MINIMAL}{line}"));
+        assert_eq!(error.line, 2, "{line}");
+        assert!(error.to_string().contains(key), "{error}");
+    }
 }
 
 /// A config in `dir` that reads add-on manifests (`addons/<folder>/config.yaml`

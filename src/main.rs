@@ -521,6 +521,22 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
     };
+    // The other workers' listeners, bound now so that a failure refuses
+    // the start before anything else is opened.
+    let beside = match reuse_port {
+        true => match listener
+            .local_addr()
+            .and_then(|address| server::bind_beside(address, workers.saturating_sub(1)))
+        {
+            Ok(beside) => beside,
+            Err(error) => {
+                return fail(format!(
+                    "cannot listen on {listen} (reuse_port: a listener for each of the {workers} workers): {error}"
+                ))
+            }
+        },
+        false => Vec::new(),
+    };
     let admin_listener = match admin_listen {
         Some(address) => match TcpListener::bind(address).await {
             Ok(listener) => Some(listener),
@@ -568,7 +584,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
     let workers = match server::Workers::start(workers) {
-        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(),
+        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(beside),
         Ok(workers) => workers,
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
     };

@@ -76,6 +76,9 @@ pub struct Workers {
     threads: Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
     /// Each worker accepts on a listener of its own (`reuse_port`).
     own_listeners: bool,
+    /// Listeners bound beside the first already, for the workers after the
+    /// first (see [`Workers::accepting_on_own_listeners`]).
+    beside: std::sync::Mutex<Vec<std::net::TcpListener>>,
 }
 
 impl Workers {
@@ -86,6 +89,7 @@ impl Workers {
             next: AtomicUsize::new(0),
             threads: Vec::new(),
             own_listeners: false,
+            beside: Default::default(),
         }
     }
 
@@ -96,9 +100,12 @@ impl Workers {
     /// connections over the listeners by their addresses. Any process of
     /// the same user may then bind the port too, and take a share of the
     /// connections: the config's `reuse_port`, off by default. Without
-    /// worker threads ([`Workers::here`]) it changes nothing.
-    pub fn accepting_on_own_listeners(mut self) -> Workers {
+    /// worker threads ([`Workers::here`]) it changes nothing. `beside`: the
+    /// listeners bound already for the workers after the first (see
+    /// [`bind_beside`]); [`serve_on`] binds those missing.
+    pub fn accepting_on_own_listeners(mut self, beside: Vec<std::net::TcpListener>) -> Workers {
         self.own_listeners = true;
+        self.beside = std::sync::Mutex::new(beside);
         self
     }
 
@@ -232,9 +239,10 @@ async fn serve_on_own_listeners(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let mut listeners = vec![listener.into_std()?];
-    for _ in 1..workers.handles.len() {
-        listeners.push(bind_reusing_port(address)?);
-    }
+    let beside = std::mem::take(&mut *workers.beside.lock().unwrap_or_else(|e| e.into_inner()));
+    listeners.extend(beside);
+    let missing = workers.handles.len().saturating_sub(listeners.len());
+    listeners.extend(bind_beside(address, missing)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
     let (accepting_tx, mut accepting_rx) = mpsc::channel::<()>(1);
@@ -269,6 +277,13 @@ struct Shared {
 /// A worker's own accept loop: its connections run on its own runtime,
 /// where their sockets were registered when accepted. Ends at the stop,
 /// dropping the listener and then `_accepting`.
+///
+/// Unlike the one accept loop, it accepts before it waits for a connection
+/// slot: a worker waiting for a slot on a listener that gets no
+/// connections would hold it while connections wait on the other workers'
+/// listeners (with `max_connections` under the number of workers, for
+/// good). So each worker holds at most one accepted connection waiting for
+/// a slot, and slots go only to connections.
 async fn accept_here(
     listener: std::net::TcpListener,
     shared: Shared,
@@ -282,12 +297,17 @@ async fn accept_here(
     let mut stop = shared.stop.clone();
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listener, &shared.slots) => accepted,
+            accepted = accept_one(&listener) => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
         };
-        let Some((stream, peer, slot)) = accepted else {
+        let Some((stream, peer)) = accepted else {
             continue;
         };
+        let slot = tokio::select! {
+            slot = shared.slots.clone().acquire_owned() => slot,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let Ok(slot) = slot else { break };
         let connection = Connection {
             gateway: shared.gateway.clone(),
             stop: shared.stop.clone(),
@@ -317,9 +337,18 @@ pub fn bind_reusing_port(address: SocketAddr) -> std::io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
-/// The listen backlog of a listener bound by [`bind_reusing_port`] (tokio's
-/// `bind` asks for the same).
-const LISTEN_BACKLOG: i32 = 1024;
+/// `count` more listeners on `address`, beside one bound there by
+/// [`bind_reusing_port`], for [`Workers::accepting_on_own_listeners`].
+pub fn bind_beside(
+    address: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count).map(|_| bind_reusing_port(address)).collect()
+}
+
+/// The listen backlog of a listener bound by [`bind_reusing_port`]: what
+/// tokio's `bind` asks for (mio's, the standard library's), for each.
+const LISTEN_BACKLOG: i32 = 128;
 
 /// Waits for a free connection slot, then for a connection. While every
 /// slot is taken, new connections wait in the listen backlog.
@@ -328,8 +357,15 @@ async fn accept(
     slots: &Arc<Semaphore>,
 ) -> Option<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
     let slot = slots.clone().acquire_owned().await.ok()?;
+    let (stream, peer) = accept_one(listener).await?;
+    Some((stream, peer, slot))
+}
+
+/// The next connection on `listener`; `None` (after a pause) when the
+/// accept failed.
+async fn accept_one(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
-        Ok((stream, peer)) => Some((stream, peer, slot)),
+        Ok(accepted) => Some(accepted),
         Err(error) => {
             tracing::warn!(%error, "accept failed");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
-use supervisor_gateway::server::{bind_reusing_port, serve_on, Workers};
+use supervisor_gateway::server::{bind_beside, bind_reusing_port, serve_on, Workers};
 use supervisor_gateway::table::Table;
 
 use crate::helpers::*;
@@ -180,10 +180,13 @@ async fn with_reuse_port_each_worker_accepts_on_a_listener_of_its_own() {
     let bound = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
     let listener = TcpListener::from_std(bound).expect("listener");
     let addr = listener.local_addr().expect("addr");
-    assert_eq!(listening_on(addr.port()), 1);
+    // One listener bound beside it here (as `serve` binds them all before
+    // it starts), the third by serve_on.
+    let beside = bind_beside(addr, 1).expect("bound beside");
+    assert_eq!(listening_on(addr.port()), 2);
     let workers = Workers::start(3)
         .expect("workers start")
-        .accepting_on_own_listeners();
+        .accepting_on_own_listeners(beside);
     let (stop, serving) = serve_in_background(listener, gateway, workers);
     assert_eq!(
         listening_becomes(addr.port(), 3).await,
@@ -228,4 +231,68 @@ async fn only_a_listener_bound_to_reuse_its_port_can_be_joined() {
     let shared = reusing.local_addr().expect("addr");
     let beside = bind_reusing_port(shared).expect("bound beside it");
     assert_eq!(beside.local_addr().expect("addr"), shared);
+}
+
+#[tokio::test]
+async fn with_reuse_port_fewer_slots_than_workers_still_serve_every_connection() {
+    // One connection at a time over four listeners, with one slot: a
+    // worker must not hold the slot while its listener gets nothing.
+    let mock = start_mock().await;
+    let text = test_config_yaml(mock.addr()).replace(
+        "  shutdown_grace_ms: 1000\n",
+        "  shutdown_grace_ms: 1000\n  max_connections: 1\n",
+    );
+    let config = Config::from_yaml(&text, "test config").expect("config");
+    assert_eq!(config.limits.max_connections, 1);
+    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let bound = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let listener = TcpListener::from_std(bound).expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let workers = Workers::start(4)
+        .expect("workers start")
+        .accepting_on_own_listeners(Vec::new());
+    let (stop, serving) = serve_in_background(listener, gateway, workers);
+    assert_eq!(listening_becomes(addr.port(), 4).await, 4);
+
+    let request = RawRequest::new("GET", "/supervisor/ping")
+        .token(TOK_DEFAULT)
+        .to_bytes();
+    for connection in 0..20 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(&request).await.expect("write");
+        let mut received = Vec::new();
+        let read = stream.read_to_end(&mut received);
+        let answered = tokio::time::timeout(Duration::from_secs(5), read).await;
+        assert!(
+            answered.is_ok(),
+            "connection {connection} waited with the slot free"
+        );
+        assert!(
+            String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200 "),
+            "connection {connection}"
+        );
+    }
+    let workers = stop_serving(stop, serving).await;
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .expect("workers stop");
+}
+
+#[tokio::test]
+async fn serve_with_reuse_port_binds_a_listener_for_each_worker() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "{}watch_interval_ms: 0\nworkers: 2\nreuse_port: true\n",
+        test_config_yaml(mock.addr())
+    );
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    assert_eq!(listening_becomes(served.addr.port(), 2).await, 2);
+    for _ in 0..10 {
+        let response = served
+            .send(&RawRequest::new("GET", "/addons/self/info").token(TOK_DEFAULT))
+            .await;
+        assert_eq!(response.status, 200);
+    }
+    assert!(served.log().contains("reuse_port=true"), "{}", served.log());
 }
