@@ -331,7 +331,7 @@ impl<'de> Deserialize<'de> for RawSecret {
 struct SecretVisitor;
 
 const UNQUOTED_TOKEN: &str = "YAML reads this token as a number or a yes/no value \
-                              (true, yes, on, ...), which may not keep it as written: \
+                              (true or false), which may not keep it as written: \
                               put it in quotes";
 
 impl<'de> Visitor<'de> for SecretVisitor {

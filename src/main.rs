@@ -548,6 +548,15 @@ async fn serve(path: PathBuf) -> ExitCode {
         },
         None => None,
     };
+    // The worker threads, started before the audit log is opened and the
+    // gateway says it listens: threads the system refuses are a refused
+    // start too.
+    let worker_count = workers;
+    let workers = match server::Workers::start(worker_count) {
+        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(beside),
+        Ok(workers) => workers,
+        Err(error) => return fail(format!("cannot start the worker threads: {error}")),
+    };
     // Opened once everything else checked out and both addresses are
     // bound, so a refused start leaves no file behind.
     let gateway = match audit_log {
@@ -569,7 +578,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         None => None,
     };
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(listen = %bound, upstream = %upstream, workers, reuse_port, "gateway listening");
+    tracing::info!(listen = %bound, upstream = %upstream, workers = worker_count, reuse_port, "gateway listening");
     let policy = gateway.policy();
     tracing::info!(table = %policy.table.file, digest = %policy.table.digest, "permission table loaded");
     if let Some(signed) = &policy.callers.signed {
@@ -583,11 +592,6 @@ async fn serve(path: PathBuf) -> ExitCode {
     if let Some(shadow) = &policy.shadow {
         tracing::info!(table = %shadow.file, digest = %shadow.digest, "shadow table loaded (logged, never enforced)");
     }
-    let workers = match server::Workers::start(workers) {
-        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(beside),
-        Ok(workers) => workers,
-        Err(error) => return fail(format!("cannot start the worker threads: {error}")),
-    };
     let watcher = tokio::spawn(watcher.run(watch));
     let last = gateway.clone();
     // Accepting runs as a task of the runtime, not on this thread: a task

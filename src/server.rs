@@ -296,16 +296,20 @@ async fn accept_here(
     };
     let mut stop = shared.stop.clone();
     loop {
+        // The stop first: a slot freed by the connections the stop ends
+        // does not go to a connection that was waiting for one.
         let accepted = tokio::select! {
-            accepted = accept_one(&listener) => accepted,
+            biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            accepted = accept_one(&listener) => accepted,
         };
         let Some((stream, peer)) = accepted else {
             continue;
         };
         let slot = tokio::select! {
-            slot = shared.slots.clone().acquire_owned() => slot,
+            biased;
             _ = stop.wait_for(|stop| *stop) => break,
+            slot = shared.slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
         let connection = Connection {
