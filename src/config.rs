@@ -134,7 +134,7 @@ pub struct Config {
     /// its own upstream connections.
     pub workers: usize,
     /// Each worker accepts on a listener of its own, bound to `listen` with
-    /// `SO_REUSEPORT` (see [`crate::server::Workers::accepting_on_own_listeners`]).
+    /// `SO_REUSEPORT` (see [`crate::server::serve_each_worker_on`]).
     pub reuse_port: bool,
     /// Every token holder.
     pub callers: Callers,

@@ -511,31 +511,21 @@ async fn serve(path: PathBuf) -> ExitCode {
         Ok(gateway) => gateway,
         Err(problems) => return policy_errors(problems, &source),
     };
-    // With `reuse_port`, bound so that the workers' own listeners can be
-    // bound beside it (see `server::Workers::accepting_on_own_listeners`).
-    let bound = match reuse_port {
-        true => server::bind_reusing_port(listen).and_then(TcpListener::from_std),
-        false => TcpListener::bind(listen).await,
-    };
-    let listener = match bound {
-        Ok(listener) => listener,
-        Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
-    };
-    // The other workers' listeners, bound now so that a failure refuses
-    // the start before anything else is opened.
-    let beside = match reuse_port {
-        true => match listener
-            .local_addr()
-            .and_then(|address| server::bind_beside(address, workers.saturating_sub(1)))
-        {
-            Ok(beside) => beside,
+    // With `reuse_port`, every worker's listener is bound now, so that a
+    // failure refuses the start before anything else is opened.
+    let listening = match reuse_port {
+        true => match server::bind_each(listen, workers) {
+            Ok(listeners) => Listening::EachWorker(listeners),
             Err(error) => {
                 return fail(format!(
                     "cannot listen on {listen} (reuse_port: a listener for each of the {workers} workers): {error}"
                 ))
             }
         },
-        false => Vec::new(),
+        false => match TcpListener::bind(listen).await {
+            Ok(listener) => Listening::Shared(listener),
+            Err(error) => return fail(format!("cannot listen on {listen}: {error}")),
+        },
     };
     let admin_listener = match admin_listen {
         Some(address) => match TcpListener::bind(address).await {
@@ -553,7 +543,6 @@ async fn serve(path: PathBuf) -> ExitCode {
     // start too.
     let worker_count = workers;
     let workers = match server::Workers::start(worker_count) {
-        Ok(workers) if reuse_port => workers.accepting_on_own_listeners(beside),
         Ok(workers) => workers,
         Err(error) => return fail(format!("cannot start the worker threads: {error}")),
     };
@@ -577,7 +566,7 @@ async fn serve(path: PathBuf) -> ExitCode {
         },
         None => None,
     };
-    let bound = listener.local_addr().unwrap_or(listen);
+    let bound = listening.local_addr().unwrap_or(listen);
     tracing::info!(listen = %bound, upstream = %upstream, workers = worker_count, reuse_port, "gateway listening");
     let policy = gateway.policy();
     tracing::info!(table = %policy.table.file, digest = %policy.table.digest, "permission table loaded");
@@ -600,7 +589,16 @@ async fn serve(path: PathBuf) -> ExitCode {
     let workers = Arc::new(workers);
     let serving = tokio::spawn({
         let workers = workers.clone();
-        async move { server::serve_on(listener, gateway, shutdown, &workers).await }
+        async move {
+            match listening {
+                Listening::Shared(listener) => {
+                    server::serve_on(listener, gateway, shutdown, &workers).await
+                }
+                Listening::EachWorker(listeners) => {
+                    server::serve_each_worker_on(listeners, gateway, shutdown, &workers).await
+                }
+            }
+        }
     });
     let result = serving
         .await
@@ -620,6 +618,25 @@ async fn serve(path: PathBuf) -> ExitCode {
     })
     .await;
     finish(result)
+}
+
+/// Where `serve` accepts connections: one listener whose connections are
+/// handed to the workers, or one for each worker (`reuse_port`).
+enum Listening {
+    Shared(TcpListener),
+    EachWorker(Vec<std::net::TcpListener>),
+}
+
+impl Listening {
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            Listening::Shared(listener) => listener.local_addr(),
+            Listening::EachWorker(listeners) => listeners.first().map_or_else(
+                || Err(std::io::ErrorKind::NotFound.into()),
+                |l| l.local_addr(),
+            ),
+        }
+    }
 }
 
 fn run_addons(path: &std::path::Path, format: Format) -> ExitCode {

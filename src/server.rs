@@ -74,11 +74,6 @@ pub struct Workers {
     handles: Vec<Handle>,
     next: AtomicUsize,
     threads: Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
-    /// Each worker accepts on a listener of its own (`reuse_port`).
-    own_listeners: bool,
-    /// Listeners bound beside the first already, for the workers after the
-    /// first (see [`Workers::accepting_on_own_listeners`]).
-    beside: std::sync::Mutex<Vec<std::net::TcpListener>>,
 }
 
 impl Workers {
@@ -88,25 +83,7 @@ impl Workers {
             handles: Vec::new(),
             next: AtomicUsize::new(0),
             threads: Vec::new(),
-            own_listeners: false,
-            beside: Default::default(),
         }
-    }
-
-    /// Each worker accepts its connections itself, on a listener of its
-    /// own bound beside the one [`serve_on`] is given (which must have been
-    /// bound by [`bind_reusing_port`]): no accepting thread, and no socket
-    /// handed from one event loop to another. The kernel spreads new
-    /// connections over the listeners by their addresses. Any process of
-    /// the same user may then bind the port too, and take a share of the
-    /// connections: the config's `reuse_port`, off by default. Without
-    /// worker threads ([`Workers::here`]) it changes nothing. `beside`: the
-    /// listeners bound already for the workers after the first (see
-    /// [`bind_beside`]); [`serve_on`] binds those missing.
-    pub fn accepting_on_own_listeners(mut self, beside: Vec<std::net::TcpListener>) -> Workers {
-        self.own_listeners = true;
-        self.beside = std::sync::Mutex::new(beside);
-        self
     }
 
     /// Starts `count` worker threads (at least one).
@@ -180,9 +157,6 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
     workers: &Workers,
 ) -> std::io::Result<()> {
-    if workers.own_listeners && !workers.handles.is_empty() {
-        return serve_on_own_listeners(listener, gateway, shutdown, workers).await;
-    }
     let nodelay_inherited = tune_listener(socket2::SockRef::from(&listener));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
@@ -225,24 +199,27 @@ async fn wait_for_connections(gateway: &Gateway, mut alive: mpsc::Receiver<()>) 
     }
 }
 
-/// [`serve_on`] with each worker accepting on a listener of its own (see
-/// [`Workers::accepting_on_own_listeners`]): `listener` goes to the first
-/// worker, and one more is bound beside it for each other worker, so the
-/// port is never free while the gateway serves. On shutdown every worker
-/// stops accepting and drops its listener, then the connections get the
-/// grace time.
-async fn serve_on_own_listeners(
-    listener: TcpListener,
+/// [`serve_on`] with each worker accepting its connections itself, on a
+/// listener of its own: `listeners`, one for each of the worker threads,
+/// bound to one address by [`bind_reusing_port`] (the config's
+/// `reuse_port`, off by default). No thread accepts for the others, and
+/// no socket is handed from one event loop to another; the kernel spreads
+/// new connections over the listeners by their addresses, and any process
+/// of the same user may bind the port too and take a share of them. On
+/// shutdown every worker stops accepting and drops its listener, then the
+/// connections get the grace time.
+pub async fn serve_each_worker_on(
+    listeners: Vec<std::net::TcpListener>,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
     workers: &Workers,
 ) -> std::io::Result<()> {
-    let address = listener.local_addr()?;
-    let mut listeners = vec![listener.into_std()?];
-    let beside = std::mem::take(&mut *workers.beside.lock().unwrap_or_else(|e| e.into_inner()));
-    listeners.extend(beside);
-    let missing = workers.handles.len().saturating_sub(listeners.len());
-    listeners.extend(bind_beside(address, missing)?);
+    if listeners.len() != workers.handles.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "one listener for each worker thread is needed",
+        ));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
     let (accepting_tx, mut accepting_rx) = mpsc::channel::<()>(1);
@@ -324,9 +301,8 @@ async fn accept_here(
 }
 
 /// A listening socket on `address` with `SO_REUSEPORT` (and, as tokio's
-/// own `bind`, `SO_REUSEADDR`), non-blocking, for
-/// [`Workers::accepting_on_own_listeners`]: the first must be bound so for
-/// the others to be bound beside it.
+/// own `bind`, `SO_REUSEADDR`), non-blocking, for [`serve_each_worker_on`]:
+/// the first must be bound so for the others to be bound beside it.
 pub fn bind_reusing_port(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(address),
@@ -341,13 +317,19 @@ pub fn bind_reusing_port(address: SocketAddr) -> std::io::Result<std::net::TcpLi
     Ok(socket.into())
 }
 
-/// `count` more listeners on `address`, beside one bound there by
-/// [`bind_reusing_port`], for [`Workers::accepting_on_own_listeners`].
-pub fn bind_beside(
-    address: SocketAddr,
+/// `count` listeners on `address` for [`serve_each_worker_on`], bound by
+/// [`bind_reusing_port`]; with port 0, all on the port the first got.
+pub fn bind_each(
+    mut address: SocketAddr,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
-    (0..count).map(|_| bind_reusing_port(address)).collect()
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listener = bind_reusing_port(address)?;
+        address = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// The listen backlog of a listener bound by [`bind_reusing_port`]: what

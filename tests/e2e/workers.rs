@@ -10,7 +10,9 @@ use tokio::sync::oneshot;
 
 use supervisor_gateway::config::Config;
 use supervisor_gateway::gateway::Gateway;
-use supervisor_gateway::server::{bind_beside, bind_reusing_port, serve_on, Workers};
+use supervisor_gateway::server::{
+    bind_each, bind_reusing_port, serve_each_worker_on, serve_on, Workers,
+};
 use supervisor_gateway::table::Table;
 
 use crate::helpers::*;
@@ -41,7 +43,7 @@ fn worker_threads() -> usize {
 /// Runs `serve_on` as a task until the sender it returns is used; the task
 /// gives back the result and the workers.
 fn serve_in_background(
-    listener: TcpListener,
+    accepting: Accepting,
     gateway: Arc<Gateway>,
     workers: Workers,
 ) -> (
@@ -53,10 +55,22 @@ fn serve_in_background(
         let shutdown = async {
             let _ = stopped.await;
         };
-        let result = serve_on(listener, gateway, shutdown, &workers).await;
+        let result = match accepting {
+            Accepting::Shared(listener) => serve_on(listener, gateway, shutdown, &workers).await,
+            Accepting::EachWorker(listeners) => {
+                serve_each_worker_on(listeners, gateway, shutdown, &workers).await
+            }
+        };
         (result, workers)
     });
     (stop, serving)
+}
+
+/// How a test's gateway accepts: on one listener (`serve_on`), or on one
+/// for each worker (`serve_each_worker_on`, the config's `reuse_port`).
+enum Accepting {
+    Shared(TcpListener),
+    EachWorker(Vec<std::net::TcpListener>),
 }
 
 /// Stops what [`serve_in_background`] started, asserts that `serve_on`
@@ -122,7 +136,7 @@ async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
         before + 3,
         "three worker threads run"
     );
-    let (stop, serving) = serve_in_background(listener, gateway, workers);
+    let (stop, serving) = serve_in_background(Accepting::Shared(listener), gateway, workers);
 
     // Seven connections, so every worker gets more than one.
     each_answered_twice(addr, 7).await;
@@ -177,17 +191,15 @@ async fn with_reuse_port_each_worker_accepts_on_a_listener_of_its_own() {
     let mock = start_mock().await;
     let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
     let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
-    let bound = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
-    let listener = TcpListener::from_std(bound).expect("listener");
-    let addr = listener.local_addr().expect("addr");
-    // One listener bound beside it here (as `serve` binds them all before
-    // it starts), the third by serve_on.
-    let beside = bind_beside(addr, 1).expect("bound beside");
-    assert_eq!(listening_on(addr.port()), 2);
-    let workers = Workers::start(3)
-        .expect("workers start")
-        .accepting_on_own_listeners(beside);
-    let (stop, serving) = serve_in_background(listener, gateway, workers);
+    let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 3).expect("bind");
+    let addr = listeners[0].local_addr().expect("addr");
+    assert_eq!(
+        listening_on(addr.port()),
+        3,
+        "all three on the first's port"
+    );
+    let workers = Workers::start(3).expect("workers start");
+    let (stop, serving) = serve_in_background(Accepting::EachWorker(listeners), gateway, workers);
     assert_eq!(
         listening_becomes(addr.port(), 3).await,
         3,
@@ -245,13 +257,10 @@ async fn with_reuse_port_fewer_slots_than_workers_still_serve_every_connection()
     let config = Config::from_yaml(&text, "test config").expect("config");
     assert_eq!(config.limits.max_connections, 1);
     let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
-    let bound = bind_reusing_port("127.0.0.1:0".parse().expect("address")).expect("bind");
-    let listener = TcpListener::from_std(bound).expect("listener");
-    let addr = listener.local_addr().expect("addr");
-    let workers = Workers::start(4)
-        .expect("workers start")
-        .accepting_on_own_listeners(Vec::new());
-    let (stop, serving) = serve_in_background(listener, gateway, workers);
+    let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 4).expect("bind");
+    let addr = listeners[0].local_addr().expect("addr");
+    let workers = Workers::start(4).expect("workers start");
+    let (stop, serving) = serve_in_background(Accepting::EachWorker(listeners), gateway, workers);
     assert_eq!(listening_becomes(addr.port(), 4).await, 4);
 
     let request = RawRequest::new("GET", "/supervisor/ping")
@@ -295,4 +304,21 @@ async fn serve_with_reuse_port_binds_a_listener_for_each_worker() {
         assert_eq!(response.status, 200);
     }
     assert!(served.log().contains("reuse_port=true"), "{}", served.log());
+}
+
+#[tokio::test]
+async fn each_worker_must_have_a_listener_of_its_own() {
+    let mock = start_mock().await;
+    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
+    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 1).expect("bind");
+    let workers = Workers::start(2).expect("workers start");
+    let refused = serve_each_worker_on(listeners, gateway, std::future::pending(), &workers).await;
+    assert_eq!(
+        refused.expect_err("two workers, one listener").kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    tokio::task::spawn_blocking(move || workers.stop())
+        .await
+        .expect("workers stop");
 }
