@@ -55,6 +55,14 @@ impl ClientBody {
             ClientBody::Whole(bytes) => bytes.is_empty(),
         }
     }
+
+    /// The bytes of a body read whole, if there are any.
+    fn into_whole(self) -> Option<Bytes> {
+        match self {
+            ClientBody::Whole(bytes) if !bytes.is_empty() => Some(bytes),
+            _ => None,
+        }
+    }
 }
 
 /// The client at the other end of a connection, as the upstream is told
@@ -260,10 +268,7 @@ impl Forwarder {
         let body = match body {
             Some(ClientBody::Streamed(body)) if !bodiless => body,
             other => {
-                let whole = match other {
-                    Some(ClientBody::Whole(body)) if !body.is_empty() => Some(body),
-                    _ => None,
-                };
+                let whole = other.and_then(ClientBody::into_whole);
                 let sent = self.forward_bodiless(permit, caller, parts, peer, whole.as_ref());
                 return sent.await;
             }

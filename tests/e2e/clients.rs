@@ -118,14 +118,6 @@ async fn a_get_that_says_connection_close_is_the_last_answered_and_the_upstream_
     );
 }
 
-/// bashio's GET on a kept-alive connection (curl does not close it unless
-/// told).
-fn bashio_kept_alive(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: supervisor\r\nAuthorization: Bearer {TOK_DEFAULT}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-    )
-}
-
 #[tokio::test]
 async fn bashio_gets_pipelined_with_plain_ones_each_reach_the_upstream_with_their_own_body() {
     // A GET whose short body came with its head is read whole by the

@@ -747,3 +747,11 @@ pub(crate) async fn audit_entries(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// bashio's GET on a kept-alive connection (curl does not close it unless
+/// told).
+pub(crate) fn bashio_kept_alive(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: supervisor\r\nAuthorization: Bearer {TOK_DEFAULT}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+}

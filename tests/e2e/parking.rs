@@ -43,9 +43,7 @@ async fn after_bashios_get_with_its_short_body_the_connection_parks_too() {
         gateway_with_limits("  header_read_timeout_ms: 300\n  keep_alive_timeout_ms: 10000\n")
             .await;
     let mut client = KeptAlive::connect(gateway.addr).await;
-    let bashio = format!(
-        "GET /os/info HTTP/1.1\r\nHost: supervisor\r\nAuthorization: Bearer {TOK_DEFAULT}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-    );
+    let bashio = bashio_kept_alive("/os/info");
     for round in 0..2 {
         client.write(&bashio).await;
         assert_eq!(client.answer().await.status, 200, "round {round}");
