@@ -40,6 +40,12 @@ fn worker_threads() -> usize {
         .count()
 }
 
+/// A gateway of the config `text`, with the built-in table.
+fn gateway_from(text: &str) -> Arc<Gateway> {
+    let config = Config::from_yaml(text, "test config").expect("config");
+    Arc::new(Gateway::new(config, Table::builtin().expect("table")))
+}
+
 /// Runs `serve_on` as a task until the sender it returns is used; the task
 /// gives back the result and the workers.
 fn serve_in_background(
@@ -125,8 +131,7 @@ async fn each_answered_twice(addr: std::net::SocketAddr, count: usize) {
 #[tokio::test]
 async fn connections_on_worker_threads_are_served_and_the_workers_stop() {
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
-    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let gateway = gateway_from(&test_config_yaml(mock.addr()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let before = worker_threads();
@@ -189,8 +194,7 @@ async fn listening_becomes(port: u16, count: usize) -> usize {
 #[tokio::test]
 async fn with_reuse_port_each_worker_accepts_on_a_listener_of_its_own() {
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
-    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let gateway = gateway_from(&test_config_yaml(mock.addr()));
     let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 3).expect("bind");
     let addr = listeners[0].local_addr().expect("addr");
     assert_eq!(
@@ -254,9 +258,8 @@ async fn with_reuse_port_fewer_slots_than_workers_still_serve_every_connection()
         "  shutdown_grace_ms: 1000\n",
         "  shutdown_grace_ms: 1000\n  max_connections: 1\n",
     );
-    let config = Config::from_yaml(&text, "test config").expect("config");
-    assert_eq!(config.limits.max_connections, 1);
-    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let gateway = gateway_from(&text);
+    assert_eq!(gateway.limits().max_connections, 1);
     let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 4).expect("bind");
     let addr = listeners[0].local_addr().expect("addr");
     let workers = Workers::start(4).expect("workers start");
@@ -309,8 +312,7 @@ async fn serve_with_reuse_port_binds_a_listener_for_each_worker() {
 #[tokio::test]
 async fn each_worker_must_have_a_listener_of_its_own() {
     let mock = start_mock().await;
-    let config = Config::from_yaml(&test_config_yaml(mock.addr()), "test config").expect("config");
-    let gateway = Arc::new(Gateway::new(config, Table::builtin().expect("table")));
+    let gateway = gateway_from(&test_config_yaml(mock.addr()));
     let listeners = bind_each("127.0.0.1:0".parse().expect("address"), 1).expect("bind");
     let workers = Workers::start(2).expect("workers start");
     let refused = serve_each_worker_on(listeners, gateway, std::future::pending(), &workers).await;
