@@ -266,20 +266,23 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         field: field.to_owned(),
         reason,
     };
-    let value = read_value(path).map_err(|reason| problem("(file)", reason))?;
-    let Value::Object(fields) = &value else {
+    let read = read_value(path).map_err(|reason| problem("(file)", reason))?;
+    let (Value::Object(fields), Value::Object(flags)) = (&read.typed, &read.as_written) else {
         return Err(problem(
             "(file)",
             "a manifest is a mapping of fields".into(),
         ));
     };
-    let flag = |name: &str, default: bool| match fields.get(name) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(value)) => Ok(*value),
-        Some(other) => Err(problem(
-            name,
-            format!("expected true or false, found {other}"),
-        )),
+    let flag = |name: &str, default: bool| {
+        match flags.get(name) {
+        None => Ok(default),
+        Some(value) => supervisor_boolean(value).ok_or_else(|| {
+            problem(
+                name,
+                format!("expected true or false (or yes, no, on, off, 1, 0, enable, disable), found {value}"),
+            )
+        }),
+    }
     };
     let slug = match fields.get("slug") {
         Some(Value::String(slug)) if is_slug(slug) && slug != "self" => slug.clone(),
@@ -321,9 +324,22 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
     })
 }
 
+/// A manifest file read twice over.
+struct Read {
+    /// As YAML 1.1 types its scalars: an unquoted `yes` or `y` is a
+    /// boolean (the Supervisor's reader, PyYAML, also reads `yes`, `on`,
+    /// ... so, but `y` and `n` as strings). For the fields that are text.
+    typed: Value,
+    /// With only `true` and `false` (in any of their three cases) read as
+    /// booleans and every other word as text, for the yes-or-no fields,
+    /// which are read from it as the Supervisor's schema reads them (see
+    /// [`supervisor_boolean`]). The same as `typed` for a JSON manifest.
+    as_written: Value,
+}
+
 /// A manifest file read and parsed: JSON for a `.json` file, else YAML, up
 /// to [`MAX_MANIFEST_BYTES`].
-fn read_value(path: &Path) -> Result<Value, String> {
+fn read_value(path: &Path) -> Result<Read, String> {
     let size = std::fs::metadata(path).map_or(0, |meta| meta.len());
     if size > MAX_MANIFEST_BYTES {
         return Err(format!(
@@ -333,20 +349,59 @@ fn read_value(path: &Path) -> Result<Value, String> {
     let text = crate::files::read_text(path, MAX_MANIFEST_BYTES)
         .map_err(|error| format!("cannot read: {error}"))?;
     if path.extension().is_some_and(|ext| ext == "json") {
-        serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))
-    } else {
-        // (A tag would change what a field says unseen: `full_access:
-        // !!null true` reads as no full access, so a lower risk.)
-        if let Some(error) = crate::config::refused_yaml_tag(&text, "") {
-            return Err(format!(
-                "line {}, {}: {}",
-                error.line, error.key, error.reason
-            ));
-        }
-        serde_saphyr::from_str(&text).map_err(|error| {
+        let typed: Value =
+            serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))?;
+        return Ok(Read {
+            as_written: typed.clone(),
+            typed,
+        });
+    }
+    // (A tag would change what a field says unseen: `full_access:
+    // !!null true` reads as no full access, so a lower risk.)
+    if let Some(error) = crate::config::refused_yaml_tag(&text, "") {
+        return Err(format!(
+            "line {}, {}: {}",
+            error.line, error.key, error.reason
+        ));
+    }
+    let yaml = |strict_booleans: bool| {
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = strict_booleans;
+        serde_saphyr::from_str_with_options::<Value>(&text, options).map_err(|error| {
             let message = error.to_string();
             format!("not YAML: {}", message.lines().next().unwrap_or(""))
         })
+    };
+    Ok(Read {
+        typed: yaml(false)?,
+        as_written: yaml(true)?,
+    })
+}
+
+/// A yes-or-no field's value as the Supervisor reads it (its schema's
+/// `vol.Boolean()` over what PyYAML read): a boolean as it is; text
+/// `1`, `true`, `yes`, `on` or `enable` in any case is true, `0`,
+/// `false`, `no`, `off` or `disable` false, other text (`y`, `n`) no
+/// value; a number is true unless zero, and null is false (even for a
+/// field whose default is true: the default is for a field left out).
+/// `None` for text not in those lists, a list or a mapping (the
+/// Supervisor refuses the first; the gateway refuses all three).
+fn supervisor_boolean(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(value) => Some(*value),
+        Value::Null => Some(false),
+        Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
+        Value::String(text) => {
+            let text = text.to_ascii_lowercase();
+            if ["1", "true", "yes", "on", "enable"].contains(&text.as_str()) {
+                Some(true)
+            } else if ["0", "false", "no", "off", "disable"].contains(&text.as_str()) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        Value::Array(_) | Value::Object(_) => None,
     }
 }
 

@@ -286,3 +286,79 @@ fn a_manifest_with_a_yaml_tag_is_left_out_with_its_line_and_field() {
         Role::Manager
     );
 }
+
+#[test]
+fn yes_or_no_fields_are_read_as_the_supervisors_schema_reads_them() {
+    // What the Supervisor makes of each (PyYAML reads the YAML 1.1 words
+    // it knows as booleans and the rest as text, then its schema's
+    // `vol.Boolean()` reads text and numbers), worked out by hand.
+    for (value, expected) in [
+        ("true", true),
+        ("TRUE", true),
+        ("yes", true),
+        ("Yes", true),
+        ("ON", true),
+        ("yEs", true),
+        ("\"yes\"", true),
+        ("'enable'", true),
+        ("Enable", true),
+        ("1", true),
+        ("\"1\"", true),
+        ("2", true),
+        ("false", false),
+        ("no", false),
+        ("Off", false),
+        ("disable", false),
+        ("0", false),
+        ("\"0\"", false),
+        ("0.0", false),
+        ("~", false),
+        ("", false),
+    ] {
+        let manifest = parsed(&format!(
+            "slug: a\nhassio_api: {value}\napparmor: {value}\n"
+        ));
+        assert_eq!(manifest.hassio_api, expected, "hassio_api: {value}");
+        let apparmor = if expected {
+            AppArmor::Default
+        } else {
+            AppArmor::Disabled
+        };
+        assert_eq!(manifest.apparmor, apparmor, "apparmor: {value}");
+    }
+    // The same in a JSON manifest.
+    let dir = tempfile::tempdir().expect("dir");
+    for (value, expected) in [
+        ("\"yes\"", true),
+        ("1", true),
+        ("\"off\"", false),
+        ("null", false),
+    ] {
+        let text = format!(r#"{{"slug": "a", "homeassistant_api": {value}}}"#);
+        let path = write(dir.path(), "a", "config.json", &text);
+        let manifest = load_file(&path).expect("valid manifest");
+        assert_eq!(manifest.homeassistant_api, expected, "{text}");
+    }
+}
+
+#[test]
+fn a_yes_or_no_field_the_supervisor_refuses_leaves_the_manifest_out() {
+    // PyYAML reads `y` and `n` as text, which `vol.Boolean()` refuses
+    // (YAML 1.1 parsers that read them as booleans would give `y` access).
+    let dir = tempfile::tempdir().expect("dir");
+    for value in ["y", "Y", "n", "N", "\"y\"", "maybe", "[true]", "{on: true}"] {
+        let path = write(
+            dir.path(),
+            "a",
+            "config.yaml",
+            &format!("slug: a\nhassio_api: {value}\n"),
+        );
+        let problem = load_file(&path).expect_err(value);
+        assert_eq!(problem.field, "hassio_api", "{value}");
+        assert!(
+            problem.reason.contains("expected true or false"),
+            "{value}: {}",
+            problem.reason
+        );
+    }
+}
