@@ -10,7 +10,6 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::byte_set::byte_set;
 use crate::config::{Addon, Role};
 use crate::signed::{looks_signed, Rejection, SignedTokens};
 
@@ -161,7 +160,12 @@ fn token_in<'a>(name: &str, value: &'a [u8]) -> Result<Option<&'a [u8]>, TokenEr
     if token.is_empty() {
         return Ok(None);
     }
-    if token.len() > MAX_TOKEN_LEN || !token.iter().all(|b| b.is_ascii_graphic()) {
+    // (Every byte looked at, with no early way out: a fold the compiler
+    // makes into a few wide comparisons, where `all` went byte by byte.)
+    let graphic = token
+        .iter()
+        .fold(true, |graphic, byte| graphic & byte.is_ascii_graphic());
+    if token.len() > MAX_TOKEN_LEN || !graphic {
         return Err(TokenError::Malformed);
     }
     Ok(Some(token))
@@ -203,23 +207,25 @@ fn token_header_slot(name: &str) -> Option<usize> {
 /// become `-`.
 fn is_ambiguous_token_header(name: &http::HeaderName) -> bool {
     let name = name.as_str();
-    name.bytes().any(|b| b == b'_' || b == b'.')
+    name.bytes()
+        .fold(false, |any, byte| any | (byte == b'_') | (byte == b'.'))
         && TOKEN_HEADERS.contains(&normalized_name(name).as_ref())
 }
 
 /// A header name lower-cased with `_` and `.` spelled `-`, as some servers
 /// read them; borrowed when it is already in that form (the common case).
 pub fn normalized_name(name: &str) -> Cow<'_, str> {
-    if name.bytes().any(|b| CHANGED_BY_NORMALIZING[usize::from(b)]) {
+    // (A fold with no early way out, as in `token_in`: the names of most
+    // headers of every request are asked.)
+    let changes = name.bytes().fold(false, |changes, byte| {
+        changes | (byte == b'_') | (byte == b'.') | byte.is_ascii_uppercase()
+    });
+    if changes {
         Cow::Owned(name.to_ascii_lowercase().replace(['_', '.'], "-"))
     } else {
         Cow::Borrowed(name)
     }
 }
-
-/// The bytes [`normalized_name`] changes: `_`, `.` and capitals. (Looked
-/// up: the names of most headers of every request are asked.)
-const CHANGED_BY_NORMALIZING: [bool; 256] = byte_set(b"_.ABCDEFGHIJKLMNOPQRSTUVWXYZ");
 
 /// The bitwise difference of two digests, folded into one word: zero
 /// exactly when they are equal. Every byte is looked at, with no branch on

@@ -493,13 +493,12 @@ fn may_be_whole(read: &[u8], scanned: &mut usize) -> bool {
     let from = scanned.saturating_sub(2).min(read.len());
     *scanned = read.len();
     let rest = &read[from..];
-    rest.iter().enumerate().any(|(at, byte)| {
-        *byte == b'\n'
-            && match rest.get(at + 1) {
-                Some(b'\n') => true,
-                Some(b'\r') => rest.get(at + 2) == Some(&b'\n'),
-                _ => false,
-            }
+    // (memchr finds each line end many bytes at a time; a loop over the
+    // bytes was 2% of a kept-alive GET's instructions.)
+    memchr::memchr_iter(b'\n', rest).any(|at| match rest.get(at + 1) {
+        Some(b'\n') => true,
+        Some(b'\r') => rest.get(at + 2) == Some(&b'\n'),
+        _ => false,
     })
 }
 
