@@ -13,7 +13,8 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -107,6 +108,22 @@ pub const UPSTREAM_MESSAGE_LIMIT: usize = 64 << 20;
 
 /// Bytes each side of a relay reads at once.
 const READ_BUFFER: usize = 32 * 1024;
+
+/// The most bytes a socket's write buffer holds. The library answers each
+/// ping with a pong on its own, into that buffer, whether or not the peer
+/// reads: unbounded (the library's default), a client that sent pings and
+/// read nothing grew the gateway's memory by about 50 MB a second (found by
+/// helper 60). At this bound the library keeps only the latest pong
+/// unsent, as RFC 6455 allows. Larger than the library's write threshold
+/// (128 KiB), which it requires, and than a frame the gateway writes (see
+/// [`FRAGMENT`]).
+const WRITE_BUFFER_MOST: usize = 512 * 1024;
+
+/// The most payload a data frame the gateway writes carries: a longer
+/// message goes out in fragments of this size, so that it fits under
+/// [`WRITE_BUFFER_MOST`]. (RFC 6455 lets an intermediary fragment a
+/// message anew when no extension is in use; the relay offers none.)
+const FRAGMENT: usize = 128 * 1024;
 
 /// Whether a request asks to become a WebSocket on a path that carries one.
 pub fn is_upgrade(parts: &request::Parts, path: &str) -> bool {
@@ -215,7 +232,9 @@ pub async fn relay(ends: Ends, access: Access) {
     // each, allocated up front), which made an idle WebSocket cost the
     // gateway 273 KiB; with 32 KiB it costs 73, and an 8 MB message is
     // relayed as fast (8 KiB: half again as slow).
-    let library = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let library = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER_MOST);
     let upstream_config = library
         .max_message_size(Some(UPSTREAM_MESSAGE_LIMIT))
         .max_frame_size(Some(UPSTREAM_MESSAGE_LIMIT));
@@ -317,8 +336,9 @@ enum Ended {
 }
 
 /// Writes what both directions queue for the client, in order. If the
-/// client takes none of it for the send timeout, gives it up, lets go of
-/// the socket and says so on `gave_up`.
+/// client takes none of it for the send timeout (or its write buffer is
+/// full of the pongs its pings asked for), gives it up, lets go of the
+/// socket and says so on `gave_up`.
 async fn write_all(
     mut queue: mpsc::Receiver<Queued>,
     mut sink: Sink,
@@ -329,15 +349,26 @@ async fn write_all(
     while let Some(Queued { message, _room }) = queue.recv().await {
         let closing = message.is_close();
         let sent = match &send {
-            None => Some(sink.send(message).await),
+            None => Some(send_in_fragments(&mut sink, message).await),
             Some(watch) => tokio::select! {
                 biased;
-                sent = sink.send(message) => Some(sent),
+                sent = send_in_fragments(&mut sink, message) => Some(sent),
                 () = watch.stalled() => {
                     watch.give_up();
                     None
                 }
             },
+        };
+        let sent = match sent {
+            // The write buffer full of pongs: a client that pings and
+            // takes nothing, as good as one that takes nothing.
+            Some(Err(WsError::WriteBufferFull(_))) => {
+                if let Some(watch) = &send {
+                    watch.give_up();
+                }
+                None
+            }
+            sent => sent,
         };
         let Some(sent) = sent else {
             drop(sink);
@@ -349,6 +380,29 @@ async fn write_all(
         }
     }
     let _ = sink.close().await;
+}
+
+/// Sends `message`; a data message longer than [`FRAGMENT`] goes as
+/// fragments of that size, one after another.
+async fn send_in_fragments(sink: &mut Sink, message: Message) -> Result<(), WsError> {
+    let (kind, mut rest) = match message {
+        Message::Text(text) if text.len() > FRAGMENT => (Data::Text, bytes::Bytes::from(text)),
+        Message::Binary(data) if data.len() > FRAGMENT => (Data::Binary, data),
+        message => return sink.send(message).await,
+    };
+    let mut opcode = OpCode::Data(kind);
+    while !rest.is_empty() {
+        let piece = rest.split_to(rest.len().min(FRAGMENT));
+        let last = rest.is_empty();
+        let frame = Message::Frame(Frame::message(piece, opcode, last));
+        if last {
+            sink.send(frame).await?;
+        } else {
+            sink.feed(frame).await?;
+        }
+        opcode = OpCode::Data(Data::Continue);
+    }
+    Ok(())
 }
 
 async fn close_upstream(mut upstream: Sink) {
@@ -483,7 +537,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
             }
         };
         let closing = message.is_close();
-        if upstream.send(message).await.is_err() || closing {
+        if send_in_fragments(upstream, message).await.is_err() || closing {
             return;
         }
     }

@@ -640,6 +640,107 @@ async fn an_idle_websocket_costs_the_gateway_little_memory() {
 }
 
 #[tokio::test]
+async fn a_client_that_pings_and_reads_nothing_does_not_grow_the_gateways_memory() {
+    // The gateway's end answers every ping with a pong; a client that reads
+    // none of them used to have them all kept for it (40 MiB here).
+    let (served, _mock, _dir) = serve_with_mock("", "info").await;
+    let mut socket = awaiting_auth(served.addr, "/core/websocket").await;
+    let before = served.resident_kib();
+    // Masked pings with 125-byte payloads (a zero mask leaves the payload
+    // as it is), written past the client's library, which would read.
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let chunk = ping.repeat((1 << 20) / ping.len());
+    for _ in 0..40 {
+        tokio::time::timeout(Duration::from_secs(30), socket.get_mut().write_all(&chunk))
+            .await
+            .expect("the gateway goes on reading")
+            .expect("write");
+    }
+    // What is still in the sockets' buffers is read within this.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let grown = served.resident_kib().saturating_sub(before);
+    assert!(grown < 8 * 1024, "grew by {grown} KiB");
+    // The relay still works, messages longer than the gateway's frames
+    // included (each way in fragments, whole on the other side).
+    let auth = serde_json::json!({"type": "auth", "access_token": TOK_HA});
+    send_json(&mut socket, auth).await;
+    let large: Vec<u8> = (0..(1u32 << 20) + 7).map(|i| (i % 251) as u8).collect();
+    let mut authenticated = false;
+    let mut echoed = None;
+    while echoed.is_none() {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("open")
+            .expect("a message");
+        match message {
+            Message::Pong(_) => {}
+            Message::Text(text) if !authenticated => {
+                assert!(text.contains("auth_ok"), "{text}");
+                authenticated = true;
+                socket
+                    .send(Message::binary(large.clone()))
+                    .await
+                    .expect("send");
+            }
+            Message::Binary(data) => echoed = Some(data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(echoed.is_some_and(|data| data.as_ref() == large.as_slice()));
+}
+
+#[tokio::test]
+async fn a_client_whose_pongs_fill_its_write_buffer_is_given_up_when_a_message_comes_for_it() {
+    // Pings after the auth phase, none of the pongs read: the gateway's
+    // write buffer for the client fills; the next message for the client
+    // does not fit, and the client is given up as one that takes nothing.
+    let (served, mock, _dir) = serve_with_mock("", "info").await;
+    let mut socket = authenticated(served.addr, "/core/websocket").await;
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let chunk = ping.repeat((1 << 20) / ping.len());
+    // More than the sockets' kernel buffers take on loopback.
+    for _ in 0..24 {
+        tokio::time::timeout(Duration::from_secs(30), socket.get_mut().write_all(&chunk))
+            .await
+            .expect("the gateway goes on reading")
+            .expect("write");
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A masked binary message of 1 KiB, which the upstream echoes.
+    let mut binary = vec![0x82u8, 0x80 | 126, 0x04, 0x00, 0, 0, 0, 0];
+    binary.extend_from_slice(&[7u8; 1024]);
+    socket.get_mut().write_all(&binary).await.expect("write");
+    let mut told = false;
+    for _ in 0..100 {
+        if mock
+            .state()
+            .ws_messages()
+            .contains(&WsRecord::Close(Some(1001)))
+        {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(told, "the upstream is told the client went (1001)");
+    // What the client still reads is pongs, then the end: never the echo.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Pong(_))) => {}
+                Some(Ok(Message::Binary(_))) => return false,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return true,
+            }
+        }
+    });
+    assert!(ended.await.expect("the end within 20 s"));
+}
+
+#[tokio::test]
 async fn an_auth_message_must_be_a_json_object_in_a_text_message() {
     // serde fills a struct from an array by position; Home Assistant does
     // not take `["auth", token]` for an auth message, nor does the gateway.
