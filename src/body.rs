@@ -490,3 +490,50 @@ mod tests {
         assert_eq!(ended.await.ok(), Some(Sent::UpstreamStopped));
     }
 }
+
+/// A request body read whole before it goes upstream (one of unknown
+/// length, on an ordinary route): its pieces as they came (not copied into
+/// one), and the room they take under `limits.max_held_body_bytes`, given
+/// back when the body is dropped: once sent, or with its request.
+#[derive(Default)]
+pub(crate) struct Held {
+    pieces: std::collections::VecDeque<Bytes>,
+    left: u64,
+    room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Adds the next piece, with the room it takes (`None` without a cap).
+    pub(crate) fn push(&mut self, piece: Bytes, room: Option<tokio::sync::OwnedSemaphorePermit>) {
+        self.left += piece.len() as u64;
+        self.pieces.push_back(piece);
+        match (&mut self.room, room) {
+            (Some(held), Some(more)) => held.merge(more),
+            (held, more) => *held = held.take().or(more),
+        }
+    }
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.pieces.pop_front().map(|piece| {
+            this.left -= piece.len() as u64;
+            Ok(Frame::data(piece))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}

@@ -446,6 +446,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "max_event_streams_per_addon",
     "max_header_bytes",
     "max_headers",
+    "max_held_body_bytes",
     "max_upload_bytes",
     "max_websocket_message_bytes",
     "max_websockets_per_addon",

@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest request body on upload routes, which stream.
     pub max_upload_bytes: u64,
+    /// Most bytes of request bodies of unknown length held at once, all
+    /// requests together, while each is read whole before it goes
+    /// upstream (ordinary routes); zero for no cap.
+    pub max_held_body_bytes: u64,
     /// Largest WebSocket message (and frame) a client may send.
     pub max_websocket_message_bytes: usize,
     /// Most WebSockets one add-on may hold open at once (429 above it);
@@ -62,6 +66,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: 1 << 40,
+            max_held_body_bytes: 64 * 1024 * 1024,
             max_websocket_message_bytes: 16 * 1024 * 1024,
             max_websockets_per_addon: 0,
             max_event_streams_per_addon: 0,
@@ -106,6 +111,7 @@ pub(super) struct RawLimits {
     body_idle_timeout_ms: Option<u64>,
     max_body_bytes: Option<u64>,
     max_upload_bytes: Option<u64>,
+    max_held_body_bytes: Option<u64>,
     max_websocket_message_bytes: Option<usize>,
     max_websockets_per_addon: Option<usize>,
     max_event_streams_per_addon: Option<usize>,
@@ -130,6 +136,7 @@ pub(super) fn from_raw(raw: &RawLimits) -> Limits {
         body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
         max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
         max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
+        max_held_body_bytes: raw.max_held_body_bytes.unwrap_or(d.max_held_body_bytes),
         max_websocket_message_bytes: raw
             .max_websocket_message_bytes
             .unwrap_or(d.max_websocket_message_bytes),
@@ -164,6 +171,7 @@ const MAX_HEADERS: usize = 1000;
 const MAX_WEBSOCKET_MESSAGE_BYTES: usize = 256 << 20;
 const MAX_CONNECTIONS: usize = 1_000_000;
 const MAX_POOL_SIZE: usize = 100_000;
+const MAX_HELD_BODY_BYTES: u64 = 1 << 40;
 
 /// Refuses limits that cannot work, naming the key (the line is that of
 /// `limits`, since the values themselves carry none).
@@ -204,6 +212,11 @@ pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'stati
             limits.max_headers > MAX_HEADERS,
             "limits.max_headers",
             "must be at most 1000",
+        ),
+        (
+            limits.max_held_body_bytes > MAX_HELD_BODY_BYTES,
+            "limits.max_held_body_bytes",
+            "must be at most 1099511627776 (1 TiB; 0 for no cap)",
         ),
         (
             limits.max_websocket_message_bytes < 1024,

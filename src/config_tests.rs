@@ -252,6 +252,10 @@ fn limits_that_cannot_work_are_refused() {
             "max_event_streams_per_addon: 1000001",
             "limits.max_event_streams_per_addon",
         ),
+        (
+            "max_held_body_bytes: 1099511627777",
+            "limits.max_held_body_bytes",
+        ),
     ] {
         let text = format!("{MINIMAL}limits:\n  {line}\n");
         let error = error_of(&text);
@@ -262,7 +266,8 @@ fn limits_that_cannot_work_are_refused() {
     let text = format!(
         "{MINIMAL}limits:\n  max_connections: 1000000\n  max_headers: 1000\n  \
          max_header_bytes: 1048576\n  max_websocket_message_bytes: 268435456\n  \
-         upstream_pool_size: 100000\n  max_event_streams_per_addon: 1000000\n"
+         upstream_pool_size: 100000\n  max_event_streams_per_addon: 1000000\n  \
+         max_held_body_bytes: 1099511627776\n"
     );
     let limits = Config::from_yaml(&text, "test.yaml")
         .expect("config")
@@ -272,9 +277,10 @@ fn limits_that_cannot_work_are_refused() {
             limits.max_connections,
             limits.max_headers,
             limits.upstream_pool_size,
-            limits.max_event_streams_per_addon
+            limits.max_event_streams_per_addon,
+            limits.max_held_body_bytes,
         ),
-        (1_000_000, 1000, 100_000, 1_000_000)
+        (1_000_000, 1000, 100_000, 1_000_000, 1 << 40)
     );
 }
 

@@ -17,8 +17,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use tokio::sync::Semaphore;
 
-use crate::body::{BodyWatch, IdleLimit, LimitedBody, Sent, Tap};
+use crate::body::{BodyWatch, Held, IdleLimit, LimitedBody, Sent, Tap};
 use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
@@ -147,6 +148,11 @@ pub enum ForwardError {
     /// `limits.max_websockets_per_addon` allows (429).
     #[error("too many WebSockets open for this add-on")]
     TooManyWebSockets,
+    /// A body of unknown length would take the bodies held whole, all
+    /// requests together, past `limits.max_held_body_bytes` (503; nothing
+    /// went upstream).
+    #[error("the gateway holds as many request bodies as it may; try again")]
+    HeldBodiesFull,
     /// The upstream answered with an event stream, and the add-on holds
     /// as many open as `limits.max_event_streams_per_addon` allows (429;
     /// the answer is dropped).
@@ -176,6 +182,7 @@ impl ForwardError {
                 http::StatusCode::TOO_MANY_REQUESTS
             }
             ForwardError::UpstreamTimedOut => http::StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::HeldBodiesFull => http::StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::UpstreamUnreachable | ForwardError::UpstreamFailed => {
                 http::StatusCode::BAD_GATEWAY
             }
@@ -210,6 +217,9 @@ pub struct Forwarder {
     sockets: Places,
     /// The event streams each add-on holds open.
     streams: Places,
+    /// The room left under `limits.max_held_body_bytes`, in bytes; `None`
+    /// without a cap.
+    held: Option<Arc<Semaphore>>,
 }
 
 impl Forwarder {
@@ -238,6 +248,11 @@ impl Forwarder {
             limits: config.limits.clone(),
             sockets: Places::default(),
             streams: Places::default(),
+            held: match config.limits.max_held_body_bytes {
+                0 => None,
+                // (At most 1 TiB: far under a semaphore's most permits.)
+                most => Some(Arc::new(Semaphore::new(most as usize))),
+            },
         }
     }
 
@@ -507,8 +522,10 @@ impl Forwarder {
     /// The body to send upstream, within the route's limit. A declared
     /// length over the limit is refused before anything is read. On ordinary
     /// routes a body of unknown length is read up to the limit first, so that
-    /// an oversized one never reaches the upstream; upload routes stream and
-    /// are cut off at their (larger) limit.
+    /// an oversized one never reaches the upstream, and under
+    /// `limits.max_held_body_bytes` for all such bodies together (see
+    /// [`Forwarder::held_whole`]); upload routes stream and are cut off at
+    /// their (larger) limit.
     async fn limited_body(
         &self,
         permit: &Permit,
@@ -530,10 +547,39 @@ impl Forwarder {
         if streams || limited.is_end_stream() {
             return Ok((Body::new(limited), watch));
         }
-        match limited.collect().await {
-            Ok(collected) => Ok((Body::from(collected.to_bytes()), watch)),
-            Err(_) => Err(body_fault(&watch).unwrap_or(ForwardError::ClientBodyFailed)),
+        let held = self.held_whole(limited, &watch).await?;
+        Ok((Body::new(held), watch))
+    }
+
+    /// Reads a body of unknown length to its end, taking room for each
+    /// piece as it comes under `limits.max_held_body_bytes`; a piece for
+    /// which there is none left refuses the request (503), and what was
+    /// read of it is let go. (Refused rather than waited for: bodies each
+    /// holding some room and waiting for more could wait on each other.)
+    /// Trailers are not passed on.
+    async fn held_whole(
+        &self,
+        mut body: LimitedBody,
+        watch: &BodyWatch,
+    ) -> Result<Held, ForwardError> {
+        let mut held = Held::default();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| body_fault(watch).unwrap_or(ForwardError::ClientBodyFailed))?;
+            let Ok(piece) = frame.into_data() else {
+                continue;
+            };
+            let room = match &self.held {
+                None => None,
+                Some(room) => {
+                    let size = u32::try_from(piece.len()).unwrap_or(u32::MAX);
+                    let taken = room.clone().try_acquire_many_owned(size);
+                    Some(taken.map_err(|_| ForwardError::HeldBodiesFull)?)
+                }
+            };
+            held.push(piece, room);
         }
+        Ok(held)
     }
 
     /// The request that goes upstream for an allowed one: its method, the

@@ -236,6 +236,7 @@ pub fn upstream_error(error: ForwardError) {
         ForwardError::UpgradeNotHttp11 => "upgrade_not_http11",
         ForwardError::TooManyWebSockets => "too_many_websockets",
         ForwardError::TooManyEventStreams => "too_many_event_streams",
+        ForwardError::HeldBodiesFull => "held_bodies_full",
         ForwardError::UpstreamUnreachable => "unreachable",
         ForwardError::UpstreamTimedOut => "timed_out",
         ForwardError::UpstreamFailed => "failed",

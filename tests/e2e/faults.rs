@@ -91,6 +91,45 @@ async fn an_oversize_body_gets_413_before_the_upstream_sees_it() {
 }
 
 #[tokio::test]
+async fn bodies_of_unknown_length_are_held_under_one_cap_for_all_requests() {
+    // Each is read whole before it goes upstream (so that an oversized
+    // one never does); all of them together hold at most
+    // max_held_body_bytes. Without it, every connection could hold 16 MiB.
+    let gateway = gateway_with_limits("  max_held_body_bytes: 1048576\n").await;
+    let head = format!(
+        "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    // The first takes all the room, and has not ended.
+    let mut first = TcpStream::connect(gateway.addr).await.expect("connect");
+    first.write_all(head.as_bytes()).await.expect("head");
+    let piece = format!("{:x}\r\n{}\r\n", 256 * 1024, "a".repeat(256 * 1024));
+    for _ in 0..4 {
+        first.write_all(piece.as_bytes()).await.expect("piece");
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The next one's first byte finds none: refused, and nothing of it
+    // goes upstream.
+    let second = format!("{head}5\r\nhello\r\n");
+    let refused = send_raw(gateway.addr, second.as_bytes()).await;
+    assert_refused(&refused, 503, "no room left");
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert_upstream_silent(&gateway, "no room left");
+    // The first ends and goes upstream whole; its room is given back.
+    first.write_all(b"0\r\n\r\n").await.expect("end");
+    let mut answer = Vec::new();
+    let _ = first.read_to_end(&mut answer).await;
+    assert_eq!(parse_response(&answer).status, 200);
+    assert_eq!(gateway.upstream_saw()[0].body_len, 1 << 20);
+    let third = send_raw(
+        gateway.addr,
+        format!("{head}5\r\nhello\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(third.status, 200);
+    assert_eq!(gateway.upstream_saw()[0].body_len, 5);
+}
+
+#[tokio::test]
 async fn uploads_stream_past_the_body_limit_up_to_their_own() {
     let gateway = gateway_with_limits("  max_body_bytes: 1024\n  max_upload_bytes: 65536\n").await;
     let upload = RawRequest::new("POST", "/backups/new/upload")
