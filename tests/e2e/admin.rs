@@ -491,6 +491,9 @@ async fn audit_lines_that_cannot_be_written_are_counted_and_said_once() {
     }
     let samples = scrape_until(admin, lost, 3.0).await;
     assert_eq!(value(&samples, lost, &[]), 3.0);
+    // (The line may come after the count: the process's log is read as
+    // it writes it.)
+    assert!(served.wait_for_log("cannot write the audit log", 1, Duration::from_secs(5)));
     let log = served.log();
     assert_eq!(
         log.matches("cannot write the audit log").count(),
