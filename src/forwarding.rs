@@ -501,6 +501,12 @@ impl Forwarder {
             strip_hop_by_hop(&mut head.headers);
             return Ok(Response::from_parts(head, Body::new(body)));
         }
+        if !websocket::is_handshake_answer(&parts.headers, response.headers()) {
+            tracing::warn!(
+                "the upstream switched protocols without a WebSocket handshake's answer (Upgrade, Connection, Sec-WebSocket-Accept)"
+            );
+            return Err(ForwardError::UpstreamFailed);
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let access = websocket::Access {
             grant,

@@ -134,6 +134,27 @@ pub fn is_upgrade(parts: &request::Parts, path: &str) -> bool {
         && forwarding::lists(&parts.headers, header::CONNECTION, "upgrade")
 }
 
+/// Whether the upstream's 101 to an upgrade `request` answers it as RFC
+/// 6455 (4.1) asks of a WebSocket server: `Upgrade: websocket`,
+/// `Connection: upgrade`, and the `Sec-WebSocket-Accept` made from the
+/// request's one key. The relay is the upstream's client, which must fail
+/// the connection otherwise; the client's library, which gets the same
+/// accept, may not look.
+pub fn is_handshake_answer(request: &HeaderMap, answer: &HeaderMap) -> bool {
+    let mut keys = forwarding::values_of(request, &header::SEC_WEBSOCKET_KEY);
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return false;
+    };
+    let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut accepts = forwarding::values_of(answer, &header::SEC_WEBSOCKET_ACCEPT);
+    forwarding::lists(answer, header::UPGRADE, "websocket")
+        && forwarding::lists(answer, header::CONNECTION, "upgrade")
+        && matches!(
+            (accepts.next(), accepts.next()),
+            (Some(accept), None) if accept.as_bytes() == expected.as_bytes()
+        )
+}
+
 /// The headers the upstream needs to switch protocols, which the ordinary
 /// forwarding rules drop as hop-by-hop. Extensions are not offered: the
 /// relay reads frames, so they must not be compressed.

@@ -132,6 +132,72 @@ async fn websocket_frames_are_relayed_both_ways_on_every_core_proxy_path() {
 }
 
 #[tokio::test]
+async fn an_upstream_101_that_is_not_a_websocket_handshakes_answer_is_a_502() {
+    // The relay is the upstream's client: RFC 6455 has it fail the
+    // connection unless the answer has the upgrade headers and the accept
+    // made from the key sent.
+    for (case, answer) in [
+        (
+            "a wrong accept",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        ),
+        (
+            "no accept",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ),
+        (
+            "a whole answer",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        ),
+        (
+            "no upgrade header",
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
+        ),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let upstream = listener.local_addr().expect("addr");
+        let answer = answer.to_owned();
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let key = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("sec-websocket-key")
+                        .then(|| value.trim().to_owned())
+                })
+                .unwrap_or_default();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let answer = answer.replace("{accept}", &accept);
+            let _ = stream.write_all(answer.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
+        let upgraded = connect(gateway.addr, "/core/websocket", TOK_HA).await;
+        if case == "a whole answer" {
+            assert!(upgraded.is_ok(), "{case}: {:?}", upgraded.err());
+        } else {
+            assert!(
+                upgraded.as_ref().is_err_and(|error| error.contains("502")),
+                "{case}: {:?}",
+                upgraded.map(|_| "switched")
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_upgrade_is_decided_like_any_request() {
     let gateway = TestGateway::start().await;
     let refused = connect(gateway.addr, "/core/websocket", TOK_DEFAULT).await;
