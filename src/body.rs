@@ -509,7 +509,8 @@ impl Held {
         self.pieces.push_back(piece);
         match (&mut self.room, room) {
             (Some(held), Some(more)) => held.merge(more),
-            (held, more) => *held = held.take().or(more),
+            (held @ None, more) => *held = more,
+            (Some(_), None) => {}
         }
     }
 }

@@ -273,16 +273,10 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
             "a manifest is a mapping of fields".into(),
         ));
     };
-    let flag = |name: &str, default: bool| {
-        match flags.get(name) {
+    let flag = |name: &str, default: bool| match flags.get(name) {
         None => Ok(default),
-        Some(value) => supervisor_boolean(value).ok_or_else(|| {
-            problem(
-                name,
-                format!("expected true or false (or yes, no, on, off, 1, 0, enable, disable), found {value}"),
-            )
-        }),
-    }
+        Some(value) => supervisor_boolean(value)
+            .ok_or_else(|| problem(name, format!("expected {BOOLEAN_WORDS}, found {value}"))),
     };
     let slug = match fields.get("slug") {
         Some(Value::String(slug)) if is_slug(slug) && slug != "self" => slug.clone(),
@@ -377,6 +371,9 @@ fn read_value(path: &Path) -> Result<Read, String> {
         as_written: yaml(true)?,
     })
 }
+
+/// What a yes-or-no field may say, for a problem's message.
+const BOOLEAN_WORDS: &str = "true or false (or yes, no, on, off, 1, 0, enable, disable)";
 
 /// A yes-or-no field's value as the Supervisor reads it (its schema's
 /// `vol.Boolean()` over what PyYAML read): a boolean as it is; text
