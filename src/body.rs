@@ -346,6 +346,118 @@ impl Body for LimitedBody {
     }
 }
 
+/// A request body read whole before it goes upstream (one of unknown
+/// length, on an ordinary route), copied into blocks of its own as it
+/// comes, and the room those blocks take under
+/// `limits.max_held_body_bytes`, given back when the body is dropped: once
+/// sent, or with its request. Copied, because the pieces a client's
+/// chunks come in hold on to the reading buffer around them: a body sent
+/// one byte a chunk held about 35 times its size so (helper 61). The room
+/// counted is the blocks' capacity, the memory they take.
+pub(crate) struct Held {
+    blocks: std::collections::VecDeque<Bytes>,
+    filling: bytes::BytesMut,
+    /// Bytes in the blocks and the one being filled, not yet sent.
+    left: u64,
+    /// Where room comes from; `None` without a cap.
+    room: Option<Arc<tokio::sync::Semaphore>>,
+    taken: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The first block's size; each next one is twice the last, up to
+/// [`LARGEST_BLOCK`]: a short body takes little room, a long one few blocks.
+const FIRST_BLOCK: usize = 4 * 1024;
+const LARGEST_BLOCK: usize = 64 * 1024;
+
+/// There was no room left for the next block.
+#[derive(Debug)]
+pub(crate) struct NoRoom;
+
+impl Held {
+    /// An empty body taking its room from `room` (`None`: no cap).
+    pub(crate) fn new(room: Option<Arc<tokio::sync::Semaphore>>) -> Held {
+        Held {
+            blocks: std::collections::VecDeque::new(),
+            filling: bytes::BytesMut::new(),
+            left: 0,
+            room,
+            taken: None,
+        }
+    }
+
+    /// Copies `piece` in, taking room for each new block it needs.
+    pub(crate) fn push(&mut self, mut piece: &[u8]) -> Result<(), NoRoom> {
+        while !piece.is_empty() {
+            if self.filling.len() == self.filling.capacity() {
+                self.next_block()?;
+            }
+            let space = self.filling.capacity() - self.filling.len();
+            let (now, rest) = piece.split_at(space.min(piece.len()));
+            self.filling.extend_from_slice(now);
+            self.left += now.len() as u64;
+            piece = rest;
+        }
+        Ok(())
+    }
+
+    /// Sets the full block aside and starts the next, once there is room
+    /// for it.
+    fn next_block(&mut self) -> Result<(), NoRoom> {
+        let size = match self.filling.capacity() {
+            0 => FIRST_BLOCK,
+            last => (last * 2).min(LARGEST_BLOCK),
+        };
+        if let Some(room) = &self.room {
+            let more = room
+                .clone()
+                .try_acquire_many_owned(size as u32)
+                .map_err(|_| NoRoom)?;
+            match &mut self.taken {
+                Some(taken) => taken.merge(more),
+                None => self.taken = Some(more),
+            }
+        }
+        let full = std::mem::replace(&mut self.filling, bytes::BytesMut::with_capacity(size));
+        if !full.is_empty() {
+            self.blocks.push_back(full.freeze());
+        }
+        Ok(())
+    }
+
+    /// The room taken, in bytes (what the blocks' capacity adds up to).
+    #[cfg(test)]
+    fn room_taken(&self) -> usize {
+        self.taken.as_ref().map_or(0, |taken| taken.num_permits())
+    }
+}
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let block = match this.blocks.pop_front() {
+            Some(block) => block,
+            None if !this.filling.is_empty() => std::mem::take(&mut this.filling).freeze(),
+            None => return Poll::Ready(None),
+        };
+        this.left -= block.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(block))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,52 +601,60 @@ mod tests {
         );
         assert_eq!(ended.await.ok(), Some(Sent::UpstreamStopped));
     }
-}
 
-/// A request body read whole before it goes upstream (one of unknown
-/// length, on an ordinary route): its pieces as they came (not copied into
-/// one), and the room they take under `limits.max_held_body_bytes`, given
-/// back when the body is dropped: once sent, or with its request.
-#[derive(Default)]
-pub(crate) struct Held {
-    pieces: std::collections::VecDeque<Bytes>,
-    left: u64,
-    room: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Held {
-    /// Adds the next piece, with the room it takes (`None` without a cap).
-    pub(crate) fn push(&mut self, piece: Bytes, room: Option<tokio::sync::OwnedSemaphorePermit>) {
-        self.left += piece.len() as u64;
-        self.pieces.push_back(piece);
-        match (&mut self.room, room) {
-            (Some(held), Some(more)) => held.merge(more),
-            (held @ None, more) => *held = more,
-            (Some(_), None) => {}
+    /// Reads a held body to its end, in the blocks it sends.
+    fn drained(held: &mut Held) -> Vec<Bytes> {
+        let waker = std::task::Waker::noop();
+        let mut context = Context::from_waker(waker);
+        let mut blocks = Vec::new();
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut *held).poll_frame(&mut context) {
+            blocks.push(frame.into_data().expect("data"));
         }
-    }
-}
-
-impl Body for Held {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        Poll::Ready(this.pieces.pop_front().map(|piece| {
-            this.left -= piece.len() as u64;
-            Ok(Frame::data(piece))
-        }))
+        blocks
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
+    #[test]
+    fn a_held_body_takes_the_room_of_the_blocks_it_is_copied_into() {
+        // A body sent a byte a chunk: 100,000 pieces of one byte.
+        let room = Arc::new(tokio::sync::Semaphore::new(1 << 20));
+        let mut held = Held::new(Some(room.clone()));
+        for index in 0..100_000u32 {
+            held.push(&[(index % 251) as u8]).expect("room");
+        }
+        // Blocks of 4, 8, 16, 32, then 64 KiB: 124 KiB for 100,000 bytes,
+        // where one piece a byte took about 35 times the body.
+        assert_eq!(held.room_taken(), (4 + 8 + 16 + 32 + 64) * 1024);
+        assert_eq!(room.available_permits(), (1 << 20) - held.room_taken());
+        assert_eq!(held.size_hint().exact(), Some(100_000));
+        let blocks = drained(&mut held);
+        assert_eq!(
+            blocks.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [4096, 8192, 16384, 32768, 100_000 - 61_440]
+        );
+        let whole: Vec<u8> = blocks.concat();
+        assert!(whole
+            .iter()
+            .enumerate()
+            .all(|(index, byte)| *byte == (index % 251) as u8));
+        assert!(held.is_end_stream());
+        // The room comes back with the body.
+        drop(held);
+        assert_eq!(room.available_permits(), 1 << 20);
     }
 
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+    #[test]
+    fn a_held_body_with_no_room_for_its_next_block_is_refused() {
+        let room = Arc::new(tokio::sync::Semaphore::new(12 * 1024));
+        let mut held = Held::new(Some(room.clone()));
+        // 4 KiB and 8 KiB blocks fit; the third (16 KiB) does not.
+        held.push(&[1; 12 * 1024]).expect("two blocks");
+        assert!(held.push(&[1]).is_err());
+        // Without a cap, nothing is counted.
+        let mut free = Held::new(None);
+        free.push(&[1; 100 * 1024]).expect("no cap");
+        assert_eq!(free.room_taken(), 0);
+        assert_eq!(drained(&mut free).concat().len(), 100 * 1024);
+        drop(held);
+        assert_eq!(room.available_permits(), 12 * 1024);
     }
 }

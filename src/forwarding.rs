@@ -557,10 +557,10 @@ impl Forwarder {
         Ok((Body::new(held), watch))
     }
 
-    /// Reads a body of unknown length to its end, taking room for each
-    /// piece as it comes under `limits.max_held_body_bytes`; a piece for
-    /// which there is none left refuses the request (503), and what was
-    /// read of it is let go. (Refused rather than waited for: bodies each
+    /// Reads a body of unknown length to its end, taking room under
+    /// `limits.max_held_body_bytes` for each block it is copied into (see
+    /// [`Held`]); a piece for which there is none left refuses the request
+    /// (503), and what was read of it is let go. (Refused rather than waited for: bodies each
     /// holding some room and waiting for more could wait on each other.)
     /// Trailers are not passed on.
     async fn held_whole(
@@ -568,22 +568,14 @@ impl Forwarder {
         mut body: LimitedBody,
         watch: &BodyWatch,
     ) -> Result<Held, ForwardError> {
-        let mut held = Held::default();
+        let mut held = Held::new(self.held.clone());
         while let Some(frame) = body.frame().await {
             let frame =
                 frame.map_err(|_| body_fault(watch).unwrap_or(ForwardError::ClientBodyFailed))?;
-            let Ok(piece) = frame.into_data() else {
-                continue;
-            };
-            let room = match &self.held {
-                None => None,
-                Some(room) => {
-                    let size = u32::try_from(piece.len()).unwrap_or(u32::MAX);
-                    let taken = room.clone().try_acquire_many_owned(size);
-                    Some(taken.map_err(|_| ForwardError::HeldBodiesFull)?)
-                }
-            };
-            held.push(piece, room);
+            if let Ok(piece) = frame.into_data() {
+                held.push(&piece)
+                    .map_err(|_| ForwardError::HeldBodiesFull)?;
+            }
         }
         Ok(held)
     }

@@ -95,14 +95,16 @@ async fn bodies_of_unknown_length_are_held_under_one_cap_for_all_requests() {
     // Each is read whole before it goes upstream (so that an oversized
     // one never does); all of them together hold at most
     // max_held_body_bytes. Without it, every connection could hold 16 MiB.
-    let gateway = gateway_with_limits("  max_held_body_bytes: 1048576\n").await;
+    // The room is taken a block at a time (4, 8, 16, 32, then 64 KiB):
+    // 1,020 KiB is one body's blocks, full.
+    let gateway = gateway_with_limits("  max_held_body_bytes: 1044480\n").await;
     let head = format!(
         "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     );
     // The first takes all the room, and has not ended.
     let mut first = TcpStream::connect(gateway.addr).await.expect("connect");
     first.write_all(head.as_bytes()).await.expect("head");
-    let piece = format!("{:x}\r\n{}\r\n", 256 * 1024, "a".repeat(256 * 1024));
+    let piece = format!("{:x}\r\n{}\r\n", 255 * 1024, "a".repeat(255 * 1024));
     for _ in 0..4 {
         first.write_all(piece.as_bytes()).await.expect("piece");
     }
@@ -119,7 +121,7 @@ async fn bodies_of_unknown_length_are_held_under_one_cap_for_all_requests() {
     let mut answer = Vec::new();
     let _ = first.read_to_end(&mut answer).await;
     assert_eq!(parse_response(&answer).status, 200);
-    assert_eq!(gateway.upstream_saw()[0].body_len, 1 << 20);
+    assert_eq!(gateway.upstream_saw()[0].body_len, 1020 * 1024);
     let third = send_raw(
         gateway.addr,
         format!("{head}5\r\nhello\r\n0\r\n\r\n").as_bytes(),
