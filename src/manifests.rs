@@ -267,16 +267,18 @@ pub fn load_file(path: &Path) -> Result<Manifest, ManifestProblem> {
         reason,
     };
     let read = read_value(path).map_err(|reason| problem("(file)", reason))?;
-    let (Value::Object(fields), Value::Object(flags)) = (&read.typed, &read.as_written) else {
+    let Value::Object(fields) = &read.typed else {
         return Err(problem(
             "(file)",
             "a manifest is a mapping of fields".into(),
         ));
     };
-    let flag = |name: &str, default: bool| match flags.get(name) {
+    let flag = |name: &str, default: bool| match read.as_written.get(name) {
         None => Ok(default),
-        Some(value) => supervisor_boolean(value)
-            .ok_or_else(|| problem(name, format!("expected {BOOLEAN_WORDS}, found {value}"))),
+        Some(written) => supervisor_boolean(written).ok_or_else(|| {
+            let value = &written.value;
+            problem(name, format!("expected {BOOLEAN_WORDS}, found {value}"))
+        }),
     };
     let slug = match fields.get("slug") {
         Some(Value::String(slug)) if is_slug(slug) && slug != "self" => slug.clone(),
@@ -324,11 +326,19 @@ struct Read {
     /// boolean (the Supervisor's reader, PyYAML, also reads `yes`, `on`,
     /// ... so, but `y` and `n` as strings). For the fields that are text.
     typed: Value,
-    /// With only `true` and `false` (in any of their three cases) read as
-    /// booleans and every other word as text, for the yes-or-no fields,
-    /// which are read from it as the Supervisor's schema reads them (see
-    /// [`supervisor_boolean`]). The same as `typed` for a JSON manifest.
-    as_written: Value,
+    /// The top-level fields once more, for the yes-or-no ones, which are
+    /// read from these as the Supervisor's schema reads them (see
+    /// [`supervisor_boolean`]). Empty when `typed` is not a mapping.
+    as_written: std::collections::BTreeMap<String, Written>,
+}
+
+/// A field as written: with only `true` and `false` (in any of their three
+/// cases) read as booleans and every other word as text; and for a number
+/// in a YAML file, the text it was written as (PyYAML reads fewer
+/// spellings as numbers than serde-saphyr: `1e3` and `0o17` are text to it).
+struct Written {
+    value: Value,
+    number_text: Option<String>,
 }
 
 /// A manifest file read and parsed: JSON for a `.json` file, else YAML, up
@@ -345,10 +355,21 @@ fn read_value(path: &Path) -> Result<Read, String> {
     if path.extension().is_some_and(|ext| ext == "json") {
         let typed: Value =
             serde_json::from_str(&text).map_err(|error| format!("not JSON: {error}"))?;
-        return Ok(Read {
-            as_written: typed.clone(),
-            typed,
-        });
+        let as_written = match &typed {
+            Value::Object(fields) => fields
+                .iter()
+                .map(|(name, value)| {
+                    let value = value.clone();
+                    let written = Written {
+                        value,
+                        number_text: None,
+                    };
+                    (name.clone(), written)
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        return Ok(Read { typed, as_written });
     }
     // (A tag would change what a field says unseen: `full_access:
     // !!null true` reads as no full access, so a lower risk.)
@@ -358,18 +379,72 @@ fn read_value(path: &Path) -> Result<Read, String> {
             error.line, error.key, error.reason
         ));
     }
-    let yaml = |strict_booleans: bool| {
+    let options = |strict_booleans: bool| {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = strict_booleans;
-        serde_saphyr::from_str_with_options::<Value>(&text, options).map_err(|error| {
-            let message = error.to_string();
-            format!("not YAML: {}", message.lines().next().unwrap_or(""))
-        })
+        options
     };
-    Ok(Read {
-        typed: yaml(false)?,
-        as_written: yaml(true)?,
-    })
+    let not_yaml = |error: serde_saphyr::Error| {
+        let message = error.to_string();
+        format!("not YAML: {}", message.lines().next().unwrap_or(""))
+    };
+    let typed: Value =
+        serde_saphyr::from_str_with_options(&text, options(false)).map_err(not_yaml)?;
+    if !typed.is_object() {
+        return Ok(Read {
+            typed,
+            as_written: Default::default(),
+        });
+    }
+    let fields: std::collections::BTreeMap<String, serde_saphyr::Spanned<Value>> =
+        serde_saphyr::from_str_with_options(&text, options(true)).map_err(not_yaml)?;
+    let as_written = fields
+        .into_iter()
+        .map(|(name, field)| {
+            let span = field.defined.span();
+            let number_text = match (&field.value, span.byte_offset(), span.byte_len()) {
+                (Value::Number(_), Some(at), Some(length)) => text
+                    .get(at as usize..(at + length) as usize)
+                    .map(str::to_owned),
+                _ => None,
+            };
+            let written = Written {
+                value: field.value,
+                number_text,
+            };
+            (name, written)
+        })
+        .collect();
+    Ok(Read { typed, as_written })
+}
+
+/// Whether a number written `text` in a YAML manifest is true to the
+/// Supervisor, when PyYAML reads it as a number this way: a decimal
+/// integer (with a leading zero, an octal one to PyYAML, so only digits 0
+/// to 7 then) or a decimal fraction, with an optional sign; true unless
+/// all its digits are zero. `None` for any other spelling: PyYAML reads
+/// `1e3`, `1.0e5` or `0o17` as text, which the Supervisor's schema refuses;
+/// `0x1f` or `1_000` it reads as numbers, but these are left out rather
+/// than read (a manifest left out gives no access).
+fn written_number_truth(text: &str) -> Option<bool> {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let decimal = |digits: &str| digits.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.is_empty() || !decimal(whole) || !fraction.is_none_or(decimal) {
+        return None;
+    }
+    let octal = whole.bytes().all(|byte| (b'0'..=b'7').contains(&byte));
+    if fraction.is_none() && whole.len() > 1 && whole.starts_with('0') && !octal {
+        return None;
+    }
+    Some(
+        unsigned
+            .bytes()
+            .any(|byte| byte.is_ascii_digit() && byte != b'0'),
+    )
 }
 
 /// What a yes-or-no field may say, for a problem's message.
@@ -383,11 +458,14 @@ const BOOLEAN_WORDS: &str = "true or false (or yes, no, on, off, 1, 0, enable, d
 /// field whose default is true: the default is for a field left out).
 /// `None` for text not in those lists, a list or a mapping (the
 /// Supervisor refuses the first; the gateway refuses all three).
-fn supervisor_boolean(value: &Value) -> Option<bool> {
-    match value {
+fn supervisor_boolean(written: &Written) -> Option<bool> {
+    match &written.value {
         Value::Bool(value) => Some(*value),
         Value::Null => Some(false),
-        Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
+        Value::Number(number) => match &written.number_text {
+            Some(text) => written_number_truth(text.trim()),
+            None => Some(number.as_f64().is_some_and(|n| n != 0.0)),
+        },
         Value::String(text) => {
             let text = text.to_ascii_lowercase();
             if ["1", "true", "yes", "on", "enable"].contains(&text.as_str()) {

@@ -312,6 +312,12 @@ fn yes_or_no_fields_are_read_as_the_supervisors_schema_reads_them() {
         ("0", false),
         ("\"0\"", false),
         ("0.0", false),
+        ("-1", true),
+        ("+0", false),
+        ("1.", true),
+        // A leading zero is octal to PyYAML (017 is 15).
+        ("017", true),
+        ("00", false),
         ("~", false),
         ("", false),
     ] {
@@ -346,7 +352,27 @@ fn a_yes_or_no_field_the_supervisor_refuses_leaves_the_manifest_out() {
     // PyYAML reads `y` and `n` as text, which `vol.Boolean()` refuses
     // (YAML 1.1 parsers that read them as booleans would give `y` access).
     let dir = tempfile::tempdir().expect("dir");
-    for value in ["y", "Y", "n", "N", "\"y\"", "maybe", "[true]", "{on: true}"] {
+    // `1e3`, `1.0e5` and `0o17` are numbers to serde-saphyr but text to
+    // PyYAML (its floats have a point and a signed exponent, its octals
+    // a leading 0), and `08` is neither octal nor decimal to it (helper
+    // 61 found the first three granting access). `0x1f` and `1_000` PyYAML
+    // reads as numbers; the gateway leaves them out rather than read them.
+    for value in [
+        "y",
+        "Y",
+        "n",
+        "N",
+        "\"y\"",
+        "maybe",
+        "[true]",
+        "{on: true}",
+        "1e3",
+        "1.0e5",
+        "0o17",
+        "08",
+        "0x1f",
+        "1_000",
+    ] {
         let path = write(
             dir.path(),
             "a",
