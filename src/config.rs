@@ -487,7 +487,14 @@ impl Checker<'_> {
             .limits
             .as_ref()
             .map_or_else(Limits::default, |spanned| limits::from_raw(&spanned.value));
-        check_limits(&limits).map_err(|(key, reason)| self.error(limits_line, key, reason))?;
+        check_limits(&limits).map_err(|(key, reason)| {
+            let line = raw
+                .limits
+                .as_ref()
+                .and_then(|spanned| spanned.value.line_of(key))
+                .unwrap_or(limits_line);
+            self.error(line, key, reason)
+        })?;
         let watch_interval = match &raw.watch_interval_ms {
             None => Some(Duration::from_secs(2)),
             Some(ms) if ms.value == 0 => None,

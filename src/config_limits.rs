@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
 /// Timeouts and limits; every value has a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,65 +101,109 @@ impl Limits {
     }
 }
 
+/// The `limits` section as written: each value with where it was, so that
+/// a value [`check_limits`] refuses is named with its own line.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
-    header_read_timeout_ms: Option<u64>,
-    keep_alive_timeout_ms: Option<u64>,
-    send_timeout_ms: Option<u64>,
-    max_header_bytes: Option<usize>,
-    max_headers: Option<usize>,
-    body_idle_timeout_ms: Option<u64>,
-    max_body_bytes: Option<u64>,
-    max_upload_bytes: Option<u64>,
-    max_held_body_bytes: Option<u64>,
-    max_websocket_message_bytes: Option<usize>,
-    max_websockets_per_addon: Option<usize>,
-    max_event_streams_per_addon: Option<usize>,
-    upload_paths: Option<Vec<String>>,
-    max_connections: Option<usize>,
-    upstream_pool_size: Option<usize>,
-    upstream_connect_timeout_ms: Option<u64>,
-    upstream_response_timeout_ms: Option<u64>,
-    upstream_body_idle_timeout_ms: Option<u64>,
-    shutdown_grace_ms: Option<u64>,
+    header_read_timeout_ms: Option<Spanned<u64>>,
+    keep_alive_timeout_ms: Option<Spanned<u64>>,
+    send_timeout_ms: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<usize>>,
+    max_headers: Option<Spanned<usize>>,
+    body_idle_timeout_ms: Option<Spanned<u64>>,
+    max_body_bytes: Option<Spanned<u64>>,
+    max_upload_bytes: Option<Spanned<u64>>,
+    max_held_body_bytes: Option<Spanned<u64>>,
+    max_websocket_message_bytes: Option<Spanned<usize>>,
+    max_websockets_per_addon: Option<Spanned<usize>>,
+    max_event_streams_per_addon: Option<Spanned<usize>>,
+    upload_paths: Option<Spanned<Vec<String>>>,
+    max_connections: Option<Spanned<usize>>,
+    upstream_pool_size: Option<Spanned<usize>>,
+    upstream_connect_timeout_ms: Option<Spanned<u64>>,
+    upstream_response_timeout_ms: Option<Spanned<u64>>,
+    upstream_body_idle_timeout_ms: Option<Spanned<u64>>,
+    shutdown_grace_ms: Option<Spanned<u64>>,
+}
+
+impl RawLimits {
+    /// The line of the value a key of [`check_limits`] names
+    /// (`limits.send_timeout_ms`), if it was written.
+    pub(super) fn line_of(&self, key: &str) -> Option<u64> {
+        fn line<T>(field: &Option<Spanned<T>>) -> Option<u64> {
+            field.as_ref().map(|spanned| spanned.referenced.line())
+        }
+        match key.strip_prefix("limits.")? {
+            "header_read_timeout_ms" => line(&self.header_read_timeout_ms),
+            "keep_alive_timeout_ms" => line(&self.keep_alive_timeout_ms),
+            "send_timeout_ms" => line(&self.send_timeout_ms),
+            "max_header_bytes" => line(&self.max_header_bytes),
+            "max_headers" => line(&self.max_headers),
+            "body_idle_timeout_ms" => line(&self.body_idle_timeout_ms),
+            "max_body_bytes" => line(&self.max_body_bytes),
+            "max_upload_bytes" => line(&self.max_upload_bytes),
+            "max_held_body_bytes" => line(&self.max_held_body_bytes),
+            "max_websocket_message_bytes" => line(&self.max_websocket_message_bytes),
+            "max_websockets_per_addon" => line(&self.max_websockets_per_addon),
+            "max_event_streams_per_addon" => line(&self.max_event_streams_per_addon),
+            "upload_paths" => line(&self.upload_paths),
+            "max_connections" => line(&self.max_connections),
+            "upstream_pool_size" => line(&self.upstream_pool_size),
+            "upstream_connect_timeout_ms" => line(&self.upstream_connect_timeout_ms),
+            "upstream_response_timeout_ms" => line(&self.upstream_response_timeout_ms),
+            "upstream_body_idle_timeout_ms" => line(&self.upstream_body_idle_timeout_ms),
+            "shutdown_grace_ms" => line(&self.shutdown_grace_ms),
+            _ => None,
+        }
+    }
 }
 
 pub(super) fn from_raw(raw: &RawLimits) -> Limits {
     let d = Limits::default();
-    let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+    fn or<T: Copy>(field: &Option<Spanned<T>>, default: T) -> T {
+        field.as_ref().map_or(default, |spanned| spanned.value)
+    }
+    let ms = |field: &Option<Spanned<u64>>, default: Duration| {
+        field
+            .as_ref()
+            .map_or(default, |spanned| Duration::from_millis(spanned.value))
+    };
     Limits {
-        header_read_timeout: ms(raw.header_read_timeout_ms, d.header_read_timeout),
-        keep_alive_timeout: ms(raw.keep_alive_timeout_ms, d.keep_alive_timeout),
-        send_timeout: ms(raw.send_timeout_ms, d.send_timeout),
-        max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
-        max_headers: raw.max_headers.unwrap_or(d.max_headers),
-        body_idle_timeout: ms(raw.body_idle_timeout_ms, d.body_idle_timeout),
-        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
-        max_upload_bytes: raw.max_upload_bytes.unwrap_or(d.max_upload_bytes),
-        max_held_body_bytes: raw.max_held_body_bytes.unwrap_or(d.max_held_body_bytes),
-        max_websocket_message_bytes: raw
-            .max_websocket_message_bytes
-            .unwrap_or(d.max_websocket_message_bytes),
-        max_websockets_per_addon: raw
-            .max_websockets_per_addon
-            .unwrap_or(d.max_websockets_per_addon),
-        max_event_streams_per_addon: raw
-            .max_event_streams_per_addon
-            .unwrap_or(d.max_event_streams_per_addon),
-        upload_paths: raw.upload_paths.clone().unwrap_or(d.upload_paths),
-        max_connections: raw.max_connections.unwrap_or(d.max_connections),
-        upstream_pool_size: raw.upstream_pool_size.unwrap_or(d.upstream_pool_size),
-        upstream_connect_timeout: ms(raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
+        header_read_timeout: ms(&raw.header_read_timeout_ms, d.header_read_timeout),
+        keep_alive_timeout: ms(&raw.keep_alive_timeout_ms, d.keep_alive_timeout),
+        send_timeout: ms(&raw.send_timeout_ms, d.send_timeout),
+        max_header_bytes: or(&raw.max_header_bytes, d.max_header_bytes),
+        max_headers: or(&raw.max_headers, d.max_headers),
+        body_idle_timeout: ms(&raw.body_idle_timeout_ms, d.body_idle_timeout),
+        max_body_bytes: or(&raw.max_body_bytes, d.max_body_bytes),
+        max_upload_bytes: or(&raw.max_upload_bytes, d.max_upload_bytes),
+        max_held_body_bytes: or(&raw.max_held_body_bytes, d.max_held_body_bytes),
+        max_websocket_message_bytes: or(
+            &raw.max_websocket_message_bytes,
+            d.max_websocket_message_bytes,
+        ),
+        max_websockets_per_addon: or(&raw.max_websockets_per_addon, d.max_websockets_per_addon),
+        max_event_streams_per_addon: or(
+            &raw.max_event_streams_per_addon,
+            d.max_event_streams_per_addon,
+        ),
+        upload_paths: raw
+            .upload_paths
+            .as_ref()
+            .map_or(d.upload_paths, |spanned| spanned.value.clone()),
+        max_connections: or(&raw.max_connections, d.max_connections),
+        upstream_pool_size: or(&raw.upstream_pool_size, d.upstream_pool_size),
+        upstream_connect_timeout: ms(&raw.upstream_connect_timeout_ms, d.upstream_connect_timeout),
         upstream_response_timeout: ms(
-            raw.upstream_response_timeout_ms,
+            &raw.upstream_response_timeout_ms,
             d.upstream_response_timeout,
         ),
         upstream_body_idle_timeout: ms(
-            raw.upstream_body_idle_timeout_ms,
+            &raw.upstream_body_idle_timeout_ms,
             d.upstream_body_idle_timeout,
         ),
-        shutdown_grace: ms(raw.shutdown_grace_ms, d.shutdown_grace),
+        shutdown_grace: ms(&raw.shutdown_grace_ms, d.shutdown_grace),
     }
 }
 
@@ -173,8 +218,8 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 const MAX_POOL_SIZE: usize = 100_000;
 const MAX_HELD_BODY_BYTES: u64 = 1 << 40;
 
-/// Refuses limits that cannot work, naming the key (the line is that of
-/// `limits`, since the values themselves carry none).
+/// Refuses limits that cannot work, naming the key (its line is found
+/// with [`RawLimits::line_of`]).
 pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'static str)> {
     let zero = Duration::ZERO;
     let problems = [

@@ -285,6 +285,31 @@ fn limits_that_cannot_work_are_refused() {
 }
 
 #[test]
+fn a_limit_that_cannot_work_is_named_with_its_own_line() {
+    // Not the line of the first key under `limits` (helper 61).
+    for (text, key, line) in [
+        (
+            "limits:\n  send_timeout_ms: 4000\n  max_body_bytes: 100\n  max_held_body_bytes: 1099511627777\n",
+            "limits.max_held_body_bytes",
+            5,
+        ),
+        (
+            "limits:\n  max_headers: 10\n\n  max_header_bytes: 100\n",
+            "limits.max_header_bytes",
+            5,
+        ),
+        (
+            "limits: {max_headers: 10,\n  upload_paths: [a]}\n",
+            "limits.upload_paths",
+            3,
+        ),
+    ] {
+        let error = error_of(&format!("{MINIMAL}{text}"));
+        assert_eq!((error.key.as_str(), error.line), (key, line), "{text}");
+    }
+}
+
+#[test]
 fn workers_default_to_one_per_cpu_and_are_capped() {
     let workers = |line: &str| {
         let text = format!("{MINIMAL}{line}");
