@@ -379,6 +379,18 @@ impl SendWatch {
         );
         crate::metrics::client_timeout(Expiry::Send.name());
     }
+
+    /// Gives the client up as [`SendWatch::give_up`] does, for a client
+    /// whose write buffer is full of the pongs its pings asked for when a
+    /// message comes for it: logged so, and not counted as a send timeout
+    /// (none has passed).
+    pub(crate) fn give_up_full_of_pongs(&self) {
+        self.activity.give_up();
+        tracing::info!(
+            peer = %self.peer,
+            "websocket reset: the client sent pings and read none of the pongs, and a message for it did not fit"
+        );
+    }
 }
 
 /// The connection's one timer.

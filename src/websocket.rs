@@ -385,7 +385,7 @@ async fn write_all(
             // takes nothing, as good as one that takes nothing.
             Some(Err(WsError::WriteBufferFull(_))) => {
                 if let Some(watch) = &send {
-                    watch.give_up();
+                    watch.give_up_full_of_pongs();
                 }
                 None
             }

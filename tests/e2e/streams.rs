@@ -792,6 +792,8 @@ async fn a_client_whose_pongs_fill_its_write_buffer_is_given_up_when_a_message_c
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(told, "the upstream is told the client went (1001)");
+    assert!(served.wait_for_log("read none of the pongs", 1, Duration::from_secs(5)));
+    assert!(!served.log().contains("for the send timeout"));
     // What the client still reads is pongs, then the end: never the echo.
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
