@@ -705,6 +705,23 @@ async fn an_idle_websocket_costs_the_gateway_little_memory() {
     drop(sockets);
 }
 
+/// Sends `mib` MiB of masked pings with 125-byte payloads (a zero mask
+/// leaves the payload as it is), written past the client's library, which
+/// would read; then waits a second, for what is still in the sockets'
+/// buffers to be read.
+async fn flood_with_pings(socket: &mut Socket, mib: usize) {
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let chunk = ping.repeat((1 << 20) / ping.len());
+    for _ in 0..mib {
+        tokio::time::timeout(Duration::from_secs(30), socket.get_mut().write_all(&chunk))
+            .await
+            .expect("the gateway goes on reading")
+            .expect("write");
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+}
+
 #[tokio::test]
 async fn a_client_that_pings_and_reads_nothing_does_not_grow_the_gateways_memory() {
     // The gateway's end answers every ping with a pong; a client that reads
@@ -712,19 +729,7 @@ async fn a_client_that_pings_and_reads_nothing_does_not_grow_the_gateways_memory
     let (served, _mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = awaiting_auth(served.addr, "/core/websocket").await;
     let before = served.resident_kib();
-    // Masked pings with 125-byte payloads (a zero mask leaves the payload
-    // as it is), written past the client's library, which would read.
-    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend_from_slice(&[b'p'; 125]);
-    let chunk = ping.repeat((1 << 20) / ping.len());
-    for _ in 0..40 {
-        tokio::time::timeout(Duration::from_secs(30), socket.get_mut().write_all(&chunk))
-            .await
-            .expect("the gateway goes on reading")
-            .expect("write");
-    }
-    // What is still in the sockets' buffers is read within this.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    flood_with_pings(&mut socket, 40).await;
     let grown = served.resident_kib().saturating_sub(before);
     assert!(grown < 8 * 1024, "grew by {grown} KiB");
     // The relay still works, messages longer than the gateway's frames
@@ -764,17 +769,8 @@ async fn a_client_whose_pongs_fill_its_write_buffer_is_given_up_when_a_message_c
     // does not fit, and the client is given up as one that takes nothing.
     let (served, mock, _dir) = serve_with_mock("", "info").await;
     let mut socket = authenticated(served.addr, "/core/websocket").await;
-    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
-    ping.extend_from_slice(&[b'p'; 125]);
-    let chunk = ping.repeat((1 << 20) / ping.len());
     // More than the sockets' kernel buffers take on loopback.
-    for _ in 0..24 {
-        tokio::time::timeout(Duration::from_secs(30), socket.get_mut().write_all(&chunk))
-            .await
-            .expect("the gateway goes on reading")
-            .expect("write");
-    }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    flood_with_pings(&mut socket, 24).await;
     // A masked binary message of 1 KiB, which the upstream echoes.
     let mut binary = vec![0x82u8, 0x80 | 126, 0x04, 0x00, 0, 0, 0, 0];
     binary.extend_from_slice(&[7u8; 1024]);
