@@ -379,6 +379,17 @@ fn read_value(path: &Path) -> Result<Read, String> {
             error.line, error.key, error.reason
         ));
     }
+    // PyYAML, the Supervisor's reader, refuses a tab where YAML (and
+    // serde-saphyr) take it as a separator (`hassio_api:<tab>1`,
+    // `hassio_api: 1<tab>`), and the Supervisor then loads no such add-on
+    // (helper 62 found one given access). So a tab anywhere but in a
+    // comment leaves the manifest out; in quoted text, which PyYAML
+    // takes, too, to be safe.
+    if let Some(line) = tab_outside_comments(&text) {
+        return Err(format!(
+            "line {line}: a tab outside a comment (the Supervisor's YAML reader refuses most)"
+        ));
+    }
     let options = |strict_booleans: bool| {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = strict_booleans;
@@ -418,11 +429,29 @@ fn read_value(path: &Path) -> Result<Read, String> {
     Ok(Read { typed, as_written })
 }
 
+/// The first line (counted from 1) with a tab before any comment on it.
+/// (A `#` starts a comment at the start of a line or after a space or tab,
+/// as in YAML; one inside quotes is taken for one too, which can only hide
+/// a tab inside quoted text.)
+fn tab_outside_comments(text: &str) -> Option<usize> {
+    text.split('\n').enumerate().find_map(|(index, line)| {
+        line.split('\r')
+            .any(|line| {
+                let comment = line
+                    .char_indices()
+                    .find(|&(at, c)| c == '#' && (at == 0 || line[..at].ends_with([' ', '\t'])));
+                let code = comment.map_or(line, |(at, _)| &line[..at]);
+                code.contains('\t')
+            })
+            .then_some(index + 1)
+    })
+}
+
 /// Whether a number written `text` in a YAML manifest is true to the
 /// Supervisor, when PyYAML reads it as a number this way: a decimal
 /// integer (with a leading zero, an octal one to PyYAML, so only digits 0
-/// to 7 then) or a decimal fraction, with an optional sign; true unless
-/// all its digits are zero. `None` for any other spelling: PyYAML reads
+/// to 7 then), true unless all its digits are zero, or a decimal fraction,
+/// true unless it is zero as a float; either with an optional sign. `None` for any other spelling: PyYAML reads
 /// `1e3`, `1.0e5` or `0o17` as text, which the Supervisor's schema refuses;
 /// `0x1f` or `1_000` it reads as numbers, but these are left out rather
 /// than read (a manifest left out gives no access).
@@ -436,15 +465,16 @@ fn written_number_truth(text: &str) -> Option<bool> {
     if whole.is_empty() || !decimal(whole) || !fraction.is_none_or(decimal) {
         return None;
     }
+    if fraction.is_some() {
+        // As a float, as PyYAML reads it: a fraction too small for one is
+        // zero (helper 62: 0.000…01 with 400 zeros was read as true).
+        return Some(unsigned.parse::<f64>().ok()? != 0.0);
+    }
     let octal = whole.bytes().all(|byte| (b'0'..=b'7').contains(&byte));
-    if fraction.is_none() && whole.len() > 1 && whole.starts_with('0') && !octal {
+    if whole.len() > 1 && whole.starts_with('0') && !octal {
         return None;
     }
-    Some(
-        unsigned
-            .bytes()
-            .any(|byte| byte.is_ascii_digit() && byte != b'0'),
-    )
+    Some(whole.bytes().any(|byte| byte != b'0'))
 }
 
 /// What a yes-or-no field may say, for a problem's message.

@@ -388,3 +388,36 @@ fn a_yes_or_no_field_the_supervisor_refuses_leaves_the_manifest_out() {
         );
     }
 }
+
+#[test]
+fn a_tab_outside_a_comment_leaves_the_manifest_out() {
+    // PyYAML refuses these files (helper 62 found the first two given
+    // access); serde-saphyr would read them.
+    let dir = tempfile::tempdir().expect("dir");
+    for text in [
+        "slug: a\nhassio_api: 1\t\n",
+        "slug: a\nhassio_api:\t017\n",
+        "slug: a\nhassio_role: manager\t# admin\n",
+        "slug: a\r\nhassio_api: \"x\ty\"\r\n",
+    ] {
+        let path = write(dir.path(), "a", "config.yaml", text);
+        let problem = load_file(&path).expect_err(text);
+        assert_eq!(problem.field, "(file)", "{text:?}");
+        assert!(
+            problem.reason.starts_with("line 2: a tab"),
+            "{text:?}: {}",
+            problem.reason
+        );
+    }
+    // In a comment a tab is nothing.
+    let manifest = parsed("slug: a #\tan add-on\n#\t\nhassio_api: true #\tyes\n");
+    assert!(manifest.hassio_api);
+}
+
+#[test]
+fn a_fraction_too_small_for_a_float_is_zero_as_pyyaml_reads_it() {
+    let tiny = format!("0.{}1", "0".repeat(400));
+    let manifest = parsed(&format!("slug: a\nhassio_api: {tiny}\n"));
+    assert!(!manifest.hassio_api, "{tiny}");
+    assert!(parsed("slug: a\nhassio_api: 0.5\n").hassio_api);
+}
