@@ -446,11 +446,14 @@ pub(crate) fn spawn_serve_to(
             log.push('\n');
         }
     });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("serve logs its address")
-        .parse()
-        .expect("a socket address");
+    let addr = addr_rx.recv_timeout(Duration::from_secs(20));
+    let Some(addr) = addr.ok().and_then(|addr| addr.parse().ok()) else {
+        // Not left running behind the failed test.
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = log.lock().expect("log lock");
+        panic!("serve logs no address it listens on (at RUST_LOG={rust_log}?):\n{log}");
+    };
     Served { child, addr, log }
 }
 
