@@ -379,15 +379,9 @@ fn read_value(path: &Path) -> Result<Read, String> {
             error.line, error.key, error.reason
         ));
     }
-    // PyYAML, the Supervisor's reader, refuses a tab where YAML (and
-    // serde-saphyr) take it as a separator (`hassio_api:<tab>1`,
-    // `hassio_api: 1<tab>`), and the Supervisor then loads no such add-on
-    // (helper 62 found one given access). So a tab anywhere but in a
-    // comment leaves the manifest out; in quoted text, which PyYAML
-    // takes, too, to be safe.
-    if let Some(line) = tab_outside_comments(&text) {
+    if let Some((line, what)) = read_otherwise_by_pyyaml(&text) {
         return Err(format!(
-            "line {line}: a tab outside a comment (the Supervisor's YAML reader refuses most)"
+            "line {line}: {what}, which the Supervisor's YAML reader reads otherwise"
         ));
     }
     let options = |strict_booleans: bool| {
@@ -429,21 +423,29 @@ fn read_value(path: &Path) -> Result<Read, String> {
     Ok(Read { typed, as_written })
 }
 
-/// The first line (counted from 1) with a tab before any comment on it.
-/// (A `#` starts a comment at the start of a line or after a space or tab,
-/// as in YAML; one inside quotes is taken for one too, which can only hide
-/// a tab inside quoted text.)
-fn tab_outside_comments(text: &str) -> Option<usize> {
+/// The first line (counted from 1) of a YAML manifest with something
+/// serde-saphyr and PyYAML (the Supervisor's reader) read differently, and
+/// what it is. Each was found by helpers 62 and 63 giving an add-on access
+/// or a role the Supervisor would not load it with: a tab (PyYAML refuses
+/// most where YAML allows one: `hassio_api:<tab>1`; serde-saphyr reads
+/// them); U+0085, U+2028 or U+2029 (line breaks to PyYAML, which end a
+/// comment there and start a line that can set a field again; not to
+/// serde-saphyr); a merge key `<<` (written twice, PyYAML keeps the last,
+/// serde-saphyr the first). Each is refused wherever it is, in comments
+/// and quoted text too, where the two readers agree: telling those apart
+/// takes a YAML reader, and a manifest left out gives no access.
+fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
     text.split('\n').enumerate().find_map(|(index, line)| {
-        line.split('\r')
-            .any(|line| {
-                let comment = line
-                    .char_indices()
-                    .find(|&(at, c)| c == '#' && (at == 0 || line[..at].ends_with([' ', '\t'])));
-                let code = comment.map_or(line, |(at, _)| &line[..at]);
-                code.contains('\t')
-            })
-            .then_some(index + 1)
+        let what = if line.contains('\t') {
+            "a tab"
+        } else if line.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+            "a Unicode line break (U+0085, U+2028 or U+2029)"
+        } else if line.contains("<<") {
+            "`<<` (a merge key, or text that could be one)"
+        } else {
+            return None;
+        };
+        Some((index + 1, what))
     })
 }
 
@@ -451,7 +453,8 @@ fn tab_outside_comments(text: &str) -> Option<usize> {
 /// Supervisor, when PyYAML reads it as a number this way: a decimal
 /// integer (with a leading zero, an octal one to PyYAML, so only digits 0
 /// to 7 then), true unless all its digits are zero, or a decimal fraction,
-/// true unless it is zero as a float; either with an optional sign. `None` for any other spelling: PyYAML reads
+/// true unless it is zero as a float; either with an optional sign. `None`
+/// for any other spelling: PyYAML reads
 /// `1e3`, `1.0e5` or `0o17` as text, which the Supervisor's schema refuses;
 /// `0x1f` or `1_000` it reads as numbers, but these are left out rather
 /// than read (a manifest left out gives no access).
@@ -513,7 +516,10 @@ fn supervisor_boolean(written: &Written) -> Option<bool> {
 /// The `hassio_role` field; `default` when absent.
 fn role(field: Option<&Value>) -> Result<Role, String> {
     match field {
-        None | Some(Value::Null) => Ok(Role::Default),
+        None => Ok(Role::Default),
+        // (Written but empty: the Supervisor's schema refuses it; the
+        // default is for a field left out. Helper 63.)
+        Some(Value::Null) => Err("expected a role name, found null".to_owned()),
         Some(Value::String(name)) => Role::from_name(name).ok_or_else(|| {
             format!("{name:?} is not one of default, homeassistant, backup, manager, admin")
         }),

@@ -390,28 +390,48 @@ fn a_yes_or_no_field_the_supervisor_refuses_leaves_the_manifest_out() {
 }
 
 #[test]
-fn a_tab_outside_a_comment_leaves_the_manifest_out() {
-    // PyYAML refuses these files (helper 62 found the first two given
-    // access); serde-saphyr would read them.
+fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
+    // Each of these gave an add-on access or a role the Supervisor (PyYAML)
+    // would not: found by helpers 62 and 63.
     let dir = tempfile::tempdir().expect("dir");
-    for text in [
-        "slug: a\nhassio_api: 1\t\n",
-        "slug: a\nhassio_api:\t017\n",
-        "slug: a\nhassio_role: manager\t# admin\n",
-        "slug: a\r\nhassio_api: \"x\ty\"\r\n",
+    for (text, said) in [
+        // A tab: PyYAML refuses the file; serde-saphyr read hassio_api.
+        ("slug: a\nhassio_api: 1\t\n", "a tab"),
+        ("slug: a\nhassio_api:\t017\n", "a tab"),
+        // Behind a `#` in quotes, which is no comment.
+        ("slug: a\nx: \"a #\"\t\nhassio_api: true\n", "a tab"),
+        // In a comment too, where the two agree: refused to be safe.
+        ("slug: a\nhassio_api: true # yes\tindeed\n", "a tab"),
+        // A line break to PyYAML ends the comment: hassio_role is then
+        // `default` to it, `admin` to serde-saphyr.
+        (
+            "slug: a\nhassio_role: admin # c\u{2028}hassio_role: default\n",
+            "a Unicode line break",
+        ),
+        (
+            "slug: a\nhassio_api: true # c\u{85}hassio_api: false\n",
+            "a Unicode line break",
+        ),
+        // Merge keys written twice: PyYAML keeps the last.
+        (
+            "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
+            "`<<`",
+        ),
     ] {
         let path = write(dir.path(), "a", "config.yaml", text);
         let problem = load_file(&path).expect_err(text);
         assert_eq!(problem.field, "(file)", "{text:?}");
         assert!(
-            problem.reason.starts_with("line 2: a tab"),
+            problem.reason.starts_with("line 2: ") && problem.reason.contains(said),
             "{text:?}: {}",
             problem.reason
         );
     }
-    // In a comment a tab is nothing.
-    let manifest = parsed("slug: a #\tan add-on\n#\t\nhassio_api: true #\tyes\n");
-    assert!(manifest.hassio_api);
+    // A role written but empty: the Supervisor's schema refuses it.
+    for text in ["slug: a\nhassio_role: ~\n", "slug: a\nhassio_role:\n"] {
+        let path = write(dir.path(), "a", "config.yaml", text);
+        assert_eq!(load_file(&path).expect_err(text).field, "hassio_role");
+    }
 }
 
 #[test]
