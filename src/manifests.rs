@@ -431,22 +431,50 @@ fn read_value(path: &Path) -> Result<Read, String> {
 /// them); U+0085, U+2028 or U+2029 (line breaks to PyYAML, which end a
 /// comment there and start a line that can set a field again; not to
 /// serde-saphyr); a merge key `<<` (written twice, PyYAML keeps the last,
-/// serde-saphyr the first). Each is refused wherever it is, in comments
-/// and quoted text too, where the two readers agree: telling those apart
-/// takes a YAML reader, and a manifest left out gives no access.
+/// serde-saphyr the first); a byte order mark past the first character
+/// (PyYAML skips only that one and reads another into the key after it,
+/// which serde-saphyr skips too: helper 64); an anchor name written twice
+/// (PyYAML refuses the file; serde-saphyr lets the second win: helper 64).
+/// Each is refused wherever it is, in comments and quoted text too, where
+/// the two readers agree (an `&` in text is taken for an anchor):
+/// telling those apart takes a YAML reader, and a manifest left out gives
+/// no access.
 fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
-    text.split('\n').enumerate().find_map(|(index, line)| {
-        let what = if line.contains('\t') {
-            "a tab"
-        } else if line.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
-            "a Unicode line break (U+0085, U+2028 or U+2029)"
-        } else if line.contains("<<") {
-            "`<<` (a merge key, or text that could be one)"
-        } else {
-            return None;
-        };
-        Some((index + 1, what))
-    })
+    let text_after_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut anchors = std::collections::HashSet::new();
+    text_after_bom
+        .split('\n')
+        .enumerate()
+        .find_map(|(index, line)| {
+            let what = if line.contains('\t') {
+                "a tab"
+            } else if line.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+                "a Unicode line break (U+0085, U+2028 or U+2029)"
+            } else if line.contains("<<") {
+                "`<<` (a merge key, or text that could be one)"
+            } else if line.contains('\u{feff}') {
+                "a byte order mark (U+FEFF) past the first character"
+            } else if line
+                .split('&')
+                .skip(1)
+                .map(anchor_name)
+                .any(|name| !name.is_empty() && !anchors.insert(name.to_owned()))
+            {
+                "an anchor (`&name`) written twice"
+            } else {
+                return None;
+            };
+            Some((index + 1, what))
+        })
+}
+
+/// The anchor name at the start of what follows an `&`: up to a space or
+/// a flow indicator.
+fn anchor_name(after: &str) -> &str {
+    let end = after
+        .find(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
+        .unwrap_or(after.len());
+    &after[..end]
 }
 
 /// Whether a number written `text` in a YAML manifest is true to the

@@ -412,6 +412,14 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             "slug: a\nhassio_api: true # c\u{85}hassio_api: false\n",
             "a Unicode line break",
         ),
+        // A byte order mark past the first character: PyYAML reads it into
+        // the key, serde-saphyr skipped it.
+        ("slug: a\n\u{feff}hassio_role: admin\n", "byte order mark"),
+        // An anchor written twice: PyYAML refuses the file.
+        (
+            "slug: a\nx: [&r admin, &r manager]\nhassio_role: *r\n",
+            "anchor",
+        ),
         // Merge keys written twice: PyYAML keeps the last.
         (
             "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
@@ -427,6 +435,10 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             problem.reason
         );
     }
+    // A byte order mark as the first character is skipped by both; an
+    // anchor used once is read.
+    let manifest = parsed("\u{feff}slug: a\nr: &r manager\nhassio_role: *r\n");
+    assert_eq!(manifest.role, Role::Manager);
     // A role written but empty: the Supervisor's schema refuses it.
     for text in ["slug: a\nhassio_role: ~\n", "slug: a\nhassio_role:\n"] {
         let path = write(dir.path(), "a", "config.yaml", text);
