@@ -434,7 +434,12 @@ fn read_value(path: &Path) -> Result<Read, String> {
 /// serde-saphyr the first); a byte order mark past the first character
 /// (PyYAML skips only that one and reads another into the key after it,
 /// which serde-saphyr skips too: helper 64); an anchor name written twice
-/// (PyYAML refuses the file; serde-saphyr lets the second win: helper 64).
+/// (PyYAML refuses the file; serde-saphyr lets the second win: helper 64);
+/// an anchor or alias name with characters besides letters, digits, `_`
+/// and `-` (PyYAML refuses them, YAML 1.2 and serde-saphyr do not: helper
+/// 65); a `?` after a `[` or `{` on its line (PyYAML ends a word there in
+/// a flow collection and refuses the file: helper 65; a flow collection
+/// over several lines is not followed).
 /// Each is refused wherever it is, in comments and quoted text too, where
 /// the two readers agree (an `&` in text is taken for an anchor):
 /// telling those apart takes a YAML reader, and a manifest left out gives
@@ -461,11 +466,39 @@ fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
                 .any(|name| !name.is_empty() && !anchors.insert(name.to_owned()))
             {
                 "an anchor (`&name`) written twice"
+            } else if node_properties(line).any(|name| {
+                !name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'))
+            }) {
+                "an anchor or alias name with characters besides letters, digits, `_` and `-`"
+            } else if line
+                .find(['[', '{'])
+                .is_some_and(|at| line[at..].contains('?'))
+            {
+                "a `?` after a `[` or `{`"
             } else {
                 return None;
             };
             Some((index + 1, what))
         })
+}
+
+/// The anchor and alias names (after `&` or `*`) where a line could start
+/// a node: at its first character past the indentation, and after `- `,
+/// `: `, `[`, `{` or `,` (and spaces).
+fn node_properties(line: &str) -> impl Iterator<Item = &str> {
+    let marks = line.match_indices(['-', ':', '[', '{', ',']);
+    let after_marks = marks.filter_map(|(at, mark)| {
+        let after = at + mark.len();
+        let spaced = line[after..].starts_with(' ');
+        (matches!(mark, "[" | "{" | ",") || spaced).then_some(after)
+    });
+    std::iter::once(0).chain(after_marks).filter_map(move |at| {
+        let rest = line[at..].trim_start_matches(' ');
+        let name = rest.strip_prefix(['&', '*'])?;
+        Some(anchor_name(name))
+    })
 }
 
 /// The anchor name at the start of what follows an `&`: up to a space or

@@ -420,6 +420,13 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             "slug: a\nx: [&r admin, &r manager]\nhassio_role: *r\n",
             "anchor",
         ),
+        // Anchor names with characters PyYAML refuses (the file with
+        // them), and a `?` in a flow collection, which ends a word to it.
+        (
+            "slug: a\nx: &a.b admin\nhassio_role: *a.b\n",
+            "anchor or alias name",
+        ),
+        ("slug: a\nx: [a?b]\nhassio_role: admin\n", "`?`"),
         // Merge keys written twice: PyYAML keeps the last.
         (
             "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
@@ -435,6 +442,9 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             problem.reason
         );
     }
+    // Text that only looks like these is read.
+    let manifest = parsed("slug: a\ndescription: Why? R&D *.txt, A & B\nhassio_api: true\n");
+    assert!(manifest.hassio_api);
     // A byte order mark as the first character is skipped by both; an
     // anchor used once is read.
     let manifest = parsed("\u{feff}slug: a\nr: &r manager\nhassio_role: *r\n");
