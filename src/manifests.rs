@@ -438,8 +438,12 @@ fn read_value(path: &Path) -> Result<Read, String> {
 /// an anchor or alias name with characters besides letters, digits, `_`
 /// and `-` (PyYAML refuses them, YAML 1.2 and serde-saphyr do not: helper
 /// 65); a `?` after a `[` or `{` on its line (PyYAML ends a word there in
-/// a flow collection and refuses the file: helper 65; a flow collection
-/// over several lines is not followed).
+/// a flow collection and refuses the file: helper 65). From helper 66,
+/// which found the `?` on a later line than its `[`, and anchors after a
+/// lone carriage return, an explicit key or ending in a Unicode space: a
+/// flow collection not closed on its line; a carriage return not followed
+/// by a line feed; a Unicode space; an explicit key (`? `); and a `:` at
+/// the start of a flow item (PyYAML refuses `[:x]`).
 /// Each is refused wherever it is, in comments and quoted text too, where
 /// the two readers agree (an `&` in text is taken for an anchor):
 /// telling those apart takes a YAML reader, and a manifest left out gives
@@ -477,11 +481,35 @@ fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
                 .is_some_and(|at| line[at..].contains('?'))
             {
                 "a `?` after a `[` or `{`"
+            } else if line.trim_end_matches('\r').contains('\r') {
+                "a carriage return not followed by a line feed"
+            } else if line.chars().any(|c| c.is_whitespace() && !c.is_ascii()) {
+                "a Unicode space (past ASCII)"
+            } else if explicit_key(line) {
+                "an explicit key (`? `)"
+            } else if line.matches(['[', '{']).count() != line.matches([']', '}']).count() {
+                "a `[` or `{` not closed on its line (or closed without one)"
+            } else if line.match_indices(['[', '{', ',']).any(|(at, mark)| {
+                line[at + mark.len()..]
+                    .trim_start_matches(' ')
+                    .starts_with(':')
+            }) {
+                "a `:` at the start of an item in `[...]` or `{...}`"
             } else {
                 return None;
             };
             Some((index + 1, what))
         })
+}
+
+/// Whether a line holds an explicit key: `?` and a space (or nothing) as
+/// its first word past the indentation and any `- `.
+fn explicit_key(line: &str) -> bool {
+    let mut rest = line.trim_start_matches(' ');
+    while let Some(item) = rest.strip_prefix("- ") {
+        rest = item.trim_start_matches(' ');
+    }
+    rest == "?" || rest.starts_with("? ")
 }
 
 /// The anchor and alias names (after `&` or `*`) where a line could start

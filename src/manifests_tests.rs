@@ -114,7 +114,7 @@ fn a_problem_says_what_is_wrong_with_the_value() {
             "codenotary",
             "expected the signer's address",
         ),
-        ("config.yaml", "slug: [unclosed\n", "(file)", "not YAML: "),
+        ("config.yaml", "slug: 'unclosed\n", "(file)", "not YAML: "),
         ("config.json", "{\"slug\": \"a\",}", "(file)", "not JSON: "),
     ] {
         let path = write(dir.path(), "x", name, text);
@@ -427,6 +427,17 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             "anchor or alias name",
         ),
         ("slug: a\nx: [a?b]\nhassio_role: admin\n", "`?`"),
+        // Helper 66: a `?` on a later line of a flow collection; `[:x]`;
+        // an anchor after an explicit key, after a lone carriage return, or
+        // ending in a Unicode space.
+        ("slug: a\narch: [amd64,\n  aarch64?]\n", "not closed"),
+        ("slug: a\nfoo: [:x]\n", "`:` at the start"),
+        ("slug: a\n? &a.b foo\n: bar\n", "explicit key"),
+        ("slug: a\nfoo:\r  &a.b x\n", "carriage return"),
+        (
+            "slug: a\nx: &r\u{a0} admin\nhassio_role: admin\n",
+            "Unicode space",
+        ),
         // Merge keys written twice: PyYAML keeps the last.
         (
             "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
@@ -443,7 +454,9 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
         );
     }
     // Text that only looks like these is read.
-    let manifest = parsed("slug: a\ndescription: Why? R&D *.txt, A & B\nhassio_api: true\n");
+    let manifest = parsed(
+        "slug: a\r\ndescription: Why? R&D *.txt, A & B\r\narch: [amd64, aarch64]\r\nmap: [\"config:rw\", ssl]\r\nports: {8080/tcp: 8080}\r\nhassio_api: true\r\n",
+    );
     assert!(manifest.hassio_api);
     // A byte order mark as the first character is skipped by both; an
     // anchor used once is read.
