@@ -443,7 +443,9 @@ fn read_value(path: &Path) -> Result<Read, String> {
 /// lone carriage return, an explicit key or ending in a Unicode space: a
 /// flow collection not closed on its line; a carriage return not followed
 /// by a line feed; a Unicode space; an explicit key (`? `); and a `:` at
-/// the start of a flow item (PyYAML refuses `[:x]`).
+/// the start of a flow item or value (PyYAML refuses `[:x]`, and `{a: :x}`:
+/// helper 67). And from helper 67, a document end (`...`), which before
+/// any content PyYAML refuses and serde-saphyr passes over.
 /// Each is refused wherever it is, in comments and quoted text too, where
 /// the two readers agree (an `&` in text is taken for an anchor):
 /// telling those apart takes a YAML reader, and a manifest left out gives
@@ -489,12 +491,23 @@ fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
                 "an explicit key (`? `)"
             } else if line.matches(['[', '{']).count() != line.matches([']', '}']).count() {
                 "a `[` or `{` not closed on its line (or closed without one)"
-            } else if line.match_indices(['[', '{', ',']).any(|(at, mark)| {
-                line[at + mark.len()..]
+            } else if line.contains(['[', '{'])
+                && line.match_indices(['[', '{', ',', ':']).any(|(at, mark)| {
+                    let after = &line[at + mark.len()..];
+                    let spaced = mark != ":" || after.starts_with(' ');
+                    spaced && after.trim_start_matches(' ').starts_with(':')
+                })
+            {
+                "a `:` at the start of an item or value in `[...]` or `{...}`"
+            } else if line.starts_with("...")
+                && line[3..]
                     .trim_start_matches(' ')
-                    .starts_with(':')
-            }) {
-                "a `:` at the start of an item in `[...]` or `{...}`"
+                    .trim_end_matches('\r')
+                    .chars()
+                    .next()
+                    .is_none_or(|next| next == '#')
+            {
+                "a document end (`...`)"
             } else {
                 return None;
             };

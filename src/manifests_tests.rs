@@ -438,6 +438,9 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
             "slug: a\nx: &r\u{a0} admin\nhassio_role: admin\n",
             "Unicode space",
         ),
+        // Helper 67: a `:` starting a flow value; a document end.
+        ("slug: a\nfoo: {a: :x}\n", "`:` at the start"),
+        ("slug: a\n... # end\nhassio_api: true\n", "document end"),
         // Merge keys written twice: PyYAML keeps the last.
         (
             "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
@@ -462,6 +465,20 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
     // anchor used once is read.
     let manifest = parsed("\u{feff}slug: a\nr: &r manager\nhassio_role: *r\n");
     assert_eq!(manifest.role, Role::Manager);
+    // A document end before any content: PyYAML refuses the file,
+    // serde-saphyr passed over it (helper 67).
+    let path = write(
+        dir.path(),
+        "a",
+        "config.yaml",
+        "...\nslug: a\nhassio_api: true\n",
+    );
+    let problem = load_file(&path).expect_err("a leading document end");
+    assert!(
+        problem.reason.starts_with("line 1: a document end"),
+        "{}",
+        problem.reason
+    );
     // A role written but empty: the Supervisor's schema refuses it.
     for text in ["slug: a\nhassio_role: ~\n", "slug: a\nhassio_role:\n"] {
         let path = write(dir.path(), "a", "config.yaml", text);
