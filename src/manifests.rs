@@ -445,7 +445,9 @@ fn read_value(path: &Path) -> Result<Read, String> {
 /// by a line feed; a Unicode space; an explicit key (`? `); and a `:` at
 /// the start of a flow item or value (PyYAML refuses `[:x]`, and `{a: :x}`:
 /// helper 67). And from helper 67, a document end (`...`), which before
-/// any content PyYAML refuses and serde-saphyr passes over.
+/// any content PyYAML refuses and serde-saphyr passes over; from helper
+/// 68, a directive (`%`; PyYAML refuses a name with other characters than
+/// letters, digits, `-` and `_`, serde-saphyr skipped the line).
 /// Each is refused wherever it is, in comments and quoted text too, where
 /// the two readers agree (an `&` in text is taken for an anchor):
 /// telling those apart takes a YAML reader, and a manifest left out gives
@@ -508,6 +510,8 @@ fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
                     .is_none_or(|next| next == '#')
             {
                 "a document end (`...`)"
+            } else if line.starts_with('%') {
+                "a directive (`%`)"
             } else {
                 return None;
             };

@@ -441,6 +441,8 @@ fn what_pyyaml_reads_otherwise_leaves_the_manifest_out() {
         // Helper 67: a `:` starting a flow value; a document end.
         ("slug: a\nfoo: {a: :x}\n", "`:` at the start"),
         ("slug: a\n... # end\nhassio_api: true\n", "document end"),
+        // Helper 68: a directive PyYAML refuses.
+        ("slug: a\n%\"YAML 1.1\n---\nhassio_api: true\n", "directive"),
         // Merge keys written twice: PyYAML keeps the last.
         (
             "slug: a\n<<: {hassio_role: admin}\n<<: {hassio_role: default}\nhassio_api: true\n",
