@@ -357,8 +357,6 @@ impl Body for LimitedBody {
 pub(crate) struct Held {
     blocks: std::collections::VecDeque<Bytes>,
     filling: bytes::BytesMut,
-    /// Bytes in the blocks and the one being filled, not yet sent.
-    left: u64,
     /// Where room comes from; `None` without a cap.
     room: Option<Arc<tokio::sync::Semaphore>>,
     taken: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -379,7 +377,6 @@ impl Held {
         Held {
             blocks: std::collections::VecDeque::new(),
             filling: bytes::BytesMut::new(),
-            left: 0,
             room,
             taken: None,
         }
@@ -394,7 +391,6 @@ impl Held {
             let space = self.filling.capacity() - self.filling.len();
             let (now, rest) = piece.split_at(space.min(piece.len()));
             self.filling.extend_from_slice(now);
-            self.left += now.len() as u64;
             piece = rest;
         }
         Ok(())
@@ -424,6 +420,12 @@ impl Held {
         Ok(())
     }
 
+    /// The bytes not yet sent: in the blocks and the one being filled.
+    fn unsent(&self) -> u64 {
+        let blocks: usize = self.blocks.iter().map(Bytes::len).sum();
+        (blocks + self.filling.len()) as u64
+    }
+
     /// The room taken, in bytes (what the blocks' capacity adds up to).
     #[cfg(test)]
     fn room_taken(&self) -> usize {
@@ -445,16 +447,15 @@ impl Body for Held {
             None if !this.filling.is_empty() => std::mem::take(&mut this.filling).freeze(),
             None => return Poll::Ready(None),
         };
-        this.left -= block.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(block))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.left == 0
+        self.blocks.is_empty() && self.filling.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        SizeHint::with_exact(self.unsent())
     }
 }
 
