@@ -459,65 +459,82 @@ fn read_otherwise_by_pyyaml(text: &str) -> Option<(usize, &'static str)> {
         .split('\n')
         .enumerate()
         .find_map(|(index, line)| {
-            let what = if line.contains('\t') {
-                "a tab"
-            } else if line.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
-                "a Unicode line break (U+0085, U+2028 or U+2029)"
-            } else if line.contains("<<") {
-                "`<<` (a merge key, or text that could be one)"
-            } else if line.contains('\u{feff}') {
-                "a byte order mark (U+FEFF) past the first character"
-            } else if line
-                .split('&')
-                .skip(1)
-                .map(anchor_name)
-                .any(|name| !name.is_empty() && !anchors.insert(name.to_owned()))
-            {
-                "an anchor (`&name`) written twice"
-            } else if node_properties(line).any(|name| {
+            let what = READ_OTHERWISE
+                .iter()
+                .find(|(_, found)| found(line))
+                .map(|(what, _)| *what)
+                .or_else(|| {
+                    let again = line
+                        .split('&')
+                        .skip(1)
+                        .map(anchor_name)
+                        .any(|name| !name.is_empty() && !anchors.insert(name.to_owned()));
+                    again.then_some("an anchor (`&name`) written twice")
+                })?;
+            Some((index + 1, what))
+        })
+}
+
+/// What [`read_otherwise_by_pyyaml`] refuses in a line (besides an anchor
+/// written twice, which takes the lines before), and how it says so.
+type LineRule = (&'static str, fn(&str) -> bool);
+
+const READ_OTHERWISE: &[LineRule] = &[
+    ("a tab", |line| line.contains('\t')),
+    ("a Unicode line break (U+0085, U+2028 or U+2029)", |line| {
+        line.contains(['\u{85}', '\u{2028}', '\u{2029}'])
+    }),
+    ("`<<` (a merge key, or text that could be one)", |line| {
+        line.contains("<<")
+    }),
+    (
+        "a byte order mark (U+FEFF) past the first character",
+        |line| line.contains('\u{feff}'),
+    ),
+    (
+        "an anchor or alias name with characters besides letters, digits, `_` and `-`",
+        |line| {
+            node_properties(line).any(|name| {
                 !name
                     .bytes()
                     .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'))
-            }) {
-                "an anchor or alias name with characters besides letters, digits, `_` and `-`"
-            } else if line
-                .find(['[', '{'])
-                .is_some_and(|at| line[at..].contains('?'))
-            {
-                "a `?` after a `[` or `{`"
-            } else if line.trim_end_matches('\r').contains('\r') {
-                "a carriage return not followed by a line feed"
-            } else if line.chars().any(|c| c.is_whitespace() && !c.is_ascii()) {
-                "a Unicode space (past ASCII)"
-            } else if explicit_key(line) {
-                "an explicit key (`? `)"
-            } else if line.matches(['[', '{']).count() != line.matches([']', '}']).count() {
-                "a `[` or `{` not closed on its line (or closed without one)"
-            } else if line.contains(['[', '{'])
+            })
+        },
+    ),
+    ("a `?` after a `[` or `{`", |line| {
+        line.find(['[', '{'])
+            .is_some_and(|at| line[at..].contains('?'))
+    }),
+    ("a carriage return not followed by a line feed", |line| {
+        line.trim_end_matches('\r').contains('\r')
+    }),
+    ("a Unicode space (past ASCII)", |line| {
+        line.chars().any(|c| c.is_whitespace() && !c.is_ascii())
+    }),
+    ("an explicit key (`? `)", explicit_key),
+    (
+        "a `[` or `{` not closed on its line (or closed without one)",
+        |line| line.matches(['[', '{']).count() != line.matches([']', '}']).count(),
+    ),
+    (
+        "a `:` at the start of an item or value in `[...]` or `{...}`",
+        |line| {
+            line.contains(['[', '{'])
                 && line.match_indices(['[', '{', ',', ':']).any(|(at, mark)| {
                     let after = &line[at + mark.len()..];
                     let spaced = mark != ":" || after.starts_with(' ');
                     spaced && after.trim_start_matches(' ').starts_with(':')
                 })
-            {
-                "a `:` at the start of an item or value in `[...]` or `{...}`"
-            } else if line.starts_with("...")
-                && line[3..]
-                    .trim_start_matches(' ')
-                    .trim_end_matches('\r')
-                    .chars()
-                    .next()
-                    .is_none_or(|next| next == '#')
-            {
-                "a document end (`...`)"
-            } else if line.starts_with('%') {
-                "a directive (`%`)"
-            } else {
-                return None;
-            };
-            Some((index + 1, what))
+        },
+    ),
+    ("a document end (`...`)", |line| {
+        line.strip_prefix("...").is_some_and(|rest| {
+            let rest = rest.trim_start_matches(' ').trim_end_matches('\r');
+            rest.is_empty() || rest.starts_with('#')
         })
-}
+    }),
+    ("a directive (`%`)", |line| line.starts_with('%')),
+];
 
 /// Whether a line holds an explicit key: `?` and a space (or nothing) as
 /// its first word past the indentation and any `- `.
