@@ -358,8 +358,31 @@ pub(crate) struct Held {
     blocks: std::collections::VecDeque<Bytes>,
     filling: bytes::BytesMut,
     /// Where room comes from; `None` without a cap.
-    room: Option<Arc<tokio::sync::Semaphore>>,
+    room: Option<HeldRoom>,
     taken: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The room under `limits.max_held_body_bytes`: what is left of it, shared
+/// by all held bodies, and the cap itself.
+#[derive(Clone)]
+pub(crate) struct HeldRoom {
+    left: Arc<tokio::sync::Semaphore>,
+    cap: usize,
+}
+
+impl HeldRoom {
+    /// Room for `cap` bytes, at most [`tokio::sync::Semaphore::MAX_PERMITS`].
+    pub(crate) fn new(cap: usize) -> HeldRoom {
+        HeldRoom {
+            left: Arc::new(tokio::sync::Semaphore::new(cap)),
+            cap,
+        }
+    }
+
+    #[cfg(test)]
+    fn left(&self) -> usize {
+        self.left.available_permits()
+    }
 }
 
 /// The first block's size; each next one is twice the last, up to
@@ -367,13 +390,18 @@ pub(crate) struct Held {
 const FIRST_BLOCK: usize = 4 * 1024;
 const LARGEST_BLOCK: usize = 64 * 1024;
 
-/// There was no room left for the next block.
-#[derive(Debug)]
-pub(crate) struct NoRoom;
+/// Why a held body could not take its next block.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoRoom {
+    /// The other bodies held take the room the block needs.
+    Now,
+    /// This body alone has taken the whole cap: it can never be held.
+    Ever,
+}
 
 impl Held {
     /// An empty body taking its room from `room` (`None`: no cap).
-    pub(crate) fn new(room: Option<Arc<tokio::sync::Semaphore>>) -> Held {
+    pub(crate) fn new(room: Option<HeldRoom>) -> Held {
         Held {
             blocks: std::collections::VecDeque::new(),
             filling: bytes::BytesMut::new(),
@@ -397,17 +425,25 @@ impl Held {
     }
 
     /// Sets the full block aside and starts the next, once there is room
-    /// for it.
+    /// for it. A block is made no larger than what is left of the cap for
+    /// this body alone, so that one body can be held up to the cap itself.
     fn next_block(&mut self) -> Result<(), NoRoom> {
-        let size = match self.filling.capacity() {
+        let mut size = match self.filling.capacity() {
             0 => FIRST_BLOCK,
             last => (last * 2).min(LARGEST_BLOCK),
         };
         if let Some(room) = &self.room {
+            let taken = self.taken.as_ref().map_or(0, |taken| taken.num_permits());
+            size = size.min(room.cap.saturating_sub(taken));
+            if size == 0 {
+                return Err(NoRoom::Ever);
+            }
+            // (A block is at most 64 KiB, under u32::MAX.)
             let more = room
+                .left
                 .clone()
                 .try_acquire_many_owned(size as u32)
-                .map_err(|_| NoRoom)?;
+                .map_err(|_| NoRoom::Now)?;
             match &mut self.taken {
                 Some(taken) => taken.merge(more),
                 None => self.taken = Some(more),
@@ -617,7 +653,7 @@ mod tests {
     #[test]
     fn a_held_body_takes_the_room_of_the_blocks_it_is_copied_into() {
         // A body sent a byte a chunk: 100,000 pieces of one byte.
-        let room = Arc::new(tokio::sync::Semaphore::new(1 << 20));
+        let room = HeldRoom::new(1 << 20);
         let mut held = Held::new(Some(room.clone()));
         for index in 0..100_000u32 {
             held.push(&[(index % 251) as u8]).expect("room");
@@ -625,7 +661,7 @@ mod tests {
         // Blocks of 4, 8, 16, 32, then 64 KiB: 124 KiB for 100,000 bytes,
         // where one piece a byte took about 35 times the body.
         assert_eq!(held.room_taken(), (4 + 8 + 16 + 32 + 64) * 1024);
-        assert_eq!(room.available_permits(), (1 << 20) - held.room_taken());
+        assert_eq!(room.left(), (1 << 20) - held.room_taken());
         assert_eq!(held.size_hint().exact(), Some(100_000));
         let blocks = drained(&mut held);
         assert_eq!(
@@ -640,22 +676,48 @@ mod tests {
         assert!(held.is_end_stream());
         // The room comes back with the body.
         drop(held);
-        assert_eq!(room.available_permits(), 1 << 20);
+        assert_eq!(room.left(), 1 << 20);
     }
 
     #[test]
     fn a_held_body_with_no_room_for_its_next_block_is_refused() {
-        let room = Arc::new(tokio::sync::Semaphore::new(12 * 1024));
-        let mut held = Held::new(Some(room.clone()));
-        // 4 KiB and 8 KiB blocks fit; the third (16 KiB) does not.
-        held.push(&[1; 12 * 1024]).expect("two blocks");
-        assert!(held.push(&[1]).is_err());
+        let room = HeldRoom::new(40 * 1024);
+        let mut first = Held::new(Some(room.clone()));
+        let mut second = Held::new(Some(room.clone()));
+        // 4, 8 and 16 KiB blocks for the first; the second's first 4 KiB.
+        first.push(&[1; 28 * 1024]).expect("three blocks");
+        second.push(&[2; 4 * 1024]).expect("one block");
+        // The first's next block (32 KiB, or the 12 KiB left of the cap
+        // for it alone) finds 8 KiB left: the second holds the rest.
+        assert_eq!(first.push(&[1]), Err(NoRoom::Now));
+        drop(second);
+        // With the second gone, the cap's last 12 KiB are the first's.
+        first.push(&[1; 12 * 1024]).expect("the rest of the cap");
+        assert_eq!(first.room_taken(), 40 * 1024);
+        assert!(drained(&mut first).concat() == [1; 40 * 1024]);
         // Without a cap, nothing is counted.
         let mut free = Held::new(None);
         free.push(&[1; 100 * 1024]).expect("no cap");
         assert_eq!(free.room_taken(), 0);
         assert_eq!(drained(&mut free).concat().len(), 100 * 1024);
-        drop(held);
-        assert_eq!(room.available_permits(), 12 * 1024);
+        drop(first);
+        assert_eq!(room.left(), 40 * 1024);
+    }
+
+    #[test]
+    fn one_body_is_held_up_to_the_cap_and_no_further() {
+        // A cap that is no sum of whole blocks (4 + 8 KiB, then 1000 bytes
+        // of a third), and one under the first block's size.
+        for cap in [13 * 1024 - 24, 1000] {
+            let room = HeldRoom::new(cap);
+            let mut held = Held::new(Some(room.clone()));
+            held.push(&vec![7; cap]).expect("the cap's worth");
+            assert_eq!(held.room_taken(), cap);
+            // A byte more could never fit, whatever the others hold.
+            assert_eq!(held.push(&[7]), Err(NoRoom::Ever));
+            assert!(drained(&mut held).concat() == vec![7; cap]);
+            drop(held);
+            assert_eq!(room.left(), cap);
+        }
     }
 }

@@ -17,9 +17,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use tokio::sync::Semaphore;
 
-use crate::body::{BodyWatch, Held, IdleLimit, LimitedBody, Sent, Tap};
+use crate::body::{BodyWatch, Held, HeldRoom, IdleLimit, LimitedBody, NoRoom, Sent, Tap};
 use crate::caller::{Caller, TOKEN_HEADERS};
 use crate::config::{Config, Limits};
 use crate::decision::Permit;
@@ -153,6 +152,10 @@ pub enum ForwardError {
     /// went upstream).
     #[error("the gateway holds as many request bodies as it may; try again")]
     HeldBodiesFull,
+    /// A body of unknown length is longer than `limits.max_held_body_bytes`
+    /// itself: it could never be held whole (413; nothing went upstream).
+    #[error("request body of unknown length too large to hold; send it with a Content-Length")]
+    HeldBodyTooLarge,
     /// The upstream answered with an event stream, and the add-on holds
     /// as many open as `limits.max_event_streams_per_addon` allows (429;
     /// the answer is dropped).
@@ -173,7 +176,9 @@ impl ForwardError {
     /// The status the client gets.
     pub fn status(self) -> http::StatusCode {
         match self {
-            ForwardError::BodyTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::BodyTooLarge | ForwardError::HeldBodyTooLarge => {
+                http::StatusCode::PAYLOAD_TOO_LARGE
+            }
             ForwardError::ClientBodyFailed | ForwardError::UpgradeNotHttp11 => {
                 http::StatusCode::BAD_REQUEST
             }
@@ -219,7 +224,7 @@ pub struct Forwarder {
     streams: Places,
     /// The room left under `limits.max_held_body_bytes`, in bytes; `None`
     /// without a cap.
-    held: Option<Arc<Semaphore>>,
+    held: Option<HeldRoom>,
 }
 
 impl Forwarder {
@@ -251,7 +256,7 @@ impl Forwarder {
             held: match config.limits.max_held_body_bytes {
                 0 => None,
                 // (At most 1 TiB: far under a semaphore's most permits.)
-                most => Some(Arc::new(Semaphore::new(most as usize))),
+                most => Some(HeldRoom::new(most as usize)),
             },
         }
     }
@@ -560,7 +565,8 @@ impl Forwarder {
     /// Reads a body of unknown length to its end, taking room under
     /// `limits.max_held_body_bytes` for each block it is copied into (see
     /// [`Held`]); a piece for which there is none left refuses the request
-    /// (503), and what was read of it is let go. (Refused rather than waited for: bodies each
+    /// (503; 413 when the body alone is longer than the cap), and what was
+    /// read of it is let go. (Refused rather than waited for: bodies each
     /// holding some room and waiting for more could wait on each other.)
     /// Trailers are not passed on.
     async fn held_whole(
@@ -573,8 +579,10 @@ impl Forwarder {
             let frame =
                 frame.map_err(|_| body_fault(watch).unwrap_or(ForwardError::ClientBodyFailed))?;
             if let Ok(piece) = frame.into_data() {
-                held.push(&piece)
-                    .map_err(|_| ForwardError::HeldBodiesFull)?;
+                held.push(&piece).map_err(|no_room| match no_room {
+                    NoRoom::Now => ForwardError::HeldBodiesFull,
+                    NoRoom::Ever => ForwardError::HeldBodyTooLarge,
+                })?;
             }
         }
         Ok(held)

@@ -634,7 +634,12 @@ fn refusal(decision: &Decision, had_body: bool) -> Response<Body> {
 fn upstream_failure(error: ForwardError, had_body: bool) -> Response<Body> {
     metrics::upstream_error(error);
     let client_fault = error.status().is_client_error();
-    if !client_fault {
+    if error == ForwardError::HeldBodiesFull {
+        // Nothing went upstream: the gateway's own cap refused the body.
+        tracing::warn!(
+            "request refused: the request bodies held whole take all of limits.max_held_body_bytes"
+        );
+    } else if !client_fault {
         tracing::warn!(error = %error, "upstream request failed");
     }
     let mut response = responses::error(error.status(), &error.to_string());

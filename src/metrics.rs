@@ -237,6 +237,7 @@ pub fn upstream_error(error: ForwardError) {
         ForwardError::TooManyWebSockets => "too_many_websockets",
         ForwardError::TooManyEventStreams => "too_many_event_streams",
         ForwardError::HeldBodiesFull => "held_bodies_full",
+        ForwardError::HeldBodyTooLarge => "held_body_too_large",
         ForwardError::UpstreamUnreachable => "unreachable",
         ForwardError::UpstreamTimedOut => "timed_out",
         ForwardError::UpstreamFailed => "failed",

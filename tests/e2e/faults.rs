@@ -132,6 +132,33 @@ async fn bodies_of_unknown_length_are_held_under_one_cap_for_all_requests() {
 }
 
 #[tokio::test]
+async fn a_body_of_unknown_length_is_held_up_to_the_cap_and_longer_is_413() {
+    // A cap that is no sum of whole blocks: one body alone may fill it to
+    // the byte. One byte more could never be held, whatever else is: 413,
+    // not 503 (which says to try again), and nothing goes upstream.
+    let cap = 16 * 1024 + 1000;
+    let gateway = gateway_with_limits(&format!("  max_held_body_bytes: {cap}\n")).await;
+    let chunked = |length: usize| {
+        format!(
+            "POST /addons/self/options HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_DEFAULT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{length:x}\r\n{}\r\n0\r\n\r\n",
+            "b".repeat(length)
+        )
+    };
+    let whole = send_raw(gateway.addr, chunked(cap).as_bytes()).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(gateway.upstream_saw()[0].body_len, cap as u64);
+
+    let over = send_raw(gateway.addr, chunked(cap + 1).as_bytes()).await;
+    assert_refused(&over, 413, "one byte over the cap");
+    assert!(
+        String::from_utf8_lossy(&over.body).contains("Content-Length"),
+        "the answer says how to send it: {:?}",
+        String::from_utf8_lossy(&over.body)
+    );
+    assert_upstream_silent(&gateway, "one byte over the cap");
+}
+
+#[tokio::test]
 async fn uploads_stream_past_the_body_limit_up_to_their_own() {
     let gateway = gateway_with_limits("  max_body_bytes: 1024\n  max_upload_bytes: 65536\n").await;
     let upload = RawRequest::new("POST", "/backups/new/upload")
