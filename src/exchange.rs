@@ -283,10 +283,8 @@ struct Seen {
     /// `Content-Length` lines, and whether any was a list.
     length_lines: usize,
     length_listed: bool,
-    /// Whether there is a `Transfer-Encoding`, and whether its last coding
-    /// (of its last line) is chunked.
-    codings: bool,
-    chunked_last: bool,
+    /// The `Transfer-Encoding` lines, if any.
+    codings: Option<Codings>,
     /// Whether `Connection` says close.
     close: bool,
 }
@@ -307,18 +305,55 @@ impl Seen {
                 self.length = Some(length);
             }
         } else if *name == TRANSFER_ENCODING {
-            self.codings = true;
-            // Empty list elements are ignored (RFC 9110, section 5.6.1).
-            self.chunked_last = value
-                .as_bytes()
-                .rsplit(|byte| *byte == b',')
-                .map(<[u8]>::trim_ascii)
-                .find(|coding| !coding.is_empty())
-                .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked"));
+            self.codings.get_or_insert_default().note(value);
         } else if *name == CONNECTION {
             self.close |= crate::forwarding::value_lists(value, "close");
         }
         Ok(())
+    }
+}
+
+/// The transfer codings an answer's `Transfer-Encoding` lines name. The
+/// gateway takes chunked off and frames the body anew for its client; any
+/// other coding (`gzip, chunked`, or `gzip` to the connection's end) it
+/// would pass on undecoded, with nothing left to say so (helper 71): an
+/// answer with a body and such codings is refused (502), as a request with
+/// them is (400, `forwarding_headers`).
+#[derive(Debug, Default)]
+pub(crate) struct Codings {
+    /// How many there are (empty list elements aside), and whether one is
+    /// not chunked.
+    count: usize,
+    other: bool,
+}
+
+impl Codings {
+    /// The codings of every `Transfer-Encoding` line in `headers`; `None`
+    /// without one.
+    pub(crate) fn of(headers: &HeaderMap) -> Option<Codings> {
+        let mut lines = headers.get_all(TRANSFER_ENCODING).iter().peekable();
+        lines.peek()?;
+        let mut codings = Codings::default();
+        lines.for_each(|line| codings.note(line));
+        Some(codings)
+    }
+
+    fn note(&mut self, line: &HeaderValue) {
+        // Empty list elements are ignored (RFC 9110, section 5.6.1).
+        for coding in line
+            .as_bytes()
+            .split(|byte| *byte == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.is_empty())
+        {
+            self.count += 1;
+            self.other |= !coding.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+
+    /// Whether they are chunked, once: the one framing the gateway decodes.
+    pub(crate) fn only_chunked(&self) -> bool {
+        self.count == 1 && !self.other
     }
 }
 
@@ -341,7 +376,7 @@ fn framing(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if seen.codings {
+    if let Some(codings) = &seen.codings {
         if version != Version::HTTP_11 {
             // HTTP/1.0 has no transfer codings: the framing is faulty.
             return Err(Failure::Broken);
@@ -349,11 +384,13 @@ fn framing(
         if headers.remove(CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
-        return Ok(match (bodiless, seen.chunked_last) {
-            (true, _) => (Framing::Empty, keep_alive),
-            (false, true) => (Framing::Chunked, keep_alive),
-            (false, false) => (Framing::UntilClose, false),
-        });
+        if bodiless {
+            return Ok((Framing::Empty, keep_alive));
+        }
+        if !codings.only_chunked() {
+            return Err(Failure::Broken);
+        }
+        return Ok((Framing::Chunked, keep_alive));
     }
     if let Some(length) = seen.length {
         if seen.length_lines > 1 || seen.length_listed {

@@ -209,6 +209,19 @@ fn reusable_after(response: &Response<Incoming>) -> bool {
     response.version() == http::Version::HTTP_11
 }
 
+/// Whether the gateway can pass on the body of the answer whose head is
+/// `response` as what it is: one with a transfer coding besides chunked
+/// (which hyper takes off) would go on undecoded and unlabelled, so it is
+/// refused, as the gateway's own client refuses it ([`exchange::Codings`]).
+fn decodable(response: &Response<Incoming>, head_only: bool) -> bool {
+    let status = response.status();
+    head_only
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+        || exchange::Codings::of(response.headers()).is_none_or(|codings| codings.only_chunked())
+}
+
 impl Upstream {
     /// The upstream at `authority`, with up to `pool_size` idle connections
     /// shared out between `workers` pools.
@@ -273,6 +286,7 @@ impl Upstream {
         async move {
             let worker = self.worker();
             let mut fresh_only = false;
+            let head_only = request.method() == http::Method::HEAD;
             loop {
                 let pooled = self.idle(worker, Kind::Hyper, fresh_only);
                 let reused = pooled.is_some();
@@ -293,6 +307,13 @@ impl Upstream {
                         // hands the socket over and ends by itself.
                         let _ = conn.keep();
                         return Ok(response.map(Body::new));
+                    }
+                    Ok(response) if !decodable(&response, head_only) => {
+                        // (The connection is dropped, not kept.)
+                        tracing::warn!(
+                            "the upstream answered with a transfer coding besides chunked; refused"
+                        );
+                        return Err(SendError::Failed);
                     }
                     Ok(response) => {
                         let reusable = reusable_after(&response);

@@ -200,6 +200,38 @@ async fn answers_framed_every_way_reach_the_client_whole_and_in_turn() {
 }
 
 #[tokio::test]
+async fn an_answer_in_a_transfer_coding_besides_chunked_is_refused_not_passed_on_undecoded() {
+    // The gateway takes chunked off and frames the body anew: a gzip coding
+    // under it reached the client as if it were the body, labelled with
+    // nothing (helper 71). Both clients: the own (a bodiless GET) and
+    // hyper's (a POST with a body).
+    let (gateway, _) = gateway_answering(|path| match path {
+        "/os/info" | "/addons/self/options" => {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b\x08\r\n0\r\n\r\n"
+        }
+        "/core/info" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n\x1f\x8b\x08",
+        _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nreal\r\n0\r\n\r\n",
+    })
+    .await;
+    let get = |path| RawRequest::new("GET", path).token(TOK_MANAGER);
+    for path in ["/os/info", "/core/info"] {
+        assert_refused(&gateway.send(&get(path)).await, 502, path);
+    }
+    let post = RawRequest::new("POST", "/addons/self/options")
+        .token(TOK_DEFAULT)
+        .body(b"{}");
+    assert_refused(&gateway.send(&post).await, 502, "POST");
+    // Plain chunked still passes, on both clients.
+    let fine = gateway.send(&get("/network/info")).await;
+    assert_eq!((fine.status, fine.body.as_slice()), (200, &b"real"[..]));
+    let post = RawRequest::new("POST", "/network/interface/eth0/update")
+        .token(TOK_MANAGER)
+        .body(b"{}");
+    let fine = gateway.send(&post).await;
+    assert_eq!((fine.status, fine.body.as_slice()), (200, &b"real"[..]));
+}
+
+#[tokio::test]
 async fn bytes_after_an_answer_never_become_the_next_requests_answer() {
     let (gateway, connections) = gateway_answering(|path| match path {
         // A length one short, then a whole forged answer.
