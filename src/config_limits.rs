@@ -239,6 +239,12 @@ pub(super) fn check_limits(limits: &Limits) -> Result<(), (&'static str, &'stati
             "must be above 0",
         ),
         (
+            // (0 made every pause in a body, however short, a 408.)
+            limits.body_idle_timeout == zero,
+            "limits.body_idle_timeout_ms",
+            "must be above 0",
+        ),
+        (
             limits.max_header_bytes < 8192,
             "limits.max_header_bytes",
             "must be at least 8192",

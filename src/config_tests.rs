@@ -224,6 +224,8 @@ fn limits_that_cannot_work_are_refused() {
         ),
         ("header_read_timeout_ms: 0", "limits.header_read_timeout_ms"),
         ("send_timeout_ms: 0", "limits.send_timeout_ms"),
+        // (Not "none": every pause in a body was a 408; helper 71.)
+        ("body_idle_timeout_ms: 0", "limits.body_idle_timeout_ms"),
         ("max_header_bytes: 100", "limits.max_header_bytes"),
         ("max_connections: 0", "limits.max_connections"),
         (
