@@ -136,10 +136,14 @@ pub fn is_upgrade(parts: &request::Parts, path: &str) -> bool {
 
 /// Whether the upstream's 101 to an upgrade `request` answers it as RFC
 /// 6455 (4.1) asks of a WebSocket server: `Upgrade: websocket`,
-/// `Connection: upgrade`, and the `Sec-WebSocket-Accept` made from the
-/// request's one key. The relay is the upstream's client, which must fail
-/// the connection otherwise; the client's library, which gets the same
-/// accept, may not look.
+/// `Connection: upgrade`, the `Sec-WebSocket-Accept` made from the
+/// request's one key, no extension (the relay offers none), and no
+/// subprotocol but one of those the request offered. The relay is the
+/// upstream's client, which must fail the connection otherwise; the
+/// client's library, which gets the same accept, may not look. (An
+/// extension taken unasked, such as compression, broke the relay at its
+/// first frame; a subprotocol not offered reached a client that asked for
+/// none: helper 71.)
 pub fn is_handshake_answer(request: &HeaderMap, answer: &HeaderMap) -> bool {
     let mut keys = forwarding::values_of(request, &header::SEC_WEBSOCKET_KEY);
     let (Some(key), None) = (keys.next(), keys.next()) else {
@@ -153,6 +157,24 @@ pub fn is_handshake_answer(request: &HeaderMap, answer: &HeaderMap) -> bool {
             (accepts.next(), accepts.next()),
             (Some(accept), None) if accept.as_bytes() == expected.as_bytes()
         )
+        && forwarding::values_of(answer, &header::SEC_WEBSOCKET_EXTENSIONS)
+            .all(|value| value.as_bytes().trim_ascii().is_empty())
+        && subprotocol_offered(request, answer)
+}
+
+/// Whether the answer names no subprotocol, or one (on one line) of those
+/// the request's `Sec-WebSocket-Protocol` lines offered.
+fn subprotocol_offered(request: &HeaderMap, answer: &HeaderMap) -> bool {
+    let mut chosen = forwarding::values_of(answer, &header::SEC_WEBSOCKET_PROTOCOL);
+    let chosen = match (chosen.next(), chosen.next()) {
+        (None, _) => return true,
+        (Some(one), None) => one.as_bytes().trim_ascii(),
+        (Some(_), Some(_)) => return false,
+    };
+    !chosen.is_empty()
+        && forwarding::values_of(request, &header::SEC_WEBSOCKET_PROTOCOL)
+            .flat_map(|line| line.as_bytes().split(|byte| *byte == b','))
+            .any(|offered| offered.trim_ascii() == chosen)
 }
 
 /// The headers the upstream needs to switch protocols, which the ordinary

@@ -182,3 +182,84 @@ fn an_upgrade_needs_get_both_headers_and_a_websocket_path() {
         "/core/api/states"
     ));
 }
+
+#[test]
+fn an_upstream_101_may_take_no_extension_and_only_a_subprotocol_offered() {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let headers = |pairs: &[(&'static str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        map
+    };
+    let answer = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = vec![
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", accept.as_str()),
+        ];
+        pairs.extend_from_slice(extra);
+        headers(&pairs)
+    };
+    let asked_none = headers(&[("sec-websocket-key", key)]);
+    let offering = headers(&[
+        ("sec-websocket-key", key),
+        ("sec-websocket-protocol", "chat, superchat"),
+        ("sec-websocket-protocol", "v2"),
+    ]);
+    assert!(is_handshake_answer(&asked_none, &answer(&[])));
+    assert!(is_handshake_answer(&offering, &answer(&[])));
+    for chosen in ["superchat", "chat", "v2"] {
+        assert!(
+            is_handshake_answer(
+                &offering,
+                &headers(&[
+                    ("upgrade", "websocket"),
+                    ("connection", "upgrade"),
+                    ("sec-websocket-accept", accept.as_str()),
+                    ("sec-websocket-protocol", chosen),
+                ])
+            ),
+            "{chosen}"
+        );
+    }
+    for (case, request, extra) in [
+        (
+            "an extension offered by no one",
+            &asked_none,
+            &[("sec-websocket-extensions", "permessage-deflate")][..],
+        ),
+        (
+            "a subprotocol asked for by no one",
+            &asked_none,
+            &[("sec-websocket-protocol", "evil")][..],
+        ),
+        (
+            "a subprotocol not among those offered",
+            &offering,
+            &[("sec-websocket-protocol", "Chat")][..],
+        ),
+        (
+            "two subprotocols",
+            &offering,
+            &[("sec-websocket-protocol", "chat, v2")][..],
+        ),
+        (
+            "two subprotocol lines",
+            &offering,
+            &[
+                ("sec-websocket-protocol", "chat"),
+                ("sec-websocket-protocol", "chat"),
+            ][..],
+        ),
+        (
+            "an empty subprotocol",
+            &offering,
+            &[("sec-websocket-protocol", "")][..],
+        ),
+    ] {
+        assert!(!is_handshake_answer(request, &answer(extra)), "{case}");
+    }
+}

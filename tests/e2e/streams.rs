@@ -153,6 +153,16 @@ async fn an_upstream_101_that_is_not_a_websocket_handshakes_answer_is_a_502() {
             "no upgrade header",
             "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n",
         ),
+        // The relay offers no extension, and this client no subprotocol
+        // (helper 71: compression broke the relay at its first frame).
+        (
+            "an extension",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        ),
+        (
+            "a subprotocol not asked for",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: evil\r\n\r\n",
+        ),
     ] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
