@@ -1,8 +1,11 @@
 //! One request's way through the gateway: judge it (steps 1 to 9), record
 //! the decision, then answer it ourselves or forward it.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -51,6 +54,8 @@ pub struct Gateway {
     /// Toggles are forwarded one at a time, so that the state recorded
     /// last is the one the upstream applied last.
     toggles: tokio::sync::Mutex<()>,
+    /// Set when the server stops: every event stream then ends.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// What decides requests: the table, who holds which token, and the shadow
@@ -211,6 +216,54 @@ fn revocable(body: Body, grant: Grant) -> Body {
     Body::new(forwarding::Watched::new(body, revoked, false))
 }
 
+/// An event stream that ends, cleanly, when the server stops: the client
+/// sees the end of the answer (an `EventSource` connects again, to whatever
+/// serves then), and the upstream's connection is let go.
+struct EndsAtStop {
+    /// `None` once ended.
+    inner: Option<Body>,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl EndsAtStop {
+    fn new(inner: Body, mut stopping: tokio::sync::watch::Receiver<bool>) -> EndsAtStop {
+        let stop = async move {
+            if stopping.wait_for(|stopping| *stopping).await.is_err() {
+                // The gateway is gone without stopping: nothing to wait for.
+                std::future::pending::<()>().await;
+            }
+        };
+        EndsAtStop {
+            inner: Some(inner),
+            stop: Box::pin(stop),
+        }
+    }
+}
+
+impl http_body::Body for EndsAtStop {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        if self.inner.is_some() && self.stop.as_mut().poll(cx).is_ready() {
+            self.inner = None;
+        }
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+}
+
 /// A judged request: the decision, who asked, and the target if it parsed.
 pub struct Judgement {
     /// The decision.
@@ -252,6 +305,7 @@ impl Gateway {
             audit: None,
             protection,
             toggles: tokio::sync::Mutex::new(()),
+            stopping: tokio::sync::watch::Sender::new(false),
             policy: LivePolicy::new(Policy {
                 table,
                 callers: config.callers,
@@ -285,6 +339,15 @@ impl Gateway {
                 "the audit log did not take its last lines in time; they are lost"
             );
         }
+    }
+
+    /// Ends every event stream, open or yet to come: the server stops.
+    /// (WebSockets are closed by their relays, with 1001.) An event stream
+    /// would otherwise keep its connection, and the process, for the whole
+    /// shutdown grace time, which is as long as Docker waits before it
+    /// kills (helper 71).
+    pub fn end_event_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Whether protection mode is on for `slug`, as far as the gateway saw.
@@ -477,7 +540,10 @@ impl Gateway {
                         }
                     }
                     response = match decision.allowed() {
-                        true => response.map(|body| revocable(body, grant)),
+                        true => response.map(|body| {
+                            let stopping = self.stopping.subscribe();
+                            Body::new(EndsAtStop::new(revocable(body, grant), stopping))
+                        }),
                         false => refusal(&decision, had_body),
                     };
                 }

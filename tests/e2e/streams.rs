@@ -1103,6 +1103,59 @@ async fn sigterm_closes_websockets_and_the_gateway_exits_without_waiting_the_gra
 }
 
 #[tokio::test]
+async fn sigterm_ends_event_streams_cleanly_and_the_gateway_exits_without_waiting_the_grace() {
+    // Before, an open event stream flowed on for the whole grace time,
+    // which is as long as Docker waits before it kills (helper 71).
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let served = serve_with_long_grace(&mock, dir.path());
+    let mut stream = TcpStream::connect(served.addr).await.expect("connect");
+    let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("event: ready") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the first event in time")
+            .expect("read");
+        assert!(read > 0, "closed before the first event");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    // (The mock sends its last event only once released, which no test
+    // here does: the stream would stay open.)
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || served.stop());
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buffer))
+            .await
+            .expect("the stream ends within 8 s")
+            .expect("an orderly end, not a reset");
+        if read == 0 {
+            break;
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+    // Ended as an answer ends: the last chunk, then the connection closes.
+    assert!(
+        received.ends_with(b"\r\n0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    let (code, log) = stopping.join().expect("stop");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !log.contains("still open after the shutdown grace"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn a_client_that_never_answers_the_upstreams_close_gives_its_place_back() {
     let gateway = gateway_with_limits("  max_connections: 1\n").await;
     let mut socket = authenticated(gateway.addr, "/core/websocket").await;
