@@ -52,6 +52,7 @@ pub mod forwarding;
 pub mod gateway;
 mod idle;
 pub mod lint;
+mod manifest_subset;
 pub mod manifests;
 pub mod metrics;
 pub mod mock_upstream;

@@ -384,6 +384,11 @@ fn read_value(path: &Path) -> Result<Read, String> {
             "line {line}: {what}, which the Supervisor's YAML reader reads otherwise"
         ));
     }
+    if let Some((line, what)) = crate::manifest_subset::outside(&text) {
+        return Err(format!(
+            "line {line}: {what}; manifests are read only in the YAML the Supervisor's reader and the gateway's read alike (README, \"Add-on manifests\")"
+        ));
+    }
     let options = |strict_booleans: bool| {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = strict_booleans;
