@@ -321,7 +321,7 @@ impl Seen {
 /// them is (400, `forwarding_headers`).
 #[derive(Debug, Default)]
 pub(crate) struct Codings {
-    /// How many there are (empty list elements aside), and whether one is
+    /// How many there are (empty list elements too), and whether one is
     /// not chunked.
     count: usize,
     other: bool,
@@ -339,15 +339,13 @@ impl Codings {
     }
 
     fn note(&mut self, line: &HeaderValue) {
-        // Empty list elements are ignored (RFC 9110, section 5.6.1).
-        for coding in line
-            .as_bytes()
-            .split(|byte| *byte == b',')
-            .map(<[u8]>::trim_ascii)
-            .filter(|coding| !coding.is_empty())
-        {
+        // An empty list element counts as another coding: RFC 9110 (5.6.1)
+        // has it ignored, but hyper's client frames by the last element
+        // as written, and after `chunked,` read to the close and passed
+        // the chunks on as the body (helper 72).
+        for coding in line.as_bytes().split(|byte| *byte == b',') {
             self.count += 1;
-            self.other |= !coding.eq_ignore_ascii_case(b"chunked");
+            self.other |= !coding.trim_ascii().eq_ignore_ascii_case(b"chunked");
         }
     }
 

@@ -74,9 +74,7 @@ fn chunked_decides_over_a_length_which_is_then_removed() {
     let ok = |headers: &str| framed(&format!("HTTP/1.1 200 OK\r\n{headers}\r\n"));
     assert_eq!(ok("Transfer-Encoding: chunked\r\n"), Ok((Chunked, true)));
     assert_eq!(ok("Transfer-Encoding: CHUNKED\r\n"), Ok((Chunked, true)));
-    // Empty list elements do not count.
-    assert_eq!(ok("Transfer-Encoding: chunked, \r\n"), Ok((Chunked, true)));
-    assert_eq!(ok("Transfer-Encoding: ,chunked\r\n"), Ok((Chunked, true)));
+    assert_eq!(ok("Transfer-Encoding:  chunked \r\n"), Ok((Chunked, true)));
     // Both: chunked wins, the length goes, and so does the connection.
     let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
     let head = head_of(both, false).expect("read").expect("complete");
@@ -103,6 +101,12 @@ fn an_answer_with_a_transfer_coding_besides_one_chunked_is_refused() {
         "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
         "Transfer-Encoding: \r\n",
         "Transfer-Encoding: ,\r\n",
+        // An empty element, which hyper's client does not pass over
+        // (helper 72: it read `chunked,` to the close, chunks and all).
+        "Transfer-Encoding: chunked,\r\n",
+        "Transfer-Encoding: chunked, \r\n",
+        "Transfer-Encoding: ,chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n",
     ] {
         assert_eq!(
             framed(&format!("HTTP/1.1 200 OK\r\n{codings}\r\n")),
