@@ -508,7 +508,7 @@ impl Forwarder {
         }
         if !websocket::is_handshake_answer(&parts.headers, response.headers()) {
             tracing::warn!(
-                "the upstream switched protocols without a WebSocket handshake's answer (Upgrade, Connection, Sec-WebSocket-Accept)"
+                "the upstream switched protocols without a WebSocket handshake's answer (Upgrade, Connection, Sec-WebSocket-Accept; no extension, and no subprotocol but one the client offered)"
             );
             return Err(ForwardError::UpstreamFailed);
         }

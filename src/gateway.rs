@@ -216,9 +216,19 @@ fn revocable(body: Body, grant: Grant) -> Body {
     Body::new(forwarding::Watched::new(body, revoked, false))
 }
 
-/// An event stream that ends, cleanly, when the server stops: the client
-/// sees the end of the answer (an `EventSource` connects again, to whatever
-/// serves then), and the upstream's connection is let go.
+/// Whether `path` (canonical) follows a log, as the Supervisor's
+/// `/…/logs/follow` and `/…/logs/…/follow` do: an answer that goes on for
+/// as long as the client stays, like an event stream.
+fn is_log_follow(path: &str) -> bool {
+    path.ends_with("/follow") && path.contains("/logs/")
+}
+
+/// An event stream (or a log followed) that ends, cleanly, when the server
+/// stops: the client sees the end of the answer (an `EventSource` connects
+/// again, to whatever serves then), and the upstream's connection is let
+/// go. A client that takes nothing of what was sent does not see the end:
+/// it holds its connection until the send timeout or the shutdown grace
+/// time, whichever comes first.
 struct EndsAtStop {
     /// `None` once ended.
     inner: Option<Body>,
@@ -341,7 +351,8 @@ impl Gateway {
         }
     }
 
-    /// Ends every event stream, open or yet to come: the server stops.
+    /// Ends every event stream and log followed, open or yet to come: the
+    /// server stops.
     /// (WebSockets are closed by their relays, with 1001.) An event stream
     /// would otherwise keep its connection, and the process, for the whole
     /// shutdown grace time, which is as long as Docker waits before it
@@ -546,6 +557,12 @@ impl Gateway {
                         }),
                         false => refusal(&decision, had_body),
                     };
+                } else if is_log_follow(&permit.target().path)
+                    && !http_body::Body::is_end_stream(response.body())
+                {
+                    // A log followed never ends of itself either (helper 72).
+                    let stopping = self.stopping.subscribe();
+                    response = response.map(|body| Body::new(EndsAtStop::new(body, stopping)));
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {

@@ -1105,38 +1105,67 @@ async fn sigterm_closes_websockets_and_the_gateway_exits_without_waiting_the_gra
 #[tokio::test]
 async fn sigterm_ends_event_streams_cleanly_and_the_gateway_exits_without_waiting_the_grace() {
     // Before, an open event stream flowed on for the whole grace time,
-    // which is as long as Docker waits before it kills (helper 71).
+    // which is as long as Docker waits before it kills (helper 71). (The
+    // mock sends its last event only once released, which no test here
+    // does: the stream would stay open.)
     let mock = start_mock().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let served = serve_with_long_grace(&mock, dir.path());
-    let mut stream = TcpStream::connect(served.addr).await.expect("connect");
     let request = format!("GET /core/api/stream HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_HA}\r\nAccept: text/event-stream\r\n\r\n");
+    sigterm_ends_a_stream(mock.addr(), &request, "event: ready").await;
+}
+
+#[tokio::test]
+async fn sigterm_ends_a_log_followed_as_it_ends_an_event_stream() {
+    // A log followed (`/…/logs/follow`) is plain text that goes on for as
+    // long as the client stays: it held the shutdown too (helper 72).
+    let upstream = fake_upstream(|mut stream, _head| async move {
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let _ = stream.write_all(head).await;
+        let _ = stream.write_all(b"b\r\nfirst line\n\r\n").await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    })
+    .await;
+    let request = format!("GET /supervisor/logs/follow HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_MANAGER}\r\n\r\n");
+    sigterm_ends_a_stream(upstream, &request, "first line").await;
+}
+
+/// Sends `request` to `serve` (with a 30 s grace time) in front of
+/// `upstream`, reads its answer until `first` has come, then stops the
+/// gateway: the answer must end as an answer ends (the last chunk, then the
+/// connection closes) and the process exit 0, both well within the grace.
+async fn sigterm_ends_a_stream(upstream: SocketAddr, request: &str, first: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let text =
+        test_config_yaml(upstream).replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut stream = TcpStream::connect(served.addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("request");
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("event: ready") {
+    while !String::from_utf8_lossy(&received).contains(first) {
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
             .await
-            .expect("the first event in time")
+            .expect("the first part in time")
             .expect("read");
-        assert!(read > 0, "closed before the first event");
+        assert!(
+            read > 0,
+            "closed before the first part: {:?}",
+            String::from_utf8_lossy(&received)
+        );
         received.extend_from_slice(&buffer[..read]);
     }
-    // (The mock sends its last event only once released, which no test
-    // here does: the stream would stay open.)
     let started = std::time::Instant::now();
     let stopping = std::thread::spawn(move || served.stop());
     loop {
         let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buffer))
             .await
-            .expect("the stream ends within 8 s")
+            .expect("the answer ends within 8 s")
             .expect("an orderly end, not a reset");
         if read == 0 {
             break;
         }
         received.extend_from_slice(&buffer[..read]);
     }
-    // Ended as an answer ends: the last chunk, then the connection closes.
     assert!(
         received.ends_with(b"\r\n0\r\n\r\n"),
         "{:?}",
