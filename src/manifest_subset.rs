@@ -20,16 +20,21 @@
 //! - `- value` or `- key: value` (a sequence entry, also `-` alone and
 //!   `- - ...`);
 //!
-//! where a value is one of: nothing (a nested block follows), a plain
-//! scalar on one line (not starting with an indicator, with no `: ` in it
-//! and not ending in `:`), a quoted scalar on one line (double quotes with
-//! no escapes but `\\`, `\"`, `\/`, `\n` and `\t`; single quotes with `''`),
-//! a flow collection closed on its line (`[a, "b"]`, `{k: v}`, two levels
-//! at most, no trailing comma), or a block scalar's header (`|`, `>`, with
-//! `-` or `+`), whose lines, more indented than its key, are text. A
-//! comment may follow a value after a space. Anchors, aliases, tags, merge
-//! keys, explicit keys, directives, scalars over several lines and every
-//! character PyYAML will not read are outside it.
+//! where a value is one of: nothing (a nested block follows, or a plain
+//! scalar on the lines below); a plain scalar (not starting with an
+//! indicator, with no `: ` or ` #` in it, not ending in `:`, and no word
+//! PyYAML cannot make a value of, see [`unmakeable`]), which may go on over
+//! lines indented past its key that are plain text too; a quoted scalar
+//! (double quotes with no escapes but `\\`, `\"`, `\/`, `\n`, `\t` and a
+//! `\` ending a line, over lines indented past its key; single quotes with
+//! `''`, on one line); a flow collection closed on its line (`[a, "b"]`,
+//! `{k: v}`, two levels at most, no trailing comma, its plain scalars held
+//! to the rules above and its keys without `:`); or a block scalar's header
+//! (`|`, `>`, with `-` or `+`), whose lines, more indented than its key,
+//! are text. A comment may follow a value after a space. Anchors, aliases,
+//! tags, merge keys, explicit keys, directives, single-quoted scalars and
+//! flow collections over several lines, and every character PyYAML will
+//! not read are outside it.
 
 /// The first line (counted from 1) of a YAML manifest outside the subset,
 /// and why.
@@ -59,7 +64,12 @@ pub(crate) fn outside(text: &str) -> Option<(usize, &'static str)> {
                 }
                 Err(why) => return refused(why),
             },
-            None => {}
+            Some(Open::Plain { parent }) => match plain_goes_on(line, *parent) {
+                Ok(true) => continue,
+                Ok(false) => open = None,
+                Err(why) => return refused(why),
+            },
+            Some(Open::Nothing { .. }) | None => {}
         }
         let column = line.len() - line.trim_start_matches(' ').len();
         let rest = &line[column..];
@@ -71,7 +81,18 @@ pub(crate) fn outside(text: &str) -> Option<(usize, &'static str)> {
             continue;
         }
         started = true;
-        match entry(rest, column) {
+        let opened = match (entry(rest, column), &open) {
+            // After `key:` (or `-`) alone, a line past it that is neither
+            // begins a plain scalar (`description:` and its text below).
+            (Err(NEITHER), Some(Open::Nothing { parent })) if column > *parent => {
+                match plain_scalar(rest) {
+                    true => Ok(Some(Open::Plain { parent: *parent })),
+                    false => Err(PLAIN_OUTSIDE),
+                }
+            }
+            (read, _) => read,
+        };
+        match opened {
             Ok(opened) => (open, opened_on) = (opened, index + 1),
             Err(why) => return refused(why),
         }
@@ -82,13 +103,45 @@ pub(crate) fn outside(text: &str) -> Option<(usize, &'static str)> {
     }
 }
 
-/// A scalar that goes on past the line it started on.
+/// What a line leaves open for the lines after it, past the column
+/// `parent` of its key (or `-`).
 enum Open {
+    /// A block scalar: its lines are text.
     Block(BlockScalar),
-    /// A double-quoted scalar, of the key (or `-`) at column `parent`.
-    Quoted {
-        parent: usize,
-    },
+    /// A double-quoted scalar not closed on its line.
+    Quoted { parent: usize },
+    /// A plain scalar, which may go on over lines indented past its key.
+    Plain { parent: usize },
+    /// Nothing after `key:` or `-`: a nested block follows, or a plain
+    /// scalar.
+    Nothing { parent: usize },
+}
+
+const NEITHER: &str = "a line that is neither `key: value` nor `- item`";
+const PLAIN_OUTSIDE: &str = "a plain scalar outside the subset (an indicator first, `: ` or ` #` in it, `:` last, or a word PyYAML cannot make a value of)";
+
+/// Reads a line after one with a plain scalar (`parent`: the column of its
+/// key or `-`): whether the scalar goes on on it. A line indented past the
+/// key goes on with it, and must itself be plain text with no comment,
+/// not starting with `-` or `#`.
+fn plain_goes_on(line: &str, parent: usize) -> Result<bool, &'static str> {
+    let column = line.len() - line.trim_start_matches(' ').len();
+    let rest = &line[column..];
+    if rest.is_empty() {
+        return Ok(true);
+    }
+    if column <= parent {
+        return Ok(false);
+    }
+    let text = rest.trim_end_matches(' ');
+    let fits = !rest.starts_with(['-', '#'])
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && !text.ends_with(':');
+    match fits {
+        true => Ok(true),
+        false => Err("a line of a plain scalar over several lines outside the subset (`: ` or a comment in it, or `-` or `#` first)"),
+    }
 }
 
 /// Reads a line inside a double-quoted scalar begun on an earlier line:
@@ -190,19 +243,17 @@ fn entry(mut rest: &str, mut column: usize) -> Result<Option<Open>, &'static str
     let mut dash = None;
     while rest == "-" || rest.starts_with("- ") {
         let after = rest[1..].trim_start_matches(' ');
+        if after.is_empty() || after.starts_with('#') {
+            return Ok(Some(Open::Nothing { parent: column }));
+        }
         dash = Some(column);
         column += rest.len() - after.len();
         rest = after;
-        if rest.is_empty() || rest.starts_with('#') {
-            return Ok(None);
-        }
     }
     match (key(rest)?, dash) {
         (Some(after), _) => value(after, column),
         (None, Some(dash)) => value_text(rest, dash),
-        (None, None) => {
-            Err("a line that is neither `key: value` nor `- item` (a scalar over several lines?)")
-        }
+        (None, None) => Err(NEITHER),
     }
 }
 
@@ -211,8 +262,12 @@ fn key(rest: &str) -> Result<Option<&str>, &'static str> {
     let after = match rest.as_bytes().first() {
         Some(b'"') | Some(b'\'') => match quoted(rest) {
             Some((_, after)) if after.starts_with(':') => after,
-            // A quoted scalar that is not a key: a sequence's value.
+            // A quoted scalar that is not a key: a sequence's value (a
+            // double-quoted one may go on over lines).
             Some(_) => return Ok(None),
+            None if rest.starts_with('"') && double_quoted_end(&rest[1..]) == Some(None) => {
+                return Ok(None)
+            }
             None => return Err("a quoted scalar not closed on its line, or with an escape"),
         },
         _ => {
@@ -223,6 +278,7 @@ fn key(rest: &str) -> Result<Option<&str>, &'static str> {
                 return Ok(None);
             }
             match rest[word.len()..].strip_prefix(':') {
+                Some(_) if unmakeable(word) => return Err(PLAIN_OUTSIDE),
                 Some(after) if after.is_empty() || after.starts_with(' ') => {
                     return Ok(Some(after))
                 }
@@ -247,7 +303,7 @@ fn is_key_char(c: char) -> bool {
 fn value(after: &str, column: usize) -> Result<Option<Open>, &'static str> {
     let text = after.trim_start_matches(' ');
     if text.is_empty() || text.starts_with('#') {
-        return Ok(None);
+        return Ok(Some(Open::Nothing { parent: column }));
     }
     value_text(text, column)
 }
@@ -283,11 +339,15 @@ fn value_text(text: &str, column: usize) -> Result<Option<Open>, &'static str> {
             None => return Err("a flow collection outside the subset (`[a, b]`, `{k: v}`)"),
         },
         _ => {
-            let plain = text.find(" #").map_or(text, |at| &text[..at]).trim_end();
-            if !plain_scalar(plain) {
-                return Err("a plain scalar outside the subset (an indicator first, `: ` in it, or `:` last)");
+            let (plain, comment) = match text.find(" #") {
+                Some(at) => (&text[..at], true),
+                None => (text, false),
+            };
+            if !plain_scalar(plain.trim_end()) {
+                return Err(PLAIN_OUTSIDE);
             }
-            ""
+            // Without a comment after it, it may go on on the next lines.
+            return Ok((!comment).then_some(Open::Plain { parent: column }));
         }
     };
     if comment_or_nothing(after) {
@@ -311,7 +371,29 @@ fn plain_scalar(text: &str) -> bool {
     };
     let indicator = "-?:,[]{}#&*!|>'\"%@`".contains(first);
     let dash_word = first == '-' && second.is_some_and(|c| c != ' ');
-    (!indicator || dash_word) && !text.contains(": ") && !text.ends_with(':')
+    (!indicator || dash_word)
+        && !text.contains(": ")
+        && !text.ends_with(':')
+        && !text.contains(" #")
+        && !unmakeable(text.trim_end())
+}
+
+/// Whether PyYAML takes a plain scalar for a value of a type it then cannot
+/// make, and so refuses the file, where serde-saphyr reads it as text
+/// (helper 73): `=` (YAML 1.1's "value" type); anything shaped like a
+/// date (four digits and `-`; PyYAML refuses `2023-02-29`, and a real
+/// date would be a date, not text, to the Supervisor); and `0x`, `0b` or
+/// `.` followed by underscores alone (`0x_`: `int('', 16)`).
+fn unmakeable(word: &str) -> bool {
+    let dated = word.len() > 4
+        && word.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && word.as_bytes()[4] == b'-';
+    let unsigned = word.strip_prefix(['-', '+']).unwrap_or(word);
+    let digits = ["0x", "0b", "."]
+        .iter()
+        .find_map(|prefix| unsigned.strip_prefix(prefix))
+        .map(|rest| rest.split(['e', 'E']).next().unwrap_or(""));
+    word == "=" || dated || digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b == b'_'))
 }
 
 /// A quoted scalar at the start of `text` (`"` or `'`) closed on its line:
@@ -353,10 +435,10 @@ fn flow(text: &str, depth: usize) -> Option<&str> {
             if rest.starts_with(['[', '{']) {
                 return None;
             }
-            rest = flow_item(rest, depth)?;
+            rest = flow_item(rest, depth, true)?;
             rest = rest.strip_prefix(": ")?.trim_start_matches(' ');
         }
-        rest = flow_item(rest, depth)?.trim_start_matches(' ');
+        rest = flow_item(rest, depth, false)?.trim_start_matches(' ');
         if let Some(after) = rest.strip_prefix(close) {
             return Some(after);
         }
@@ -365,28 +447,22 @@ fn flow(text: &str, depth: usize) -> Option<&str> {
 }
 
 /// One item of a flow collection: a nested collection, a quoted scalar or
-/// a plain word (letters, digits, `_ . / + = ( ) -`, with single spaces
-/// inside); what follows it.
-fn flow_item(text: &str, depth: usize) -> Option<&str> {
+/// a plain scalar (up to the next `,`, `[`, `]`, `{` or `}`, held to the
+/// rules of [`plain_scalar`]; in a mapping's key, up to its `: `, with no
+/// `:` in it); what follows it.
+fn flow_item(text: &str, depth: usize, key: bool) -> Option<&str> {
     match text.chars().next()? {
         '[' | '{' => flow(text, depth + 1),
         '"' | '\'' => quoted(text).map(|(_, after)| after),
-        '-' if !text[1..].starts_with(|c: char| c.is_ascii_alphanumeric()) => None,
         _ => {
-            let word = |c: char| c.is_ascii_alphanumeric() || "_./+=()-".contains(c);
-            let mut end = 0;
-            let bytes = text.as_bytes();
-            while end < bytes.len() {
-                let c = bytes[end] as char;
-                if word(c)
-                    || (c == ' ' && end > 0 && bytes.get(end + 1).is_some_and(|n| word(*n as char)))
-                {
-                    end += 1;
-                } else {
-                    break;
-                }
-            }
-            (end > 0).then(|| &text[end..])
+            let end = text.find([',', '[', ']', '{', '}']).unwrap_or(text.len());
+            let end = match key {
+                true => text[..end].find(": ")?,
+                false => end,
+            };
+            let word = text[..end].trim_end_matches(' ');
+            let fits = plain_scalar(word) && !(key && word.contains(':'));
+            fits.then(|| &text[word.len()..])
         }
     }
 }

@@ -73,10 +73,43 @@ fn what_is_not_among_the_shapes_is_outside_on_its_line() {
         ("a directive", "%YAML 1.1\n---\nslug: x\n", 1),
         ("a second document", "slug: x\n---\nslug: y\n", 2),
         (
-            "a plain scalar over two lines",
-            "slug: x\ndescription: one\n  two\n",
+            "`: ` on a plain scalar's next line",
+            "slug: x\ndescription: one\n  two: three\n",
             3,
         ),
+        (
+            "`-` first on a plain scalar's next line",
+            "slug: x\ndescription: one\n  - two\n",
+            3,
+        ),
+        (
+            "a comment inside a plain scalar",
+            "slug: x\ndescription: one\n  # c\n  two\n",
+            3,
+        ),
+        (
+            "a plain scalar's next line after a comment",
+            "slug: x\ndescription: one # c\n  two\n",
+            3,
+        ),
+        (
+            "a plain scalar below `key:` with `: ` in it",
+            "slug: x\ndescription:\n  one two: three four\n",
+            3,
+        ),
+        ("`=`, a value PyYAML cannot make", "slug: x\nurl: =\n", 2),
+        ("a date that is none", "slug: x\nsince: 2023-02-29\n", 2),
+        ("a date as a key", "slug: x\nports:\n  2001-02-30: 1\n", 3),
+        ("a date as an item", "slug: x\nlist:\n  - 2001-13-45\n", 3),
+        (
+            "a date in a flow collection",
+            "slug: x\nlist: [a, 2001-13-45]\n",
+            2,
+        ),
+        ("hex of underscores", "slug: x\ntag: 0x_\n", 2),
+        ("binary of underscores as a key", "slug: x\n-0b__: 1\n", 2),
+        ("a fraction of underscores", "slug: x\nv: ._e+1\n", 2),
+        ("`=` as a flow key", "slug: x\nm: {=: 1}\n", 2),
         (
             "a quoted scalar's next line not indented past its key",
             "slug: x\nname: \"one\ntwo\"\n",
@@ -179,4 +212,22 @@ fn a_block_scalar_holds_any_text_until_a_line_as_indented_as_its_key() {
         outside("slug: x\nnote: |\n  text\nname: a: b\n").map(|(line, _)| line),
         Some(4)
     );
+}
+
+#[test]
+fn plain_and_double_quoted_scalars_may_go_on_over_lines_indented_past_their_key() {
+    // As real add-ons write descriptions (helper 73: ESPHome's, Music
+    // Assistant's), and a double-quoted item of a sequence.
+    for text in [
+        "slug: x\ndescription: Build your own\n  experience, required\nhassio_api: true\n",
+        "slug: x\ndescription:\n  The server that\n  connects\n\n  and more\nhassio_api: true\n",
+        "slug: x\nlist:\n  - one\n    two\n  - three\n",
+        "slug: x\nlist:\n  - \"a long\n    text\"\n  - b\n",
+        "slug: x\nmap: [config:rw, ssl]\nservices: [mqtt:want]\nicons: {home: mdi:home, url: http://a/b}\n",
+        "slug: x\nwords: [café, a@b, x|y]\nversion: 2023.1.0b1\nwhen: 20231-01\n",
+    ] {
+        assert_eq!(outside(text), None, "{text:?}");
+    }
+    // A nested block after `key:` is a block, not text.
+    assert_eq!(outside("slug: x\noptions:\n  a: 1\n  b:\n    - c\n"), None);
 }
