@@ -290,9 +290,10 @@ pub async fn relay(ends: Ends, access: Access) {
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = client_queue();
     let (gave_up, given_up) = oneshot::channel();
+    let (reached, phase) = watch::channel(AuthPhase::Nothing);
 
     let mut writer = tokio::spawn(write_all(from_relay, client_sink, send, gave_up));
-    let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone()));
+    let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone(), reached));
     let mut sides = Sides {
         client: client_stream,
         upstream: upstream_sink,
@@ -310,7 +311,7 @@ pub async fn relay(ends: Ends, access: Access) {
     // first without a give-up, when the writer ended otherwise.)
     let mut given_up = given_up.fuse();
     let ended = {
-        let forwarding = upstream_side(&mut sides, &access);
+        let forwarding = upstream_side(&mut sides, &access, phase);
         tokio::pin!(forwarding);
         tokio::select! {
             // (First: a client given up on also ends the other branches.)
@@ -459,14 +460,28 @@ async fn close_upstream(mut upstream: Sink) {
 /// gets one pong.) If the upstream goes away without a close, sends a
 /// message over [`UPSTREAM_MESSAGE_LIMIT`] or breaks the protocol, the
 /// client is told so with 1011 and a reason that says which.
-async fn downstream(mut upstream: Stream, to_client: ToClient) {
+async fn downstream(mut upstream: Stream, to_client: ToClient, reached: watch::Sender<AuthPhase>) {
     let reason = loop {
         match upstream.next().await {
             Some(Ok(Message::Pong(_))) => continue,
             Some(Ok(message)) => {
                 let closing = message.is_close();
+                // (Read only until the auth phase is over.)
+                let phase = match *reached.borrow() {
+                    AuthPhase::Over => None,
+                    _ => AuthPhase::of(&message),
+                };
                 if to_client.send(message).await.is_err() || closing {
                     return;
+                }
+                // Once the message is queued for the client: what the
+                // relay answers the client itself goes after it.
+                if let Some(phase) = phase {
+                    reached.send_if_modified(|now| {
+                        let later = phase > *now;
+                        *now = (*now).max(phase);
+                        later
+                    });
                 }
             }
             Some(Err(error)) => break upstream_fault(&error),
@@ -481,12 +496,13 @@ async fn downstream(mut upstream: Stream, to_client: ToClient) {
 /// [`downstream`]). Returns when the client closes or goes away, is
 /// refused, or is no longer allowed after a reload; the relay closes the
 /// upstream side after.
-async fn upstream_side(sides: &mut Sides, access: &Access) {
+async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receiver<AuthPhase>) {
     let Sides {
         client,
         upstream,
         to_client,
     } = sides;
+    let mut order = AuthOrder::new(phase);
     let mut reloads = access.grant.reloads();
     // The token the in-band auth was accepted with.
     let mut authenticated_with: Option<String> = None;
@@ -545,12 +561,16 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
                 message
             }
             Verdict::Answer(answer) => {
+                order.after(AuthPhase::Over).await;
                 if to_client.send(answer).await.is_err() {
                     return;
                 }
                 continue;
             }
             Verdict::Instead { forward, refused } => {
+                if !refused.is_empty() {
+                    order.after(AuthPhase::Over).await;
+                }
                 for id in refused {
                     let answer = result_error(id, "unauthorized", "Unauthorized");
                     if to_client.send(answer).await.is_err() {
@@ -569,6 +589,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
                     slug = access.grant.caller().slug().unwrap_or("-"),
                     "websocket closed: its in-band auth was refused (auth_invalid)"
                 );
+                order.after(AuthPhase::Required).await;
                 let _ = to_client.send(answer).await;
                 let _ = to_client
                     .send(close(CloseCode::Policy, "auth_invalid"))
@@ -582,6 +603,74 @@ async fn upstream_side(sides: &mut Sides, access: &Access) {
         let closing = message.is_close();
         if send_in_fragments(upstream, message).await.is_err() || closing {
             return;
+        }
+    }
+}
+
+/// How far the upstream's side of Home Assistant's auth phase has gone to
+/// the client: nothing yet, `auth_required`, then `auth_ok` (or
+/// `auth_invalid`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum AuthPhase {
+    Nothing,
+    Required,
+    Over,
+}
+
+impl AuthPhase {
+    /// The phase a message from the upstream marks, if any.
+    fn of(message: &Message) -> Option<AuthPhase> {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Message::Text(text) = message else {
+            return None;
+        };
+        let typed: Typed = serde_json::from_str(text).ok()?;
+        match typed.kind.as_deref()? {
+            "auth_required" => Some(AuthPhase::Required),
+            "auth_ok" | "auth_invalid" => Some(AuthPhase::Over),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps the relay's own answers to the client in the order Home
+/// Assistant's would come: an `auth_invalid` after the upstream's
+/// `auth_required`, a refused command after its `auth_ok`. A client that
+/// sent its auth message and a command at once got the command's refusal
+/// before `auth_required` (helper 71).
+struct AuthOrder {
+    phase: watch::Receiver<AuthPhase>,
+    /// Whether to wait: not once a wait ran out (an upstream that does not
+    /// speak the auth phase), nor once the upstream's side has ended.
+    waiting: bool,
+}
+
+/// The longest the relay holds its own answer back for the upstream's
+/// part of the auth phase (Home Assistant gives a client 10 s for its own).
+const AUTH_ORDER_WAIT: Duration = Duration::from_secs(10);
+
+impl AuthOrder {
+    fn new(phase: watch::Receiver<AuthPhase>) -> AuthOrder {
+        AuthOrder {
+            phase,
+            waiting: true,
+        }
+    }
+
+    /// Waits until the upstream's part of the auth phase has gone to the
+    /// client as far as `needed`.
+    async fn after(&mut self, needed: AuthPhase) {
+        if !self.waiting {
+            return;
+        }
+        let reached = self.phase.wait_for(|reached| *reached >= needed);
+        match tokio::time::timeout(AUTH_ORDER_WAIT, reached).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => self.waiting = false,
         }
     }
 }

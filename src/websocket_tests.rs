@@ -263,3 +263,29 @@ fn an_upstream_101_may_take_no_extension_and_only_a_subprotocol_offered() {
         assert!(!is_handshake_answer(request, &answer(extra)), "{case}");
     }
 }
+
+#[test]
+fn the_upstreams_auth_messages_mark_how_far_the_auth_phase_has_gone() {
+    let text = |json: &str| Message::text(json.to_owned());
+    assert_eq!(
+        AuthPhase::of(&text(r#"{"type": "auth_required", "ha_version": "x"}"#)),
+        Some(AuthPhase::Required)
+    );
+    assert_eq!(
+        AuthPhase::of(&text(r#"{"type":"auth_ok"}"#)),
+        Some(AuthPhase::Over)
+    );
+    assert_eq!(
+        AuthPhase::of(&text(r#"{"type":"auth_invalid","message":"no"}"#)),
+        Some(AuthPhase::Over)
+    );
+    for other in [
+        text(r#"{"type":"result","id":1}"#),
+        text(r#"{"id":1}"#),
+        text("auth_ok"),
+        Message::binary(b"{\"type\":\"auth_ok\"}".to_vec()),
+    ] {
+        assert_eq!(AuthPhase::of(&other), None, "{other:?}");
+    }
+    assert!(AuthPhase::Nothing < AuthPhase::Required && AuthPhase::Required < AuthPhase::Over);
+}

@@ -360,6 +360,67 @@ async fn first_message_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver
 }
 
 #[tokio::test]
+async fn the_relays_own_answers_come_after_the_upstreams_auth_messages() {
+    // A slow upstream: `auth_required` 300 ms after the upgrade, and
+    // `auth_ok` (or `auth_invalid` for any token but TOK_HA) 300 ms after
+    // the auth message.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = socket
+                    .send(Message::text(r#"{"type":"auth_required"}"#))
+                    .await;
+                let _ = socket.next().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+            });
+        }
+    });
+    let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
+    // The auth message and a refused command at once, before anything
+    // came: Home Assistant would answer the command after `auth_ok`, and
+    // so does the gateway (helper 71: it came first).
+    let mut socket = connect(gateway.addr, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade");
+    send_json(
+        &mut socket,
+        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
+    )
+    .await;
+    send_json(
+        &mut socket,
+        serde_json::json!({"id": 5, "type": "supervisor/info"}),
+    )
+    .await;
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        kinds.push(next_json(&mut socket).await["type"].clone());
+    }
+    assert_eq!(kinds, ["auth_required", "auth_ok", "result"]);
+    // An auth message refused at once is answered after `auth_required`.
+    let mut refused = connect(gateway.addr, "/core/websocket", TOK_HA)
+        .await
+        .expect("upgrade");
+    send_json(
+        &mut refused,
+        serde_json::json!({"type": "auth", "access_token": TOK_UNKNOWN}),
+    )
+    .await;
+    assert_eq!(next_json(&mut refused).await["type"], "auth_required");
+    assert_eq!(next_json(&mut refused).await["type"], "auth_invalid");
+}
+
+#[tokio::test]
 async fn a_ping_before_auth_is_answered_and_not_passed_on() {
     let (upstream, first) = first_message_upstream().await;
     let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
