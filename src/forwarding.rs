@@ -152,8 +152,9 @@ pub enum ForwardError {
     /// went upstream).
     #[error("the gateway holds as many request bodies as it may; try again")]
     HeldBodiesFull,
-    /// A body of unknown length is longer than `limits.max_held_body_bytes`
-    /// itself: it could never be held whole (413; nothing went upstream).
+    /// A body of unknown length has filled `limits.max_held_body_bytes`
+    /// alone and goes on: it could never be held whole (413; nothing went
+    /// upstream).
     #[error("request body of unknown length too large to hold; send it with a Content-Length")]
     HeldBodyTooLarge,
     /// The upstream answered with an event stream, and the add-on holds

@@ -54,7 +54,8 @@ pub struct Gateway {
     /// Toggles are forwarded one at a time, so that the state recorded
     /// last is the one the upstream applied last.
     toggles: tokio::sync::Mutex<()>,
-    /// Set when the server stops: every event stream then ends.
+    /// Set when the server stops: every event stream and log followed
+    /// then ends (see [`EndsAtStop`]).
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
@@ -352,12 +353,11 @@ impl Gateway {
     }
 
     /// Ends every event stream and log followed, open or yet to come: the
-    /// server stops.
-    /// (WebSockets are closed by their relays, with 1001.) An event stream
-    /// would otherwise keep its connection, and the process, for the whole
-    /// shutdown grace time, which is as long as Docker waits before it
-    /// kills (helper 71).
-    pub fn end_event_streams(&self) {
+    /// server stops. (WebSockets are closed by their relays, with 1001.)
+    /// Such an answer would otherwise keep its connection, and the process,
+    /// for the whole shutdown grace time, which is as long as Docker waits
+    /// before it kills (helpers 71 and 72).
+    pub fn end_streams(&self) {
         self.stopping.send_replace(true);
     }
 

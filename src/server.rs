@@ -182,7 +182,7 @@ pub async fn serve_on(
     drop(listener);
     drop(alive_tx);
     let _ = stop_tx.send(true);
-    gateway.end_event_streams();
+    gateway.end_streams();
     wait_for_connections(&gateway, alive_rx).await;
     Ok(())
 }
@@ -237,7 +237,7 @@ pub async fn serve_each_worker_on(
     drop((accepting_tx, alive_tx));
     shutdown.await;
     let _ = stop_tx.send(true);
-    gateway.end_event_streams();
+    gateway.end_streams();
     // Every accepting task has ended (and dropped its listener) once the
     // last of their senders is gone.
     let _ = accepting_rx.recv().await;
