@@ -85,10 +85,7 @@ pub(crate) fn outside(text: &str) -> Option<(usize, &'static str)> {
             // After `key:` (or `-`) alone, a line past it that is neither
             // begins a plain scalar (`description:` and its text below).
             (Err(NEITHER), Some(Open::Nothing { parent })) if column > *parent => {
-                match plain_scalar(rest) {
-                    true => Ok(Some(Open::Plain { parent: *parent })),
-                    false => Err(PLAIN_OUTSIDE),
-                }
+                plain_value(rest, *parent)
             }
             (read, _) => read,
         };
@@ -338,17 +335,7 @@ fn value_text(text: &str, column: usize) -> Result<Option<Open>, &'static str> {
             Some(after) => after,
             None => return Err("a flow collection outside the subset (`[a, b]`, `{k: v}`)"),
         },
-        _ => {
-            let (plain, comment) = match text.find(" #") {
-                Some(at) => (&text[..at], true),
-                None => (text, false),
-            };
-            if !plain_scalar(plain.trim_end()) {
-                return Err(PLAIN_OUTSIDE);
-            }
-            // Without a comment after it, it may go on on the next lines.
-            return Ok((!comment).then_some(Open::Plain { parent: column }));
-        }
+        _ => return plain_value(text, column),
     };
     if comment_or_nothing(after) {
         Ok(None)
@@ -361,6 +348,20 @@ fn value_text(text: &str, column: usize) -> Result<Option<Open>, &'static str> {
 fn comment_or_nothing(rest: &str) -> bool {
     let trimmed = rest.trim_start_matches(' ');
     trimmed.is_empty() || (trimmed.starts_with('#') && trimmed.len() < rest.len())
+}
+
+/// Reads a plain scalar's first line (`text`, a comment after it
+/// included), of the key or `-` at `parent`: without a comment, it may go
+/// on on the next lines.
+fn plain_value(text: &str, parent: usize) -> Result<Option<Open>, &'static str> {
+    let (plain, comment) = match text.find(" #") {
+        Some(at) => (&text[..at], true),
+        None => (text, false),
+    };
+    match plain_scalar(plain.trim_end()) {
+        true => Ok((!comment).then_some(Open::Plain { parent })),
+        false => Err(PLAIN_OUTSIDE),
+    }
 }
 
 /// A plain scalar in block context, as written on its line.

@@ -228,6 +228,13 @@ fn plain_and_double_quoted_scalars_may_go_on_over_lines_indented_past_their_key(
     ] {
         assert_eq!(outside(text), None, "{text:?}");
     }
+    // Below `key:`, a value with a comment after it (helper 74), which
+    // then goes on no further.
+    assert_eq!(outside("slug: x\nhassio_api:\n  true # c\nname: y\n"), None);
+    assert_eq!(
+        outside("slug: x\nnote:\n  text # c\n  more\n").map(|(line, _)| line),
+        Some(4)
+    );
     // A nested block after `key:` is a block, not text.
     assert_eq!(outside("slug: x\noptions:\n  a: 1\n  b:\n    - c\n"), None);
 }
