@@ -218,10 +218,39 @@ fn revocable(body: Body, grant: Grant) -> Body {
 }
 
 /// Whether `path` (canonical) follows a log, as the Supervisor's
-/// `/…/logs/follow` and `/…/logs/…/follow` do: an answer that goes on for
-/// as long as the client stays, like an event stream.
+/// `/{service}/logs/follow`, `…/logs/boots/{boot}/follow`,
+/// `…/logs/identifiers/{identifier}/follow` and
+/// `…/logs/boots/{boot}/identifiers/{identifier}/follow` do (also under
+/// `/addons/{slug}`): an answer that goes on for as long as the client
+/// stays, like an event stream. Not `/host/logs/identifiers/follow`, the
+/// finite log of an identifier named `follow` (helper 75).
 fn is_log_follow(path: &str) -> bool {
-    path.ends_with("/follow") && path.contains("/logs/")
+    let Some(before) = path.strip_suffix("/follow") else {
+        return false;
+    };
+    // The segments before `follow`, the last first; a service (or the
+    // add-on's slug) must come before `logs`.
+    let mut back = before.rsplit('/');
+    let mut next = || back.next().unwrap_or("");
+    let segments = [next(), next(), next(), next(), next(), next()];
+    let logs_of_something = |at: usize| segments[at] == "logs" && !segments[at + 1].is_empty();
+    match segments {
+        ["logs", ..] => logs_of_something(0),
+        [_, "boots" | "identifiers", "logs", ..] => logs_of_something(2),
+        [_, "identifiers", _, "boots", "logs", _] => logs_of_something(4),
+        _ => false,
+    }
+}
+
+/// Whether an answer's body has no end of its own the client knows of: it
+/// is not over, and has no `Content-Length` (one with a length is let run
+/// to it, within the grace time: ending it early would break it off;
+/// helper 75).
+fn is_endless(response: &Response<Body>) -> bool {
+    !http_body::Body::is_end_stream(response.body())
+        && !response
+            .headers()
+            .contains_key(http::header::CONTENT_LENGTH)
 }
 
 /// An event stream (or a log followed) that ends, cleanly, when the server
@@ -550,16 +579,18 @@ impl Gateway {
                             logged_path.get_or_insert_with(|| permit.target().path.clone());
                         }
                     }
+                    let endless = is_endless(&response);
                     response = match decision.allowed() {
                         true => response.map(|body| {
-                            let stopping = self.stopping.subscribe();
-                            Body::new(EndsAtStop::new(revocable(body, grant), stopping))
+                            let body = revocable(body, grant);
+                            match endless {
+                                true => Body::new(EndsAtStop::new(body, self.stopping.subscribe())),
+                                false => body,
+                            }
                         }),
                         false => refusal(&decision, had_body),
                     };
-                } else if is_log_follow(&permit.target().path)
-                    && !http_body::Body::is_end_stream(response.body())
-                {
+                } else if is_log_follow(&permit.target().path) && is_endless(&response) {
                     // A log followed never ends of itself either (helper 72).
                     let stopping = self.stopping.subscribe();
                     response = response.map(|body| Body::new(EndsAtStop::new(body, stopping)));
@@ -892,5 +923,52 @@ mod tests {
         // A grant decided under the policy now in force has seen nothing.
         let now = live.current();
         assert!(!grant(&live, &now).reloads().has_changed().expect("open"));
+    }
+
+    #[test]
+    fn the_supervisors_log_follows_are_told_from_logs_of_things_named_follow() {
+        for path in [
+            "/supervisor/logs/follow",
+            "/core/logs/follow",
+            "/addons/core_ssh/logs/follow",
+            "/host/logs/boots/-1/follow",
+            "/addons/a/logs/boots/0/follow",
+            "/host/logs/identifiers/sshd/follow",
+            "/host/logs/boots/0/identifiers/sshd/follow",
+            // The log of an identifier named `follow`, followed.
+            "/host/logs/identifiers/follow/follow",
+        ] {
+            assert!(is_log_follow(path), "{path}");
+        }
+        for path in [
+            // The finite log of an identifier named `follow` (helper 75).
+            "/host/logs/identifiers/follow",
+            "/host/logs/boots/0/identifiers/follow",
+            "/logs/follow",
+            "/addons/follow/info",
+            "/supervisor/logs",
+            "/supervisor/logs/latest",
+            "/host/logs/boots/follow",
+            "/addons/a/logs/x/follow",
+        ] {
+            assert!(!is_log_follow(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn an_answer_with_a_length_is_not_endless() {
+        let streaming = || {
+            Body::from_stream(futures_util::stream::pending::<
+                Result<bytes::Bytes, std::io::Error>,
+            >())
+        };
+        assert!(is_endless(&Response::new(streaming())));
+        let mut with_length = Response::new(streaming());
+        with_length.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("4000"),
+        );
+        assert!(!is_endless(&with_length));
+        assert!(!is_endless(&Response::new(Body::empty())));
     }
 }

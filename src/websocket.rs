@@ -524,6 +524,16 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
                     .await;
                 return;
             }
+            // The answers held for the upstream's auth messages, once
+            // those have gone to the client (or the wait ran out).
+            () = order.ready() => {
+                for answer in order.take() {
+                    if to_client.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             next = client.next() => next,
         };
         let authenticated = authenticated_with.is_some();
@@ -561,18 +571,20 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
                 message
             }
             Verdict::Answer(answer) => {
-                order.after(AuthPhase::Over).await;
+                let Some(answer) = order.hold(answer) else {
+                    continue;
+                };
                 if to_client.send(answer).await.is_err() {
                     return;
                 }
                 continue;
             }
             Verdict::Instead { forward, refused } => {
-                if !refused.is_empty() {
-                    order.after(AuthPhase::Over).await;
-                }
                 for id in refused {
                     let answer = result_error(id, "unauthorized", "Unauthorized");
+                    let Some(answer) = order.hold(answer) else {
+                        continue;
+                    };
                     if to_client.send(answer).await.is_err() {
                         return;
                     }
@@ -589,7 +601,9 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
                     slug = access.grant.caller().slug().unwrap_or("-"),
                     "websocket closed: its in-band auth was refused (auth_invalid)"
                 );
-                order.after(AuthPhase::Required).await;
+                // (The socket closes after it: the wait, if any, holds
+                // nothing else up.)
+                order.after_required().await;
                 let _ = to_client.send(answer).await;
                 let _ = to_client
                     .send(close(CloseCode::Policy, "auth_invalid"))
@@ -639,38 +653,95 @@ impl AuthPhase {
 
 /// Keeps the relay's own answers to the client in the order Home
 /// Assistant's would come: an `auth_invalid` after the upstream's
-/// `auth_required`, a refused command after its `auth_ok`. A client that
-/// sent its auth message and a command at once got the command's refusal
-/// before `auth_required` (helper 71).
+/// `auth_required`, a refused command's result after its `auth_ok`. A
+/// client that sent its auth message and a command at once got the
+/// command's refusal before `auth_required` (helper 71). A refusal is held
+/// rather than waited for, so that the client's socket is read on (its
+/// pings, its close, a reload that revokes it, the allowed commands that
+/// go on: helper 75 found a first version that stopped reading meanwhile).
 struct AuthOrder {
     phase: watch::Receiver<AuthPhase>,
-    /// Whether to wait: not once a wait ran out (an upstream that does not
+    /// The refusals held, in order.
+    held: Vec<Message>,
+    /// When to stop holding them, once the first is held.
+    until: Option<tokio::time::Instant>,
+    /// Whether to hold: not once a wait ran out (an upstream that does not
     /// speak the auth phase), nor once the upstream's side has ended.
     waiting: bool,
 }
 
-/// The longest the relay holds its own answer back for the upstream's
+/// The longest the relay holds its own answers back for the upstream's
 /// part of the auth phase (Home Assistant gives a client 10 s for its own).
 const AUTH_ORDER_WAIT: Duration = Duration::from_secs(10);
+
+/// The most refusals held at once; past it, they go out as they are (a
+/// client that sends that many refused commands before `auth_ok` loses
+/// only their order).
+const AUTH_ORDER_HELD_MOST: usize = 256;
 
 impl AuthOrder {
     fn new(phase: watch::Receiver<AuthPhase>) -> AuthOrder {
         AuthOrder {
             phase,
+            held: Vec::new(),
+            until: None,
             waiting: true,
         }
     }
 
-    /// Waits until the upstream's part of the auth phase has gone to the
-    /// client as far as `needed`.
-    async fn after(&mut self, needed: AuthPhase) {
+    /// A refused command's result: given back to be sent now, or held
+    /// until the upstream's `auth_ok` has gone to the client.
+    fn hold(&mut self, answer: Message) -> Option<Message> {
+        let over = *self.phase.borrow() >= AuthPhase::Over;
+        if self.held.is_empty() && (over || !self.waiting) {
+            return Some(answer);
+        }
+        self.held.push(answer);
+        self.until
+            .get_or_insert_with(|| tokio::time::Instant::now() + AUTH_ORDER_WAIT);
+        if self.held.len() >= AUTH_ORDER_HELD_MOST {
+            self.waiting = false;
+        }
+        None
+    }
+
+    /// Resolves once the held refusals may go: the upstream's `auth_ok`
+    /// has gone to the client, the upstream's side has ended, the wait ran
+    /// out, or too many are held. Never while none is held.
+    async fn ready(&mut self) {
+        let Some(until) = self.until else {
+            return std::future::pending().await;
+        };
         if !self.waiting {
             return;
         }
-        let reached = self.phase.wait_for(|reached| *reached >= needed);
-        match tokio::time::timeout(AUTH_ORDER_WAIT, reached).await {
+        let over = self.phase.wait_for(|reached| *reached >= AuthPhase::Over);
+        match tokio::time::timeout_at(until, over).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => self.waiting = false,
+        }
+    }
+
+    /// The refusals held, to be sent now, in order.
+    fn take(&mut self) -> Vec<Message> {
+        self.until = None;
+        std::mem::take(&mut self.held)
+    }
+
+    /// Waits until the upstream's `auth_required` has gone to the client,
+    /// for an `auth_invalid` that closes the socket after it.
+    async fn after_required(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let required = self
+            .phase
+            .wait_for(|reached| *reached >= AuthPhase::Required);
+        if !matches!(
+            tokio::time::timeout(AUTH_ORDER_WAIT, required).await,
+            Ok(Ok(_))
+        ) {
+            self.waiting = false;
         }
     }
 }

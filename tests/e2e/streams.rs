@@ -381,7 +381,11 @@ async fn the_relays_own_answers_come_after_the_upstreams_auth_messages() {
                 let _ = socket.next().await;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let _ = socket.send(Message::text(r#"{"type":"auth_ok"}"#)).await;
-                let _ = tokio::time::timeout(Duration::from_secs(5), socket.next()).await;
+                // (Open until the client goes, pings and all.)
+                while let Ok(Some(Ok(_))) =
+                    tokio::time::timeout(Duration::from_secs(5), socket.next()).await
+                {
+                }
             });
         }
     });
@@ -402,11 +406,29 @@ async fn the_relays_own_answers_come_after_the_upstreams_auth_messages() {
         serde_json::json!({"id": 5, "type": "supervisor/info"}),
     )
     .await;
-    let mut kinds = Vec::new();
-    for _ in 0..3 {
-        kinds.push(next_json(&mut socket).await["type"].clone());
+    // The socket is read on while the refusal is held: a ping is answered
+    // before the upstream's `auth_ok` comes (helper 75: a first version
+    // read nothing until then).
+    socket
+        .send(Message::Ping(b"meanwhile".to_vec().into()))
+        .await
+        .expect("ping");
+    let mut seen = Vec::new();
+    while seen.iter().filter(|kind| *kind != "pong").count() < 3 {
+        seen.push(match next_frame(&mut socket).await {
+            Message::Text(text) => {
+                let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+                json["type"].as_str().unwrap_or("?").to_owned()
+            }
+            Message::Pong(_) => "pong".to_owned(),
+            other => format!("{other:?}"),
+        });
     }
-    assert_eq!(kinds, ["auth_required", "auth_ok", "result"]);
+    let messages: Vec<_> = seen.iter().filter(|kind| *kind != "pong").collect();
+    assert_eq!(messages, ["auth_required", "auth_ok", "result"], "{seen:?}");
+    let pong = seen.iter().position(|kind| kind == "pong");
+    let auth_ok = seen.iter().position(|kind| kind == "auth_ok");
+    assert!(pong.is_some() && pong < auth_ok, "{seen:?}");
     // An auth message refused at once is answered after `auth_required`.
     let mut refused = connect(gateway.addr, "/core/websocket", TOK_HA)
         .await
@@ -1178,6 +1200,54 @@ async fn sigterm_ends_a_log_followed_as_it_ends_an_event_stream() {
     .await;
     let request = format!("GET /supervisor/logs/follow HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_MANAGER}\r\n\r\n");
     sigterm_ends_a_stream(upstream, &request, "first line").await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_log_followed_with_a_length_run_to_its_end() {
+    // One with a `Content-Length` ends by itself: cut at the stop, it was
+    // broken off (helper 75).
+    let upstream = fake_upstream(|mut stream, _head| async move {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n\r\n";
+        let _ = stream.write_all(head).await;
+        let _ = stream.write_all(b"first line\n").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = stream.write_all(b"the rest of it.....\n").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text =
+        test_config_yaml(upstream).replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
+    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
+    let mut stream = TcpStream::connect(served.addr).await.expect("connect");
+    let request = format!("GET /supervisor/logs/follow HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_MANAGER}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("first line") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the first line in time")
+            .expect("read");
+        assert!(read > 0, "closed early");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || served.stop());
+    let (rest, ending) =
+        read_to_close(&mut stream, 4096, Duration::ZERO, Duration::from_secs(8)).await;
+    assert_eq!(ending, Ending::Closed);
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(
+        (received.len() - head_end) as u64 + rest,
+        30,
+        "the whole body"
+    );
+    stopped_within_the_grace(stopping, started);
 }
 
 /// Sends `request` to `serve` (with a 30 s grace time) in front of
