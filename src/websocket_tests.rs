@@ -289,3 +289,57 @@ fn the_upstreams_auth_messages_mark_how_far_the_auth_phase_has_gone() {
     }
     assert!(AuthPhase::Nothing < AuthPhase::Required && AuthPhase::Required < AuthPhase::Over);
 }
+
+#[tokio::test]
+async fn refusals_are_held_until_auth_ok_and_not_past_the_most() {
+    let text = |n: usize| Message::text(format!("{n}"));
+    let (reached, phase) = watch::channel(AuthPhase::Required);
+    let mut order = AuthOrder::new(phase);
+    // Before `auth_ok`: held, in order, and not ready.
+    assert!(order.hold(text(1)).is_none());
+    assert!(order.hold(text(2)).is_none());
+    let early = tokio::time::timeout(Duration::from_millis(50), order.ready()).await;
+    assert!(early.is_err(), "ready before auth_ok");
+    reached.send_replace(AuthPhase::Over);
+    tokio::time::timeout(Duration::from_secs(1), order.ready())
+        .await
+        .expect("ready once auth_ok went");
+    assert_eq!(order.take(), [text(1), text(2)]);
+    // After it, and with none held: sent at once.
+    assert_eq!(order.hold(text(3)), Some(text(3)));
+
+    // Too many held before `auth_ok`: they go out as they are.
+    let (_reached, phase) = watch::channel(AuthPhase::Required);
+    let mut order = AuthOrder::new(phase);
+    for n in 0..AUTH_ORDER_HELD_MOST {
+        assert!(order.hold(text(n)).is_none());
+    }
+    tokio::time::timeout(Duration::from_secs(1), order.ready())
+        .await
+        .expect("ready once too many are held");
+    assert_eq!(order.take().len(), AUTH_ORDER_HELD_MOST);
+    assert_eq!(order.hold(text(0)), Some(text(0)), "no more holding");
+
+    // The upstream's side gone: ready at once, no more holding.
+    let (reached, phase) = watch::channel(AuthPhase::Nothing);
+    let mut order = AuthOrder::new(phase);
+    assert!(order.hold(text(1)).is_none());
+    drop(reached);
+    tokio::time::timeout(Duration::from_secs(1), order.ready())
+        .await
+        .expect("ready once the upstream's side ended");
+    assert_eq!(order.take(), [text(1)]);
+    assert_eq!(order.hold(text(2)), Some(text(2)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_that_ran_out_is_not_waited_again() {
+    let (_reached, phase) = watch::channel(AuthPhase::Required);
+    let mut order = AuthOrder::new(phase);
+    assert!(order.hold(Message::text("1")).is_none());
+    let started = tokio::time::Instant::now();
+    order.ready().await;
+    assert_eq!(started.elapsed(), AUTH_ORDER_WAIT);
+    assert_eq!(order.take().len(), 1);
+    assert!(order.hold(Message::text("2")).is_some());
+}
