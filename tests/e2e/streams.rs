@@ -1215,23 +1215,8 @@ async fn sigterm_lets_a_log_followed_with_a_length_run_to_its_end() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     })
     .await;
-    let dir = tempfile::tempdir().expect("dir");
-    let text =
-        test_config_yaml(upstream).replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
-    let served = spawn_serve(&write(dir.path(), "gateway.yaml", &text), "info");
-    let mut stream = TcpStream::connect(served.addr).await.expect("connect");
     let request = format!("GET /supervisor/logs/follow HTTP/1.1\r\nHost: supervisor\r\nX-Supervisor-Token: {TOK_MANAGER}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("request");
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("first line") {
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
-            .await
-            .expect("the first line in time")
-            .expect("read");
-        assert!(read > 0, "closed early");
-        received.extend_from_slice(&buffer[..read]);
-    }
+    let (served, mut stream, received, _dir) = answer_begun(upstream, &request, "first line").await;
     let started = std::time::Instant::now();
     let stopping = std::thread::spawn(move || served.stop());
     let (rest, ending) =
@@ -1255,6 +1240,36 @@ async fn sigterm_lets_a_log_followed_with_a_length_run_to_its_end() {
 /// gateway: the answer must end as an answer ends (the last chunk, then the
 /// connection closes) and the process exit 0, both well within the grace.
 async fn sigterm_ends_a_stream(upstream: SocketAddr, request: &str, first: &str) {
+    let (served, mut stream, mut received, _dir) = answer_begun(upstream, request, first).await;
+    let mut buffer = [0u8; 4096];
+    let started = std::time::Instant::now();
+    let stopping = std::thread::spawn(move || served.stop());
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buffer))
+            .await
+            .expect("the answer ends within 8 s")
+            .expect("an orderly end, not a reset");
+        if read == 0 {
+            break;
+        }
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(
+        received.ends_with(b"\r\n0\r\n\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    stopped_within_the_grace(stopping, started);
+}
+
+/// Sends `request` to `serve` (with a 30 s grace time) in front of
+/// `upstream` and reads its answer until `first` has come: the gateway, the
+/// connection, what came, and the folder of the config (kept while used).
+async fn answer_begun(
+    upstream: SocketAddr,
+    request: &str,
+    first: &str,
+) -> (Served, TcpStream, Vec<u8>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let text =
         test_config_yaml(upstream).replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 30000");
@@ -1275,24 +1290,7 @@ async fn sigterm_ends_a_stream(upstream: SocketAddr, request: &str, first: &str)
         );
         received.extend_from_slice(&buffer[..read]);
     }
-    let started = std::time::Instant::now();
-    let stopping = std::thread::spawn(move || served.stop());
-    loop {
-        let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buffer))
-            .await
-            .expect("the answer ends within 8 s")
-            .expect("an orderly end, not a reset");
-        if read == 0 {
-            break;
-        }
-        received.extend_from_slice(&buffer[..read]);
-    }
-    assert!(
-        received.ends_with(b"\r\n0\r\n\r\n"),
-        "{:?}",
-        String::from_utf8_lossy(&received)
-    );
-    stopped_within_the_grace(stopping, started);
+    (served, stream, received, dir)
 }
 
 /// Waits for `stopping` (a [`Served::stop`] begun at `started`) and checks
