@@ -225,6 +225,8 @@ fn revocable(body: Body, grant: Grant) -> Body {
 /// stays, like an event stream. Not `/host/logs/identifiers/follow`, the
 /// finite log of an identifier named `follow` (helper 75).
 fn is_log_follow(path: &str) -> bool {
+    // (One slash after it is let through, and forwarded: helper 76.)
+    let path = path.strip_suffix('/').unwrap_or(path);
     let Some(before) = path.strip_suffix("/follow") else {
         return false;
     };
@@ -937,6 +939,8 @@ mod tests {
             "/host/logs/boots/0/identifiers/sshd/follow",
             // The log of an identifier named `follow`, followed.
             "/host/logs/identifiers/follow/follow",
+            // With the one slash after it the gateway lets through.
+            "/supervisor/logs/follow/",
         ] {
             assert!(is_log_follow(path), "{path}");
         }

@@ -320,6 +320,29 @@ async fn refusals_are_held_until_auth_ok_and_not_past_the_most() {
     assert_eq!(order.take().len(), AUTH_ORDER_HELD_MOST);
     assert_eq!(order.hold(text(0)), Some(text(0)), "no more holding");
 
+    // Given one by one (as the refused commands of one message are), no
+    // more than the most are ever held: the last sends them all, in order.
+    let given = AUTH_ORDER_HELD_MOST + 10;
+    let (to_client, mut queue) = client_queue();
+    let client = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < given {
+            got.push(queue.recv().await.expect("queued").message);
+        }
+        got
+    });
+    let (_reached, phase) = watch::channel(AuthPhase::Required);
+    let mut order = AuthOrder::new(phase);
+    for n in 0..given {
+        order.give(text(n), &to_client).await.expect("queued");
+        assert!(order.held.len() < AUTH_ORDER_HELD_MOST, "{n}");
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), client)
+        .await
+        .expect("all sent")
+        .expect("the client's side");
+    assert_eq!(got, (0..given).map(text).collect::<Vec<_>>());
+
     // The upstream's side gone: ready at once, no more holding.
     let (reached, phase) = watch::channel(AuthPhase::Nothing);
     let mut order = AuthOrder::new(phase);
