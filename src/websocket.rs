@@ -514,15 +514,7 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
                 if access.still_allowed(authenticated_with.as_deref()) {
                     continue;
                 }
-                tracing::info!(
-                    slug = access.grant.caller().slug().unwrap_or("-"),
-                    "websocket closed: after a reload its token no longer allows it"
-                );
-                let _ = to_client.send(close(CloseCode::Policy, NO_LONGER_ALLOWED)).await;
-                let _ = upstream
-                    .send(close(CloseCode::Away, "client refused"))
-                    .await;
-                return;
+                return no_longer_allowed(access, to_client, upstream).await;
             }
             // The answers held for the upstream's auth messages, once
             // those have gone to the client (or the wait ran out).
@@ -608,11 +600,35 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
                 return;
             }
         };
+        // A reload may have come while the client's answers were queued
+        // (a client that reads nothing makes that as long as it likes):
+        // nothing goes on for a token it took away (helper 77).
+        if reloads.has_changed().unwrap_or(false) {
+            reloads.mark_unchanged();
+            if !access.still_allowed(authenticated_with.as_deref()) {
+                return no_longer_allowed(access, to_client, upstream).await;
+            }
+        }
         let closing = message.is_close();
         if send_in_fragments(upstream, message).await.is_err() || closing {
             return;
         }
     }
+}
+
+/// Closes a relay whose add-on a reload no longer allows: 1008 to the
+/// client, 1001 to the upstream.
+async fn no_longer_allowed(access: &Access, to_client: &ToClient, upstream: &mut Sink) {
+    tracing::info!(
+        slug = access.grant.caller().slug().unwrap_or("-"),
+        "websocket closed: after a reload its token no longer allows it"
+    );
+    let _ = to_client
+        .send(close(CloseCode::Policy, NO_LONGER_ALLOWED))
+        .await;
+    let _ = upstream
+        .send(close(CloseCode::Away, "client refused"))
+        .await;
 }
 
 /// How far the upstream's side of Home Assistant's auth phase has gone to

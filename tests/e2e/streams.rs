@@ -1446,6 +1446,61 @@ async fn still_relayed(socket: &mut Socket, id: u64) {
 }
 
 #[tokio::test]
+async fn nothing_goes_on_after_a_revoking_reload_while_refusals_wait_for_the_client() {
+    // A client that reads nothing keeps the relay queueing the refusals of
+    // one message for as long as it likes; a reload that takes its token
+    // away meanwhile must keep the allowed part of that message from going
+    // on (helper 77: it went on after the reload).
+    let (gateway, path, text, _dir) = reloadable_gateway().await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let stream = socket.connect(gateway.addr).await.expect("connect");
+    let mut request = format!("ws://{}/core/websocket", gateway.addr)
+        .into_client_request()
+        .expect("request");
+    request
+        .headers_mut()
+        .insert("x-supervisor-token", TOK_HA.parse().expect("token"));
+    let (mut client, _) =
+        tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), None)
+            .await
+            .expect("upgrade");
+    assert_eq!(next_json(&mut client).await["type"], "auth_required");
+    send_json(
+        &mut client,
+        serde_json::json!({"type": "auth", "access_token": TOK_HA}),
+    )
+    .await;
+    assert_eq!(next_json(&mut client).await["type"], "auth_ok");
+    // More refused commands than the buffers between hold results for,
+    // then one allowed; the client reads nothing for now.
+    let mut commands = vec![serde_json::json!({"type": "hassio/x"}); 100_000];
+    commands.push(serde_json::json!({"id": 999_999, "type": "get_states"}));
+    send_json(&mut client, serde_json::Value::Array(commands)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rotated = text.replace(TOK_HA, "0123456789abcdef0123456789abcdef-rotated");
+    std::fs::write(&path, rotated).expect("write");
+    gateway.gateway.reload().expect("reloads");
+    // Now the client reads it all, to the close.
+    let mut closed_with = None;
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(Duration::from_secs(20), client.next()).await
+    {
+        if let Message::Close(frame) = frame {
+            closed_with = frame.map(|frame| frame.code);
+            break;
+        }
+    }
+    assert_eq!(closed_with, Some(CloseCode::Policy));
+    assert!(
+        !json_texts_seen(&gateway.mock)
+            .iter()
+            .any(|seen| seen.to_string().contains("999999")),
+        "the allowed part went on after the reload"
+    );
+}
+
+#[tokio::test]
 async fn a_reload_that_takes_the_add_ons_token_away_closes_its_websocket_and_refuses_its_auth() {
     let (gateway, path, text, _dir) = reloadable_gateway().await;
     let mut open = authenticated(gateway.addr, "/core/websocket").await;
