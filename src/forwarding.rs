@@ -342,8 +342,10 @@ impl Forwarder {
         // already on its way, goes on (its upstream connection is not
         // reused).
         let stopped = async move {
-            (watch.sent(timeout).await == Sent::UpstreamStopped)
-                .then(|| axum::Error::new(UpstreamStoppedReading))
+            match watch.sent(timeout).await == Sent::UpstreamStopped {
+                true => WatchEnds::Fail(axum::Error::new(UpstreamStoppedReading)),
+                false => WatchEnds::GoOn,
+            }
         };
         let watched = Watched::new(body, stopped, true);
         Ok(Response::from_parts(head, Body::new(watched)))
@@ -814,38 +816,58 @@ pub fn keep_spare_header_map(mut map: HeaderMap) {
     spares::keep(&SPARE_HEADER_MAPS, map, SPARE_HEADER_MAPS_KEPT);
 }
 
-/// An answer's body with a watch beside it that may end it with an error:
-/// the watch resolves to the error, or to `None` (the body then goes on,
-/// no longer watched).
+/// What the watch beside an answer's body (see [`Watched`]) decides once
+/// it resolves.
+pub(crate) enum WatchEnds {
+    /// The body ends with this error: the client sees it broken off.
+    Fail(axum::Error),
+    /// The body ends here, as if it had come to its end: the client sees
+    /// a whole answer, and the upstream's side is let go.
+    End,
+    /// The body goes on, no longer watched.
+    GoOn,
+}
+
+/// An answer's body with a watch beside it that may end it early, with an
+/// error or cleanly (see [`WatchEnds`]).
 pub(crate) struct Watched {
-    inner: Body,
-    watch: Option<Pin<Box<dyn Future<Output = Option<axum::Error>> + Send>>>,
+    /// `None` once the watch has ended it.
+    inner: Option<Body>,
+    watch: Option<Pin<Box<dyn Future<Output = WatchEnds> + Send>>>,
     /// The watch is looked at only while the body waits for more (an
     /// answer that flows is let flow), not before every piece.
     only_while_waiting: bool,
 }
 
+type Polled = Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>;
+
 impl Watched {
-    /// `inner`, ended with the error `watch` gives, if it gives one.
+    /// `inner`, ended as `watch` decides, if it decides to.
     pub(crate) fn new(
         inner: Body,
-        watch: impl Future<Output = Option<axum::Error>> + Send + 'static,
+        watch: impl Future<Output = WatchEnds> + Send + 'static,
         only_while_waiting: bool,
     ) -> Watched {
         Watched {
-            inner,
+            inner: Some(inner),
             watch: Some(Box::pin(watch)),
             only_while_waiting,
         }
     }
 
-    /// The error the watch ends the body with, once it gives one.
-    fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<axum::Error> {
-        let Poll::Ready(ended) = self.watch.as_mut()?.as_mut().poll(cx) else {
+    /// How the watch ends the body, once it does.
+    fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<Polled> {
+        let Poll::Ready(ends) = self.watch.as_mut()?.as_mut().poll(cx) else {
             return None;
         };
         self.watch = None;
-        ended
+        let polled = match ends {
+            WatchEnds::GoOn => return None,
+            WatchEnds::Fail(error) => Some(Err(error)),
+            WatchEnds::End => None,
+        };
+        self.inner = None;
+        Some(polled)
     }
 }
 
@@ -853,30 +875,34 @@ impl http_body::Body for Watched {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Polled> {
         if !self.only_while_waiting {
-            if let Some(error) = self.poll_watch(cx) {
-                return Poll::Ready(Some(Err(error)));
+            if let Some(ended) = self.poll_watch(cx) {
+                return Poll::Ready(ended);
             }
         }
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if polled.is_pending() && self.only_while_waiting {
-            if let Some(error) = self.poll_watch(cx) {
-                return Poll::Ready(Some(Err(error)));
+            if let Some(ended) = self.poll_watch(cx) {
+                return Poll::Ready(ended);
             }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

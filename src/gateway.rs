@@ -1,11 +1,8 @@
 //! One request's way through the gateway: judge it (steps 1 to 9), record
 //! the decision, then answer it ourselves or forward it.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -21,7 +18,9 @@ use crate::caller::{presented_token, Caller, Callers};
 use crate::config::{Config, ConfigError, Limits};
 use crate::decision::{decide, Decision, Outcome, Permit, Standing, Step};
 use crate::decision_cache::decide_kept;
-use crate::forwarding::{self, header_problem, ClientBody, ForwardError, Forwarder, Peer};
+use crate::forwarding::{
+    self, header_problem, ClientBody, ForwardError, Forwarder, Peer, WatchEnds, Watched,
+};
 use crate::metrics;
 use crate::protection_state::{self, ProtectionState};
 use crate::responses;
@@ -55,7 +54,7 @@ pub struct Gateway {
     /// last is the one the upstream applied last.
     toggles: tokio::sync::Mutex<()>,
     /// Set when the server stops: every event stream and log followed
-    /// then ends (see [`EndsAtStop`]).
+    /// then ends (see [`stopped`]).
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
@@ -203,18 +202,33 @@ impl Grant {
 #[error("the request is no longer allowed")]
 struct NoLongerAllowed;
 
-/// An event stream, cut off when a reload no longer allows its request.
-fn revocable(body: Body, grant: Grant) -> Body {
-    let revoked = async move {
-        grant.revoked().await;
-        tracing::info!(
-            caller = grant.caller().kind(),
-            slug = grant.caller().slug().unwrap_or("-"),
-            "event stream cut off: after a reload its token no longer allows it"
-        );
-        Some(axum::Error::new(NoLongerAllowed))
-    };
-    Body::new(forwarding::Watched::new(body, revoked, false))
+/// How a reload ends an event stream: cut off once `grant` no longer allows
+/// its request.
+async fn revoked(grant: Grant) -> WatchEnds {
+    grant.revoked().await;
+    tracing::info!(
+        caller = grant.caller().kind(),
+        slug = grant.caller().slug().unwrap_or("-"),
+        "event stream cut off: after a reload its token no longer allows it"
+    );
+    WatchEnds::Fail(axum::Error::new(NoLongerAllowed))
+}
+
+/// How the server's stop ends an answer with no end of its own (an event
+/// stream or a log followed, see [`is_endless`]; `None` for another):
+/// cleanly, so that the client sees the end of the answer (an
+/// `EventSource` connects again, to whatever serves then), and the
+/// upstream's connection is let go. A client that takes nothing of what
+/// was sent does not see the end: it holds its connection until the send
+/// timeout or the shutdown grace time, whichever comes first.
+async fn stopped(stopping: Option<tokio::sync::watch::Receiver<bool>>) -> WatchEnds {
+    if let Some(mut stopping) = stopping {
+        // (An error: the gateway is gone without stopping.)
+        if stopping.wait_for(|stopping| *stopping).await.is_ok() {
+            return WatchEnds::End;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Whether `path` (canonical) follows a log, as the Supervisor's
@@ -253,57 +267,6 @@ fn is_endless(response: &Response<Body>) -> bool {
         && !response
             .headers()
             .contains_key(http::header::CONTENT_LENGTH)
-}
-
-/// An event stream (or a log followed) that ends, cleanly, when the server
-/// stops: the client sees the end of the answer (an `EventSource` connects
-/// again, to whatever serves then), and the upstream's connection is let
-/// go. A client that takes nothing of what was sent does not see the end:
-/// it holds its connection until the send timeout or the shutdown grace
-/// time, whichever comes first.
-struct EndsAtStop {
-    /// `None` once ended.
-    inner: Option<Body>,
-    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
-}
-
-impl EndsAtStop {
-    fn new(inner: Body, mut stopping: tokio::sync::watch::Receiver<bool>) -> EndsAtStop {
-        let stop = async move {
-            if stopping.wait_for(|stopping| *stopping).await.is_err() {
-                // The gateway is gone without stopping: nothing to wait for.
-                std::future::pending::<()>().await;
-            }
-        };
-        EndsAtStop {
-            inner: Some(inner),
-            stop: Box::pin(stop),
-        }
-    }
-}
-
-impl http_body::Body for EndsAtStop {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
-        if self.inner.is_some() && self.stop.as_mut().poll(cx).is_ready() {
-            self.inner = None;
-        }
-        match self.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(http_body::Body::is_end_stream)
-    }
 }
 
 /// A judged request: the decision, who asked, and the target if it parsed.
@@ -581,21 +544,24 @@ impl Gateway {
                             logged_path.get_or_insert_with(|| permit.target().path.clone());
                         }
                     }
-                    let endless = is_endless(&response);
+                    let stopping = is_endless(&response).then(|| self.stopping.subscribe());
                     response = match decision.allowed() {
                         true => response.map(|body| {
-                            let body = revocable(body, grant);
-                            match endless {
-                                true => Body::new(EndsAtStop::new(body, self.stopping.subscribe())),
-                                false => body,
-                            }
+                            let ends = async move {
+                                tokio::select! {
+                                    ends = revoked(grant) => ends,
+                                    ends = stopped(stopping) => ends,
+                                }
+                            };
+                            Body::new(Watched::new(body, ends, false))
                         }),
                         false => refusal(&decision, had_body),
                     };
                 } else if is_log_follow(&permit.target().path) && is_endless(&response) {
                     // A log followed never ends of itself either (helper 72).
-                    let stopping = self.stopping.subscribe();
-                    response = response.map(|body| Body::new(EndsAtStop::new(body, stopping)));
+                    let stopping = Some(self.stopping.subscribe());
+                    response = response
+                        .map(|body| Body::new(Watched::new(body, stopped(stopping), false)));
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
