@@ -132,7 +132,7 @@ impl RawLimits {
     /// (`limits.send_timeout_ms`), if it was written.
     pub(super) fn line_of(&self, key: &str) -> Option<u64> {
         fn line<T>(field: &Option<Spanned<T>>) -> Option<u64> {
-            field.as_ref().map(|spanned| spanned.referenced.line())
+            field.as_ref().map(super::line_of)
         }
         match key.strip_prefix("limits.")? {
             "header_read_timeout_ms" => line(&self.header_read_timeout_ms),

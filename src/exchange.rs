@@ -355,6 +355,15 @@ impl Codings {
     }
 }
 
+/// Whether an answer has no body whatever its headers say: one to HEAD
+/// (`head_only`), 1xx, 204 or 304 (RFC 9112, section 6.3).
+pub(crate) fn bodiless(status: StatusCode, head_only: bool) -> bool {
+    head_only
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
 /// How the body of an answer is delimited (RFC 9112, section 6.3), from
 /// what its headers said (`seen`), and whether its connection may be used
 /// again. A `Content-Length` beside a `Transfer-Encoding` is removed, as a
@@ -370,10 +379,7 @@ fn framing(
     // After 101 the connection speaks another protocol: never reused.
     let mut keep_alive =
         version == Version::HTTP_11 && !seen.close && status != StatusCode::SWITCHING_PROTOCOLS;
-    let bodiless = head_only
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodiless = bodiless(status, head_only);
     if let Some(codings) = &seen.codings {
         if version != Version::HTTP_11 {
             // HTTP/1.0 has no transfer codings: the framing is faulty.

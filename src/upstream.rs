@@ -214,11 +214,7 @@ fn reusable_after(response: &Response<Incoming>) -> bool {
 /// (which hyper takes off) would go on undecoded and unlabelled, so it is
 /// refused, as the gateway's own client refuses it ([`exchange::Codings`]).
 fn decodable(response: &Response<Incoming>, head_only: bool) -> bool {
-    let status = response.status();
-    head_only
-        || status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED
+    exchange::bodiless(response.status(), head_only)
         || exchange::Codings::of(response.headers()).is_none_or(|codings| codings.only_chunked())
 }
 
