@@ -664,10 +664,18 @@ fn run_addons(path: &std::path::Path, format: Format) -> ExitCode {
             print!("{}", supervisor_gateway::addons_view::text(&rows))
         }
     }
+    let mut left_out = false;
     for problem in &config.manifest_problems {
         eprintln!("supervisor-gateway: {}: {problem}", problem.cost.headline());
+        left_out |= problem.cost == supervisor_gateway::manifests::ProblemCost::ManifestLeftOut;
     }
-    ExitCode::SUCCESS
+    // A script checking its manifests learns from the exit code that an
+    // add-on is missing from the rows (an unused secret is only a warning).
+    if left_out {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_advise(path: &std::path::Path, audit: &std::path::Path, format: Format) -> ExitCode {

@@ -120,7 +120,9 @@ fn the_addons_view_of_the_shipped_example_manifests() {
         "--format",
         "json",
     ]);
-    assert!(output.status.success());
+    // The example's broken manifest is left out: its rows still print, and
+    // the exit code says that one is missing.
+    assert_eq!(output.status.code(), Some(1));
     let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let summary: Vec<(String, String, u64)> = rows
         .as_array()
@@ -155,4 +157,48 @@ fn the_addons_view_of_the_shipped_example_manifests() {
     let table = String::from_utf8_lossy(&text.stdout);
     assert!(table.starts_with("slug "), "{table}");
     assert!(table.contains("full_access, docker_api"), "{table}");
+}
+
+#[test]
+fn addons_exits_1_only_when_a_manifest_is_left_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    manifest(
+        dir.path(),
+        "fine",
+        "config.yaml",
+        "slug: fine\nhassio_api: true\nhassio_role: backup\n",
+    );
+    // A token for an add-on that has no manifest: a warning, not a gap.
+    std::fs::write(
+        dir.path().join("secrets.yaml"),
+        "fine: fine-token-1\nnobody: nobody-token-1\n",
+    )
+    .expect("secrets");
+    let config = write(
+        dir.path(),
+        "gateway.yaml",
+        "upstream: http://127.0.0.1:1\nadmin_listen: none\naddon_manifests: addons\naddon_secrets: secrets.yaml\n",
+    );
+    let config = config.to_str().expect("utf-8");
+    let output = run_bin(&["addons", "--config", config]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("secrets file entry not used"), "{stderr}");
+    assert!(!stderr.contains("nobody-token-1"), "{stderr}");
+
+    manifest(
+        dir.path(),
+        "broken",
+        "config.yaml",
+        "slug: broken\nhassio_api: maybe\n",
+    );
+    let output = run_bin(&["addons", "--config", config]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("manifest left out"), "{stderr}");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.lines().any(|line| line.starts_with("fine ")),
+        "{table}"
+    );
 }
