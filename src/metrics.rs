@@ -73,9 +73,9 @@ pub fn install() -> Result<PrometheusHandle, String> {
     metrics::counter!(AUDIT_DROPPED).absolute(0);
     metrics::describe_counter!(
         UNPARSED_REQUESTS,
-        "Requests the HTTP parser refused before they were decided, by reason (malformed: 400, too_large: 431)."
+        "Requests the HTTP parser refused before they were decided, by reason (malformed: 400, too_large: 431, http2: HTTP/2 without asking, answered GOAWAY)."
     );
-    for reason in ["malformed", "too_large"] {
+    for reason in ["malformed", "too_large", "http2"] {
         metrics::counter!(UNPARSED_REQUESTS, "reason" => reason).absolute(0);
     }
     Ok(handle)
@@ -265,7 +265,8 @@ pub fn upstream_body_failed(fault: BodyFault) {
 }
 
 /// Counts a request hyper's parser refused before the gateway saw it:
-/// `too_large` (431) or `malformed` (400).
+/// `too_large` (431) or `malformed` (400); or a client that began in
+/// HTTP/2 (`http2`, answered with a GOAWAY).
 pub fn unparsed_request(reason: &'static str) {
     metrics::counter!(UNPARSED_REQUESTS, "reason" => reason).increment(1);
 }

@@ -70,6 +70,28 @@ const READ_CHUNK: usize = 4096;
 /// with the request. Any other body goes to hyper.
 const SHORT_BODY: usize = 1024;
 
+/// The start of HTTP/2's connection preface (RFC 9113, 3.4), sent first
+/// by a client that assumes HTTP/2 without asking ("prior knowledge").
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+
+/// The gateway's answer to it, in HTTP/2's own framing: the empty
+/// SETTINGS frame a server's side of the connection must begin with, then
+/// a GOAWAY with no stream processed and the error HTTP_1_1_REQUIRED
+/// (0xd), which tells the client to come again over HTTP/1.1 (curl does).
+const HTTP2_GOAWAY: [u8; 26] = [
+    0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS: length 0, flags 0, stream 0
+    0, 0, 8, 7, 0, 0, 0, 0, 0, // GOAWAY: length 8, flags 0, stream 0
+    0, 0, 0, 0, // the last stream processed: none
+    0, 0, 0, 0x0d, // HTTP_1_1_REQUIRED
+];
+
+/// How long, after its GOAWAY, what an HTTP/2 client sends is read and
+/// dropped: a socket closed with bytes unread sends a reset rather than
+/// an end, and a reset discards what the kernel has not yet sent, and on
+/// some systems what the client has not yet read. (Not tested: on
+/// loopback with Linux the GOAWAY reaches the client either way.)
+const HTTP2_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How a stretch of the connection served here ended.
 pub(crate) enum Stretch {
     /// The connection is closed: the client went, an answer could not be
@@ -93,6 +115,8 @@ pub(crate) struct Served<'a> {
     pub(crate) gateway: &'a Arc<Gateway>,
     pub(crate) activity: &'a Arc<Activity>,
     pub(crate) peer: &'a Peer,
+    /// The client's address, for log lines.
+    pub(crate) addr: std::net::SocketAddr,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_headers: usize,
 }
@@ -130,6 +154,7 @@ pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
 ) -> Stretch {
     let mut connection = Connection {
         io,
+        addr: served.addr,
         read: BytesMut::with_capacity(READ_CHUNK),
         scanned: 0,
         activity: served.activity,
@@ -148,6 +173,8 @@ pub(crate) async fn serve<S: Future<Output = ()> + Unpin>(
 /// The connection while this module serves it.
 struct Connection<'a, S> {
     io: ClientIo,
+    /// The client's address, for log lines.
+    addr: std::net::SocketAddr,
     /// What the client sent and no request has taken yet.
     read: BytesMut,
     /// How much of `read` is known to hold no end of a head.
@@ -215,6 +242,9 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                         return Ok(Some((parts, body)));
                     }
                     Parsed::Partial if self.read.len() < self.room => {}
+                    Parsed::Other if self.read.starts_with(HTTP2_PREFACE) => {
+                        return Err(self.refuse_http2(deadlines).await);
+                    }
                     Parsed::Partial | Parsed::Other => return Ok(None),
                 }
             } else if *self.stopping {
@@ -240,6 +270,36 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                 Next::Expired(expiry) => return Err(End::Expired(expiry)),
             }
         }
+    }
+
+    /// Answers a client that began in HTTP/2 (which hyper, set for
+    /// HTTP/1 alone, would close without a word) with a GOAWAY saying
+    /// HTTP/1.1 is required, and closes; see [`HTTP2_GOAWAY`].
+    async fn refuse_http2(&mut self, deadlines: &mut Deadlines) -> End {
+        crate::metrics::unparsed_request("http2");
+        tracing::info!(
+            peer = %self.addr,
+            "a client began in HTTP/2 without asking (prior knowledge): answered GOAWAY HTTP_1_1_REQUIRED, as the gateway speaks HTTP/1.1"
+        );
+        if let Err(end) = self
+            .write(deadlines, &mut [IoSlice::new(&HTTP2_GOAWAY)])
+            .await
+        {
+            return end;
+        }
+        let _ = self.io.shutdown().await;
+        let io = &mut self.io;
+        let read = &mut self.read;
+        let _ = tokio::time::timeout(HTTP2_LINGER, async move {
+            loop {
+                read.clear();
+                if !read_into(io, read).await {
+                    break;
+                }
+            }
+        })
+        .await;
+        End::Closed
     }
 
     /// Closes the connection in order: the client gets every byte sent.

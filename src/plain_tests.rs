@@ -457,6 +457,7 @@ async fn written(answer: Response<Body>) -> (bool, TcpStream) {
     let mut deadlines = five_second_deadlines(&activity);
     let mut connection = Connection {
         io: ClientIo::new(server, activity.clone(), Box::new(())),
+        addr: "127.0.0.1:1".parse().expect("address"),
         read: BytesMut::new(),
         scanned: 0,
         activity: &activity,
@@ -644,6 +645,7 @@ async fn a_request_already_sent_when_the_server_stops_is_read_not_dropped() {
     // The stop has come already, beside the request.
     let mut connection = Connection {
         io,
+        addr: "127.0.0.1:1".parse().expect("address"),
         read: BytesMut::new(),
         scanned: 0,
         activity: &activity,

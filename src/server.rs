@@ -468,6 +468,7 @@ impl Connection {
             gateway: &gateway,
             activity: &activity,
             peer: &peer,
+            addr,
             max_header_bytes: limits.max_header_bytes,
             max_headers: limits.max_headers,
         };

@@ -475,6 +475,58 @@ async fn requests_the_http_parser_refuses_are_counted_and_logged() {
     assert_eq!(code, Some(0));
 }
 
+#[tokio::test]
+async fn a_client_beginning_in_http2_gets_a_goaway_saying_http11_is_required() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (served, admin) = serve_with_admin(&mock, dir.path());
+    let name = "supervisor_gateway_unparsed_requests_total";
+    assert_eq!(
+        value(&scrape(admin).await.1, name, &[("reason", "http2")]),
+        0.0
+    );
+
+    // As curl --http2-prior-knowledge begins: the preface (RFC 9113, 3.4)
+    // and its SETTINGS; then, after the gateway has answered, the frames of
+    // a first request, which it reads and drops before it closes. (Whether
+    // it does cannot be seen from here: Linux hands a client the bytes it
+    // received before a reset, and on loopback they all are.)
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100]);
+    let request = [0, 0, 4, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41];
+    let mut stream = tokio::net::TcpStream::connect(served.addr)
+        .await
+        .expect("connect");
+    stream.write_all(&preface).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream.write_all(&request).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "closed cleanly, not reset: {read:?}"
+    );
+    // An empty SETTINGS (type 4), then GOAWAY (type 7, 8 bytes) with last
+    // stream 0 and error 0xd, HTTP_1_1_REQUIRED (RFC 9113, 6.5, 6.8, 7).
+    let expected: [u8; 26] = [
+        0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13,
+    ];
+    assert_eq!(got, expected);
+
+    assert!(served.wait_for_log(
+        "answered GOAWAY HTTP_1_1_REQUIRED",
+        1,
+        Duration::from_secs(5)
+    ));
+    let (_, after) = scrape(admin).await;
+    assert_eq!(value(&after, name, &[("reason", "http2")]), 1.0);
+    assert_eq!(value(&after, REQUESTS, &[]), 0.0, "never decided");
+    let (code, _) = served.stop();
+    assert_eq!(code, Some(0));
+}
+
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn audit_lines_that_cannot_be_written_are_counted_and_said_once() {
