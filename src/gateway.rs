@@ -503,7 +503,7 @@ impl Gateway {
         } = judgement;
         let mut logged_path = (logged(&decision) || self.audit.is_some()).then(|| match &target {
             Some(target) => target.path.clone(),
-            None => parts.uri.path().to_owned(),
+            None => refused_path_for_log(parts.uri.path()),
         });
         let method = parts.method.clone();
         // (A body read whole with its head leaves nothing unread.)
@@ -755,6 +755,35 @@ fn logged(decision: &Decision) -> bool {
 /// query, which may carry a token.
 struct LogPath<'a>(&'a str);
 
+/// A target refused at steps 1 and 2, as the logs show it: as it came,
+/// but cut short (with `…`) where parameters, a query or a fragment would
+/// begin: at a `;`, `?` or `#`, or at one of them percent-encoded, once or
+/// more (`%3F`, `%253F`). A query is never logged, and a client that
+/// hides one (with a token in it, say) in a target refused for that is
+/// not logged either.
+fn refused_path_for_log(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let cut = (0..bytes.len()).find(|&at| match bytes[at] {
+        b';' | b'?' | b'#' => true,
+        b'%' => {
+            // Past any `25`s (a `%` encoded again), the byte encoded.
+            let mut next = at + 1;
+            while bytes.get(next..next + 2) == Some(b"25") {
+                next += 2;
+            }
+            matches!(
+                bytes.get(next..next + 2),
+                Some(b"3B" | b"3b" | b"3F" | b"3f" | b"23")
+            )
+        }
+        _ => false,
+    });
+    match cut {
+        Some(at) => format!("{}…", &path[..at]),
+        None => path.to_owned(),
+    }
+}
+
 impl std::fmt::Display for LogPath<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Display::fmt(&self.0.escape_debug(), f)
@@ -856,6 +885,25 @@ mod tests {
             &parts,
             "/core/api/stream",
         )
+    }
+
+    #[test]
+    fn a_refused_target_is_logged_up_to_where_parameters_or_a_query_begin() {
+        for (path, logged) in [
+            ("/a/b", "/a/b"),
+            ("/a//b", "/a//b"),
+            ("/a/%2e%2e/b", "/a/%2e%2e/b"),
+            ("/a;t=x", "/a…"),
+            ("/a%3Bt=x", "/a…"),
+            ("/a%3ft=x", "/a…"),
+            ("/a%25253Ft=x", "/a…"),
+            ("/a%2523t", "/a…"),
+            ("/a%25%3Ft", "/a%25…"),
+            ("/a%2", "/a%2"),
+            ("%3F", "…"),
+        ] {
+            assert_eq!(refused_path_for_log(path), logged, "{path}");
+        }
     }
 
     #[test]

@@ -214,3 +214,36 @@ fn the_standalone_mock_logs_each_bodys_length_and_sha256_at_debug() {
     );
     assert!(answered.contains(&digest), "{answered}");
 }
+
+#[tokio::test]
+async fn a_refused_target_is_logged_cut_where_a_hidden_query_or_parameters_begin() {
+    let mock = start_mock().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()));
+    let path = write(dir.path(), "gateway.yaml", &text);
+    let served = spawn_serve(&path, "info");
+    // Each is refused at step 2 and must not show what follows its cut.
+    let targets = [
+        ("/backups;token=s3cr3t-semicolon", "/backups…"),
+        ("/backups%3Ftoken=s3cr3t-encoded", "/backups…"),
+        ("/backups%253ftoken=s3cr3t-twice", "/backups…"),
+        ("/backups/..%2F%23s3cr3t-fragment", "/backups/..%2F…"),
+    ];
+    for (target, _) in targets {
+        let request = RawRequest::new("GET", target).token(TOK_BACKUP);
+        assert_eq!(served.send(&request).await.status, 400, "{target}");
+    }
+    let audit = audit_entries(&dir.path().join("audit.jsonl"), targets.len()).await;
+    let logged: Vec<&str> = audit.iter().map(|entry| entry.path.as_str()).collect();
+    let expected: Vec<&str> = targets.iter().map(|(_, shown)| *shown).collect();
+    assert_eq!(logged, expected);
+    let (code, log) = served.stop();
+    assert_eq!(code, Some(0));
+    assert!(log.contains("path=/backups…"), "{log}");
+    let audit_text = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        !log.contains("s3cr3t") && !audit_text.contains("s3cr3t"),
+        "{log}\n{audit_text}"
+    );
+    assert!(mock.state().take().is_empty(), "refused, so never sent on");
+}
