@@ -422,6 +422,13 @@ impl Checker<'_> {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
         let upstream = self.upstream(&raw.upstream)?;
+        if upstream_is_listener(&upstream, listen) {
+            return Err(self.error(
+                line_of(&raw.upstream),
+                "upstream",
+                "is the gateway's own listen address: every request would be sent back to the gateway",
+            ));
+        }
         let admin_listen = match &raw.admin_listen {
             None => Some(SocketAddr::from(([127, 0, 0, 1], 8099))),
             Some(text) if text.value == "none" => None,
@@ -554,10 +561,28 @@ impl Checker<'_> {
         if has_path {
             return Err(bad("the upstream URL takes no path or query"));
         }
-        uri.authority()
-            .filter(|authority| authority.port_u16().is_some() || !authority.host().is_empty())
-            .cloned()
-            .ok_or_else(|| bad("the upstream URL needs a host"))
+        let authority = uri
+            .authority()
+            .filter(|authority| !authority.host().is_empty())
+            .ok_or_else(|| bad("the upstream URL needs a host"))?;
+        if !upstream_host_ok(authority.host()) {
+            return Err(bad(
+                "the upstream's host must be a name, an IPv4 address or an IPv6 address in brackets",
+            ));
+        }
+        // (`Authority::port` is `None` for a port it cannot read: the text
+        // after the host is looked at instead.)
+        let after_host = authority.as_str().strip_prefix(authority.host());
+        if let Some(port) = after_host.filter(|rest| !rest.is_empty()) {
+            let number = port
+                .strip_prefix(':')
+                .filter(|digits| digits.bytes().all(|byte| byte.is_ascii_digit()))
+                .and_then(|digits| digits.parse::<u16>().ok());
+            if !matches!(number, Some(1..=u16::MAX)) {
+                return Err(bad("the upstream's port must be a number from 1 to 65535"));
+            }
+        }
+        Ok(authority.clone())
     }
 
     fn plugin_tokens(
@@ -913,6 +938,49 @@ fn unused_secrets(
                 .to_owned(),
         })
         .collect()
+}
+
+/// Whether `host`, as written in the upstream URL, is one the gateway can
+/// connect to: an IPv6 address in brackets, an IPv4 address, or a name of
+/// letters, digits, `-` and `_` (Docker's service names) between dots.
+fn upstream_host_ok(host: &str) -> bool {
+    if let Some(inside) = host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        return inside.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        })
+}
+
+/// Whether an upstream at `authority` is the gateway's own listener at
+/// `listen`, so that every request would be sent back to the gateway:
+/// the same port, and the same address, or a loopback one (or
+/// `localhost`) while the gateway listens on every address. A name that
+/// resolves to the gateway is not seen.
+fn upstream_is_listener(authority: &http::uri::Authority, listen: SocketAddr) -> bool {
+    if authority.port_u16().unwrap_or(80) != listen.port() {
+        return false;
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip,
+        Err(_) if host.eq_ignore_ascii_case("localhost") => {
+            return listen.ip().is_loopback() || listen.ip().is_unspecified();
+        }
+        Err(_) => return false,
+    };
+    ip == listen.ip() || (listen.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
 }
 
 fn line_of<T>(spanned: &Spanned<T>) -> u64 {

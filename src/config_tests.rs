@@ -207,6 +207,60 @@ fn an_upstream_with_credentials_is_refused_without_echoing_them() {
 }
 
 #[test]
+fn an_upstream_port_or_host_the_gateway_cannot_connect_to_is_refused() {
+    for upstream in [
+        "http://127.0.0.1:notaport",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:+8081",
+        "'http://127.0.0.1:'",
+        "http://[garbage]:1",
+        "http://a..b:1",
+    ] {
+        let error = refused_at(&format!("\nupstream: {upstream}\n"), "upstream", 2);
+        let text = error.to_string();
+        assert!(
+            text.contains("port") || text.contains("host"),
+            "{upstream}: {text}"
+        );
+    }
+    for upstream in [
+        "http://supervisor",
+        "http://my_addon.local:80",
+        "http://[::1]:8081",
+        "http://10.0.0.1:65535",
+    ] {
+        let text = format!("upstream: {upstream}\n");
+        let loaded = Config::from_yaml(&text, "test.yaml");
+        assert!(loaded.is_ok(), "{upstream}: {:?}", loaded.err());
+    }
+}
+
+#[test]
+fn an_upstream_that_is_the_gateways_own_listener_is_refused() {
+    for (listen, upstream) in [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+        ("0.0.0.0:8080", "http://localhost:8080"),
+        ("[::]:8080", "http://[::1]:8080"),
+        ("127.0.0.1:80", "http://127.0.0.1"),
+    ] {
+        let text = format!("listen: '{listen}'\nupstream: {upstream}\n");
+        let error = refused_at(&text, "upstream", 2);
+        assert!(error.to_string().contains("own listen address"), "{error}");
+    }
+    // Another port, or another address the gateway does not listen on.
+    for (listen, upstream) in [
+        ("127.0.0.1:8080", "http://127.0.0.1:8081"),
+        ("127.0.0.1:8080", "http://10.0.0.1:8080"),
+        ("127.0.0.1:8080", "http://supervisor:8080"),
+    ] {
+        let text = format!("listen: {listen}\nupstream: {upstream}\n");
+        assert!(Config::from_yaml(&text, "test.yaml").is_ok(), "{text}");
+    }
+}
+
+#[test]
 fn the_upstream_token_may_not_be_a_callers_token() {
     let error = error_of(
         "upstream: http://127.0.0.1:1\nupstream_token: same-token\ntokens:\n  cli: same-token\n",
