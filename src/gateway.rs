@@ -371,9 +371,17 @@ impl Gateway {
             ("self", None) => return,
             (slug, _) => slug,
         };
-        let Some(protected) = tap.bytes().as_deref().and_then(protection_state::requested) else {
-            tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read; its state is unknown");
-            return;
+        let asked = tap.bytes().as_deref().map_or(
+            protection_state::Asked::Unreadable,
+            protection_state::requested,
+        );
+        let protected = match asked {
+            protection_state::Asked::Set(protected) => protected,
+            protection_state::Asked::Nothing => return,
+            protection_state::Asked::Unreadable => {
+                tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read; its state is unknown");
+                return;
+            }
         };
         if let Err(error) = self.protection.set(slug, protected) {
             tracing::error!(slug, %error, "cannot write the protection state file");

@@ -103,10 +103,44 @@ pub fn toggle_slug(path: &str) -> Option<&str> {
     (!slug.is_empty() && !slug.contains('/')).then_some(slug)
 }
 
-/// The `protected` value of a toggle request's JSON body.
-pub fn requested(body: &[u8]) -> Option<bool> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get("protected")?.as_bool()
+/// What a protection-mode toggle's JSON body asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// Protection mode on (`true`) or off.
+    Set(bool),
+    /// No `protected` field: the Supervisor changes nothing.
+    Nothing,
+    /// Not a JSON object, or a `protected` the Supervisor refuses.
+    Unreadable,
+}
+
+/// What a toggle request's JSON body asks for, read as the Supervisor
+/// reads it: its `protected` field is optional and passes through
+/// voluptuous' `Boolean()`, so `true`, `false`, the words `1`, `true`,
+/// `yes`, `on`, `enable` (true) and `0`, `false`, `no`, `off`, `disable`
+/// (false) in any case, a number (true unless zero), null (false), and a
+/// list or object (true unless empty) all set it; other text is refused.
+pub fn requested(body: &[u8]) -> Asked {
+    use serde_json::Value;
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Asked::Unreadable;
+    };
+    let Some(protected) = fields.get("protected") else {
+        return Asked::Nothing;
+    };
+    let set = match protected {
+        Value::Bool(value) => Some(*value),
+        Value::Null => Some(false),
+        Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
+        Value::String(text) => match text.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" | "enable" => Some(true),
+            "0" | "false" | "no" | "off" | "disable" => Some(false),
+            _ => None,
+        },
+        Value::Array(items) => Some(!items.is_empty()),
+        Value::Object(members) => Some(!members.is_empty()),
+    };
+    set.map_or(Asked::Unreadable, Asked::Set)
 }
 
 #[cfg(test)]
@@ -129,11 +163,33 @@ mod tests {
     }
 
     #[test]
-    fn the_requested_state_comes_from_the_json_body() {
-        assert_eq!(requested(br#"{"protected": false}"#), Some(false));
-        assert_eq!(requested(br#"{"protected": true, "x": 1}"#), Some(true));
-        assert_eq!(requested(br#"{"protected": "no"}"#), None);
-        assert_eq!(requested(b"garbage"), None);
+    fn the_requested_state_is_read_as_the_supervisors_schema_reads_it() {
+        for (body, asked) in [
+            (r#"{"protected": false}"#, Asked::Set(false)),
+            (r#"{"protected": true, "x": 1}"#, Asked::Set(true)),
+            (r#"{"protected": "no"}"#, Asked::Set(false)),
+            (r#"{"protected": "OFF"}"#, Asked::Set(false)),
+            (r#"{"protected": "Disable"}"#, Asked::Set(false)),
+            (r#"{"protected": "0"}"#, Asked::Set(false)),
+            (r#"{"protected": "enable"}"#, Asked::Set(true)),
+            (r#"{"protected": 0}"#, Asked::Set(false)),
+            (r#"{"protected": 0.0}"#, Asked::Set(false)),
+            (r#"{"protected": 2}"#, Asked::Set(true)),
+            (r#"{"protected": null}"#, Asked::Set(false)),
+            (r#"{"protected": []}"#, Asked::Set(false)),
+            (r#"{"protected": [0]}"#, Asked::Set(true)),
+            (
+                r#"{"protected": true, "protected": false}"#,
+                Asked::Set(false),
+            ),
+            (r#"{}"#, Asked::Nothing),
+            (r#"{"protected": "y"}"#, Asked::Unreadable),
+            (r#"{"protected": "offf"}"#, Asked::Unreadable),
+            (r#"[{"protected": false}]"#, Asked::Unreadable),
+            ("garbage", Asked::Unreadable),
+        ] {
+            assert_eq!(requested(body.as_bytes()), asked, "{body}");
+        }
     }
 
     #[test]
