@@ -379,6 +379,17 @@ impl HeldRoom {
         }
     }
 
+    /// The cap.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Takes `bytes` more of the room, if that much is left.
+    pub(crate) fn try_take(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes).ok()?;
+        self.left.clone().try_acquire_many_owned(bytes).ok()
+    }
+
     #[cfg(test)]
     fn left(&self) -> usize {
         self.left.available_permits()
@@ -438,12 +449,7 @@ impl Held {
             if size == 0 {
                 return Err(NoRoom::Ever);
             }
-            // (A block is at most 64 KiB, under u32::MAX.)
-            let more = room
-                .left
-                .clone()
-                .try_acquire_many_owned(size as u32)
-                .map_err(|_| NoRoom::Now)?;
+            let more = room.try_take(size).ok_or(NoRoom::Now)?;
             match &mut self.taken {
                 Some(taken) => taken.merge(more),
                 None => self.taken = Some(more),

@@ -526,6 +526,10 @@ impl Forwarder {
                 upstream: upstream_upgrade,
                 handover: parts.extensions.remove::<websocket::Handover>(),
                 max_client_message: self.limits.max_websocket_message_bytes,
+                meter: websocket::ClientMeter::new(
+                    self.held.clone(),
+                    self.limits.body_idle_timeout,
+                ),
                 slot,
             },
             access,

@@ -75,3 +75,4 @@ pub mod target;
 pub mod token_commands;
 mod upstream;
 pub mod websocket;
+mod websocket_meter;

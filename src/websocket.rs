@@ -19,11 +19,14 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::body::HeldRoom;
 use crate::caller::Caller;
 use crate::forwarding;
+use crate::forwarding::ForwardError;
 use crate::gateway::{Grant, Policy};
 use crate::idle::SendWatch;
 use crate::places::Place;
+use crate::websocket_meter::{cut_of, Cut, Meter, Metered};
 
 #[path = "websocket_messages.rs"]
 mod messages;
@@ -196,6 +199,9 @@ pub struct Ends {
     pub(crate) handover: Option<Handover>,
     /// Largest message (and frame) the client may send.
     pub max_client_message: usize,
+    /// The room the client's unfinished messages take, and how long one
+    /// may pause.
+    pub(crate) meter: ClientMeter,
     /// The add-on's place under `limits.max_websockets_per_addon`, held
     /// for as long as the relay runs.
     pub slot: Option<Place>,
@@ -253,6 +259,7 @@ pub async fn relay(ends: Ends, access: Access) {
         upstream,
         handover,
         max_client_message,
+        meter,
         slot: _slot,
     } = ends;
     let (send, stopping) = match handover {
@@ -284,8 +291,8 @@ pub async fn relay(ends: Ends, access: Access) {
     let client_config = library
         .max_message_size(Some(max_client_message))
         .max_frame_size(Some(max_client_message));
-    let client = socket(client, Role::Server, client_config).await;
-    let upstream = socket(upstream, Role::Client, upstream_config).await;
+    let client = socket(client, Some(meter.0.clone()), Role::Server, client_config).await;
+    let upstream = socket(upstream, None, Role::Client, upstream_config).await;
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = client_queue();
@@ -296,6 +303,7 @@ pub async fn relay(ends: Ends, access: Access) {
     let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone(), reached));
     let mut sides = Sides {
         client: client_stream,
+        meter: meter.0,
         upstream: upstream_sink,
         to_client,
     };
@@ -359,14 +367,29 @@ pub async fn relay(ends: Ends, access: Access) {
 
 async fn socket(
     io: Upgraded,
+    meter: Option<Arc<Meter>>,
     role: Role,
     config: WebSocketConfig,
-) -> WebSocketStream<TokioIo<Upgraded>> {
-    WebSocketStream::from_raw_socket(TokioIo::new(io), role, Some(config)).await
+) -> WebSocketStream<Io> {
+    let io = Metered::new(TokioIo::new(io), meter);
+    WebSocketStream::from_raw_socket(io, role, Some(config)).await
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
-type Stream = futures_util::stream::SplitStream<WebSocketStream<TokioIo<Upgraded>>>;
+/// A side's connection: the client's with its reads counted.
+type Io = Metered<TokioIo<Upgraded>>;
+type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
+
+/// The count of a client's unfinished messages (see
+/// [`crate::websocket_meter`]), made where the upgrade is forwarded.
+pub(crate) struct ClientMeter(Arc<Meter>);
+
+impl ClientMeter {
+    /// Room from `room` (`None`: no cap), pauses of at most `idle`.
+    pub(crate) fn new(room: Option<HeldRoom>, idle: Duration) -> ClientMeter {
+        ClientMeter(Meter::new(room, idle))
+    }
+}
 
 /// How a relay came to its end.
 #[derive(PartialEq, Eq)]
@@ -499,6 +522,7 @@ async fn downstream(mut upstream: Stream, to_client: ToClient, reached: watch::S
 async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receiver<AuthPhase>) {
     let Sides {
         client,
+        meter,
         upstream,
         to_client,
     } = sides;
@@ -530,7 +554,15 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
         };
         let authenticated = authenticated_with.is_some();
         let message = match next {
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                match &message {
+                    Message::Ping(payload) | Message::Pong(payload) => {
+                        meter.control_taken(payload.len());
+                    }
+                    _ => meter.taken_whole(),
+                }
+                message
+            }
             Some(Err(error)) => {
                 // Nothing of the message went on: the client is told why
                 // (RFC 6455's codes), the upstream that the client went.
@@ -786,6 +818,9 @@ enum Fault<'a> {
     /// Text that is not UTF-8. (The library's error quotes the bytes, which
     /// may hold a token: it is not logged.)
     NotUtf8,
+    /// An unfinished message cut: no room for it, or paused too long (the
+    /// client's side only; see [`crate::websocket_meter`]).
+    Cut(Cut),
 }
 
 fn fault(error: &WsError) -> Fault<'_> {
@@ -794,6 +829,7 @@ fn fault(error: &WsError) -> Fault<'_> {
         WsError::Utf8(_) => Fault::NotUtf8,
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Fault::WentAway,
         WsError::Protocol(error) => Fault::Protocol(error),
+        WsError::Io(error) => cut_of(error).map_or(Fault::WentAway, Fault::Cut),
         _ => Fault::WentAway,
     }
 }
@@ -817,6 +853,8 @@ fn upstream_fault(error: &WsError) -> &'static str {
             tracing::warn!("websocket closed: the upstream sent text that is not UTF-8");
             UPSTREAM_BROKE_PROTOCOL
         }
+        // (The upstream's reads are not counted: it is trusted.)
+        Fault::Cut(_) => UPSTREAM_GONE,
     }
 }
 
@@ -838,6 +876,20 @@ fn client_fault(error: &WsError) -> Option<Message> {
             tracing::info!("websocket closed: the client sent text that is not UTF-8");
             Some(close(CloseCode::Invalid, "text that is not UTF-8"))
         }
+        Fault::Cut(cut) => {
+            tracing::warn!(%cut, "websocket closed: a client's unfinished message was cut off");
+            let (error, code, reason) = match cut {
+                Cut::NoRoomNow => (ForwardError::HeldBodiesFull, CloseCode::Again, NO_ROOM_NOW),
+                Cut::NoRoomEver => (
+                    ForwardError::HeldBodyTooLarge,
+                    CloseCode::Size,
+                    NO_ROOM_EVER,
+                ),
+                Cut::Stalled => (ForwardError::ClientBodyStalled, CloseCode::Policy, STALLED),
+            };
+            crate::metrics::upstream_error(error);
+            Some(close(code, reason))
+        }
     }
 }
 
@@ -845,12 +897,21 @@ fn client_fault(error: &WsError) -> Option<Message> {
 /// direction holds them.
 struct Sides {
     client: Stream,
+    /// The count of the client's unfinished message.
+    meter: Arc<Meter>,
     upstream: Sink,
     to_client: ToClient,
 }
 
 /// The close reason a client gets for a message over its limit.
 const TOO_BIG: &str = "message too big";
+
+/// The close reasons a client gets when its unfinished message is cut off:
+/// no room for it now (1013, try again later), never room for it (1009),
+/// or paused too long (1008).
+const NO_ROOM_NOW: &str = "gateway holds too much now, try again";
+const NO_ROOM_EVER: &str = "message too big to hold";
+const STALLED: &str = "message paused too long";
 
 /// The close reasons a client gets with 1011 when the upstream's side
 /// ends without a close.

@@ -1840,3 +1840,60 @@ async fn a_refused_in_band_auth_is_logged_with_the_add_on_and_without_the_token(
     assert!(line.contains("WARN") && line.contains("slug="), "{line}");
     assert!(!log.contains(TOK_DEFAULT), "the token sent is never logged");
 }
+
+/// Writes the head of a masked text frame of `length` bytes (mask key
+/// zero, so the payload goes as it is) and `sent` bytes of it, straight to
+/// the socket: a message begun and not finished.
+async fn begin_message(socket: &mut Socket, length: u64, sent: usize) {
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend(std::iter::repeat_n(b'x', sent));
+    let MaybeTlsStream::Plain(stream) = socket.get_mut() else {
+        panic!("a plain socket");
+    };
+    stream.write_all(&frame).await.expect("write");
+}
+
+#[tokio::test]
+async fn unfinished_client_messages_share_the_held_room_and_may_not_pause_long() {
+    let gateway =
+        gateway_with_limits("  max_held_body_bytes: 262144\n  body_idle_timeout_ms: 1500\n").await;
+    // The first holds 200 KiB of a 1 MiB message: past the 64 KiB each
+    // socket holds freely, 192 KiB of the room in steps of 64.
+    let mut first = authenticated(gateway.addr, "/core/websocket").await;
+    begin_message(&mut first, 1 << 20, 200 * 1024).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second's does not fit beside it: 1013, try again later.
+    let mut second = authenticated(gateway.addr, "/core/websocket").await;
+    begin_message(&mut second, 1 << 20, 200 * 1024).await;
+    let refused = close_frame(&mut second).await;
+    assert_eq!(refused.code, CloseCode::Again, "{refused:?}");
+    // The first, paused past body_idle_timeout_ms, is closed with 1008.
+    let started = std::time::Instant::now();
+    let stalled = close_frame(&mut first).await;
+    assert_eq!(stalled.code, CloseCode::Policy, "{stalled:?}");
+    assert_eq!(stalled.reason.as_str(), "message paused too long");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Its room is given back: a message of the same size now goes on whole.
+    let mut third = authenticated(gateway.addr, "/core/websocket").await;
+    let pad = "y".repeat(200 * 1024);
+    send_json(
+        &mut third,
+        serde_json::json!({"id": 5, "type": "ping", "pad": pad}),
+    )
+    .await;
+    assert_eq!(next_json(&mut third).await["type"], "pong");
+    // Nothing of the unfinished messages reached the upstream.
+    let seen = gateway.mock.state().ws_messages();
+    assert!(
+        !seen
+            .iter()
+            .any(|record| matches!(record, WsRecord::Text(text) if text.starts_with("xxx"))),
+        "an unfinished message went on"
+    );
+    // A message over the whole room alone can never be held: 1009.
+    let mut alone = authenticated(gateway.addr, "/core/websocket").await;
+    begin_message(&mut alone, 1 << 20, 400 * 1024).await;
+    assert_eq!(close_code(&mut alone).await, CloseCode::Size);
+}

@@ -1,0 +1,334 @@
+//! The room a WebSocket client's unfinished messages take. The relay holds
+//! each message a client sends whole before it judges it, so a client that
+//! sends most of a large message and then nothing more makes the gateway
+//! hold that much for as long as it likes (helper 78: eight sockets each
+//! holding all but the last byte of a 16 MiB message took the gateway from
+//! 26 to 155 MiB, and kept it there). So the bytes of a client's message
+//! past the first [`FREE`] are counted under `limits.max_held_body_bytes`,
+//! the room request bodies held whole take too, and a message may pause
+//! for no longer than `limits.body_idle_timeout_ms`, as a body may.
+//!
+//! What is counted is what the client's socket gave since the last message
+//! was taken whole (less its pings and pongs): the unfinished message, and
+//! at most a read buffer of what follows it, which the library holds
+//! anyway. The library keeps the message in a buffer that grows by
+//! doubling, so it may take up to twice what is counted.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::HeldRoom;
+
+/// The bytes of an unfinished message a socket holds without taking room
+/// (as it holds its read buffer): an ordinary message never takes any.
+pub(crate) const FREE: usize = 64 * 1024;
+
+/// Room is taken in steps of this many bytes (as a held body takes it in
+/// blocks of at most this).
+const STEP: usize = 64 * 1024;
+
+/// A client's ping or pong frame beside its payload: two bytes of head and
+/// four of mask (a control frame's payload is at most 125 bytes).
+const CONTROL_HEAD: usize = 6;
+
+/// How a client's unfinished message was ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// Other sockets and bodies hold the room it needed: trying again
+    /// later may do.
+    NoRoomNow,
+    /// It needs more than all of `max_held_body_bytes`: it can never be
+    /// held.
+    NoRoomEver,
+    /// Nothing more of it came for `body_idle_timeout_ms`.
+    Stalled,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cut::NoRoomNow => "no room left under max_held_body_bytes for a message",
+            Cut::NoRoomEver => "a message larger than max_held_body_bytes",
+            Cut::Stalled => "a message paused for longer than body_idle_timeout_ms",
+        })
+    }
+}
+
+impl std::error::Error for Cut {}
+
+/// Why the library's read of the client's socket failed, if the meter cut
+/// it.
+pub(crate) fn cut_of(error: &io::Error) -> Option<Cut> {
+    error.get_ref()?.downcast_ref::<Cut>().copied()
+}
+
+/// The count for one client socket; see the module's comment.
+pub(crate) struct Meter {
+    /// Where room comes from; `None` without a cap.
+    room: Option<HeldRoom>,
+    /// The longest pause within a message.
+    idle: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// What the socket gave since the last message was taken whole.
+    unfinished: usize,
+    /// The room taken for it.
+    taken: Option<OwnedSemaphorePermit>,
+    /// While the message is past [`FREE`]: when its next byte is due.
+    due: Option<Pin<Box<Sleep>>>,
+}
+
+impl Meter {
+    /// A meter taking room from `room`, with pauses of at most `idle`.
+    pub(crate) fn new(room: Option<HeldRoom>, idle: Duration) -> Arc<Meter> {
+        Arc::new(Meter {
+            room,
+            idle,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // (Nothing panics while holding it; a poisoned count is still a
+        // count.)
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A message (or a close) was taken whole: its room is given back.
+    pub(crate) fn taken_whole(&self) {
+        let mut state = self.state();
+        state.unfinished = 0;
+        state.taken = None;
+        state.due = None;
+    }
+
+    /// A ping or pong with `payload` bytes was taken: its bytes are no
+    /// part of a message.
+    pub(crate) fn control_taken(&self, payload: usize) {
+        let mut state = self.state();
+        state.unfinished = state.unfinished.saturating_sub(payload + CONTROL_HEAD);
+    }
+
+    /// The socket gave `count` more bytes.
+    fn came(&self, count: usize) -> Result<(), Cut> {
+        let mut state = self.state();
+        state.unfinished = state.unfinished.saturating_add(count);
+        if count == 0 || state.unfinished <= FREE {
+            return Ok(());
+        }
+        if let Some(room) = &self.room {
+            let over = state.unfinished - FREE;
+            let taken = state.taken.as_ref().map_or(0, |taken| taken.num_permits());
+            if over > room.cap() {
+                return Err(Cut::NoRoomEver);
+            }
+            if over > taken {
+                let step = (over - taken).div_ceil(STEP) * STEP;
+                let more = room
+                    .try_take(step.min(room.cap() - taken))
+                    .ok_or(Cut::NoRoomNow)?;
+                match &mut state.taken {
+                    Some(taken) => taken.merge(more),
+                    None => state.taken = Some(more),
+                }
+            }
+        }
+        let next_due = Instant::now() + self.idle;
+        match &mut state.due {
+            Some(due) => due.as_mut().reset(next_due),
+            None => state.due = Some(Box::pin(tokio::time::sleep_until(next_due))),
+        }
+        Ok(())
+    }
+
+    /// The socket has nothing now: whether the message has paused too long.
+    fn waiting(&self, cx: &mut Context<'_>) -> Result<(), Cut> {
+        let mut state = self.state();
+        let Some(due) = &mut state.due else {
+            return Ok(());
+        };
+        match due.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(Cut::Stalled),
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// The room taken now, in bytes.
+    #[cfg(test)]
+    fn room_taken(&self) -> usize {
+        self.state()
+            .taken
+            .as_ref()
+            .map_or(0, |taken| taken.num_permits())
+    }
+}
+
+/// A socket whose reads a [`Meter`] counts (none: not counted).
+pub(crate) struct Metered<T> {
+    inner: T,
+    meter: Option<Arc<Meter>>,
+}
+
+impl<T> Metered<T> {
+    pub(crate) fn new(inner: T, meter: Option<Arc<Meter>>) -> Metered<T> {
+        Metered { inner, meter }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(meter) = &this.meter else {
+            return read;
+        };
+        let counted = match &read {
+            Poll::Ready(Ok(())) => meter.came(buf.filled().len() - before),
+            Poll::Pending => meter.waiting(cx),
+            Poll::Ready(Err(_)) => Ok(()),
+        };
+        match counted {
+            Ok(()) => read,
+            Err(cut) => Poll::Ready(Err(io::Error::other(cut))),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(cap: usize) -> Arc<Meter> {
+        Meter::new(Some(HeldRoom::new(cap)), Duration::from_secs(30))
+    }
+
+    // (A runtime: a message past FREE starts its timer.)
+    #[tokio::test]
+    async fn an_ordinary_message_takes_no_room_and_a_large_one_takes_it_in_steps() {
+        let meter = meter(1 << 20);
+        meter.came(FREE).expect("free");
+        assert_eq!(meter.room_taken(), 0);
+        meter.came(1).expect("one byte over");
+        assert_eq!(meter.room_taken(), STEP);
+        meter.came(STEP - 1).expect("to the step");
+        assert_eq!(meter.room_taken(), STEP);
+        meter.came(1).expect("past it");
+        assert_eq!(meter.room_taken(), 2 * STEP);
+        meter.taken_whole();
+        assert_eq!(meter.room_taken(), 0);
+        meter.came(FREE).expect("free again");
+        assert_eq!(meter.room_taken(), 0);
+    }
+
+    // (A runtime: a message past FREE starts its timer.)
+    #[tokio::test]
+    async fn pings_between_the_pieces_of_a_message_are_not_counted_as_it() {
+        let meter = meter(1 << 20);
+        meter.came(FREE - 10).expect("a piece");
+        for _ in 0..1000 {
+            meter.came(CONTROL_HEAD + 4).expect("a ping");
+            meter.control_taken(4);
+        }
+        assert_eq!(meter.room_taken(), 0);
+        meter.came(11).expect("the rest");
+        assert_eq!(meter.room_taken(), STEP);
+    }
+
+    // (A runtime: a message past FREE starts its timer.)
+    #[tokio::test]
+    async fn room_other_sockets_hold_is_not_there_and_a_message_over_the_cap_never_is() {
+        let room = HeldRoom::new(2 * STEP);
+        let first = Meter::new(Some(room.clone()), Duration::from_secs(30));
+        let second = Meter::new(Some(room), Duration::from_secs(30));
+        first.came(FREE + STEP + 1).expect("two steps");
+        assert_eq!(first.room_taken(), 2 * STEP);
+        assert_eq!(second.came(FREE + 1), Err(Cut::NoRoomNow));
+        first.taken_whole();
+        second.came(FREE + 1).expect("room again");
+        // A message over the whole cap alone can never be held.
+        let alone = meter(2 * STEP);
+        assert_eq!(alone.came(FREE + 2 * STEP + 1), Err(Cut::NoRoomEver));
+        // The cap to the byte can.
+        let exact = meter(2 * STEP);
+        exact.came(FREE + 2 * STEP).expect("to the cap");
+    }
+
+    // (A runtime: a message past FREE starts its timer.)
+    #[tokio::test]
+    async fn without_a_cap_nothing_is_taken() {
+        let meter = Meter::new(None, Duration::from_secs(30));
+        meter.came(64 << 20).expect("no cap");
+        assert_eq!(meter.room_taken(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_message_may_pause_only_for_the_idle_time() {
+        let meter = meter(1 << 20);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Under FREE nothing is timed: such a pause is as long as it likes.
+        meter.came(FREE).expect("free");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(meter.waiting(&mut cx), Ok(()));
+        meter.came(1).expect("over");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(meter.waiting(&mut cx), Ok(()));
+        meter.came(1).expect("a byte more: the pause starts again");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(meter.waiting(&mut cx), Ok(()));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(meter.waiting(&mut cx), Err(Cut::Stalled));
+        // Once the message is whole, nothing is due.
+        meter.taken_whole();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(meter.waiting(&mut cx), Ok(()));
+    }
+}
