@@ -38,8 +38,13 @@ const MAX_HEADERS: usize = 100;
 const HEAD_READ: usize = 8 * 1024;
 /// Largest read of a body.
 const BODY_READ: usize = 64 * 1024;
-/// Longest chunk-size line, extensions included.
-const MAX_CHUNK_LINE: usize = 1024;
+/// Longest chunk-size line before its extensions (hex digits, spaces).
+const MAX_CHUNK_SIZE: usize = 1024;
+/// Most bytes of chunk extensions (what follows a chunk size's `;`, to the
+/// line's end) in one body, all chunks together: what hyper's client
+/// takes (its limit is 16 KiB, reached at the last byte), so that the two
+/// clients read one answer alike. They are dropped.
+const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024 - 1;
 /// Most bytes of trailer fields after the last chunk (they are dropped).
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
@@ -452,6 +457,8 @@ pub(crate) fn broken_body() {
 pub(crate) struct PlainBody<K: FnOnce(PlainConn)> {
     conn: Option<PlainConn>,
     state: State,
+    /// Bytes of chunk extensions read so far (see [`MAX_CHUNK_EXTENSIONS`]).
+    extensions: usize,
     keep_alive: bool,
     keep: Option<K>,
 }
@@ -472,6 +479,7 @@ impl<K: FnOnce(PlainConn) + Unpin> PlainBody<K> {
         let mut body = PlainBody {
             conn: Some(conn),
             state,
+            extensions: 0,
             keep_alive,
             keep: Some(keep),
         };
@@ -550,18 +558,20 @@ impl<K: FnOnce(PlainConn) + Unpin> http_body::Body for PlainBody<K> {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 State::UntilClose => BODY_READ as u64,
-                State::Chunked(chunk) => match step_chunked(&mut conn.unread, chunk) {
-                    Step::Next(next) => {
-                        this.state = State::Chunked(next);
-                        continue;
+                State::Chunked(chunk) => {
+                    match step_chunked(&mut conn.unread, chunk, &mut this.extensions) {
+                        Step::Next(next) => {
+                            this.state = State::Chunked(next);
+                            continue;
+                        }
+                        Step::NeedMore => HEAD_READ as u64,
+                        Step::End => {
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        Step::Bad => return this.fail(),
                     }
-                    Step::NeedMore => HEAD_READ as u64,
-                    Step::End => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                    Step::Bad => return this.fail(),
-                },
+                }
             };
             let room = usize::try_from(room).unwrap_or(BODY_READ).min(BODY_READ);
             match ready!(conn.poll_fill(cx, room)) {
@@ -604,24 +614,36 @@ enum Step {
 
 /// Reads the framing at `chunk` (not a chunk's data) from `unread`.
 /// Strict on purpose: lines end in CRLF and nothing else, a chunk size is
-/// hex digits within 64 bits, and extensions and trailers are bounded and
-/// dropped.
-fn step_chunked(unread: &mut BytesMut, chunk: Chunk) -> Step {
+/// hex digits within 64 bits, and extensions (`extensions` bytes of them
+/// read so far in the body) and trailers are bounded and dropped.
+fn step_chunked(unread: &mut BytesMut, chunk: Chunk, extensions: &mut usize) -> Step {
     match chunk {
-        Chunk::Size => match line(unread, MAX_CHUNK_LINE) {
-            Line::Incomplete => Step::NeedMore,
-            Line::Bad => Step::Bad,
-            Line::Ends(end) => {
-                let Some(size) = chunk_size(&unread[..end]) else {
-                    return Step::Bad;
-                };
-                unread.advance(end + 2);
-                match size {
-                    0 => Step::Next(Chunk::Trailers(0)),
-                    size => Step::Next(Chunk::Data(size)),
+        Chunk::Size => {
+            let most = MAX_CHUNK_SIZE + (MAX_CHUNK_EXTENSIONS - *extensions) + 2;
+            match line(unread, most) {
+                Line::Incomplete => Step::NeedMore,
+                Line::Bad => Step::Bad,
+                Line::Ends(end) => {
+                    let line = &unread[..end];
+                    let Some(size) = chunk_size(line) else {
+                        return Step::Bad;
+                    };
+                    let semicolon = line.iter().position(|byte| *byte == b';');
+                    if semicolon.unwrap_or(end) > MAX_CHUNK_SIZE {
+                        return Step::Bad;
+                    }
+                    *extensions += semicolon.map_or(0, |at| end - at - 1);
+                    if *extensions > MAX_CHUNK_EXTENSIONS {
+                        return Step::Bad;
+                    }
+                    unread.advance(end + 2);
+                    match size {
+                        0 => Step::Next(Chunk::Trailers(0)),
+                        size => Step::Next(Chunk::Data(size)),
+                    }
                 }
             }
-        },
+        }
         Chunk::DataEnd => match unread.get(..2) {
             None if unread.first().is_none_or(|byte| *byte == b'\r') => Step::NeedMore,
             Some(b"\r\n") => {
