@@ -437,8 +437,15 @@ impl<S: Future<Output = ()> + Unpin> Connection<'_, S> {
                     self.write(deadlines, &mut { parts }).await?;
                     return Ok(end.is_some());
                 }
-                // Cut off: the client sees the body end short.
-                Some(Err(_)) => return Ok(false),
+                // Cut off: the client sees the body end short, after the
+                // head if that has not gone yet (as hyper's server sends
+                // it, and as the decision log records the answer).
+                Some(Err(_)) => {
+                    if !head.is_empty() {
+                        self.write(deadlines, &mut [IoSlice::new(head)]).await?;
+                    }
+                    return Ok(false);
+                }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,
                     // Trailers are not sent (no client asked for them).

@@ -1277,3 +1277,33 @@ async fn after_an_http_1_0_answer_the_connection_is_not_reused_with_a_body_eithe
         assert_eq!(accepted.load(Ordering::SeqCst), connections, "{name}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_whose_body_breaks_at_once_still_sends_its_head_before_the_cut() {
+    // A chunked answer whose first chunk-size line is not one: the body
+    // fails at its first read, before anything went to the client.
+    let upstream = fake_upstream(|mut stream, _| async move {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        let _ = stream.write_all(answer).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
+    let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
+    // A plain GET (the gateway's own path) as the decision log has it: a
+    // 200 whose body the client sees cut off, not a connection closed
+    // without a word.
+    let request = RawRequest::new("GET", "/os/info").token(TOK_MANAGER);
+    let mut stream = TcpStream::connect(gateway.addr).await.expect("connect");
+    stream
+        .write_all(&request.to_bytes())
+        .await
+        .expect("request");
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut received));
+    assert!(read.await.is_ok(), "the connection still waits");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert_eq!(body, "", "no chunk, and no last chunk: the body is cut off");
+}
