@@ -125,8 +125,13 @@ impl Meter {
     /// The socket gave `count` more bytes.
     fn came(&self, count: usize) -> Result<(), Cut> {
         let mut state = self.state();
+        if count == 0 {
+            return Ok(());
+        }
         state.unfinished = state.unfinished.saturating_add(count);
-        if count == 0 || state.unfinished <= FREE {
+        if state.unfinished <= FREE {
+            // (Back under it once pings were taken off: nothing is timed.)
+            state.due = None;
             return Ok(());
         }
         if let Some(room) = &self.room {
