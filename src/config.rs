@@ -437,6 +437,13 @@ impl Checker<'_> {
                 self.error(line_of(text), "admin_listen", reason)
             })?),
         };
+        if admin_listen.is_some_and(|admin| upstream_is_listener(&upstream, admin)) {
+            return Err(self.error(
+                line_of(&raw.upstream),
+                "upstream",
+                "is the gateway's own admin listener (admin_listen), not a Supervisor API",
+            ));
+        }
         if admin_listen == Some(listen) && listen.port() != 0 {
             let line = raw.admin_listen.as_ref().map_or(0, line_of);
             return Err(self.error(
@@ -941,27 +948,65 @@ fn unused_secrets(
 }
 
 /// Whether `host`, as written in the upstream URL, is one the gateway can
-/// connect to: an IPv6 address in brackets, an IPv4 address, or a name of
-/// letters, digits, `-` and `_` (Docker's service names) between dots.
+/// connect to: an IPv6 address in brackets, an IPv4 address as four
+/// decimal numbers, or a name of letters, digits, `-` (not at either end of
+/// a label) and `_` (Docker's service names) between dots, whose last label
+/// does not start with a digit. A name ending in a number is read as an
+/// IPv4 address by URL parsers and resolvers (`127.1`, `2130706433`,
+/// `0x7f000001` are 127.0.0.1 to them): it must then be one, in the one
+/// plain spelling. Addresses that name no host (`0.0.0.0`, `[::]`) are not
+/// taken either.
 fn upstream_host_ok(host: &str) -> bool {
-    if let Some(inside) = host
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-    {
-        return inside.parse::<std::net::Ipv6Addr>().is_ok();
+    if let Some(ip) = upstream_ip(host) {
+        return !ip.is_unspecified();
     }
+    if host.starts_with('[') {
+        return false;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let last_is_number = labels.last().is_some_and(|label| {
+        label
+            .bytes()
+            .next()
+            .is_some_and(|byte| byte.is_ascii_digit())
+    });
     host.len() <= 253
-        && host.split('.').all(|label| {
+        && !last_is_number
+        && labels.iter().all(|label| {
             (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
                 && label
                     .bytes()
                     .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
         })
 }
 
-/// Whether an upstream at `authority` is the gateway's own listener at
-/// `listen`, so that every request would be sent back to the gateway:
-/// the same port, and the same address, or a loopback one (or
+/// The address `host` names, if it is an IPv6 address in brackets or an
+/// IPv4 address in its plain spelling; an IPv4 address written as IPv6
+/// (`[::ffff:127.0.0.1]`) is taken as the IPv4 address it is.
+fn upstream_ip(host: &str) -> Option<std::net::IpAddr> {
+    match host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        Some(inside) => {
+            let ip = inside.parse::<std::net::Ipv6Addr>().ok()?;
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => std::net::IpAddr::V6(ip),
+            })
+        }
+        None => host
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(std::net::IpAddr::V4),
+    }
+}
+
+/// Whether an upstream at `authority` is one of the gateway's own
+/// listeners at `listen`, so that every request would be sent back to the
+/// gateway: the same port, and the same address, or a loopback one (or
 /// `localhost`) while the gateway listens on every address. A name that
 /// resolves to the gateway is not seen.
 fn upstream_is_listener(authority: &http::uri::Authority, listen: SocketAddr) -> bool {
@@ -969,18 +1014,20 @@ fn upstream_is_listener(authority: &http::uri::Authority, listen: SocketAddr) ->
         return false;
     }
     let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip,
-        Err(_) if host.eq_ignore_ascii_case("localhost") => {
-            return listen.ip().is_loopback() || listen.ip().is_unspecified();
-        }
-        Err(_) => return false,
+    let listen_ip = match listen.ip() {
+        std::net::IpAddr::V6(ip) => ip
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4),
+        v4 => v4,
     };
-    ip == listen.ip() || (listen.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+    let ip = match upstream_ip(host) {
+        Some(ip) => ip,
+        None if host.eq_ignore_ascii_case("localhost") => {
+            return listen_ip.is_loopback() || listen_ip.is_unspecified();
+        }
+        None => return false,
+    };
+    ip == listen_ip || (listen_ip.is_unspecified() && ip.is_loopback())
 }
 
 fn line_of<T>(spanned: &Spanned<T>) -> u64 {

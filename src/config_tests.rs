@@ -216,6 +216,16 @@ fn an_upstream_port_or_host_the_gateway_cannot_connect_to_is_refused() {
         "'http://127.0.0.1:'",
         "http://[garbage]:1",
         "http://a..b:1",
+        // Numbers a resolver reads as 127.0.0.1, and others no host has.
+        "http://127.1:8081",
+        "http://2130706433:8081",
+        "http://0x7f000001:8081",
+        "http://999.1.1.1",
+        "http://1.2.3.4.5",
+        "http://host.0",
+        "http://-a-",
+        "http://0.0.0.0:8081",
+        "http://[::]:8081",
     ] {
         let error = refused_at(&format!("\nupstream: {upstream}\n"), "upstream", 2);
         let text = error.to_string();
@@ -244,6 +254,8 @@ fn an_upstream_that_is_the_gateways_own_listener_is_refused() {
         ("0.0.0.0:8080", "http://localhost:8080"),
         ("[::]:8080", "http://[::1]:8080"),
         ("127.0.0.1:80", "http://127.0.0.1"),
+        ("127.0.0.1:8080", "http://[::ffff:127.0.0.1]:8080"),
+        ("0.0.0.0:8080", "http://127.0.0.2:8080"),
     ] {
         let text = format!("listen: '{listen}'\nupstream: {upstream}\n");
         let error = refused_at(&text, "upstream", 2);
@@ -254,10 +266,15 @@ fn an_upstream_that_is_the_gateways_own_listener_is_refused() {
         ("127.0.0.1:8080", "http://127.0.0.1:8081"),
         ("127.0.0.1:8080", "http://10.0.0.1:8080"),
         ("127.0.0.1:8080", "http://supervisor:8080"),
+        ("127.0.0.1:8080", "http://127.0.0.2:8080"),
     ] {
         let text = format!("listen: {listen}\nupstream: {upstream}\n");
         assert!(Config::from_yaml(&text, "test.yaml").is_ok(), "{text}");
     }
+    // Nor may it be the admin listener.
+    let text = "admin_listen: 127.0.0.1:8099\nupstream: http://127.0.0.1:8099\n";
+    let error = refused_at(text, "upstream", 2);
+    assert!(error.to_string().contains("admin listener"), "{error}");
 }
 
 #[test]
