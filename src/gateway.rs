@@ -362,7 +362,14 @@ impl Gateway {
 
     /// After a successful protection-mode toggle, records the state it
     /// asked for and says who changed it.
-    fn note_toggle(&self, response: &Response<Body>, caller: &Caller, named: &str, tap: &Tap) {
+    fn note_toggle(
+        &self,
+        response: &Response<Body>,
+        caller: &Caller,
+        named: &str,
+        tap: &Tap,
+        read_as_sent: bool,
+    ) {
         if !response.status().is_success() {
             return;
         }
@@ -371,10 +378,10 @@ impl Gateway {
             ("self", None) => return,
             (slug, _) => slug,
         };
-        let asked = tap.bytes().as_deref().map_or(
-            protection_state::Asked::Unreadable,
-            protection_state::requested,
-        );
+        let asked = match tap.bytes() {
+            Some(body) if read_as_sent => protection_state::requested(&body),
+            _ => protection_state::Asked::Unreadable,
+        };
         let protected = match asked {
             protection_state::Asked::Set(protected) => protected,
             protection_state::Asked::Nothing => return,
@@ -536,6 +543,8 @@ impl Gateway {
                 // A toggle's body is kept, so that a success can be recorded
                 // with the state it asked for.
                 let tap = toggled.as_ref().map(|_| Tap::default());
+                let read_as_sent =
+                    toggled.is_some() && protection_state::read_as_sent(&parts.headers);
                 let forwarded =
                     self.forwarder
                         .forward(&permit, &caller, parts, body, tap.clone(), peer);
@@ -573,7 +582,7 @@ impl Gateway {
                 }
                 forwarding::keep_spare_header_map(std::mem::take(&mut parts.headers));
                 if let (Some(named), Some(tap)) = (toggled, tap) {
-                    self.note_toggle(&response, &caller, &named, &tap);
+                    self.note_toggle(&response, &caller, &named, &tap, read_as_sent);
                 }
                 drop(one_at_a_time);
                 response

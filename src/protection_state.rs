@@ -103,6 +103,41 @@ pub fn toggle_slug(path: &str) -> Option<&str> {
     (!slug.is_empty() && !slug.contains('/')).then_some(slug)
 }
 
+/// Whether a toggle request's body reaches the Supervisor as the bytes the
+/// gateway sees, read as UTF-8: no `Content-Encoding` but `identity` (the
+/// Supervisor's server inflates gzip and deflate), and one `Content-Type`
+/// whose charset, if it names one, is UTF-8 (it decodes the text with the
+/// charset named: in UTF-7, `+AGQ-` is a `d`). Otherwise the gateway cannot
+/// tell what the Supervisor read, and records nothing.
+pub fn read_as_sent(headers: &http::HeaderMap) -> bool {
+    let identity = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .all(|value| {
+            value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"identity")
+        });
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let utf8 = match (types.next(), types.next()) {
+        (None, _) => true,
+        (Some(value), None) => value.to_str().is_ok_and(|value| {
+            value.split(';').skip(1).all(|parameter| {
+                let Some((name, charset)) = parameter.split_once('=') else {
+                    return true;
+                };
+                let charset = charset.trim().trim_matches('"');
+                !name.trim().eq_ignore_ascii_case("charset")
+                    || charset.eq_ignore_ascii_case("utf-8")
+                    || charset.eq_ignore_ascii_case("utf8")
+            })
+        }),
+        (Some(_), Some(_)) => false,
+    };
+    identity && utf8
+}
+
 /// What a protection-mode toggle's JSON body asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {
@@ -159,6 +194,45 @@ mod tests {
             "/store/addons/a/security",
         ] {
             assert_eq!(toggle_slug(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_body_is_read_only_when_it_reaches_the_supervisor_as_utf8_json() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            map
+        };
+        for plain in [
+            headers(&[]),
+            headers(&[("content-type", "application/json")]),
+            headers(&[("content-type", "application/json; charset=UTF-8")]),
+            headers(&[("content-type", "application/json;charset=\"utf8\"")]),
+            headers(&[("content-encoding", "identity")]),
+        ] {
+            assert!(read_as_sent(&plain), "{plain:?}");
+        }
+        for other in [
+            headers(&[("content-type", "application/json; charset=utf-7")]),
+            headers(&[("content-type", "application/json; charset=utf-16")]),
+            headers(&[("content-type", "text/plain; charset=latin-1")]),
+            headers(&[("content-encoding", "gzip")]),
+            headers(&[
+                ("content-encoding", "identity"),
+                ("content-encoding", "deflate"),
+            ]),
+            headers(&[
+                ("content-type", "application/json"),
+                ("content-type", "text/plain"),
+            ]),
+        ] {
+            assert!(!read_as_sent(&other), "{other:?}");
         }
     }
 
