@@ -385,9 +385,12 @@ impl Gateway {
         let protected = match asked {
             protection_state::Asked::Set(protected) => protected,
             protection_state::Asked::Nothing => return,
+            // The state is not known: recorded as off, the worse of the two
+            // for what `addons` rates (with protection on, privileges
+            // are counted as withheld), until a toggle it can read.
             protection_state::Asked::Unreadable => {
-                tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read; its state is unknown");
-                return;
+                tracing::warn!(slug, "a protection-mode toggle succeeded with a body the gateway could not read as the Supervisor did; its state is unknown, recorded as off");
+                false
             }
         };
         if let Err(error) = self.protection.set(slug, protected) {

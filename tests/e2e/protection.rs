@@ -151,6 +151,20 @@ async fn the_gateway_records_protection_mode_set_by_admin_and_addons_reports_it(
     assert_eq!(on.status, 200);
     assert_eq!(addons_row(&config, "local_probe")["protected"], true);
     assert_eq!(addons_row(&config, "local_backup")["protected"], true);
+
+    // A body the Supervisor would read in another charset: the gateway
+    // cannot tell what it applied, and records the worse state, off.
+    let utf7 = RawRequest::new("POST", "/addons/local_probe/security")
+        .token(TOK_ADMIN)
+        .header("Content-Type", "application/json; charset=utf-7")
+        .body(br#"{"protected": true}"#);
+    assert_eq!(send_raw(served.addr, &utf7.to_bytes()).await.status, 200);
+    assert_eq!(addons_row(&config, "local_probe")["protected"], false);
+    assert!(served.wait_for_log(
+        "its state is unknown, recorded as off",
+        1,
+        std::time::Duration::from_secs(5)
+    ));
     let (code, _) = served.stop();
     assert_eq!(code, Some(0));
 }
