@@ -245,8 +245,9 @@ pub fn load_dir(dir: &Path) -> (Vec<Manifest>, Vec<ManifestProblem>) {
             .iter()
             .map(|name| folder.join(name))
             // Any file there, not only a regular one: a FIFO or a device
-            // in its place is refused by name, not passed over in silence.
-            .find(|path| path.exists())
+            // in its place is refused by name, not passed over in silence;
+            // so is a link to nothing (helper 79).
+            .find(|path| path.symlink_metadata().is_ok())
         else {
             continue;
         };

@@ -254,10 +254,15 @@ fn a_manifest_that_is_not_a_regular_file_is_a_problem_not_passed_over() {
     write(dir.path(), "good", "config.yaml", "slug: good\n");
     std::fs::create_dir_all(dir.path().join("piped")).expect("folder");
     let fifo = crate::files::fifo(&dir.path().join("piped"), "config.yaml");
+    // A link to nothing is named too (it was passed over as no manifest).
+    std::fs::create_dir_all(dir.path().join("linked")).expect("folder");
+    let dangling = dir.path().join("linked").join("config.yaml");
+    std::os::unix::fs::symlink(dir.path().join("gone.yaml"), &dangling).expect("link");
     let (manifests, problems) = load_dir(dir.path());
     assert_eq!(manifests.len(), 1);
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0].path, fifo);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems[0].path, dangling);
+    assert_eq!(problems[1].path, fifo);
 }
 
 #[test]
