@@ -45,8 +45,15 @@ const MAX_CHUNK_SIZE: usize = 1024;
 /// takes (its limit is 16 KiB, reached at the last byte), so that the two
 /// clients read one answer alike. They are dropped.
 const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024 - 1;
-/// Most bytes of trailer fields after the last chunk (they are dropped).
+/// The trailer fields after the last chunk (they are dropped) are taken
+/// as hyper's client takes them, so that the two clients read one answer
+/// alike: fewer than this many bytes, their line ends and the empty line
+/// after them included (hyper's `TRAILER_LIMIT`), ...
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// ... at most this many of them (hyper's default `max_headers`), each a
+/// header field httparse reads (no line folded onto the one before) and
+/// the `http` crate takes.
+const MAX_TRAILER_FIELDS: usize = 100;
 
 /// Why an exchange gave no usable answer.
 #[derive(Debug, PartialEq)]
@@ -422,9 +429,9 @@ enum Chunk {
     Data(u64),
     /// After a chunk's data, at its CRLF.
     DataEnd,
-    /// After the last chunk, in the trailer fields; this many bytes of them
-    /// read so far.
-    Trailers(usize),
+    /// After the last chunk, in the trailer fields; this many bytes and
+    /// fields of them read so far.
+    Trailers(usize, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -638,7 +645,7 @@ fn step_chunked(unread: &mut BytesMut, chunk: Chunk, extensions: &mut usize) -> 
                     }
                     unread.advance(end + 2);
                     match size {
-                        0 => Step::Next(Chunk::Trailers(0)),
+                        0 => Step::Next(Chunk::Trailers(0, 0)),
                         size => Step::Next(Chunk::Data(size)),
                     }
                 }
@@ -652,19 +659,46 @@ fn step_chunked(unread: &mut BytesMut, chunk: Chunk, extensions: &mut usize) -> 
             }
             _ => Step::Bad,
         },
-        Chunk::Trailers(seen) => match line(unread, MAX_TRAILER_BYTES.saturating_sub(seen)) {
-            Line::Incomplete => Step::NeedMore,
-            Line::Bad => Step::Bad,
-            Line::Ends(0) => {
-                unread.advance(2);
-                Step::End
+        Chunk::Trailers(seen, fields) => {
+            match line(unread, MAX_TRAILER_BYTES.saturating_sub(seen)) {
+                Line::Incomplete => Step::NeedMore,
+                Line::Bad => Step::Bad,
+                // (No trailers: the empty line is counted for none.)
+                Line::Ends(0) if seen > 0 && seen + 2 >= MAX_TRAILER_BYTES => Step::Bad,
+                Line::Ends(0) => {
+                    unread.advance(2);
+                    Step::End
+                }
+                Line::Ends(end) => {
+                    if fields >= MAX_TRAILER_FIELDS
+                        || seen + end + 2 >= MAX_TRAILER_BYTES
+                        || !trailer_field(&unread[..end])
+                    {
+                        return Step::Bad;
+                    }
+                    unread.advance(end + 2);
+                    Step::Next(Chunk::Trailers(seen + end + 2, fields + 1))
+                }
             }
-            Line::Ends(end) => {
-                unread.advance(end + 2);
-                Step::Next(Chunk::Trailers(seen + end + 2))
-            }
-        },
+        }
         Chunk::Data(_) => Step::Bad,
+    }
+}
+
+/// Whether a trailer line is a header field as hyper's client reads one:
+/// httparse, in its default configuration, reads it whole, and the `http`
+/// crate takes its name and value.
+fn trailer_field(line: &[u8]) -> bool {
+    let mut block = Vec::with_capacity(line.len() + 4);
+    block.extend_from_slice(line);
+    block.extend_from_slice(b"\r\n\r\n");
+    let mut fields = [httparse::EMPTY_HEADER; 1];
+    match httparse::parse_headers(&block, &mut fields) {
+        Ok(httparse::Status::Complete((_, [field]))) => {
+            http::HeaderName::from_bytes(field.name.as_bytes()).is_ok()
+                && http::HeaderValue::from_bytes(field.value).is_ok()
+        }
+        _ => false,
     }
 }
 

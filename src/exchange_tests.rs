@@ -232,7 +232,7 @@ fn chunk_sizes_are_hex_digits_within_64_bits_on_a_crlf_line() {
         steps("ffffffffffffffff\r\n", Chunk::Size)[0],
         Next(Chunk::Data(u64::MAX))
     );
-    assert_eq!(steps("0\r\n", Chunk::Size)[0], Next(Chunk::Trailers(0)));
+    assert_eq!(steps("0\r\n", Chunk::Size)[0], Next(Chunk::Trailers(0, 0)));
     assert_eq!(
         steps("0000000000000000000a\r\n", Chunk::Size)[0],
         Next(Chunk::Data(10))
@@ -289,8 +289,8 @@ fn chunk_data_ends_in_crlf_and_the_body_after_its_trailers() {
         [
             Next(Chunk::Data(3)),
             Next(Chunk::Size),
-            Next(Chunk::Trailers(0)),
-            Next(Chunk::Trailers(10)),
+            Next(Chunk::Trailers(0, 0)),
+            Next(Chunk::Trailers(10, 1)),
             End
         ]
     );
@@ -302,6 +302,32 @@ fn chunk_data_ends_in_crlf_and_the_body_after_its_trailers() {
     let many = "X: 1\r\n".repeat(MAX_TRAILER_BYTES / 6 + 1);
     let seen = steps(&format!("0\r\n{many}\r\n"), Chunk::Size);
     assert_eq!(seen.last(), Some(&Bad));
+}
+
+#[test]
+fn trailers_are_taken_as_hypers_client_takes_them() {
+    use Step::*;
+    let ends = |trailers: &str| steps(&format!("0\r\n{trailers}\r\n"), Chunk::Size).pop();
+    // A hundred fields pass, not a hundred and one.
+    assert_eq!(ends(&"X: 1\r\n".repeat(100)), Some(End));
+    assert_eq!(ends(&"X: 1\r\n".repeat(101)), Some(Bad));
+    // All of them, with their line ends and the empty line, under 16 KiB.
+    let one = |value: usize| format!("X: {}\r\n", "v".repeat(value));
+    let under = MAX_TRAILER_BYTES - 1 - 2 - "X: \r\n".len();
+    assert_eq!(ends(&one(under)), Some(End));
+    assert_eq!(ends(&one(under + 1)), Some(Bad));
+    // Each a field httparse and the http crate read.
+    for bad in [
+        "no colon\r\n",
+        "X: 1\r\n folded\r\n",
+        "X : 1\r\n",
+        "X(: 1\r\n",
+        ": 1\r\n",
+        "X: a\x01b\r\n",
+    ] {
+        assert_eq!(ends(bad), Some(Bad), "{bad:?}");
+    }
+    assert_eq!(ends("X-Sum: 1\r\nX-Empty:\r\n"), Some(End));
 }
 
 /// A connection to a loopback listener whose accepted end writes `pieces`
