@@ -77,7 +77,8 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 /// The gateway's answer to it, in HTTP/2's own framing: the empty
 /// SETTINGS frame a server's side of the connection must begin with, then
 /// a GOAWAY with no stream processed and the error HTTP_1_1_REQUIRED
-/// (0xd), which tells the client to come again over HTTP/1.1 (curl does).
+/// (0xd), which tells the client to come again over HTTP/1.1 (curl 7.88,
+/// with prior knowledge, reports it and does not).
 const HTTP2_GOAWAY: [u8; 26] = [
     0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS: length 0, flags 0, stream 0
     0, 0, 8, 7, 0, 0, 0, 0, 0, // GOAWAY: length 8, flags 0, stream 0
