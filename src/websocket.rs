@@ -199,8 +199,8 @@ pub struct Ends {
     pub(crate) handover: Option<Handover>,
     /// Largest message (and frame) the client may send.
     pub max_client_message: usize,
-    /// The room the client's unfinished messages take, and how long one
-    /// may pause.
+    /// The room the client's messages take, and how long one may take to
+    /// come whole.
     pub(crate) meter: ClientMeter,
     /// The add-on's place under `limits.max_websockets_per_addon`, held
     /// for as long as the relay runs.
@@ -385,7 +385,8 @@ type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
 pub(crate) struct ClientMeter(Arc<Meter>);
 
 impl ClientMeter {
-    /// Room from `room` (`None`: no cap), pauses of at most `idle`.
+    /// Room from `room` (`None`: no cap); `idle` for a message to come
+    /// whole once past 64 KiB.
     pub(crate) fn new(room: Option<HeldRoom>, idle: Duration) -> ClientMeter {
         ClientMeter(Meter::new(room, idle))
     }
@@ -818,7 +819,7 @@ enum Fault<'a> {
     /// Text that is not UTF-8. (The library's error quotes the bytes, which
     /// may hold a token: it is not logged.)
     NotUtf8,
-    /// An unfinished message cut: no room for it, or paused too long (the
+    /// An unfinished message cut: no room for it, or not whole in time (the
     /// client's side only; see [`crate::websocket_meter`]).
     Cut(Cut),
 }
@@ -908,10 +909,10 @@ const TOO_BIG: &str = "message too big";
 
 /// The close reasons a client gets when its unfinished message is cut off:
 /// no room for it now (1013, try again later), never room for it (1009),
-/// or paused too long (1008).
+/// or not whole in time (1008).
 const NO_ROOM_NOW: &str = "gateway holds too much now, try again";
 const NO_ROOM_EVER: &str = "message too big to hold";
-const STALLED: &str = "message paused too long";
+const STALLED: &str = "message not whole in time";
 
 /// The close reasons a client gets with 1011 when the upstream's side
 /// ends without a close.

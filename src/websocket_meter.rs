@@ -54,7 +54,7 @@ pub(crate) enum Cut {
     /// It needs more than all of `max_held_body_bytes`: it can never be
     /// held.
     NoRoomEver,
-    /// Nothing more of it came for `body_idle_timeout_ms`.
+    /// It was not whole within `body_idle_timeout_ms` of passing [`FREE`].
     Stalled,
 }
 
@@ -63,7 +63,7 @@ impl std::fmt::Display for Cut {
         f.write_str(match self {
             Cut::NoRoomNow => "no room left under max_held_body_bytes for a message",
             Cut::NoRoomEver => "a message larger than max_held_body_bytes",
-            Cut::Stalled => "a message paused for longer than body_idle_timeout_ms",
+            Cut::Stalled => "a message not whole within body_idle_timeout_ms of passing 64 KiB",
         })
     }
 }
@@ -80,7 +80,7 @@ pub(crate) fn cut_of(error: &io::Error) -> Option<Cut> {
 pub(crate) struct Meter {
     /// Where room comes from; `None` without a cap.
     room: Option<HeldRoom>,
-    /// The longest pause within a message.
+    /// How long a message may take, once past [`FREE`], to come whole.
     idle: Duration,
     state: Mutex<State>,
 }
@@ -96,7 +96,8 @@ struct State {
 }
 
 impl Meter {
-    /// A meter taking room from `room`, with pauses of at most `idle`.
+    /// A meter taking room from `room`, giving a message `idle` to come
+    /// whole once past [`FREE`].
     pub(crate) fn new(room: Option<HeldRoom>, idle: Duration) -> Arc<Meter> {
         Arc::new(Meter {
             room,
@@ -162,7 +163,7 @@ impl Meter {
         Ok(())
     }
 
-    /// The socket has nothing now: whether the message has paused too long.
+    /// The socket has nothing now: whether the message's time is up.
     fn waiting(&self, cx: &mut Context<'_>) -> Result<(), Cut> {
         let mut state = self.state();
         let Some(due) = &mut state.due else {

@@ -1856,7 +1856,7 @@ async fn begin_message(socket: &mut Socket, length: u64, sent: usize) {
 }
 
 #[tokio::test]
-async fn unfinished_client_messages_share_the_held_room_and_may_not_pause_long() {
+async fn unfinished_client_messages_share_the_held_room_and_must_come_whole_in_time() {
     let gateway =
         gateway_with_limits("  max_held_body_bytes: 262144\n  body_idle_timeout_ms: 1500\n").await;
     // A message over the whole room alone can never be held: 1009 (while
@@ -1881,7 +1881,7 @@ async fn unfinished_client_messages_share_the_held_room_and_may_not_pause_long()
     let started = std::time::Instant::now();
     let stalled = close_frame(&mut first).await;
     assert_eq!(stalled.code, CloseCode::Policy, "{stalled:?}");
-    assert_eq!(stalled.reason.as_str(), "message paused too long");
+    assert_eq!(stalled.reason.as_str(), "message not whole in time");
     assert!(started.elapsed() < Duration::from_secs(3));
     // Its room is given back with its socket: a message of the same size
     // now goes on whole (and its room stays with this socket).
