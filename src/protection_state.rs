@@ -105,10 +105,10 @@ pub fn toggle_slug(path: &str) -> Option<&str> {
 
 /// Whether a toggle request's body reaches the Supervisor as the bytes the
 /// gateway sees, read as UTF-8: no `Content-Encoding` but `identity` (the
-/// Supervisor's server inflates gzip and deflate), and one `Content-Type`
-/// whose charset, if it names one, is UTF-8 (it decodes the text with the
-/// charset named: in UTF-7, `+AGQ-` is a `d`). Otherwise the gateway cannot
-/// tell what the Supervisor read, and records nothing.
+/// Supervisor's server inflates gzip and deflate), and at most one
+/// `Content-Type`, with no parameter but `charset=utf-8` (it decodes the
+/// text with the charset named, in any of its spellings: in UTF-7, `+AGQ-`
+/// is a `d`). Otherwise the gateway cannot tell what the Supervisor read.
 pub fn read_as_sent(headers: &http::HeaderMap) -> bool {
     let identity = headers
         .get_all(http::header::CONTENT_ENCODING)
@@ -122,15 +122,22 @@ pub fn read_as_sent(headers: &http::HeaderMap) -> bool {
     let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
     let utf8 = match (types.next(), types.next()) {
         (None, _) => true,
+        // No parameter but `charset=utf-8`: any other (`charset*0=utf-7`,
+        // RFC 2231's spelling, which aiohttp reads as a charset; helper 80)
+        // may change how the Supervisor reads the body.
         (Some(value), None) => value.to_str().is_ok_and(|value| {
             value.split(';').skip(1).all(|parameter| {
                 let Some((name, charset)) = parameter.split_once('=') else {
-                    return true;
+                    return parameter.trim().is_empty();
                 };
-                let charset = charset.trim().trim_matches('"');
-                !name.trim().eq_ignore_ascii_case("charset")
-                    || charset.eq_ignore_ascii_case("utf-8")
-                    || charset.eq_ignore_ascii_case("utf8")
+                let charset = charset.trim();
+                let charset = charset
+                    .strip_prefix('"')
+                    .and_then(|quoted| quoted.strip_suffix('"'))
+                    .unwrap_or(charset);
+                name.trim().eq_ignore_ascii_case("charset")
+                    && (charset.eq_ignore_ascii_case("utf-8")
+                        || charset.eq_ignore_ascii_case("utf8"))
             })
         }),
         (Some(_), Some(_)) => false,
@@ -231,6 +238,14 @@ mod tests {
                 ("content-type", "application/json"),
                 ("content-type", "text/plain"),
             ]),
+            headers(&[("content-type", "application/json; charset*0=utf-7")]),
+            headers(&[("content-type", "application/json; charset*=utf-8''utf-7")]),
+            headers(&[(
+                "content-type",
+                "application/json; charset=utf-8; charset*=''utf-7",
+            )]),
+            headers(&[("content-type", "application/json; x=1")]),
+            headers(&[("content-type", "application/json; charset")]),
         ] {
             assert!(!read_as_sent(&other), "{other:?}");
         }
