@@ -660,7 +660,7 @@ fn compare_shadow(shadow: &Table, judgement: &Judgement, method: &http::Method) 
             .map_or("-".to_owned(), |r| r.to_string())
     };
     tracing::warn!(
-        method = method.as_str(),
+        method = logged_method(method),
         path = %target.path.escape_debug(),
         caller = judgement.caller.kind(),
         slug = judgement.caller.slug().unwrap_or("-"),
@@ -775,6 +775,25 @@ fn logged(decision: &Decision) -> bool {
 /// query, which may carry a token.
 struct LogPath<'a>(&'a str);
 
+/// A request's method as the logs show it: one of HTTP's own, or `OTHER`
+/// (any other token is the client's text, which may be anything it likes,
+/// a token even: helper 80).
+fn logged_method(method: &http::Method) -> &str {
+    use http::Method;
+    match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS
+        | Method::CONNECT
+        | Method::TRACE => method.as_str(),
+        _ => "OTHER",
+    }
+}
+
 /// A target refused at steps 1 and 2, as the logs show it: as it came,
 /// but cut short (with `…`) at its first `;`, `?`, `#` or `%`: where
 /// parameters, a query or a fragment would begin, or any percent-encoding,
@@ -809,7 +828,7 @@ fn record(
     macro_rules! event {
         ($level:ident) => {
             tracing::$level!(
-                method = method.as_str(),
+                method = logged_method(method),
                 path = %path,
                 caller = caller.kind(),
                 slug = caller.slug().unwrap_or("-"),
@@ -844,7 +863,7 @@ fn audit_entry(
         caller: caller.kind().to_owned(),
         slug: caller.slug().unwrap_or("-").to_owned(),
         role: caller.role().map_or("-", |role| role.name()).to_owned(),
-        method: method.as_str().to_owned(),
+        method: logged_method(method).to_owned(),
         path: path.to_owned(),
         decision: decision.outcome.name().to_owned(),
         step: decision.step.name().to_owned(),
