@@ -13,12 +13,17 @@
 //!
 //! What is counted is what the client's socket gave since the last message
 //! was taken whole (less its pings and pongs): the unfinished message, and
-//! at most a read buffer of what follows it. The room a message took is
-//! kept once it is whole, for as long as the socket lives, and counts
-//! toward the next ones: the library reads each frame into a buffer of the
-//! frame's size and keeps that buffer, at the size of the largest frame
-//! so far, until the socket closes (helper 79: twenty sockets that had each
-//! sent one 16 MiB message held 325 MiB, idle, with the room given back).
+//! at most a read buffer of what follows it. Once a message is whole, the
+//! room for the largest frame the socket has sent is kept, for as long as
+//! it lives, and counts toward the next messages: the library reads each
+//! frame into a buffer of the frame's size and keeps that buffer, at the
+//! size of the largest frame so far, until the socket closes (helper 79:
+//! twenty sockets that had each sent one 16 MiB message held 325 MiB,
+//! idle, with the room given back). A message sent in small frames keeps
+//! none (helper 80: four 16 MiB messages in 64 KiB frames kept the whole
+//! room taken, and every other add-on's large message and held body was
+//! refused, for as long as those sockets lived). So the frames' heads are
+//! read here as they pass, for their sizes.
 
 use std::future::Future;
 use std::io;
@@ -89,6 +94,8 @@ pub(crate) struct Meter {
 struct State {
     /// What the socket gave since the last message was taken whole.
     unfinished: usize,
+    /// The frames' heads as they pass (see [`Frames`]).
+    frames: Frames,
     /// The room taken for it.
     taken: Option<OwnedSemaphorePermit>,
     /// While the message is past [`FREE`]: when its next byte is due.
@@ -114,12 +121,22 @@ impl Meter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A message (or a close) was taken whole: the next one starts. Its
-    /// room stays taken (see the module's comment).
+    /// A message (or a close) was taken whole: the next one starts. Room
+    /// for the largest frame so far stays taken, the rest is given back
+    /// (see the module's comment).
     pub(crate) fn taken_whole(&self) {
         let mut state = self.state();
         state.unfinished = 0;
         state.due = None;
+        let kept = usize::try_from(state.frames.largest)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(FREE)
+            .div_ceil(STEP)
+            .saturating_mul(STEP);
+        if let Some(taken) = &mut state.taken {
+            let excess = taken.num_permits().saturating_sub(kept);
+            drop(taken.split(excess));
+        }
     }
 
     /// A ping or pong with `payload` bytes was taken: its bytes are no
@@ -129,12 +146,14 @@ impl Meter {
         state.unfinished = state.unfinished.saturating_sub(payload + CONTROL_HEAD);
     }
 
-    /// The socket gave `count` more bytes.
-    fn came(&self, count: usize) -> Result<(), Cut> {
+    /// The socket gave `bytes` more.
+    fn came(&self, bytes: &[u8]) -> Result<(), Cut> {
         let mut state = self.state();
+        let count = bytes.len();
         if count == 0 {
             return Ok(());
         }
+        state.frames.scan(bytes);
         state.unfinished = state.unfinished.saturating_add(count);
         if state.unfinished <= FREE {
             return Ok(());
@@ -185,6 +204,63 @@ impl Meter {
     }
 }
 
+/// The heads of a client's frames, read as the bytes pass: the largest
+/// frame so far. (The library reads them too, and refuses what is not a
+/// frame; this only needs their lengths.)
+#[derive(Default)]
+struct Frames {
+    /// The head being read, and how much of it has come.
+    head: [u8; 14],
+    have: usize,
+    /// What is left of the payload of the frame being read.
+    payload_left: u64,
+    /// The largest frame's payload so far, in bytes.
+    largest: u64,
+}
+
+impl Frames {
+    fn scan(&mut self, mut bytes: &[u8]) {
+        while let Some((&first, rest)) = bytes.split_first() {
+            if self.payload_left > 0 {
+                let skipped = usize::try_from(self.payload_left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.payload_left -= skipped as u64;
+                bytes = &bytes[skipped..];
+                continue;
+            }
+            self.head[self.have] = first;
+            self.have += 1;
+            bytes = rest;
+            if self.have < 2 {
+                continue;
+            }
+            let short = self.head[1] & 0x7f;
+            let length_bytes = match short {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            let mask_bytes = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+            if self.have < 2 + length_bytes + mask_bytes {
+                continue;
+            }
+            let length = match short {
+                126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                127 => {
+                    let mut eight = [0u8; 8];
+                    eight.copy_from_slice(&self.head[2..10]);
+                    u64::from_be_bytes(eight)
+                }
+                short => u64::from(short),
+            };
+            self.largest = self.largest.max(length);
+            self.payload_left = length;
+            self.have = 0;
+        }
+    }
+}
+
 /// A socket whose reads a [`Meter`] counts (none: not counted).
 pub(crate) struct Metered<T> {
     inner: T,
@@ -210,7 +286,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
             return read;
         };
         let counted = match &read {
-            Poll::Ready(Ok(())) => meter.came(buf.filled().len() - before),
+            Poll::Ready(Ok(())) => meter.came(&buf.filled()[before..]),
             Poll::Pending => meter.waiting(cx),
             Poll::Ready(Err(_)) => Ok(()),
         };
@@ -259,39 +335,93 @@ mod tests {
         Meter::new(Some(HeldRoom::new(cap)), Duration::from_secs(30))
     }
 
+    /// `count` bytes that read as frames of no payload: counted, with no
+    /// large frame among them.
+    fn zeros(count: usize) -> Vec<u8> {
+        vec![0; count]
+    }
+
+    /// The head of a masked frame of `length` bytes (14 bytes).
+    fn frame_head(length: u64) -> Vec<u8> {
+        let mut head = vec![0x82, 0x80 | 127];
+        head.extend_from_slice(&length.to_be_bytes());
+        head.extend_from_slice(&[1, 2, 3, 4]);
+        head
+    }
+
     // (A runtime: a message past FREE starts its timer.)
     #[tokio::test]
     async fn an_ordinary_message_takes_no_room_and_a_large_one_takes_it_in_steps() {
         let meter = meter(1 << 20);
-        meter.came(FREE).expect("free");
+        meter.came(&zeros(FREE)).expect("free");
         assert_eq!(meter.room_taken(), 0);
-        meter.came(1).expect("one byte over");
+        meter.came(&zeros(1)).expect("one byte over");
         assert_eq!(meter.room_taken(), STEP);
-        meter.came(STEP - 1).expect("to the step");
+        meter.came(&zeros(STEP - 1)).expect("to the step");
         assert_eq!(meter.room_taken(), STEP);
-        meter.came(1).expect("past it");
+        meter.came(&zeros(1)).expect("past it");
         assert_eq!(meter.room_taken(), 2 * STEP);
-        // Whole: the room stays with the socket (the library keeps a buffer
-        // that large), and the next messages count against it first.
+        // Whole, in frames of no size: all of it is given back.
+        meter.taken_whole();
+        assert_eq!(meter.room_taken(), 0);
+    }
+
+    // (A runtime: a message past FREE starts its timer.)
+    #[tokio::test]
+    async fn room_for_the_largest_frame_stays_with_the_socket_the_rest_goes_back() {
+        let meter = meter(1 << 20);
+        // One frame of FREE + STEP + 1 bytes: three steps while it comes
+        // (its 14-byte head counted too), two kept once it is whole.
+        meter
+            .came(&frame_head((FREE + STEP + 1) as u64))
+            .expect("head");
+        meter.came(&zeros(FREE + STEP + 1)).expect("payload");
+        assert_eq!(meter.room_taken(), 2 * STEP);
         meter.taken_whole();
         assert_eq!(meter.room_taken(), 2 * STEP);
-        meter.came(FREE + 2 * STEP).expect("as large again");
+        // The next, as large, counts against it first.
+        meter.came(&frame_head((FREE + STEP) as u64)).expect("head");
+        meter.came(&zeros(FREE + STEP)).expect("payload");
         assert_eq!(meter.room_taken(), 2 * STEP);
-        meter.came(1).expect("larger");
-        assert_eq!(meter.room_taken(), 3 * STEP);
+        meter.taken_whole();
+        assert_eq!(meter.room_taken(), 2 * STEP);
+        // A message in small frames (64 KiB each, as a fragmenting client
+        // sends) keeps only what its largest frame needs: nothing.
+        let small = meter_fragmented(&meter_for_fragments(), 48);
+        assert_eq!(small, 0);
+    }
+
+    /// A fresh meter with a cap of 16 MiB.
+    fn meter_for_fragments() -> Arc<Meter> {
+        meter(16 << 20)
+    }
+
+    /// Sends one message in `count` frames of FREE bytes to `meter`; the
+    /// room taken once it is whole.
+    fn meter_fragmented(meter: &Arc<Meter>, count: usize) -> usize {
+        for _ in 0..count {
+            meter.came(&frame_head(FREE as u64)).expect("head");
+            meter.came(&zeros(FREE)).expect("payload");
+        }
+        assert!(
+            meter.room_taken() >= (count - 2) * FREE,
+            "taken while it came"
+        );
+        meter.taken_whole();
+        meter.room_taken()
     }
 
     // (A runtime: a message past FREE starts its timer.)
     #[tokio::test]
     async fn pings_between_the_pieces_of_a_message_are_not_counted_as_it() {
         let meter = meter(1 << 20);
-        meter.came(FREE - 10).expect("a piece");
+        meter.came(&zeros(FREE - 10)).expect("a piece");
         for _ in 0..1000 {
-            meter.came(CONTROL_HEAD + 4).expect("a ping");
+            meter.came(&zeros(CONTROL_HEAD + 4)).expect("a ping");
             meter.control_taken(4);
         }
         assert_eq!(meter.room_taken(), 0);
-        meter.came(11).expect("the rest");
+        meter.came(&zeros(11)).expect("the rest");
         assert_eq!(meter.room_taken(), STEP);
     }
 
@@ -302,28 +432,36 @@ mod tests {
         let meter_of = |room: &HeldRoom| Meter::new(Some(room.clone()), Duration::from_secs(30));
         let first = meter_of(&room);
         let second = meter_of(&room);
-        first.came(FREE + STEP + 1).expect("two steps");
+        // One frame of FREE + STEP bytes, with its head: two steps, the cap.
+        first.came(&frame_head((FREE + STEP) as u64)).expect("head");
+        first.came(&zeros(FREE + STEP)).expect("two steps");
         assert_eq!(first.room_taken(), 2 * STEP);
-        assert_eq!(second.came(FREE + 1), Err(Cut::NoRoomNow));
-        // Only once the first socket is gone is its room free again.
+        assert_eq!(second.came(&zeros(FREE + 1)), Err(Cut::NoRoomNow));
+        // Whole, it keeps one step for its frame: one is free again, not two.
         first.taken_whole();
-        assert_eq!(second.came(1), Err(Cut::NoRoomNow));
-        drop(first);
+        assert_eq!(first.room_taken(), STEP);
         let third = meter_of(&room);
-        third.came(FREE + 1).expect("room again");
+        assert_eq!(third.came(&zeros(FREE + STEP + 1)), Err(Cut::NoRoomNow));
+        // Only once the first socket is gone is its kept room free too.
+        drop(first);
+        let fourth = meter_of(&room);
+        fourth.came(&zeros(FREE + STEP + 1)).expect("room again");
         // A message over the whole cap alone can never be held.
         let alone = meter(2 * STEP);
-        assert_eq!(alone.came(FREE + 2 * STEP + 1), Err(Cut::NoRoomEver));
+        assert_eq!(
+            alone.came(&zeros(FREE + 2 * STEP + 1)),
+            Err(Cut::NoRoomEver)
+        );
         // The cap to the byte can.
         let exact = meter(2 * STEP);
-        exact.came(FREE + 2 * STEP).expect("to the cap");
+        exact.came(&zeros(FREE + 2 * STEP)).expect("to the cap");
     }
 
     // (A runtime: a message past FREE starts its timer.)
     #[tokio::test]
     async fn without_a_cap_nothing_is_taken() {
         let meter = Meter::new(None, Duration::from_secs(30));
-        meter.came(64 << 20).expect("no cap");
+        meter.came(&zeros(64 << 20)).expect("no cap");
         assert_eq!(meter.room_taken(), 0);
     }
 
@@ -333,15 +471,15 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         // Under FREE nothing is timed: such a pause is as long as it likes.
-        meter.came(FREE).expect("free");
+        meter.came(&zeros(FREE)).expect("free");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
-        meter.came(1).expect("over");
+        meter.came(&zeros(1)).expect("over");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
         // More of it, or pings between its pieces, do not give it longer.
-        meter.came(1).expect("a byte more");
-        meter.came(CONTROL_HEAD).expect("a ping");
+        meter.came(&zeros(1)).expect("a byte more");
+        meter.came(&zeros(CONTROL_HEAD)).expect("a ping");
         meter.control_taken(0);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(meter.waiting(&mut cx), Err(Cut::Stalled));
@@ -350,7 +488,7 @@ mod tests {
         meter.taken_whole();
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
-        meter.came(FREE + 1).expect("the next, over");
+        meter.came(&zeros(FREE + 1)).expect("the next, over");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
     }
