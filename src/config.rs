@@ -958,7 +958,7 @@ fn unused_secrets(
 /// taken either.
 fn upstream_host_ok(host: &str) -> bool {
     if let Some(ip) = upstream_ip(host) {
-        return !ip.is_unspecified();
+        return one_host(ip);
     }
     if host.starts_with('[') {
         return false;
@@ -980,6 +980,24 @@ fn upstream_host_ok(host: &str) -> bool {
                     .bytes()
                     .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
         })
+}
+
+/// Whether `ip` names one host the gateway can reach by it alone: not the
+/// address of none (`0.0.0.0`, `::`, or any in 0.0.0.0/8), of many
+/// (multicast, IPv4's broadcast), nor a link-local IPv6 address, which
+/// needs an interface the URL cannot name; nor an IPv4 address written in
+/// IPv6's deprecated compatible form (`[::127.0.0.1]`).
+fn one_host(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(ip) => ip.octets()[0] != 0 && !ip.is_multicast() && !ip.is_broadcast(),
+        std::net::IpAddr::V6(ip) => {
+            let segments = ip.segments();
+            let compatible = segments[..6].iter().all(|segment| *segment == 0)
+                && !ip.is_loopback()
+                && !ip.is_unspecified();
+            !ip.is_unspecified() && !ip.is_multicast() && !ip.is_unicast_link_local() && !compatible
+        }
+    }
 }
 
 /// The address `host` names, if it is an IPv6 address in brackets or an

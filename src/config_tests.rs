@@ -226,6 +226,12 @@ fn an_upstream_port_or_host_the_gateway_cannot_connect_to_is_refused() {
         "http://-a-",
         "http://0.0.0.0:8081",
         "http://[::]:8081",
+        "http://0.1.2.3:8081",
+        "http://255.255.255.255:8081",
+        "http://224.0.0.1:8081",
+        "http://[ff02::1]:8081",
+        "http://[fe80::1]:8081",
+        "http://[::127.0.0.1]:8081",
     ] {
         let error = refused_at(&format!("\nupstream: {upstream}\n"), "upstream", 2);
         let text = error.to_string();
@@ -239,6 +245,9 @@ fn an_upstream_port_or_host_the_gateway_cannot_connect_to_is_refused() {
         "http://my_addon.local:80",
         "http://[::1]:8081",
         "http://10.0.0.1:65535",
+        "http://[fd00::1]:8081",
+        "http://[::ffff:10.0.0.1]:8081",
+        "http://172.30.32.2:80",
     ] {
         let text = format!("upstream: {upstream}\n");
         let loaded = Config::from_yaml(&text, "test.yaml");
