@@ -287,9 +287,15 @@ fn unreadable() -> Verdict<'static> {
 
 /// One warning per message, however many of its commands were refused: a
 /// line per command would let one message write hundreds of megabytes of
-/// log.
+/// log. The first refused type is named by its namespace alone
+/// (`supervisor/…`, `hassio/…`): the rest is the client's text, which may
+/// be anything, a token even (helper 81).
 fn log_refused(refused: usize, first: &str) {
-    tracing::warn!(refused, message_type = %Shortened(first), "websocket message refused");
+    let namespace = match first.split_once('/') {
+        Some((namespace, _)) => namespace,
+        None => first,
+    };
+    tracing::warn!(refused, message_type = %format_args!("{}/…", Shortened(namespace)), "websocket message refused");
 }
 
 /// Whether a command's type is one an add-on may not send.
