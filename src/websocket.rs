@@ -556,11 +556,9 @@ async fn upstream_side(sides: &mut Sides, access: &Access, phase: watch::Receive
         let authenticated = authenticated_with.is_some();
         let message = match next {
             Some(Ok(message)) => {
-                match &message {
-                    Message::Ping(payload) | Message::Pong(payload) => {
-                        meter.control_taken(payload.len());
-                    }
-                    _ => meter.taken_whole(),
+                // (Pings and pongs are not counted as message bytes.)
+                if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+                    meter.taken_whole();
                 }
                 message
             }

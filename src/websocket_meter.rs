@@ -12,8 +12,8 @@
 //! helper 79).
 //!
 //! What is counted is what the client's socket gave since the last message
-//! was taken whole (less its pings and pongs): the unfinished message, and
-//! at most a read buffer of what follows it. Once a message is whole, the
+//! was taken whole, but its pings and pongs (and closes): the unfinished
+//! message, and at most a read buffer of what follows it. Once a message is whole, the
 //! room for the largest frame the socket has sent is kept, for as long as
 //! it lives, and counts toward the next messages: the library reads each
 //! frame into a buffer of the frame's size and keeps that buffer, at the
@@ -45,10 +45,6 @@ pub(crate) const FREE: usize = 64 * 1024;
 /// Room is taken in steps of this many bytes (as a held body takes it in
 /// blocks of at most this).
 const STEP: usize = 64 * 1024;
-
-/// A client's ping or pong frame beside its payload: two bytes of head and
-/// four of mask (a control frame's payload is at most 125 bytes).
-const CONTROL_HEAD: usize = 6;
 
 /// How a client's unfinished message was ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,23 +135,13 @@ impl Meter {
         }
     }
 
-    /// A ping or pong with `payload` bytes was taken: its bytes are no
-    /// part of a message.
-    pub(crate) fn control_taken(&self, payload: usize) {
-        let mut state = self.state();
-        state.unfinished = state.unfinished.saturating_sub(payload + CONTROL_HEAD);
-    }
-
     /// The socket gave `bytes` more.
     fn came(&self, bytes: &[u8]) -> Result<(), Cut> {
         let mut state = self.state();
-        let count = bytes.len();
-        if count == 0 {
-            return Ok(());
-        }
-        state.frames.scan(bytes);
-        state.unfinished = state.unfinished.saturating_add(count);
-        if state.unfinished <= FREE {
+        let (count, refund) = state.frames.scan(bytes);
+        let before = state.unfinished;
+        state.unfinished = before.saturating_add(count).saturating_sub(refund);
+        if state.unfinished <= before || state.unfinished <= FREE {
             return Ok(());
         }
         if let Some(room) = &self.room {
@@ -204,34 +190,52 @@ impl Meter {
     }
 }
 
-/// The heads of a client's frames, read as the bytes pass: the largest
-/// frame so far. (The library reads them too, and refuses what is not a
-/// frame; this only needs their lengths.)
+/// The heads of a client's frames, read as the bytes pass: which bytes
+/// belong to data frames (a ping or pong, and its head, is no part of a
+/// message), and the largest data frame that has come whole. (The library
+/// reads them too, and refuses what is not a frame; this only needs their
+/// opcodes and lengths.)
 #[derive(Default)]
 struct Frames {
     /// The head being read, and how much of it has come.
     head: [u8; 14],
     have: usize,
-    /// What is left of the payload of the frame being read.
+    /// The frame being read: its payload's length, what is left of it, and
+    /// whether it is a control frame.
+    length: u64,
     payload_left: u64,
-    /// The largest frame's payload so far, in bytes.
+    control: bool,
+    /// The largest data frame's payload that has come whole, in bytes (one
+    /// only announced has not: helper 81).
     largest: u64,
 }
 
 impl Frames {
-    fn scan(&mut self, mut bytes: &[u8]) {
+    /// Reads `bytes` on from where the last call stopped; how many of them
+    /// belong to data frames, and how many counted as such before were the
+    /// head of a control frame. (A head's bytes count as they come, before
+    /// it is known whose they are: a count that lags would let a message
+    /// hide in heads not yet whole.)
+    fn scan(&mut self, mut bytes: &[u8]) -> (usize, usize) {
+        let mut data = 0;
+        let mut refund = 0;
         while let Some((&first, rest)) = bytes.split_first() {
             if self.payload_left > 0 {
-                let skipped = usize::try_from(self.payload_left)
+                let taken = usize::try_from(self.payload_left)
                     .unwrap_or(usize::MAX)
                     .min(bytes.len());
-                self.payload_left -= skipped as u64;
-                bytes = &bytes[skipped..];
+                self.payload_left -= taken as u64;
+                bytes = &bytes[taken..];
+                if !self.control {
+                    data += taken;
+                }
+                self.whole_if_done();
                 continue;
             }
             self.head[self.have] = first;
             self.have += 1;
             bytes = rest;
+            data += 1;
             if self.have < 2 {
                 continue;
             }
@@ -245,7 +249,7 @@ impl Frames {
             if self.have < 2 + length_bytes + mask_bytes {
                 continue;
             }
-            let length = match short {
+            self.length = match short {
                 126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
                 127 => {
                     let mut eight = [0u8; 8];
@@ -254,9 +258,22 @@ impl Frames {
                 }
                 short => u64::from(short),
             };
-            self.largest = self.largest.max(length);
-            self.payload_left = length;
+            // Opcodes 8 and up are control frames (close, ping, pong).
+            self.control = self.head[0] & 0x08 != 0;
+            if self.control {
+                refund += self.have;
+            }
+            self.payload_left = self.length;
             self.have = 0;
+            self.whole_if_done();
+        }
+        (data, refund)
+    }
+
+    /// Notes the frame being read as whole once its payload has come.
+    fn whole_if_done(&mut self) {
+        if self.payload_left == 0 && !self.control {
+            self.largest = self.largest.max(self.length);
         }
     }
 }
@@ -341,6 +358,11 @@ mod tests {
         vec![0; count]
     }
 
+    /// A masked ping with four bytes of payload.
+    fn ping() -> Vec<u8> {
+        vec![0x89, 0x80 | 4, 1, 2, 3, 4, 9, 9, 9, 9]
+    }
+
     /// The head of a masked frame of `length` bytes (14 bytes).
     fn frame_head(length: u64) -> Vec<u8> {
         let mut head = vec![0x82, 0x80 | 127];
@@ -389,6 +411,18 @@ mod tests {
         // sends) keeps only what its largest frame needs: nothing.
         let small = meter_fragmented(&meter_for_fragments(), 48);
         assert_eq!(small, 0);
+        // Nor does a frame only announced, its head read with the end of
+        // the message before it (helper 81).
+        let fragments = meter_for_fragments();
+        for _ in 0..4 {
+            fragments.came(&frame_head(FREE as u64)).expect("head");
+            fragments.came(&zeros(FREE)).expect("payload");
+        }
+        fragments
+            .came(&frame_head(15 << 20))
+            .expect("an announced head");
+        fragments.taken_whole();
+        assert_eq!(fragments.room_taken(), 0);
     }
 
     /// A fresh meter with a cap of 16 MiB.
@@ -416,9 +450,17 @@ mod tests {
     async fn pings_between_the_pieces_of_a_message_are_not_counted_as_it() {
         let meter = meter(1 << 20);
         meter.came(&zeros(FREE - 10)).expect("a piece");
+        // A ping alone, counted from nothing, counts nothing either.
+        let fresh = meter_for_fragments();
+        fresh.came(&ping()).expect("a ping");
+        fresh.came(&zeros(FREE)).expect("to FREE");
+        assert_eq!(fresh.room_taken(), 0);
         for _ in 0..1000 {
-            meter.came(&zeros(CONTROL_HEAD + 4)).expect("a ping");
-            meter.control_taken(4);
+            meter.came(&ping()).expect("a ping");
+            // Its length written in eight bytes, as a client may (helper 81).
+            meter
+                .came(&[0x89, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4])
+                .expect("a long-headed ping");
         }
         assert_eq!(meter.room_taken(), 0);
         meter.came(&zeros(11)).expect("the rest");
@@ -478,9 +520,8 @@ mod tests {
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
         // More of it, or pings between its pieces, do not give it longer.
-        meter.came(&zeros(1)).expect("a byte more");
-        meter.came(&zeros(CONTROL_HEAD)).expect("a ping");
-        meter.control_taken(0);
+        meter.came(&zeros(2)).expect("a frame more");
+        meter.came(&ping()).expect("a ping");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(meter.waiting(&mut cx), Err(Cut::Stalled));
         // Once the message is whole, nothing is due, and the next one
