@@ -1045,7 +1045,17 @@ fn upstream_is_listener(authority: &http::uri::Authority, listen: SocketAddr) ->
         }
         None => return false,
     };
-    ip == listen_ip || (listen_ip.is_unspecified() && ip.is_loopback())
+    ip == listen_ip
+        || (listen_ip.is_unspecified()
+            // (One on every IPv4 address is not on IPv6 ones.)
+            && (listen_ip.is_ipv6() || ip.is_ipv4())
+            && (ip.is_loopback() || is_local(ip)))
+}
+
+/// Whether `ip` is one of this machine's own addresses: one a socket may
+/// be bound to. (A UDP socket bound to it and dropped: nothing is sent.)
+fn is_local(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 fn line_of<T>(spanned: &Spanned<T>) -> u64 {

@@ -280,6 +280,11 @@ fn an_upstream_that_is_the_gateways_own_listener_is_refused() {
         let text = format!("listen: {listen}\nupstream: {upstream}\n");
         assert!(Config::from_yaml(&text, "test.yaml").is_ok(), "{text}");
     }
+    // One of the machine's own addresses while the gateway listens on all
+    // of them (helper 81: the machine's eth0 address looped). Loopback is
+    // always one; an address of TEST-NET-2 is no machine's.
+    assert!(is_local("127.0.0.1".parse().expect("ip")));
+    assert!(!is_local("198.51.100.77".parse().expect("ip")));
     // Nor may it be the admin listener.
     let text = "admin_listen: 127.0.0.1:8099\nupstream: http://127.0.0.1:8099\n";
     let error = refused_at(text, "upstream", 2);
