@@ -876,7 +876,6 @@ fn client_fault(error: &WsError) -> Option<Message> {
             Some(close(CloseCode::Invalid, "text that is not UTF-8"))
         }
         Fault::Cut(cut) => {
-            tracing::warn!(%cut, "websocket closed: a client's unfinished message was cut off");
             let (error, code, reason) = match cut {
                 Cut::NoRoomNow => (ForwardError::HeldBodiesFull, CloseCode::Again, NO_ROOM_NOW),
                 Cut::NoRoomEver => (
@@ -885,7 +884,13 @@ fn client_fault(error: &WsError) -> Option<Message> {
                     NO_ROOM_EVER,
                 ),
                 Cut::Stalled => (ForwardError::ClientBodyStalled, CloseCode::Policy, STALLED),
+                // As the library's own refusals of such frames.
+                Cut::BadFrame => {
+                    tracing::info!(%cut, "websocket closed: the client broke the protocol");
+                    return Some(close(CloseCode::Protocol, "protocol error"));
+                }
             };
+            tracing::warn!(%cut, "websocket closed: a client's unfinished message was cut off");
             crate::metrics::upstream_error(error);
             Some(close(code, reason))
         }

@@ -57,6 +57,12 @@ pub(crate) enum Cut {
     NoRoomEver,
     /// It was not whole within `body_idle_timeout_ms` of passing [`FREE`].
     Stalled,
+    /// A frame head no client may send: unmasked, or a control frame over
+    /// 125 bytes or in pieces. The library refuses them too, but only once
+    /// the whole frame has come, and the meter would not count a control
+    /// frame's payload meanwhile (helper 82: 20 sockets each holding 16 MiB
+    /// of a "ping").
+    BadFrame,
 }
 
 impl std::fmt::Display for Cut {
@@ -65,6 +71,7 @@ impl std::fmt::Display for Cut {
             Cut::NoRoomNow => "no room left under max_held_body_bytes for a message",
             Cut::NoRoomEver => "a message larger than max_held_body_bytes",
             Cut::Stalled => "a message not whole within body_idle_timeout_ms of passing 64 KiB",
+            Cut::BadFrame => "a frame head no client may send (unmasked, or a control frame over 125 bytes or in pieces)",
         })
     }
 }
@@ -138,7 +145,7 @@ impl Meter {
     /// The socket gave `bytes` more.
     fn came(&self, bytes: &[u8]) -> Result<(), Cut> {
         let mut state = self.state();
-        let (count, refund) = state.frames.scan(bytes);
+        let (count, refund) = state.frames.scan(bytes)?;
         let before = state.unfinished;
         state.unfinished = before.saturating_add(count).saturating_sub(refund);
         if state.unfinished <= before || state.unfinished <= FREE {
@@ -216,7 +223,7 @@ impl Frames {
     /// head of a control frame. (A head's bytes count as they come, before
     /// it is known whose they are: a count that lags would let a message
     /// hide in heads not yet whole.)
-    fn scan(&mut self, mut bytes: &[u8]) -> (usize, usize) {
+    fn scan(&mut self, mut bytes: &[u8]) -> Result<(usize, usize), Cut> {
         let mut data = 0;
         let mut refund = 0;
         while let Some((&first, rest)) = bytes.split_first() {
@@ -260,6 +267,10 @@ impl Frames {
             };
             // Opcodes 8 and up are control frames (close, ping, pong).
             self.control = self.head[0] & 0x08 != 0;
+            let whole = self.head[0] & 0x80 != 0;
+            if mask_bytes == 0 || (self.control && (self.length > 125 || !whole)) {
+                return Err(Cut::BadFrame);
+            }
             if self.control {
                 refund += self.have;
             }
@@ -267,7 +278,7 @@ impl Frames {
             self.have = 0;
             self.whole_if_done();
         }
-        (data, refund)
+        Ok((data, refund))
     }
 
     /// Notes the frame being read as whole once its payload has come.
@@ -352,10 +363,11 @@ mod tests {
         Meter::new(Some(HeldRoom::new(cap)), Duration::from_secs(30))
     }
 
-    /// `count` bytes that read as frames of no payload: counted, with no
-    /// large frame among them.
+    /// `count` bytes that read, from any byte on, as masked binary frames
+    /// of two bytes: all counted, with no large frame among them. (Frames of
+    /// 8 bytes: a multiple of 8 ends on a frame's end.)
     fn zeros(count: usize) -> Vec<u8> {
-        vec![0; count]
+        vec![0x82; count]
     }
 
     /// A masked ping with four bytes of payload.
@@ -449,7 +461,7 @@ mod tests {
     #[tokio::test]
     async fn pings_between_the_pieces_of_a_message_are_not_counted_as_it() {
         let meter = meter(1 << 20);
-        meter.came(&zeros(FREE - 10)).expect("a piece");
+        meter.came(&zeros(FREE - 8)).expect("a piece");
         // A ping alone, counted from nothing, counts nothing either.
         let fresh = meter_for_fragments();
         fresh.came(&ping()).expect("a ping");
@@ -463,7 +475,7 @@ mod tests {
                 .expect("a long-headed ping");
         }
         assert_eq!(meter.room_taken(), 0);
-        meter.came(&zeros(11)).expect("the rest");
+        meter.came(&zeros(9)).expect("the rest");
         assert_eq!(meter.room_taken(), STEP);
     }
 
@@ -499,6 +511,23 @@ mod tests {
         exact.came(&zeros(FREE + 2 * STEP)).expect("to the cap");
     }
 
+    #[test]
+    fn frame_heads_no_client_may_send_are_cut_at_once() {
+        // A ping announcing 16 MiB: the library would read all of it first,
+        // and the meter counts no control frame's payload (helper 82).
+        let mut long_ping = vec![0x89, 0x80 | 127];
+        long_ping.extend_from_slice(&(16u64 << 20).to_be_bytes());
+        long_ping.extend_from_slice(&[1, 2, 3, 4]);
+        let unmasked = vec![0x82, 127, 0, 0, 0, 0, 0, 0xf0, 0, 0];
+        let in_pieces = vec![0x09, 0x80 | 4, 1, 2, 3, 4];
+        for head in [long_ping, unmasked, in_pieces] {
+            let mut frames = Frames::default();
+            assert_eq!(frames.scan(&head), Err(Cut::BadFrame), "{head:?}");
+        }
+        let mut frames = Frames::default();
+        assert!(frames.scan(&[0x89, 0x80 | 125, 1, 2, 3, 4]).is_ok());
+    }
+
     // (A runtime: a message past FREE starts its timer.)
     #[tokio::test]
     async fn without_a_cap_nothing_is_taken() {
@@ -516,11 +545,11 @@ mod tests {
         meter.came(&zeros(FREE)).expect("free");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
-        meter.came(&zeros(1)).expect("over");
+        meter.came(&zeros(8)).expect("over");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert_eq!(meter.waiting(&mut cx), Ok(()));
         // More of it, or pings between its pieces, do not give it longer.
-        meter.came(&zeros(2)).expect("a frame more");
+        meter.came(&zeros(8)).expect("a frame more");
         meter.came(&ping()).expect("a ping");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(meter.waiting(&mut cx), Err(Cut::Stalled));
