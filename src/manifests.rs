@@ -628,17 +628,20 @@ fn supervisor_boolean(written: &Written) -> Option<bool> {
             Some(text) => written_number_truth(text.trim()),
             None => Some(number.as_f64().is_some_and(|n| n != 0.0)),
         },
-        Value::String(text) => {
-            let text = text.to_ascii_lowercase();
-            if ["1", "true", "yes", "on", "enable"].contains(&text.as_str()) {
-                Some(true)
-            } else if ["0", "false", "no", "off", "disable"].contains(&text.as_str()) {
-                Some(false)
-            } else {
-                None
-            }
-        }
+        Value::String(text) => boolean_word(text),
         Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Text as voluptuous' `Boolean()`, the Supervisor's schema, reads it: `1`,
+/// `true`, `yes`, `on` or `enable` in any case is true, `0`, `false`, `no`,
+/// `off` or `disable` false, anything else refused. (Also how a toggle's
+/// `protected` is read: see [`crate::protection_state::requested`].)
+pub(crate) fn boolean_word(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "enable" => Some(true),
+        "0" | "false" | "no" | "off" | "disable" => Some(false),
+        _ => None,
     }
 }
 

@@ -174,11 +174,7 @@ pub fn requested(body: &[u8]) -> Asked {
         Value::Bool(value) => Some(*value),
         Value::Null => Some(false),
         Value::Number(number) => Some(number.as_f64().is_some_and(|n| n != 0.0)),
-        Value::String(text) => match text.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" | "enable" => Some(true),
-            "0" | "false" | "no" | "off" | "disable" => Some(false),
-            _ => None,
-        },
+        Value::String(text) => crate::manifests::boolean_word(text),
         Value::Array(items) => Some(!items.is_empty()),
         Value::Object(members) => Some(!members.is_empty()),
     };
