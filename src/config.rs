@@ -1008,13 +1008,10 @@ fn upstream_ip(host: &str) -> Option<std::net::IpAddr> {
         .strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
     {
-        Some(inside) => {
-            let ip = inside.parse::<std::net::Ipv6Addr>().ok()?;
-            Some(match ip.to_ipv4_mapped() {
-                Some(v4) => std::net::IpAddr::V4(v4),
-                None => std::net::IpAddr::V6(ip),
-            })
-        }
+        Some(inside) => inside
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| std::net::IpAddr::V6(ip).to_canonical()),
         None => host
             .parse::<std::net::Ipv4Addr>()
             .ok()
@@ -1032,12 +1029,7 @@ fn upstream_is_listener(authority: &http::uri::Authority, listen: SocketAddr) ->
         return false;
     }
     let host = authority.host();
-    let listen_ip = match listen.ip() {
-        std::net::IpAddr::V6(ip) => ip
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(ip), std::net::IpAddr::V4),
-        v4 => v4,
-    };
+    let listen_ip = listen.ip().to_canonical();
     let ip = match upstream_ip(host) {
         Some(ip) => ip,
         None if host.eq_ignore_ascii_case("localhost") => {
