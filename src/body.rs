@@ -384,10 +384,31 @@ impl HeldRoom {
         self.cap
     }
 
-    /// Takes `bytes` more of the room, if that much is left.
-    pub(crate) fn try_take(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let bytes = u32::try_from(bytes).ok()?;
-        self.left.clone().try_acquire_many_owned(bytes).ok()
+    /// Takes up to `bytes` more of the room for a holder that has `taken`
+    /// already, and adds them to it: no more than the cap leaves for that
+    /// holder alone, so that one holder may have the cap to the byte. How
+    /// many were taken; `Ever` when the holder has the whole cap already,
+    /// `Now` when others hold what it needs. (Held bodies and WebSocket
+    /// messages both take their room so.)
+    pub(crate) fn take_more(
+        &self,
+        taken: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+        bytes: usize,
+    ) -> Result<usize, NoRoom> {
+        let held = taken.as_ref().map_or(0, |taken| taken.num_permits());
+        let bytes = bytes.min(self.cap.saturating_sub(held));
+        if bytes == 0 {
+            return Err(NoRoom::Ever);
+        }
+        let more = u32::try_from(bytes)
+            .ok()
+            .and_then(|count| self.left.clone().try_acquire_many_owned(count).ok())
+            .ok_or(NoRoom::Now)?;
+        match taken {
+            Some(taken) => taken.merge(more),
+            None => *taken = Some(more),
+        }
+        Ok(bytes)
     }
 
     #[cfg(test)]
@@ -444,16 +465,7 @@ impl Held {
             last => (last * 2).min(LARGEST_BLOCK),
         };
         if let Some(room) = &self.room {
-            let taken = self.taken.as_ref().map_or(0, |taken| taken.num_permits());
-            size = size.min(room.cap.saturating_sub(taken));
-            if size == 0 {
-                return Err(NoRoom::Ever);
-            }
-            let more = room.try_take(size).ok_or(NoRoom::Now)?;
-            match &mut self.taken {
-                Some(taken) => taken.merge(more),
-                None => self.taken = Some(more),
-            }
+            size = room.take_more(&mut self.taken, size)?;
         }
         let full = std::mem::replace(&mut self.filling, bytes::BytesMut::with_capacity(size));
         if !full.is_empty() {

@@ -36,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-use crate::body::HeldRoom;
+use crate::body::{HeldRoom, NoRoom};
 
 /// The bytes of an unfinished message a socket holds without taking room
 /// (as it holds its read buffer): an ordinary message never takes any.
@@ -159,13 +159,11 @@ impl Meter {
             }
             if over > taken {
                 let step = (over - taken).div_ceil(STEP) * STEP;
-                let more = room
-                    .try_take(step.min(room.cap() - taken))
-                    .ok_or(Cut::NoRoomNow)?;
-                match &mut state.taken {
-                    Some(taken) => taken.merge(more),
-                    None => state.taken = Some(more),
-                }
+                room.take_more(&mut state.taken, step)
+                    .map_err(|no_room| match no_room {
+                        NoRoom::Now => Cut::NoRoomNow,
+                        NoRoom::Ever => Cut::NoRoomEver,
+                    })?;
             }
         }
         if state.due.is_none() {
