@@ -76,3 +76,4 @@ pub mod token_commands;
 mod upstream;
 pub mod websocket;
 mod websocket_meter;
+mod websocket_pieces;

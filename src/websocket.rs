@@ -27,6 +27,7 @@ use crate::gateway::{Grant, Policy};
 use crate::idle::SendWatch;
 use crate::places::Place;
 use crate::websocket_meter::{cut_of, Cut, Meter, Metered};
+use crate::websocket_pieces::Pieces;
 
 #[path = "websocket_messages.rs"]
 mod messages;
@@ -291,8 +292,17 @@ pub async fn relay(ends: Ends, access: Access) {
     let client_config = library
         .max_message_size(Some(max_client_message))
         .max_frame_size(Some(max_client_message));
-    let client = socket(client, Some(meter.0.clone()), Role::Server, client_config).await;
-    let upstream = socket(upstream, None, Role::Client, upstream_config).await;
+    let client = socket(
+        client,
+        Some(meter.0.clone()),
+        false,
+        Role::Server,
+        client_config,
+    )
+    .await;
+    // The upstream's large frames are cut into pieces, which the library
+    // gathers into their messages; see [`crate::websocket_pieces`].
+    let upstream = socket(upstream, None, true, Role::Client, upstream_config).await;
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = client_queue();
@@ -368,15 +378,17 @@ pub async fn relay(ends: Ends, access: Access) {
 async fn socket(
     io: Upgraded,
     meter: Option<Arc<Meter>>,
+    cut: bool,
     role: Role,
     config: WebSocketConfig,
 ) -> WebSocketStream<Io> {
-    let io = Metered::new(TokioIo::new(io), meter);
+    let io = Metered::new(Pieces::new(TokioIo::new(io), cut), meter);
     WebSocketStream::from_raw_socket(io, role, Some(config)).await
 }
 
-/// A side's connection: the client's with its reads counted.
-type Io = Metered<TokioIo<Upgraded>>;
+/// A side's connection: the client's with its reads counted, the
+/// upstream's with its large frames cut.
+type Io = Metered<Pieces<TokioIo<Upgraded>>>;
 type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
 

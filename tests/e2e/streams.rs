@@ -1090,10 +1090,17 @@ async fn one_frame_upstream(size: usize, zeros: bool) -> SocketAddr {
 /// takes frames of up to 128 MiB.
 async fn large_frame_client(upstream: SocketAddr) -> (TestGateway, Socket) {
     let gateway = TestGateway::in_front_of(upstream, start_mock().await).await;
+    let socket = large_frame_socket(gateway.addr).await;
+    (gateway, socket)
+}
+
+/// A socket through the gateway at `addr`, authenticated, with a client
+/// that takes frames of up to 128 MiB.
+async fn large_frame_socket(addr: SocketAddr) -> Socket {
     let large = WebSocketConfig::default()
         .max_message_size(Some(128 << 20))
         .max_frame_size(Some(128 << 20));
-    let mut socket = connect_with(gateway.addr, "/core/websocket", TOK_HA, Some(large))
+    let mut socket = connect_with(addr, "/core/websocket", TOK_HA, Some(large))
         .await
         .expect("upgrade allowed");
     assert_eq!(next_json(&mut socket).await["type"], "auth_required");
@@ -1103,7 +1110,7 @@ async fn large_frame_client(upstream: SocketAddr) -> (TestGateway, Socket) {
     )
     .await;
     assert_eq!(next_json(&mut socket).await["type"], "auth_ok");
-    (gateway, socket)
+    socket
 }
 
 #[tokio::test]
@@ -1117,6 +1124,35 @@ async fn an_upstream_message_in_one_frame_over_16_mib_reaches_the_client_whole()
         }
         other => panic!("not the upstream's message: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_socket_keeps_no_memory_for_the_large_messages_the_upstream_sent_it() {
+    // The library kept a buffer the size of the largest frame the
+    // upstream had sent, for as long as the socket lived: these four idle
+    // sockets held 65 MiB (release build). The upstream's large frames are
+    // now cut into pieces before the library reads them.
+    let size = (16 << 20) + 1;
+    let upstream = one_frame_upstream(size, true).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write(dir.path(), "gateway.yaml", &test_config_yaml(upstream));
+    let served = spawn_serve(&config, "info");
+    let before = served.resident_kib();
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let mut socket = large_frame_socket(served.addr).await;
+        match next_frame(&mut socket).await {
+            Message::Binary(bytes) => assert_eq!(bytes.len(), size),
+            other => panic!("not the upstream's message: {other:?}"),
+        }
+        sockets.push(socket);
+    }
+    let grown = served.resident_kib().saturating_sub(before);
+    assert!(
+        grown < 16 << 10,
+        "four idle sockets, each sent one 16 MiB message, keep {grown} KiB"
+    );
+    drop(sockets);
 }
 
 #[tokio::test]
