@@ -27,7 +27,7 @@ use crate::gateway::{Grant, Policy};
 use crate::idle::SendWatch;
 use crate::places::Place;
 use crate::websocket_meter::{cut_of, Cut, Meter, Metered};
-use crate::websocket_pieces::Pieces;
+use crate::websocket_pieces::{Cutting, Pieces};
 
 #[path = "websocket_messages.rs"]
 mod messages;
@@ -292,17 +292,26 @@ pub async fn relay(ends: Ends, access: Access) {
     let client_config = library
         .max_message_size(Some(max_client_message))
         .max_frame_size(Some(max_client_message));
+    // Each side's large frames are cut into pieces, which the library
+    // gathers into their messages; see [`crate::websocket_pieces`].
+    let from_client = Cutting {
+        masked: true,
+        limit: max_client_message,
+    };
+    let from_upstream = Cutting {
+        masked: false,
+        limit: UPSTREAM_MESSAGE_LIMIT,
+    };
+    let meter_of_client = Some(meter.0.clone());
     let client = socket(
         client,
-        Some(meter.0.clone()),
-        false,
+        meter_of_client,
+        from_client,
         Role::Server,
         client_config,
     )
     .await;
-    // The upstream's large frames are cut into pieces, which the library
-    // gathers into their messages; see [`crate::websocket_pieces`].
-    let upstream = socket(upstream, None, true, Role::Client, upstream_config).await;
+    let upstream = socket(upstream, None, from_upstream, Role::Client, upstream_config).await;
     let (client_sink, client_stream) = client.split();
     let (upstream_sink, upstream_stream) = upstream.split();
     let (to_client, from_relay) = client_queue();
@@ -378,16 +387,16 @@ pub async fn relay(ends: Ends, access: Access) {
 async fn socket(
     io: Upgraded,
     meter: Option<Arc<Meter>>,
-    cut: bool,
+    cutting: Cutting,
     role: Role,
     config: WebSocketConfig,
 ) -> WebSocketStream<Io> {
-    let io = Metered::new(Pieces::new(TokioIo::new(io), cut), meter);
+    let io = Metered::new(Pieces::new(TokioIo::new(io), cutting), meter);
     WebSocketStream::from_raw_socket(io, role, Some(config)).await
 }
 
-/// A side's connection: the client's with its reads counted, the
-/// upstream's with its large frames cut.
+/// A side's connection: its large frames cut into pieces, and the
+/// client's reads counted.
 type Io = Metered<Pieces<TokioIo<Upgraded>>>;
 type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;

@@ -13,17 +13,16 @@
 //!
 //! What is counted is what the client's socket gave since the last message
 //! was taken whole, but its pings and pongs (and closes): the unfinished
-//! message, and at most a read buffer of what follows it. Once a message is whole, the
-//! room for the largest frame the socket has sent is kept, for as long as
-//! it lives, and counts toward the next messages: the library reads each
-//! frame into a buffer of the frame's size and keeps that buffer, at the
-//! size of the largest frame so far, until the socket closes (helper 79:
-//! twenty sockets that had each sent one 16 MiB message held 325 MiB,
-//! idle, with the room given back). A message sent in small frames keeps
-//! none (helper 80: four 16 MiB messages in 64 KiB frames kept the whole
-//! room taken, and every other add-on's large message and held body was
-//! refused, for as long as those sockets lived). So the frames' heads are
-//! read here as they pass, for their sizes.
+//! message, and at most a read buffer of what follows it. Once a message is
+//! whole, all its room is given back: the meter reads the client's frames
+//! after they are cut into pieces ([`crate::websocket_pieces`]), so the
+//! library keeps no buffer the size of a large frame once its message has
+//! gone on. (Before they were cut, room for the largest frame a socket had
+//! sent was kept for as long as it lived, since the library kept such a
+//! buffer: helper 79's twenty sockets that had each sent one 16 MiB
+//! message held 325 MiB, idle.) The frames' heads are read here as they
+//! pass, to tell the bytes of pings and pongs from a message's, and to
+//! refuse at once a head no client may send.
 
 use std::future::Future;
 use std::io;
@@ -124,22 +123,13 @@ impl Meter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A message (or a close) was taken whole: the next one starts. Room
-    /// for the largest frame so far stays taken, the rest is given back
-    /// (see the module's comment).
+    /// A message (or a close) was taken whole: the next one starts, and
+    /// the room goes back (see the module's comment).
     pub(crate) fn taken_whole(&self) {
         let mut state = self.state();
         state.unfinished = 0;
         state.due = None;
-        let kept = usize::try_from(state.frames.largest)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(FREE)
-            .div_ceil(STEP)
-            .saturating_mul(STEP);
-        if let Some(taken) = &mut state.taken {
-            let excess = taken.num_permits().saturating_sub(kept);
-            drop(taken.split(excess));
-        }
+        state.taken = None;
     }
 
     /// The socket gave `bytes` more.
@@ -197,22 +187,17 @@ impl Meter {
 
 /// The heads of a client's frames, read as the bytes pass: which bytes
 /// belong to data frames (a ping or pong, and its head, is no part of a
-/// message), and the largest data frame that has come whole. (The library
-/// reads them too, and refuses what is not a frame; this only needs their
-/// opcodes and lengths.)
+/// message). (The library reads them too, and refuses what is not a frame;
+/// this only needs their opcodes and lengths.)
 #[derive(Default)]
 struct Frames {
     /// The head being read, and how much of it has come.
     head: [u8; 14],
     have: usize,
-    /// The frame being read: its payload's length, what is left of it, and
-    /// whether it is a control frame.
-    length: u64,
+    /// The frame being read: what is left of its payload, and whether it
+    /// is a control frame.
     payload_left: u64,
     control: bool,
-    /// The largest data frame's payload that has come whole, in bytes (one
-    /// only announced has not: helper 81).
-    largest: u64,
 }
 
 impl Frames {
@@ -234,7 +219,6 @@ impl Frames {
                 if !self.control {
                     data += taken;
                 }
-                self.whole_if_done();
                 continue;
             }
             self.head[self.have] = first;
@@ -254,7 +238,7 @@ impl Frames {
             if self.have < 2 + length_bytes + mask_bytes {
                 continue;
             }
-            self.length = match short {
+            let length = match short {
                 126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
                 127 => {
                     let mut eight = [0u8; 8];
@@ -266,24 +250,16 @@ impl Frames {
             // Opcodes 8 and up are control frames (close, ping, pong).
             self.control = self.head[0] & 0x08 != 0;
             let whole = self.head[0] & 0x80 != 0;
-            if mask_bytes == 0 || (self.control && (self.length > 125 || !whole)) {
+            if mask_bytes == 0 || (self.control && (length > 125 || !whole)) {
                 return Err(Cut::BadFrame);
             }
             if self.control {
                 refund += self.have;
             }
-            self.payload_left = self.length;
+            self.payload_left = length;
             self.have = 0;
-            self.whole_if_done();
         }
         Ok((data, refund))
-    }
-
-    /// Notes the frame being read as whole once its payload has come.
-    fn whole_if_done(&mut self) {
-        if self.payload_left == 0 && !self.control {
-            self.largest = self.largest.max(self.length);
-        }
     }
 }
 
@@ -400,39 +376,29 @@ mod tests {
 
     // (A runtime: a message past FREE starts its timer.)
     #[tokio::test]
-    async fn room_for_the_largest_frame_stays_with_the_socket_the_rest_goes_back() {
+    async fn once_a_message_is_whole_all_its_room_goes_back() {
         let meter = meter(1 << 20);
-        // One frame of FREE + STEP + 1 bytes: three steps while it comes
-        // (its 14-byte head counted too), two kept once it is whole.
+        // One frame of FREE + STEP + 1 bytes: two steps past FREE while it
+        // comes (its 14-byte head counted too), none once it is whole (the
+        // library reads the client's frames cut into pieces, and keeps
+        // nothing of them).
         meter
             .came(&frame_head((FREE + STEP + 1) as u64))
             .expect("head");
         meter.came(&zeros(FREE + STEP + 1)).expect("payload");
         assert_eq!(meter.room_taken(), 2 * STEP);
         meter.taken_whole();
-        assert_eq!(meter.room_taken(), 2 * STEP);
-        // The next, as large, counts against it first.
+        assert_eq!(meter.room_taken(), 0);
+        // The next, as large, takes its own.
         meter.came(&frame_head((FREE + STEP) as u64)).expect("head");
         meter.came(&zeros(FREE + STEP)).expect("payload");
         assert_eq!(meter.room_taken(), 2 * STEP);
         meter.taken_whole();
-        assert_eq!(meter.room_taken(), 2 * STEP);
+        assert_eq!(meter.room_taken(), 0);
         // A message in small frames (64 KiB each, as a fragmenting client
-        // sends) keeps only what its largest frame needs: nothing.
+        // sends) keeps nothing either.
         let small = meter_fragmented(&meter_for_fragments(), 48);
         assert_eq!(small, 0);
-        // Nor does a frame only announced, its head read with the end of
-        // the message before it (helper 81).
-        let fragments = meter_for_fragments();
-        for _ in 0..4 {
-            fragments.came(&frame_head(FREE as u64)).expect("head");
-            fragments.came(&zeros(FREE)).expect("payload");
-        }
-        fragments
-            .came(&frame_head(15 << 20))
-            .expect("an announced head");
-        fragments.taken_whole();
-        assert_eq!(fragments.room_taken(), 0);
     }
 
     /// A fresh meter with a cap of 16 MiB.
@@ -489,15 +455,11 @@ mod tests {
         first.came(&zeros(FREE + STEP)).expect("two steps");
         assert_eq!(first.room_taken(), 2 * STEP);
         assert_eq!(second.came(&zeros(FREE + 1)), Err(Cut::NoRoomNow));
-        // Whole, it keeps one step for its frame: one is free again, not two.
+        // Whole, it gives its room back: another's message fits again.
         first.taken_whole();
-        assert_eq!(first.room_taken(), STEP);
+        assert_eq!(first.room_taken(), 0);
         let third = meter_of(&room);
-        assert_eq!(third.came(&zeros(FREE + STEP + 1)), Err(Cut::NoRoomNow));
-        // Only once the first socket is gone is its kept room free too.
-        drop(first);
-        let fourth = meter_of(&room);
-        fourth.came(&zeros(FREE + STEP + 1)).expect("room again");
+        third.came(&zeros(FREE + 2 * STEP)).expect("room again");
         // A message over the whole cap alone can never be held.
         let alone = meter(2 * STEP);
         assert_eq!(

@@ -1,23 +1,28 @@
-//! What the upstream sends on a WebSocket, its large frames cut into
-//! pieces before the library reads them.
+//! What a side of a WebSocket sends, its large frames cut into pieces
+//! before the library reads them.
 //!
 //! The library reads each frame into a buffer the frame's size, and keeps
 //! that buffer, at the size of the largest frame so far, until the socket
 //! closes. Home Assistant sends each message as one frame, so a socket
 //! whose add-on had once asked for a large answer (a dump of all states)
-//! kept that much memory for as long as it lived: six idle sockets, each
-//! answered once with 60 MiB, held 361 MiB between them. Cut into pieces
-//! of at most [`PIECE`] bytes, a large frame is gathered into its message
-//! as a message sent in fragments always was, and that goes once it has
-//! been written to the client.
+//! kept that much memory for as long as it lived: four idle sockets, each
+//! answered once with 60 MiB, held 254 MiB between them. A client's large
+//! frames were kept the same way (counted under `max_held_body_bytes`, see
+//! [`crate::websocket_meter`], so that the room stayed taken). Cut into
+//! pieces of at most [`PIECE`] bytes, a large frame is gathered into its
+//! message as a message sent in fragments always was, and nothing of it is
+//! kept once the message has gone on.
 //!
 //! RFC 6455 (5.4) lets an intermediary fragment a message anew when no
 //! extension is in use, and the relay negotiates none. Only a data frame
-//! the library would take is cut: unmasked (as a server sends), with no
-//! reserved bit, and within the upstream's message limit. Every other
-//! frame passes as it came, for the library to judge as before; control
-//! frames are never cut, and may come between the pieces of a message as
-//! they may between its fragments.
+//! the library would take is cut: masked if it comes from the client and
+//! unmasked from the upstream, with no reserved bit, and within the
+//! library's frame limit on that side. Every other frame passes as it came,
+//! for the library (and the meter) to refuse as before; control frames are
+//! never cut, and may come between the pieces of a message as they may
+//! between its fragments. A piece of a masked frame keeps the frame's key:
+//! each piece but the last is a multiple of four bytes long, so the key
+//! lines up with the payload where the next piece starts.
 
 use std::io;
 use std::pin::Pin;
@@ -25,40 +30,50 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::websocket::UPSTREAM_MESSAGE_LIMIT;
-
-/// The largest frame payload the library is given from the upstream: the
-/// relay's read buffer (so that the library's buffer need not grow).
+/// The largest frame payload the library is given: the relay's read
+/// buffer (so that the library's buffer need not grow). A multiple of four
+/// (see the module's comment).
 pub(crate) const PIECE: usize = 32 * 1024;
 
 /// How much more is read from the socket when a frame's head came in
 /// part.
 const HEAD_READ: usize = 4 * 1024;
 
-/// A socket whose large incoming frames are cut into pieces (or, for the
-/// client's side, passed as they came).
+/// Which frames of a side are cut (see the module's comment).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cutting {
+    /// Whether that side masks its frames (a client does, a server not).
+    pub(crate) masked: bool,
+    /// The library's frame limit on that side: a frame over it passes as
+    /// it came, so that the library refuses it at its head.
+    pub(crate) limit: usize,
+}
+
+/// A socket whose large incoming frames are cut into pieces.
 pub(crate) struct Pieces<T> {
     inner: T,
-    /// `None`: everything passes as it came.
-    cutter: Option<Cutter>,
+    cutter: Cutter,
 }
 
 impl<T> Pieces<T> {
-    /// `inner`, its frames cut when `cut`.
-    pub(crate) fn new(inner: T, cut: bool) -> Pieces<T> {
-        let cutter = cut.then(Cutter::default);
+    /// `inner`, its frames cut as `cutting` says.
+    pub(crate) fn new(inner: T, cutting: Cutting) -> Pieces<T> {
+        let cutter = Cutter {
+            cutting,
+            ..Cutter::default()
+        };
         Pieces { inner, cutter }
     }
 }
 
 /// Where the stream of frames stands; see the module's comment.
-#[derive(Default)]
 struct Cutter {
+    cutting: Cutting,
     /// What is left of the frame passing as it came, its head included.
     passing: u64,
     /// What is left of the payload of the frame being cut, after the piece
     /// being given.
-    cutting: u64,
+    left: u64,
     /// What is left of the piece being given (0: no frame is being cut).
     piece_left: usize,
     /// The next piece's opcode: the frame's own for the first, then
@@ -66,9 +81,11 @@ struct Cutter {
     opcode: u8,
     /// Whether the frame being cut ends its message.
     fin: bool,
+    /// The frame's masking key, if it has one.
+    mask: Option<[u8; 4]>,
     /// The head made for the piece being given, and how much of it has
     /// been given.
-    head: [u8; 4],
+    head: [u8; 8],
     head_len: usize,
     head_given: usize,
     /// Bytes the socket gave that are not given on yet: from the start of
@@ -79,6 +96,28 @@ struct Cutter {
     held_at: usize,
 }
 
+impl Default for Cutter {
+    fn default() -> Cutter {
+        Cutter {
+            cutting: Cutting {
+                masked: false,
+                limit: 0,
+            },
+            passing: 0,
+            left: 0,
+            piece_left: 0,
+            opcode: 0,
+            fin: false,
+            mask: None,
+            head: [0; 8],
+            head_len: 0,
+            head_given: 0,
+            held: Vec::new(),
+            held_at: 0,
+        }
+    }
+}
+
 /// A frame's head, read whole.
 struct Head {
     /// Its bytes.
@@ -87,13 +126,14 @@ struct Head {
     length: u64,
     fin: bool,
     opcode: u8,
+    mask: Option<[u8; 4]>,
     /// Whether it is cut into pieces (see the module's comment).
     cut: bool,
 }
 
 impl Head {
     /// The head at the start of `bytes`, if it has come whole.
-    fn read(bytes: &[u8]) -> Option<Head> {
+    fn read(bytes: &[u8], cutting: Cutting) -> Option<Head> {
         let (&first, rest) = bytes.split_first()?;
         let &second = rest.first()?;
         let length_size = match second & 0x7f {
@@ -103,29 +143,34 @@ impl Head {
         };
         let masked = second & 0x80 != 0;
         let size = 2 + length_size + if masked { 4 } else { 0 };
-        let length = match bytes.get(2..2 + length_size)? {
-            [high, low] => u64::from(u16::from_be_bytes([*high, *low])),
-            eight @ [_, _, _, _, _, _, _, _] => eight
-                .iter()
-                .fold(0, |sum, byte| sum << 8 | u64::from(*byte)),
-            _ => u64::from(second & 0x7f),
-        };
         if bytes.len() < size {
             return None;
         }
+        let length = match &bytes[2..2 + length_size] {
+            [high, low] => u64::from(u16::from_be_bytes([*high, *low])),
+            [] => u64::from(second & 0x7f),
+            eight => eight
+                .iter()
+                .fold(0, |sum, byte| sum << 8 | u64::from(*byte)),
+        };
+        let mask = match masked {
+            true => <[u8; 4]>::try_from(&bytes[size - 4..size]).ok(),
+            false => None,
+        };
         let opcode = first & 0x0f;
         let reserved = first & 0x70 != 0;
         // Opcodes 0 to 2: continuation, text, binary.
         let cut = opcode <= 2
-            && !masked
+            && masked == cutting.masked
             && !reserved
             && length > PIECE as u64
-            && length <= UPSTREAM_MESSAGE_LIMIT as u64;
+            && length <= cutting.limit as u64;
         Some(Head {
             size,
             length,
             fin: first & 0x80 != 0,
             opcode,
+            mask,
             cut,
         })
     }
@@ -147,25 +192,33 @@ impl Cutter {
 
     /// Starts cutting the frame of `head`, whose head is dropped.
     fn start(&mut self, head: &Head) {
-        self.cutting = head.length;
+        self.left = head.length;
         self.opcode = head.opcode;
         self.fin = head.fin;
+        self.mask = head.mask;
         self.next_piece();
     }
 
     /// Makes the head of the next piece of the frame being cut.
     fn next_piece(&mut self) {
-        let piece = usize::try_from(self.cutting).map_or(PIECE, |left| left.min(PIECE));
-        self.cutting -= piece as u64;
-        let last = self.cutting == 0;
+        let piece = usize::try_from(self.left).map_or(PIECE, |left| left.min(PIECE));
+        self.left -= piece as u64;
+        let last = self.left == 0;
         let first = if last && self.fin { 0x80 } else { 0 } | self.opcode;
         // The pieces after the first continue the message.
         self.opcode = 0;
+        let masked = if self.mask.is_some() { 0x80 } else { 0 };
         let [high, low] = (piece as u16).to_be_bytes();
-        (self.head, self.head_len) = match piece {
-            0..=125 => ([first, low, 0, 0], 2),
-            _ => ([first, 126, high, low], 4),
+        let length: &[u8] = match piece {
+            0..=125 => &[masked | low],
+            _ => &[masked | 126, high, low],
         };
+        let key = self.mask.as_ref().map_or(&[][..], |key| &key[..]);
+        self.head_len = 0;
+        for &byte in [first].iter().chain(length).chain(key) {
+            self.head[self.head_len] = byte;
+            self.head_len += 1;
+        }
         self.head_given = 0;
         self.piece_left = piece;
     }
@@ -173,7 +226,7 @@ impl Cutter {
     /// `count` bytes of the piece's payload given.
     fn gave_payload(&mut self, count: usize) {
         self.piece_left -= count;
-        if self.piece_left == 0 && self.cutting > 0 {
+        if self.piece_left == 0 && self.left > 0 {
             self.next_piece();
         }
     }
@@ -192,7 +245,7 @@ impl Cutter {
                 at += taken;
                 continue;
             }
-            let Some(head) = Head::read(&bytes[at..]) else {
+            let Some(head) = Head::read(&bytes[at..], self.cutting) else {
                 break;
             };
             if head.cut {
@@ -212,9 +265,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Pieces<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(cutter) = &mut this.cutter else {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        };
+        let cutter = &mut this.cutter;
         let inner = &mut this.inner;
         let start = buf.filled().len();
         // No read of the socket once something is given.
@@ -343,6 +394,19 @@ mod tests {
     use tokio_tungstenite::WebSocketStream;
 
     use super::*;
+    use crate::websocket::UPSTREAM_MESSAGE_LIMIT;
+
+    /// As the relay cuts the upstream's frames.
+    const FROM_UPSTREAM: Cutting = Cutting {
+        masked: false,
+        limit: UPSTREAM_MESSAGE_LIMIT,
+    };
+
+    /// As the relay cuts a client's frames, with a limit of 1 MiB.
+    const FROM_CLIENT: Cutting = Cutting {
+        masked: true,
+        limit: 1 << 20,
+    };
 
     /// A frame as a server sends it (`mask`: as a client does), `rsv` its
     /// reserved bits.
@@ -378,20 +442,25 @@ mod tests {
         (0..length).map(|i| (i % 251) as u8 ^ seed).collect()
     }
 
-    /// A frame read back: fin, opcode, masked, reserved bits, payload (as
-    /// sent, masked or not).
+    /// A frame read back: fin, opcode, masked, reserved bits, payload
+    /// (unmasked).
     type Read = (bool, u8, bool, u8, Vec<u8>);
 
     /// The frames in `bytes`, and what is left after the last whole one.
     fn frames(mut bytes: &[u8]) -> (Vec<Read>, Vec<u8>) {
         let mut out = Vec::new();
-        while let Some(head) = Head::read(bytes) {
+        while let Some(head) = Head::read(bytes, FROM_UPSTREAM) {
             let length = head.length as usize;
             if bytes.len() < head.size + length {
                 break;
             }
             let masked = bytes[1] & 0x80 != 0;
-            let payload = bytes[head.size..head.size + length].to_vec();
+            let key = head.mask.unwrap_or_default();
+            let payload = bytes[head.size..head.size + length]
+                .iter()
+                .enumerate()
+                .map(|(i, byte)| byte ^ key[i % 4])
+                .collect();
             out.push((head.fin, head.opcode, masked, bytes[0] >> 4 & 7, payload));
             bytes = &bytes[head.size + length..];
         }
@@ -457,11 +526,16 @@ mod tests {
     /// `input` read through the cutter: given in chunks of `chunk` bytes
     /// (with a "not ready" between each two), read `read` bytes at a time.
     async fn through(input: &[u8], chunk: usize, read: usize) -> Vec<u8> {
+        through_from(FROM_UPSTREAM, input, chunk, read).await
+    }
+
+    /// As [`through`], cut as `cutting` says.
+    async fn through_from(cutting: Cutting, input: &[u8], chunk: usize, read: usize) -> Vec<u8> {
         let chunks = input
             .chunks(chunk)
             .flat_map(|piece| [piece.to_vec(), Vec::new()])
             .collect();
-        let mut pieces = Pieces::new(Chunks(chunks), true);
+        let mut pieces = Pieces::new(Chunks(chunks), cutting);
         let mut out = Vec::new();
         let mut buf = vec![0; read];
         loop {
@@ -615,9 +689,12 @@ mod tests {
             server
         });
         let config = WebSocketConfig::default().max_frame_size(Some(PIECE));
-        let mut client =
-            WebSocketStream::from_raw_socket(Pieces::new(client, true), Role::Client, Some(config))
-                .await;
+        let mut client = WebSocketStream::from_raw_socket(
+            Pieces::new(client, FROM_UPSTREAM),
+            Role::Client,
+            Some(config),
+        )
+        .await;
         match client.next().await {
             Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), text),
             other => panic!("not the text: {other:?}"),
@@ -625,6 +702,59 @@ mod tests {
         match client.next().await {
             Some(Ok(Message::Binary(got))) => assert_eq!(got.as_ref(), binary.as_slice()),
             other => panic!("not the binary: {other:?}"),
+        }
+        drop(sending.await);
+    }
+
+    #[tokio::test]
+    async fn a_clients_large_frame_comes_in_masked_pieces_and_its_other_frames_as_they_came() {
+        let payload = pattern(2 * PIECE + 7, 8);
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let mut input = frame(true, 2, &payload, Some(key), 0);
+        input.extend(frame(true, 9, b"ping", Some(key), 0));
+        for (chunk, read) in WAYS {
+            let out = through_from(FROM_CLIENT, &input, chunk, read).await;
+            let (frames, rest) = frames(&out);
+            assert!(rest.is_empty(), "{chunk}/{read}");
+            assert!(frames.iter().all(|frame| frame.2), "every piece masked");
+            assert_eq!(frames.len(), 4, "{chunk}/{read}");
+            assert_eq!(
+                messages(&out),
+                [(2, payload.clone()), (9, b"ping".to_vec())],
+                "{chunk}/{read}"
+            );
+        }
+        // Unmasked, or over the side's limit: as they came, for the meter
+        // and the library to refuse.
+        let mut refused = frame(true, 2, &payload, None, 0);
+        refused.extend(frame(true, 2, &pattern((1 << 20) + 1, 9), Some(key), 0));
+        for (chunk, read) in WAYS {
+            let out = through_from(FROM_CLIENT, &refused, chunk, read).await;
+            assert_eq!(out, refused, "{chunk}/{read}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_side_library_gets_a_clients_messages_whole_and_no_frame_over_a_piece() {
+        // The library's client masks each frame with a key of its own.
+        let (server, client) = tokio::io::duplex(1 << 16);
+        let text = "aé".repeat(40_000);
+        let sent = text.clone();
+        let sending = tokio::spawn(async move {
+            let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            client.send(Message::text(sent)).await.expect("send");
+            client
+        });
+        let config = WebSocketConfig::default().max_frame_size(Some(PIECE));
+        let mut server = WebSocketStream::from_raw_socket(
+            Pieces::new(server, FROM_CLIENT),
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        match server.next().await {
+            Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), text),
+            other => panic!("not the text: {other:?}"),
         }
         drop(sending.await);
     }
