@@ -306,11 +306,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Pieces<T> {
             if !cutter.held().is_empty() {
                 // (Out of `cutter` while its heads are read.)
                 let held = std::mem::take(&mut cutter.held);
-                let (pass, drop) = cutter.scan(&held[cutter.held_at..], buf.remaining());
+                let (pass, dropped) = cutter.scan(&held[cutter.held_at..], buf.remaining());
                 buf.put_slice(&held[cutter.held_at..cutter.held_at + pass]);
                 cutter.held = held;
-                cutter.took_held(pass + drop);
-                if pass + drop > 0 {
+                cutter.took_held(pass + dropped);
+                if pass + dropped > 0 {
                     continue;
                 }
                 // A head that has not come whole: more of it from the socket.
@@ -345,8 +345,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for Pieces<T> {
             if read.is_empty() {
                 break;
             }
-            let (pass, drop) = cutter.scan(read, read.len());
-            cutter.held.extend_from_slice(&read[pass + drop..]);
+            let (pass, dropped) = cutter.scan(read, read.len());
+            cutter.held.extend_from_slice(&read[pass + dropped..]);
             buf.set_filled(from + pass);
         }
         Poll::Ready(Ok(()))
