@@ -302,10 +302,9 @@ pub async fn relay(ends: Ends, access: Access) {
         masked: false,
         limit: UPSTREAM_MESSAGE_LIMIT,
     };
-    let meter_of_client = Some(meter.0.clone());
     let client = socket(
         client,
-        meter_of_client,
+        Some(meter.0.clone()),
         from_client,
         Role::Server,
         client_config,
@@ -318,8 +317,20 @@ pub async fn relay(ends: Ends, access: Access) {
     let (gave_up, given_up) = oneshot::channel();
     let (reached, phase) = watch::channel(AuthPhase::Nothing);
 
-    let mut writer = tokio::spawn(write_all(from_relay, client_sink, send, gave_up));
-    let mut down = tokio::spawn(downstream(upstream_stream, to_client.clone(), reached));
+    // (Both end with the relay, however it ends: a panic in it left them
+    // running, and the sockets open, with the relay's place given back:
+    // helper 83.)
+    let mut writer = Ending(tokio::spawn(write_all(
+        from_relay,
+        client_sink,
+        send,
+        gave_up,
+    )));
+    let mut down = Ending(tokio::spawn(downstream(
+        upstream_stream,
+        to_client.clone(),
+        reached,
+    )));
     let mut sides = Sides {
         client: client_stream,
         meter: meter.0,
@@ -391,13 +402,40 @@ async fn socket(
     role: Role,
     config: WebSocketConfig,
 ) -> WebSocketStream<Io> {
-    let io = Metered::new(Pieces::new(TokioIo::new(io), cutting), meter);
+    // (The meter counts what the client sent, before it is cut.)
+    let io = Pieces::new(Metered::new(TokioIo::new(io), meter), cutting);
     WebSocketStream::from_raw_socket(io, role, Some(config)).await
 }
 
-/// A side's connection: its large frames cut into pieces, and the
-/// client's reads counted.
-type Io = Metered<Pieces<TokioIo<Upgraded>>>;
+/// A side's connection: the client's reads counted, and its large frames
+/// cut into pieces.
+type Io = Pieces<Metered<TokioIo<Upgraded>>>;
+
+/// A task of the relay's, aborted when the relay lets go of it.
+struct Ending(tokio::task::JoinHandle<()>);
+
+impl Ending {
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for Ending {
+    type Output = Result<(), tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
 type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
 type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
 

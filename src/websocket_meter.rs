@@ -14,10 +14,12 @@
 //! What is counted is what the client's socket gave since the last message
 //! was taken whole, but its pings and pongs (and closes): the unfinished
 //! message, and at most a read buffer of what follows it. Once a message is
-//! whole, all its room is given back: the meter reads the client's frames
-//! after they are cut into pieces ([`crate::websocket_pieces`]), so the
-//! library keeps no buffer the size of a large frame once its message has
-//! gone on. (Before they were cut, room for the largest frame a socket had
+//! whole, all its room is given back: the library reads the client's
+//! frames cut into pieces ([`crate::websocket_pieces`]), so it keeps no
+//! buffer the size of a large frame once its message has gone on. (The
+//! meter reads the bytes as the client sent them, before they are cut:
+//! what it counts is the client's frames, not the pieces' heads; helper
+//! 83.) (Before they were cut, room for the largest frame a socket had
 //! sent was kept for as long as it lived, since the library kept such a
 //! buffer: helper 79's twenty sockets that had each sent one 16 MiB
 //! message held 325 MiB, idle.) The frames' heads are read here as they

@@ -252,7 +252,10 @@ impl Cutter {
                 self.start(&head);
                 return (at, head.size);
             }
-            self.passing = head.size as u64 + head.length;
+            // (Saturating: a length near 2^64 wrapped to nothing, and the
+            // same head was read over and over; helper 83. The library
+            // refuses such a frame at its head.)
+            self.passing = head.length.saturating_add(head.size as u64);
         }
         (at, 0)
     }
@@ -757,5 +760,27 @@ mod tests {
             other => panic!("not the text: {other:?}"),
         }
         drop(sending.await);
+    }
+
+    #[tokio::test]
+    async fn a_length_near_two_to_the_64_passes_as_it_came_and_the_reading_ends() {
+        // Its head's size added to it wrapped to nothing (or overflowed):
+        // the same head was read over and over (helper 83).
+        let mut from_client = vec![0x82, 0x80 | 127];
+        from_client.extend_from_slice(&(u64::MAX - 13).to_be_bytes());
+        from_client.extend_from_slice(&[1, 2, 3, 4]);
+        from_client.extend_from_slice(&pattern(100, 10));
+        let mut from_upstream = vec![0x82, 127];
+        from_upstream.extend_from_slice(&(u64::MAX - 9).to_be_bytes());
+        from_upstream.extend_from_slice(&pattern(100, 11));
+        for (cutting, input) in [(FROM_CLIENT, from_client), (FROM_UPSTREAM, from_upstream)] {
+            for (chunk, read) in WAYS {
+                let reading = through_from(cutting, &input, chunk, read);
+                let out = tokio::time::timeout(std::time::Duration::from_secs(5), reading)
+                    .await
+                    .expect("the reading ends");
+                assert_eq!(out, input, "{chunk}/{read}");
+            }
+        }
     }
 }

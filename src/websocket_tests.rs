@@ -366,3 +366,17 @@ async fn a_wait_that_ran_out_is_not_waited_again() {
     assert_eq!(order.take().len(), 1);
     assert!(order.hold(Message::text("2")).is_some());
 }
+
+#[tokio::test]
+async fn a_relay_task_let_go_of_is_aborted() {
+    // (A panic in the relay left its writer and reader running, and both
+    // sockets open: helper 83.)
+    let (held, gone) = oneshot::channel::<()>();
+    let task = Ending(tokio::spawn(async move {
+        let _held = held;
+        std::future::pending::<()>().await;
+    }));
+    drop(task);
+    let ended = tokio::time::timeout(Duration::from_secs(5), gone).await;
+    assert!(matches!(ended, Ok(Err(_))), "the task still runs");
+}

@@ -1943,6 +1943,33 @@ async fn a_clients_large_messages_keep_no_room_or_memory_once_they_have_gone_on(
 }
 
 #[tokio::test]
+async fn a_clients_message_may_take_the_held_room_to_the_byte() {
+    // Counted after its frame was cut into pieces, the pieces' heads
+    // counted too, and a message of the room to the byte got 1009
+    // (helper 83). Counted: its frame, head and payload, past the 64 KiB
+    // a socket holds freely.
+    let cap = 1 << 20;
+    let gateway = gateway_with_limits(&format!("  max_held_body_bytes: {cap}\n")).await;
+    let head = 14; // masked, with its length in eight bytes
+    let message = |size: usize| {
+        let (before, after) = (r#"{"id":1,"type":"ping","pad":""#, r#""}"#);
+        let pad = "p".repeat(size - before.len() - after.len());
+        Message::text(format!("{before}{pad}{after}"))
+    };
+    let mut exact = authenticated(gateway.addr, "/core/websocket").await;
+    exact
+        .send(message(64 * 1024 + cap - head))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut exact).await["type"], "pong");
+    let mut over = authenticated(gateway.addr, "/core/websocket").await;
+    over.send(message(64 * 1024 + cap - head + 1))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut over).await, CloseCode::Size);
+}
+
+#[tokio::test]
 async fn unfinished_client_messages_share_the_held_room_and_must_come_whole_in_time() {
     let gateway =
         gateway_with_limits("  max_held_body_bytes: 262144\n  body_idle_timeout_ms: 1500\n").await;
