@@ -14,6 +14,11 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=build /src/target/release/supervisor-gateway /usr/local/bin/supervisor-gateway
 USER 10001:10001
+# glibc gives buffers over 128 KiB back to the system as soon as they are
+# freed, rather than keeping up to tens of MiB after large WebSocket
+# messages or held bodies (README, "WebSocket, event streams and large
+# bodies").
+ENV MALLOC_MMAP_THRESHOLD_=131072
 EXPOSE 8080
 # The admin listener stays on the container's loopback (admin_listen's
 # default); the check needs no curl in the image.
