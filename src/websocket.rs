@@ -407,9 +407,12 @@ async fn socket(
     WebSocketStream::from_raw_socket(io, role, Some(config)).await
 }
 
-/// A side's connection: the client's reads counted, and its large frames
-/// cut into pieces.
+/// A side's connection: each side's large frames cut into pieces, and
+/// the client's reads counted before that.
 type Io = Pieces<Metered<TokioIo<Upgraded>>>;
+
+type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
 
 /// A task of the relay's, aborted when the relay lets go of it.
 struct Ending(tokio::task::JoinHandle<()>);
@@ -436,8 +439,6 @@ impl std::future::Future for Ending {
         std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }
-type Sink = futures_util::stream::SplitSink<WebSocketStream<Io>, Message>;
-type Stream = futures_util::stream::SplitStream<WebSocketStream<Io>>;
 
 /// The count of a client's unfinished messages (see
 /// [`crate::websocket_meter`]), made where the upgrade is forwarded.
