@@ -31,8 +31,9 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The largest frame payload the library is given: the relay's read
-/// buffer (so that the library's buffer need not grow). A multiple of four
-/// (see the module's comment).
+/// buffer, so that the library's buffer stays near that size (it may grow
+/// to about twice, once, where a piece follows bytes still unread). A
+/// multiple of four (see the module's comment).
 pub(crate) const PIECE: usize = 32 * 1024;
 
 /// How much more is read from the socket when a frame's head came in
