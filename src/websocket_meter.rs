@@ -38,6 +38,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::{HeldRoom, NoRoom};
+use crate::websocket_pieces::Head;
 
 /// The bytes of an unfinished message a socket holds without taking room
 /// (as it holds its read buffer): an ordinary message never takes any.
@@ -193,7 +194,8 @@ impl Meter {
 /// this only needs their opcodes and lengths.)
 #[derive(Default)]
 struct Frames {
-    /// The head being read, and how much of it has come.
+    /// The head being read, and how much of it has come (14 bytes at
+    /// most).
     head: [u8; 14],
     have: usize,
     /// The frame being read: what is left of its payload, and whether it
@@ -227,38 +229,17 @@ impl Frames {
             self.have += 1;
             bytes = rest;
             data += 1;
-            if self.have < 2 {
+            let Some(head) = Head::read(&self.head[..self.have]) else {
                 continue;
-            }
-            let short = self.head[1] & 0x7f;
-            let length_bytes = match short {
-                126 => 2,
-                127 => 8,
-                _ => 0,
             };
-            let mask_bytes = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
-            if self.have < 2 + length_bytes + mask_bytes {
-                continue;
-            }
-            let length = match short {
-                126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
-                127 => {
-                    let mut eight = [0u8; 8];
-                    eight.copy_from_slice(&self.head[2..10]);
-                    u64::from_be_bytes(eight)
-                }
-                short => u64::from(short),
-            };
-            // Opcodes 8 and up are control frames (close, ping, pong).
-            self.control = self.head[0] & 0x08 != 0;
-            let whole = self.head[0] & 0x80 != 0;
-            if mask_bytes == 0 || (self.control && (length > 125 || !whole)) {
+            self.control = head.control();
+            if head.mask.is_none() || (self.control && (head.length > 125 || !head.fin)) {
                 return Err(Cut::BadFrame);
             }
             if self.control {
                 refund += self.have;
             }
-            self.payload_left = length;
+            self.payload_left = head.length;
             self.have = 0;
         }
         Ok((data, refund))
@@ -301,50 +282,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
     }
 }
 
-/// `AsyncWrite` for a reading adapter `$adapter<T>` (a socket whose reads
-/// it changes or counts), writing straight to its field `inner`.
-macro_rules! writes_through {
-    ($adapter:ident) => {
-        impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $adapter<T> {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.inner.is_write_vectored()
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-            }
-        }
-    };
-}
-pub(crate) use writes_through;
-
-writes_through!(Metered);
+crate::websocket_pieces::writes_through!(Metered);
 
 #[cfg(test)]
 mod tests {

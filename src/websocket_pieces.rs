@@ -119,22 +119,24 @@ impl Default for Cutter {
     }
 }
 
-/// A frame's head, read whole.
-struct Head {
+/// A frame's head, read whole (here, and by the meter as the client's
+/// bytes pass: [`crate::websocket_meter`]).
+pub(crate) struct Head {
     /// Its bytes.
-    size: usize,
+    pub(crate) size: usize,
     /// Its payload's length.
-    length: u64,
-    fin: bool,
-    opcode: u8,
-    mask: Option<[u8; 4]>,
-    /// Whether it is cut into pieces (see the module's comment).
-    cut: bool,
+    pub(crate) length: u64,
+    /// Whether the frame ends its message.
+    pub(crate) fin: bool,
+    pub(crate) opcode: u8,
+    pub(crate) mask: Option<[u8; 4]>,
+    /// Whether a reserved bit is set.
+    reserved: bool,
 }
 
 impl Head {
     /// The head at the start of `bytes`, if it has come whole.
-    fn read(bytes: &[u8], cutting: Cutting) -> Option<Head> {
+    pub(crate) fn read(bytes: &[u8]) -> Option<Head> {
         let (&first, rest) = bytes.split_first()?;
         let &second = rest.first()?;
         let length_size = match second & 0x7f {
@@ -158,22 +160,33 @@ impl Head {
             true => <[u8; 4]>::try_from(&bytes[size - 4..size]).ok(),
             false => None,
         };
-        let opcode = first & 0x0f;
-        let reserved = first & 0x70 != 0;
-        // Opcodes 0 to 2: continuation, text, binary.
-        let cut = opcode <= 2
-            && masked == cutting.masked
-            && !reserved
-            && length > PIECE as u64
-            && length <= cutting.limit as u64;
         Some(Head {
             size,
             length,
             fin: first & 0x80 != 0,
-            opcode,
+            opcode: first & 0x0f,
             mask,
-            cut,
+            reserved: first & 0x70 != 0,
         })
+    }
+
+    /// Whether it is a control frame's (close, ping, pong: opcodes 8 and
+    /// up).
+    pub(crate) fn control(&self) -> bool {
+        self.opcode & 0x08 != 0
+    }
+}
+
+impl Cutting {
+    /// Whether the frame of `head` is cut into pieces (see the module's
+    /// comment).
+    fn cuts(&self, head: &Head) -> bool {
+        // Opcodes 0 to 2: continuation, text, binary.
+        head.opcode <= 2
+            && head.mask.is_some() == self.masked
+            && !head.reserved
+            && head.length > PIECE as u64
+            && head.length <= self.limit as u64
     }
 }
 
@@ -246,10 +259,10 @@ impl Cutter {
                 at += taken;
                 continue;
             }
-            let Some(head) = Head::read(&bytes[at..], self.cutting) else {
+            let Some(head) = Head::read(&bytes[at..]) else {
                 break;
             };
-            if head.cut {
+            if self.cutting.cuts(&head) {
                 self.start(&head);
                 return (at, head.size);
             }
@@ -357,7 +370,50 @@ impl<T: AsyncRead + Unpin> AsyncRead for Pieces<T> {
     }
 }
 
-crate::websocket_meter::writes_through!(Pieces);
+/// `AsyncWrite` for a reading adapter `$adapter<T>` (a socket whose reads
+/// it changes or counts), writing straight to its field `inner`.
+macro_rules! writes_through {
+    ($adapter:ident) => {
+        impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $adapter<T> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+            }
+        }
+    };
+}
+pub(crate) use writes_through;
+
+writes_through!(Pieces);
 
 #[cfg(test)]
 mod tests {
@@ -425,7 +481,7 @@ mod tests {
     /// The frames in `bytes`, and what is left after the last whole one.
     fn frames(mut bytes: &[u8]) -> (Vec<Read>, Vec<u8>) {
         let mut out = Vec::new();
-        while let Some(head) = Head::read(bytes, FROM_UPSTREAM) {
+        while let Some(head) = Head::read(bytes) {
             let length = head.length as usize;
             if bytes.len() < head.size + length {
                 break;
