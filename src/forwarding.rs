@@ -526,7 +526,7 @@ impl Forwarder {
                 upstream: upstream_upgrade,
                 handover: parts.extensions.remove::<websocket::Handover>(),
                 max_client_message: self.limits.max_websocket_message_bytes,
-                meter: websocket::ClientMeter::new(
+                meter: crate::websocket_meter::Meter::new(
                     self.held.clone(),
                     self.limits.body_idle_timeout,
                 ),

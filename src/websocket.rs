@@ -19,7 +19,6 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::body::HeldRoom;
 use crate::caller::Caller;
 use crate::forwarding;
 use crate::forwarding::ForwardError;
@@ -207,7 +206,7 @@ pub struct Ends {
     pub max_client_message: usize,
     /// The room the client's messages take, and how long one may take to
     /// come whole.
-    pub(crate) meter: ClientMeter,
+    pub(crate) meter: Arc<Meter>,
     /// The add-on's place under `limits.max_websockets_per_addon`, held
     /// for as long as the relay runs.
     pub slot: Option<Place>,
@@ -311,7 +310,7 @@ pub async fn relay(ends: Ends, access: Access) {
     };
     let client = socket(
         client,
-        Some(meter.0.clone()),
+        Some(meter.clone()),
         from_client,
         Role::Server,
         client_config,
@@ -340,7 +339,7 @@ pub async fn relay(ends: Ends, access: Access) {
     )));
     let mut sides = Sides {
         client: client_stream,
-        meter: meter.0,
+        meter,
         upstream: upstream_sink,
         to_client,
     };
@@ -444,18 +443,6 @@ impl std::future::Future for Ending {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-/// The count of a client's unfinished messages (see
-/// [`crate::websocket_meter`]), made where the upgrade is forwarded.
-pub(crate) struct ClientMeter(Arc<Meter>);
-
-impl ClientMeter {
-    /// Room from `room` (`None`: no cap); `idle` for a message to come
-    /// whole once past 64 KiB.
-    pub(crate) fn new(room: Option<HeldRoom>, idle: Duration) -> ClientMeter {
-        ClientMeter(Meter::new(room, idle))
     }
 }
 
