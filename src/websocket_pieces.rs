@@ -706,36 +706,47 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_library_reading_through_it_gets_messages_whole_and_no_frame_over_a_piece() {
-        // The reader's frame limit is a piece: a frame over it would be
-        // refused. A text message whose pieces split its characters.
-        let (server, client) = tokio::io::duplex(1 << 16);
-        let text = "aé".repeat(40_000);
-        let binary = pattern(5 * PIECE + 3, 7);
-        let sent = (text.clone(), binary.clone());
+    /// `messages` sent by the library as `sender`, as the library on the
+    /// other side reads them through the cutter (cutting as the relay cuts
+    /// that sender's frames), with a frame limit of one piece: a frame over
+    /// it would be refused.
+    async fn through_the_library(sender: Role, messages: Vec<Message>) -> Vec<Message> {
+        let (sending_end, reading_end) = tokio::io::duplex(1 << 16);
+        let (reader, cutting) = match sender {
+            Role::Server => (Role::Client, FROM_UPSTREAM),
+            Role::Client => (Role::Server, FROM_CLIENT),
+        };
+        let count = messages.len();
         let sending = tokio::spawn(async move {
-            let mut server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
-            server.send(Message::text(sent.0)).await.expect("send");
-            server.send(Message::binary(sent.1)).await.expect("send");
-            server
+            let mut socket = WebSocketStream::from_raw_socket(sending_end, sender, None).await;
+            for message in messages {
+                socket.send(message).await.expect("send");
+            }
+            socket
         });
         let config = WebSocketConfig::default().max_frame_size(Some(PIECE));
-        let mut client = WebSocketStream::from_raw_socket(
-            Pieces::new(client, FROM_UPSTREAM),
-            Role::Client,
+        let mut socket = WebSocketStream::from_raw_socket(
+            Pieces::new(reading_end, cutting),
+            reader,
             Some(config),
         )
         .await;
-        match client.next().await {
-            Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), text),
-            other => panic!("not the text: {other:?}"),
-        }
-        match client.next().await {
-            Some(Ok(Message::Binary(got))) => assert_eq!(got.as_ref(), binary.as_slice()),
-            other => panic!("not the binary: {other:?}"),
+        let mut read = Vec::new();
+        for _ in 0..count {
+            read.push(socket.next().await.expect("a message").expect("read whole"));
         }
         drop(sending.await);
+        read
+    }
+
+    #[tokio::test]
+    async fn the_library_reading_through_it_gets_messages_whole_and_no_frame_over_a_piece() {
+        // A text message whose pieces split its characters.
+        let sent = vec![
+            Message::text("aé".repeat(40_000)),
+            Message::binary(pattern(5 * PIECE + 3, 7)),
+        ];
+        assert_eq!(through_the_library(Role::Server, sent.clone()).await, sent);
     }
 
     #[tokio::test]
@@ -769,26 +780,8 @@ mod tests {
     #[tokio::test]
     async fn the_server_side_library_gets_a_clients_messages_whole_and_no_frame_over_a_piece() {
         // The library's client masks each frame with a key of its own.
-        let (server, client) = tokio::io::duplex(1 << 16);
-        let text = "aé".repeat(40_000);
-        let sent = text.clone();
-        let sending = tokio::spawn(async move {
-            let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-            client.send(Message::text(sent)).await.expect("send");
-            client
-        });
-        let config = WebSocketConfig::default().max_frame_size(Some(PIECE));
-        let mut server = WebSocketStream::from_raw_socket(
-            Pieces::new(server, FROM_CLIENT),
-            Role::Server,
-            Some(config),
-        )
-        .await;
-        match server.next().await {
-            Some(Ok(Message::Text(got))) => assert_eq!(got.as_str(), text),
-            other => panic!("not the text: {other:?}"),
-        }
-        drop(sending.await);
+        let sent = vec![Message::text("aé".repeat(40_000))];
+        assert_eq!(through_the_library(Role::Client, sent.clone()).await, sent);
     }
 
     #[tokio::test]

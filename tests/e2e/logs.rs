@@ -2,12 +2,17 @@
 
 use crate::helpers::*;
 
+/// The test config in front of `upstream`, with an audit log
+/// (`audit.jsonl`, beside the config).
+fn audit_config(upstream: std::net::SocketAddr) -> String {
+    format!("{}audit_log: audit.jsonl\n", test_config_yaml(upstream))
+}
+
 #[tokio::test]
 async fn json_logs_and_an_audit_file_with_every_decision_and_no_query() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()));
-    let path = write(dir.path(), "gateway.yaml", &text);
+    let path = write(dir.path(), "gateway.yaml", &audit_config(mock.addr()));
     let served = spawn_serve_with(&path, "info", &["--log-format", "json"]);
 
     let allowed = RawRequest::new("GET", "/backups?secret=q-s3cr3t").token(TOK_BACKUP);
@@ -79,8 +84,7 @@ async fn json_logs_and_an_audit_file_with_every_decision_and_no_query() {
 async fn sighup_reopens_a_rotated_audit_log() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()));
-    let path = write(dir.path(), "gateway.yaml", &text);
+    let path = write(dir.path(), "gateway.yaml", &audit_config(mock.addr()));
     let served = spawn_serve(&path, "info");
     let backups = RawRequest::new("GET", "/backups").token(TOK_BACKUP);
     assert_eq!(served.send(&backups).await.status, 200);
@@ -115,7 +119,7 @@ async fn a_start_refused_for_a_taken_port_leaves_no_audit_file() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("address").port();
     let dir = tempfile::tempdir().expect("dir");
-    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()))
+    let text = audit_config(mock.addr())
         .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"));
     let path = write(dir.path(), "gateway.yaml", &text);
     let output = run_bin(&["serve", "--config", path.to_str().expect("utf-8")]);
@@ -219,8 +223,7 @@ fn the_standalone_mock_logs_each_bodys_length_and_sha256_at_debug() {
 async fn a_refused_target_is_logged_cut_where_a_hidden_query_or_parameters_begin() {
     let mock = start_mock().await;
     let dir = tempfile::tempdir().expect("dir");
-    let text = format!("{}audit_log: audit.jsonl\n", test_config_yaml(mock.addr()));
-    let path = write(dir.path(), "gateway.yaml", &text);
+    let path = write(dir.path(), "gateway.yaml", &audit_config(mock.addr()));
     let served = spawn_serve(&path, "info");
     // Each is refused at step 2 and must not show what follows its cut.
     let targets = [
